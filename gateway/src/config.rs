@@ -1,0 +1,690 @@
+//! Gateway configuration: a YAML file plus command-line flags, validated as a whole.
+//!
+//! Loading never stops at the first problem: every key is checked, and all errors are reported
+//! together with the path of the offending key (`upstream.bootstrap[1]: ...`), so an operator
+//! fixes a file in one pass. Unknown keys are errors too: a misspelt key that is silently
+//! ignored is a production incident waiting to happen.
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_norway::{Mapping, Value};
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::frame::MAX_FRAME_LIMIT;
+
+/// The whole gateway configuration. Field names are the YAML keys (camelCase).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Config {
+    /// Kafka listener: the bootstrap port. Broker `n` is served on
+    /// `port + 1 + (n - brokers.minNodeId)`. Port 0 picks free ports for every listener
+    /// (tests and single-instance setups).
+    pub listen: String,
+    /// Host name or address the gateway advertises to clients in broker lists.
+    /// Defaults to the listen host; required when listening on a wildcard address.
+    pub advertised_host: Option<String>,
+    /// Admin HTTP listener (health, readiness, metrics, admin API).
+    pub admin: String,
+    /// Directory of the embedded state store.
+    pub state_dir: PathBuf,
+    /// The Kafka cluster behind the gateway.
+    pub upstream: UpstreamConfig,
+    /// How broker node ids map to gateway ports.
+    pub brokers: BrokerAddressing,
+    /// Resource limits.
+    pub limits: Limits,
+    /// Graceful shutdown.
+    pub shutdown: ShutdownConfig,
+    /// Log output.
+    pub logging: LoggingConfig,
+}
+
+/// The upstream Kafka cluster.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct UpstreamConfig {
+    /// Bootstrap servers, `host:port`.
+    pub bootstrap: Vec<String>,
+    /// Timeout of one TCP connect to a broker.
+    pub connect_timeout_ms: u64,
+    /// Timeout of the gateway's own requests (metadata discovery, readiness).
+    pub request_timeout_ms: u64,
+    /// How often the gateway refreshes its view of the brokers.
+    pub metadata_refresh_ms: u64,
+}
+
+/// Port-per-broker addressing.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct BrokerAddressing {
+    /// Lowest broker node id of the cluster: it gets port `listen + 1`.
+    pub min_node_id: i32,
+    /// Number of broker ports reserved after the bootstrap port. Node ids past this range
+    /// get a free port chosen at run time (logged), which works for one gateway instance only.
+    pub max_nodes: u32,
+}
+
+/// Resource limits.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Limits {
+    /// Largest request or response frame accepted, in bytes.
+    pub max_frame_bytes: usize,
+    /// Pipelined requests in flight per client connection before the gateway stops reading.
+    pub max_in_flight: usize,
+    /// Concurrent client connections; more are closed at accept.
+    pub max_connections: usize,
+}
+
+/// Graceful shutdown.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ShutdownConfig {
+    /// How long in-flight requests may take to finish after SIGTERM before connections close.
+    pub drain_timeout_ms: u64,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct LoggingConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// Default filter when `RUST_LOG` is not set, e.g. `info` or `sluice=debug,info`.
+    pub level: String,
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:6969".into(),
+            advertised_host: None,
+            admin: "127.0.0.1:8888".into(),
+            state_dir: PathBuf::from("sluice-state"),
+            upstream: UpstreamConfig {
+                bootstrap: Vec::new(),
+                connect_timeout_ms: 10_000,
+                request_timeout_ms: 30_000,
+                metadata_refresh_ms: 30_000,
+            },
+            brokers: BrokerAddressing {
+                min_node_id: 0,
+                max_nodes: 256,
+            },
+            limits: Limits {
+                max_frame_bytes: 100 * 1024 * 1024,
+                max_in_flight: 1024,
+                max_connections: 20_000,
+            },
+            shutdown: ShutdownConfig {
+                drain_timeout_ms: 15_000,
+            },
+            logging: LoggingConfig {
+                format: LogFormat::Text,
+                level: "info".into(),
+            },
+        }
+    }
+}
+
+/// One configuration problem, with the path of the key it concerns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigIssue {
+    /// Dotted key path, e.g. `upstream.bootstrap`.
+    pub key: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// Every problem found in a configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Where the configuration came from (file name or `flags`).
+    pub source_name: String,
+    /// All problems, in file order.
+    pub issues: Vec<ConfigIssue>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.issues.len();
+        writeln!(
+            f,
+            "invalid configuration ({}): {n} error{}",
+            self.source_name,
+            if n == 1 { "" } else { "s" }
+        )?;
+        for issue in &self.issues {
+            writeln!(f, "  - {}: {}", issue.key, issue.message)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Values given on the command line; each overrides the file.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// `--bootstrap`, comma-separated.
+    pub bootstrap: Option<String>,
+    /// `--listen`.
+    pub listen: Option<String>,
+    /// `--advertised-host`.
+    pub advertised_host: Option<String>,
+    /// `--admin`.
+    pub admin: Option<String>,
+    /// `--state-dir`.
+    pub state_dir: Option<PathBuf>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+}
+
+/// Walks one YAML mapping, taking known keys and recording problems.
+struct Section<'a> {
+    path: String,
+    map: Mapping,
+    issues: &'a mut Vec<ConfigIssue>,
+}
+
+impl<'a> Section<'a> {
+    fn key_path(&self, key: &str) -> String {
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
+    }
+
+    /// Deserializes `key` into `slot` when present; a bad value is recorded, `slot` kept.
+    fn take<T: DeserializeOwned>(&mut self, key: &str, slot: &mut T) {
+        if let Some(value) = self.map.remove(key) {
+            match serde_norway::from_value::<T>(value) {
+                Ok(v) => *slot = v,
+                Err(e) => {
+                    let key = self.key_path(key);
+                    self.issues.push(ConfigIssue {
+                        key,
+                        message: e.to_string(),
+                    })
+                }
+            }
+        }
+    }
+
+    /// Opens a nested mapping; a non-mapping value is recorded and yields an empty section.
+    fn section(&mut self, key: &str) -> Section<'_> {
+        let path = self.key_path(key);
+        let map = match self.map.remove(key) {
+            None | Some(Value::Null) => Mapping::new(),
+            Some(Value::Mapping(m)) => m,
+            Some(other) => {
+                self.issues.push(ConfigIssue {
+                    key: path.clone(),
+                    message: format!("expected a mapping, found {}", value_kind(&other)),
+                });
+                Mapping::new()
+            }
+        };
+        Section {
+            path,
+            map,
+            issues: self.issues,
+        }
+    }
+
+    /// Records every key that was not taken.
+    fn finish(self, known: &[&str]) {
+        for (key, _) in self.map {
+            let name = match &key {
+                Value::String(s) => s.clone(),
+                other => format!("{other:?}"),
+            };
+            let path = if self.path.is_empty() {
+                name
+            } else {
+                format!("{}.{name}", self.path)
+            };
+            self.issues.push(ConfigIssue {
+                key: path,
+                message: format!("unknown key (expected one of: {})", known.join(", ")),
+            });
+        }
+    }
+}
+
+fn value_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a list",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+/// Bootstrap servers may be written as a list or as one comma-separated string.
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum ServerList {
+    List(Vec<String>),
+    One(String),
+}
+
+fn split_servers(s: &str) -> Vec<String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+impl Config {
+    /// Parses YAML text; `source_name` labels the errors.
+    pub fn from_yaml(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        let mut issues = Vec::new();
+        let mut config = Config::default();
+        let root: Value = match serde_norway::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                return Err(ConfigError {
+                    source_name: source_name.into(),
+                    issues: vec![ConfigIssue {
+                        key: "(file)".into(),
+                        message: format!("not valid YAML: {e}"),
+                    }],
+                })
+            }
+        };
+        let map = match root {
+            Value::Null => Mapping::new(),
+            Value::Mapping(m) => m,
+            other => {
+                return Err(ConfigError {
+                    source_name: source_name.into(),
+                    issues: vec![ConfigIssue {
+                        key: "(file)".into(),
+                        message: format!("expected a mapping, found {}", value_kind(&other)),
+                    }],
+                })
+            }
+        };
+        let mut root = Section {
+            path: String::new(),
+            map,
+            issues: &mut issues,
+        };
+        root.take("listen", &mut config.listen);
+        root.take("advertisedHost", &mut config.advertised_host);
+        root.take("admin", &mut config.admin);
+        root.take("stateDir", &mut config.state_dir);
+        {
+            let mut s = root.section("upstream");
+            let mut servers = None::<ServerList>;
+            s.take("bootstrap", &mut servers);
+            match servers {
+                Some(ServerList::List(l)) => config.upstream.bootstrap = l,
+                Some(ServerList::One(s)) => config.upstream.bootstrap = split_servers(&s),
+                None => {}
+            }
+            s.take("connectTimeoutMs", &mut config.upstream.connect_timeout_ms);
+            s.take("requestTimeoutMs", &mut config.upstream.request_timeout_ms);
+            s.take("metadataRefreshMs", &mut config.upstream.metadata_refresh_ms);
+            s.finish(&[
+                "bootstrap",
+                "connectTimeoutMs",
+                "requestTimeoutMs",
+                "metadataRefreshMs",
+            ]);
+        }
+        {
+            let mut s = root.section("brokers");
+            s.take("minNodeId", &mut config.brokers.min_node_id);
+            s.take("maxNodes", &mut config.brokers.max_nodes);
+            s.finish(&["minNodeId", "maxNodes"]);
+        }
+        {
+            let mut s = root.section("limits");
+            s.take("maxFrameBytes", &mut config.limits.max_frame_bytes);
+            s.take("maxInFlight", &mut config.limits.max_in_flight);
+            s.take("maxConnections", &mut config.limits.max_connections);
+            s.finish(&["maxFrameBytes", "maxInFlight", "maxConnections"]);
+        }
+        {
+            let mut s = root.section("shutdown");
+            s.take("drainTimeoutMs", &mut config.shutdown.drain_timeout_ms);
+            s.finish(&["drainTimeoutMs"]);
+        }
+        {
+            let mut s = root.section("logging");
+            s.take("format", &mut config.logging.format);
+            s.take("level", &mut config.logging.level);
+            s.finish(&["format", "level"]);
+        }
+        root.finish(&[
+            "listen",
+            "advertisedHost",
+            "admin",
+            "stateDir",
+            "upstream",
+            "brokers",
+            "limits",
+            "shutdown",
+            "logging",
+        ]);
+        if issues.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError {
+                source_name: source_name.into(),
+                issues,
+            })
+        }
+    }
+
+    /// Reads and parses a YAML file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source_name: name.clone(),
+            issues: vec![ConfigIssue {
+                key: "(file)".into(),
+                message: format!("cannot read: {e}"),
+            }],
+        })?;
+        Config::from_yaml(&text, &name)
+    }
+
+    /// Applies command-line overrides.
+    pub fn apply(&mut self, o: Overrides) {
+        if let Some(b) = o.bootstrap {
+            self.upstream.bootstrap = split_servers(&b);
+        }
+        if let Some(v) = o.listen {
+            self.listen = v;
+        }
+        if let Some(v) = o.advertised_host {
+            self.advertised_host = Some(v);
+        }
+        if let Some(v) = o.admin {
+            self.admin = v;
+        }
+        if let Some(v) = o.state_dir {
+            self.state_dir = v;
+        }
+        if let Some(v) = o.log_format {
+            self.logging.format = v;
+        }
+    }
+
+    /// Checks the values together, reporting every problem.
+    pub fn validate(&self, source_name: &str) -> Result<(), ConfigError> {
+        let mut issues = Vec::new();
+        let mut issue = |key: &str, message: String| {
+            issues.push(ConfigIssue {
+                key: key.into(),
+                message,
+            })
+        };
+        let listen = self.listen.parse::<SocketAddr>();
+        if let Err(e) = &listen {
+            issue(
+                "listen",
+                format!("`{}` is not an IP:port address ({e})", self.listen),
+            );
+        }
+        if let Err(e) = self.admin.parse::<SocketAddr>() {
+            issue(
+                "admin",
+                format!("`{}` is not an IP:port address ({e})", self.admin),
+            );
+        }
+        match (&self.advertised_host, &listen) {
+            (Some(h), _) if !is_host(h) => issue(
+                "advertisedHost",
+                format!("`{h}` must be a host name or IP address, without a port"),
+            ),
+            (None, Ok(addr)) if addr.ip().is_unspecified() => issue(
+                "advertisedHost",
+                format!(
+                    "required when listening on the wildcard address {} (clients need a \
+                     reachable host name)",
+                    addr.ip()
+                ),
+            ),
+            _ => {}
+        }
+        if self.upstream.bootstrap.is_empty() {
+            issue(
+                "upstream.bootstrap",
+                "at least one bootstrap server is required (or pass --bootstrap)".into(),
+            );
+        }
+        for (i, server) in self.upstream.bootstrap.iter().enumerate() {
+            if let Err(m) = check_host_port(server) {
+                issue(&format!("upstream.bootstrap[{i}]"), m);
+            }
+        }
+        for (key, v) in [
+            ("upstream.connectTimeoutMs", self.upstream.connect_timeout_ms),
+            ("upstream.requestTimeoutMs", self.upstream.request_timeout_ms),
+            (
+                "upstream.metadataRefreshMs",
+                self.upstream.metadata_refresh_ms,
+            ),
+        ] {
+            if v == 0 {
+                issue(key, "must be greater than 0".into());
+            }
+        }
+        if self.brokers.min_node_id < 0 {
+            issue("brokers.minNodeId", "must not be negative".into());
+        }
+        if self.brokers.max_nodes == 0 {
+            issue("brokers.maxNodes", "must be greater than 0".into());
+        }
+        if let Ok(addr) = &listen {
+            let last = u32::from(addr.port()) + self.brokers.max_nodes;
+            if addr.port() != 0 && last > u32::from(u16::MAX) {
+                issue(
+                    "brokers.maxNodes",
+                    format!(
+                        "broker ports {}..={last} run past 65535; lower maxNodes or the listen port",
+                        addr.port() + 1
+                    ),
+                );
+            }
+        }
+        if self.limits.max_frame_bytes < 1024 || self.limits.max_frame_bytes > MAX_FRAME_LIMIT {
+            issue(
+                "limits.maxFrameBytes",
+                format!("must be between 1024 and {MAX_FRAME_LIMIT} bytes"),
+            );
+        }
+        if self.limits.max_in_flight == 0 {
+            issue("limits.maxInFlight", "must be greater than 0".into());
+        }
+        if self.limits.max_connections == 0 {
+            issue("limits.maxConnections", "must be greater than 0".into());
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
+            issue("logging.level", format!("not a valid log filter: {e}"));
+        }
+        if issues.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError {
+                source_name: source_name.into(),
+                issues,
+            })
+        }
+    }
+
+    /// The Kafka listen address (validated).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen.parse().expect("validated listen address")
+    }
+
+    /// The admin listen address (validated).
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.parse().expect("validated admin address")
+    }
+
+    /// The host advertised to clients.
+    pub fn advertised_host(&self) -> String {
+        match &self.advertised_host {
+            Some(h) => h.clone(),
+            None => self.listen_addr().ip().to_string(),
+        }
+    }
+
+    /// Upstream connect timeout.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_millis(self.upstream.connect_timeout_ms)
+    }
+
+    /// Timeout of the gateway's own upstream requests.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.upstream.request_timeout_ms)
+    }
+}
+
+fn is_host(h: &str) -> bool {
+    h.parse::<std::net::IpAddr>().is_ok()
+        || (!h.is_empty()
+            && h
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
+}
+
+fn check_host_port(s: &str) -> Result<(), String> {
+    // Resolution is not required at start (the cluster may come up later), but the value
+    // must at least have the form of host:port.
+    let Some((host, port)) = s.rsplit_once(':') else {
+        return Err(format!("`{s}` must be host:port"));
+    };
+    if !is_host(host.trim_start_matches('[').trim_end_matches(']')) {
+        return Err(format!("`{s}` has no valid host"));
+    }
+    match port.parse::<u16>() {
+        Ok(p) if p > 0 => Ok(()),
+        _ => Err(format!("`{s}` has no valid port")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_full_file() {
+        let c = Config::from_yaml(
+            r#"
+listen: 127.0.0.1:7000
+advertisedHost: gw.example.com
+admin: 127.0.0.1:9000
+upstream:
+  bootstrap: "a:9092, b:9092"
+  connectTimeoutMs: 500
+brokers: { minNodeId: 1, maxNodes: 8 }
+limits: { maxFrameBytes: 2048, maxInFlight: 4 }
+logging: { format: json, level: debug }
+"#,
+            "test.yaml",
+        )
+        .unwrap();
+        c.validate("test.yaml").unwrap();
+        assert_eq!(c.upstream.bootstrap, vec!["a:9092", "b:9092"]);
+        assert_eq!(c.brokers.min_node_id, 1);
+        assert_eq!(c.limits.max_in_flight, 4);
+        assert_eq!(c.limits.max_connections, 20_000);
+        assert_eq!(c.logging.format, LogFormat::Json);
+        assert_eq!(c.advertised_host(), "gw.example.com");
+    }
+
+    #[test]
+    fn reports_every_error_with_its_key() {
+        let err = Config::from_yaml(
+            r#"
+listen: 7000
+lisen: oops
+upstream:
+  bootstrap: [a:1]
+  connectTimeoutMs: soon
+  extra: 1
+limits: 5
+logging: { format: xml }
+"#,
+            "bad.yaml",
+        )
+        .unwrap_err();
+        let keys: Vec<_> = err.issues.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "listen",
+                "upstream.connectTimeoutMs",
+                "upstream.extra",
+                "limits",
+                "logging.format",
+                "lisen"
+            ],
+            "{err}"
+        );
+        assert!(err.to_string().contains("6 errors"));
+    }
+
+    #[test]
+    fn validation_collects_all_problems() {
+        let mut c = Config {
+            listen: "0.0.0.0:6969".into(),
+            admin: "nope".into(),
+            ..Config::default()
+        };
+        c.upstream.bootstrap = vec!["ok:9092".into(), "bad".into(), "x:0".into()];
+        c.limits.max_frame_bytes = 1 << 30;
+        c.limits.max_in_flight = 0;
+        let err = c.validate("flags").unwrap_err();
+        let keys: Vec<_> = err.issues.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "admin",
+                "advertisedHost",
+                "upstream.bootstrap[1]",
+                "upstream.bootstrap[2]",
+                "limits.maxFrameBytes",
+                "limits.maxInFlight"
+            ]
+        );
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let mut c = Config::from_yaml("listen: 127.0.0.1:1\nupstream: {bootstrap: a:1}", "f")
+            .unwrap();
+        c.apply(Overrides {
+            bootstrap: Some("b:2,c:3".into()),
+            listen: Some("127.0.0.1:2".into()),
+            ..Overrides::default()
+        });
+        assert_eq!(c.upstream.bootstrap, vec!["b:2", "c:3"]);
+        assert_eq!(c.listen, "127.0.0.1:2");
+        c.validate("f").unwrap();
+    }
+}

@@ -1,0 +1,47 @@
+//! Sluice: a Kafka gateway.
+//!
+//! Sluice speaks the Kafka wire protocol and sits between Kafka clients and any Kafka
+//! cluster. Clients change nothing but their bootstrap servers.
+//!
+//! # Request path
+//!
+//! ```text
+//! client ──TCP──▶ listener ──▶ session ── request side ──▶ upstream broker
+//! client ◀── rewrite broker addresses ◀── response side ◀──┘
+//! ```
+//!
+//! - [`frame`]: length-prefixed framing and the cheap header peek run on every frame.
+//! - [`session`](crate::session): one client connection, its upstream connection, pipelining
+//!   and backpressure.
+//! - [`rewrite`]: the responses that name brokers, rewritten to name the gateway, and the
+//!   ApiVersions intersection.
+//! - [`server`]: listeners (port per broker), the broker registry, graceful shutdown.
+//! - [`admin`](crate::admin): health, readiness and metrics over HTTP.
+//! - [`config`]: the YAML configuration and its validation.
+//!
+//! To embed a gateway (tests do):
+//!
+//! ```no_run
+//! # async fn run() -> anyhow::Result<()> {
+//! let mut config = sluice::config::Config::default();
+//! config.upstream.bootstrap = vec!["127.0.0.1:9092".into()];
+//! let gateway = sluice::Gateway::start(config).await?;
+//! println!("bootstrap: {}", gateway.kafka_addr());
+//! gateway.shutdown().await;
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod admin;
+pub mod cli;
+pub mod config;
+pub mod frame;
+pub mod metrics;
+pub mod rewrite;
+mod server;
+mod session;
+pub mod upstream;
+
+pub use server::Gateway;

@@ -1,0 +1,243 @@
+//! Prometheus metrics, exposed as text on the admin listener's `GET /metrics`.
+//!
+//! Per-API series are created on first use and their handles cached in a fixed array indexed
+//! by API key, so the hot path does an array load and a few atomic adds per request instead
+//! of a labelled hash-map lookup.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use kafka_protocol::messages::ApiKey;
+
+/// API keys below this bound get a cached slot; others share the `unknown` slot.
+const API_SLOTS: usize = 128;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ApiLabel {
+    api: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct KindLabel {
+    kind: String,
+}
+
+/// The handles of one API key's series.
+#[derive(Clone)]
+pub struct ApiMetrics {
+    /// Requests received from clients.
+    pub requests: Counter,
+    /// Request bytes received from clients (frames, length prefix included).
+    pub request_bytes: Counter,
+    /// Response bytes sent to clients.
+    pub response_bytes: Counter,
+    /// Time spent inside the gateway per request (request and response handling).
+    pub gateway_seconds: Histogram,
+    /// Time between forwarding a request and reading its full response from the broker.
+    pub upstream_seconds: Histogram,
+    /// Responses the gateway produced itself (ApiVersions errors, rejections).
+    pub local_responses: Counter,
+}
+
+fn gateway_histogram() -> Histogram {
+    // 2 µs .. ~0.5 s
+    Histogram::new(exponential_buckets(2e-6, 2.0, 19))
+}
+
+fn upstream_histogram() -> Histogram {
+    // 50 µs .. ~26 s
+    Histogram::new(exponential_buckets(5e-5, 2.0, 20))
+}
+
+struct Families {
+    requests: Family<ApiLabel, Counter>,
+    request_bytes: Family<ApiLabel, Counter>,
+    response_bytes: Family<ApiLabel, Counter>,
+    gateway_seconds: Family<ApiLabel, Histogram, fn() -> Histogram>,
+    upstream_seconds: Family<ApiLabel, Histogram, fn() -> Histogram>,
+    local_responses: Family<ApiLabel, Counter>,
+    protocol_errors: Family<KindLabel, Counter>,
+}
+
+/// All gateway metrics.
+pub struct Metrics {
+    registry: Registry,
+    families: Families,
+    slots: Vec<OnceLock<ApiMetrics>>,
+    unknown: OnceLock<ApiMetrics>,
+    /// Client connections open now.
+    pub connections_open: Gauge,
+    /// Client connections accepted since start.
+    pub connections_total: Counter,
+    /// Client connections refused because `limits.maxConnections` was reached.
+    pub connections_refused: Counter,
+    /// Failed attempts to connect to a broker.
+    pub upstream_connect_errors: Counter,
+    /// Upstream connections lost while requests were in flight.
+    pub upstream_disconnects: Counter,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> Arc<Metrics> {
+        let mut registry = Registry::with_prefix("sluice");
+        let families = Families {
+            requests: Family::default(),
+            request_bytes: Family::default(),
+            response_bytes: Family::default(),
+            gateway_seconds: Family::new_with_constructor(gateway_histogram),
+            upstream_seconds: Family::new_with_constructor(upstream_histogram),
+            local_responses: Family::default(),
+            protocol_errors: Family::default(),
+        };
+        registry.register(
+            "requests",
+            "Kafka requests received from clients, by API",
+            families.requests.clone(),
+        );
+        registry.register(
+            "request_bytes",
+            "Request bytes received from clients, by API",
+            families.request_bytes.clone(),
+        );
+        registry.register(
+            "response_bytes",
+            "Response bytes sent to clients, by API",
+            families.response_bytes.clone(),
+        );
+        registry.register(
+            "gateway_latency_seconds",
+            "Time a request and its response spend inside the gateway, by API",
+            families.gateway_seconds.clone(),
+        );
+        registry.register(
+            "upstream_latency_seconds",
+            "Time from forwarding a request to reading its whole response from the broker",
+            families.upstream_seconds.clone(),
+        );
+        registry.register(
+            "local_responses",
+            "Responses produced by the gateway itself, by API",
+            families.local_responses.clone(),
+        );
+        registry.register(
+            "protocol_errors",
+            "Connections closed for malformed or unacceptable input, by kind",
+            families.protocol_errors.clone(),
+        );
+        let connections_open = Gauge::default();
+        let connections_total = Counter::default();
+        let connections_refused = Counter::default();
+        let upstream_connect_errors = Counter::default();
+        let upstream_disconnects = Counter::default();
+        registry.register(
+            "connections_open",
+            "Client connections open now",
+            connections_open.clone(),
+        );
+        registry.register(
+            "connections",
+            "Client connections accepted",
+            connections_total.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Client connections closed at accept because the connection limit was reached",
+            connections_refused.clone(),
+        );
+        registry.register(
+            "upstream_connect_errors",
+            "Failed connection attempts to brokers",
+            upstream_connect_errors.clone(),
+        );
+        registry.register(
+            "upstream_disconnects",
+            "Broker connections lost while client requests were in flight",
+            upstream_disconnects.clone(),
+        );
+        Arc::new(Metrics {
+            registry,
+            families,
+            slots: (0..API_SLOTS).map(|_| OnceLock::new()).collect(),
+            unknown: OnceLock::new(),
+            connections_open,
+            connections_total,
+            connections_refused,
+            upstream_connect_errors,
+            upstream_disconnects,
+        })
+    }
+
+    /// The series of one API key.
+    pub fn api(&self, api_key: i16) -> &ApiMetrics {
+        let known = ApiKey::try_from(api_key).ok();
+        let slot = match (known, usize::try_from(api_key)) {
+            (Some(_), Ok(i)) if i < API_SLOTS => &self.slots[i],
+            _ => &self.unknown,
+        };
+        slot.get_or_init(|| {
+            let label = ApiLabel {
+                api: known.map_or_else(|| "unknown".to_string(), |k| format!("{k:?}")),
+            };
+            let f = &self.families;
+            ApiMetrics {
+                requests: f.requests.get_or_create(&label).clone(),
+                request_bytes: f.request_bytes.get_or_create(&label).clone(),
+                response_bytes: f.response_bytes.get_or_create(&label).clone(),
+                gateway_seconds: f.gateway_seconds.get_or_create(&label).clone(),
+                upstream_seconds: f.upstream_seconds.get_or_create(&label).clone(),
+                local_responses: f.local_responses.get_or_create(&label).clone(),
+            }
+        })
+    }
+
+    /// Counts a connection closed for bad input.
+    pub fn protocol_error(&self, kind: &str) {
+        self.families
+            .protocol_errors
+            .get_or_create(&KindLabel { kind: kind.into() })
+            .inc();
+    }
+
+    /// Renders the Prometheus text exposition format.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}
+
+/// Seconds as f64, for histograms.
+pub fn secs(d: Duration) -> f64 {
+    d.as_secs_f64()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_per_api_series() {
+        let m = Metrics::new();
+        m.api(0).requests.inc();
+        m.api(0).request_bytes.inc_by(100);
+        m.api(3).gateway_seconds.observe(0.001);
+        m.api(999).requests.inc();
+        m.connections_total.inc();
+        m.protocol_error("too_large");
+        let text = m.render();
+        assert!(text.contains("sluice_requests_total{api=\"Produce\"} 1"), "{text}");
+        assert!(text.contains("sluice_request_bytes_total{api=\"Produce\"} 100"));
+        assert!(text.contains("sluice_gateway_latency_seconds_count{api=\"Metadata\"} 1"));
+        assert!(text.contains("sluice_requests_total{api=\"unknown\"} 1"));
+        assert!(text.contains("sluice_connections_total 1"));
+        assert!(text.contains("sluice_protocol_errors_total{kind=\"too_large\"} 1"));
+    }
+}

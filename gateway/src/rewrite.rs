@@ -1,0 +1,640 @@
+//! Response rewriting: every place a broker names a broker, the client must see the gateway.
+//!
+//! Brokers name brokers in Metadata, FindCoordinator (v0-3 top level, v4+ batched),
+//! DescribeCluster, and the KIP-951 `node_endpoints` of Produce (v10+), Fetch (v16+),
+//! ShareFetch and ShareAcknowledge responses. Each of those is decoded with kafka-protocol,
+//! its endpoints are replaced through an [`AddressBook`], and the message is re-encoded. A
+//! response whose endpoints list is empty (the common case for Produce and Fetch) is passed on
+//! as the original bytes: only what changed is re-encoded.
+//!
+//! ApiVersions responses are intersected with what the gateway can handle (see
+//! [`gateway_versions`]).
+
+use anyhow::{bail, Context, Result};
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsResponse, DescribeClusterResponse, FetchResponse,
+    FindCoordinatorResponse, MetadataResponse, ProduceResponse, ResponseHeader,
+    ShareAcknowledgeResponse, ShareFetchResponse,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes, VersionRange};
+
+use crate::frame::LENGTH_PREFIX;
+
+/// Error code UNSUPPORTED_VERSION.
+pub const UNSUPPORTED_VERSION: i16 = 35;
+
+/// What the gateway must do with the response to a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResponseAction {
+    /// Forward the bytes unchanged.
+    Passthrough,
+    /// Intersect the advertised API versions with the gateway's.
+    ApiVersions,
+    /// Rewrite the broker list.
+    Metadata,
+    /// Rewrite the coordinator address(es).
+    FindCoordinator,
+    /// Rewrite the broker list.
+    DescribeCluster,
+    /// Rewrite KIP-951 `node_endpoints` when present.
+    NodeEndpoints,
+}
+
+/// The response action for a request of `key` at `version`.
+pub fn action_for(key: Option<ApiKey>, version: i16) -> ResponseAction {
+    match key {
+        Some(ApiKey::ApiVersions) => ResponseAction::ApiVersions,
+        Some(ApiKey::Metadata) => ResponseAction::Metadata,
+        Some(ApiKey::FindCoordinator) => ResponseAction::FindCoordinator,
+        Some(ApiKey::DescribeCluster) => ResponseAction::DescribeCluster,
+        Some(ApiKey::Produce) if version >= 10 => ResponseAction::NodeEndpoints,
+        Some(ApiKey::Fetch) if version >= 16 => ResponseAction::NodeEndpoints,
+        Some(ApiKey::ShareFetch | ApiKey::ShareAcknowledge) => ResponseAction::NodeEndpoints,
+        _ => ResponseAction::Passthrough,
+    }
+}
+
+/// The version range the gateway accepts for a known API key: what kafka-protocol can decode.
+///
+/// Every known API is capped to this range even when the gateway only forwards it, so that
+/// any stage (address rewriting, interceptors, virtual clusters) can decode whatever a client
+/// sends. API keys the gateway does not know are forwarded as opaque bytes and advertised as
+/// the broker advertises them.
+pub fn gateway_versions(key: ApiKey) -> VersionRange {
+    key.valid_versions()
+}
+
+/// Maps a broker (node id and its upstream address) to the address clients must use.
+pub trait AddressBook {
+    /// Records that `node_id` is reachable upstream at `host:port` and returns the gateway
+    /// endpoint (advertised host, port) that stands for it.
+    fn gateway_endpoint(&self, node_id: i32, host: &str, port: i32) -> (StrBytes, i32);
+}
+
+/// Rewrites a response frame (length prefix included). `Ok(None)` means "forward the original".
+pub fn rewrite_response(
+    action: ResponseAction,
+    key: ApiKey,
+    version: i16,
+    frame: Bytes,
+    book: &dyn AddressBook,
+) -> Result<Option<Bytes>> {
+    let mut body = frame.slice(LENGTH_PREFIX..);
+    match action {
+        ResponseAction::Passthrough => Ok(None),
+        ResponseAction::ApiVersions => rewrite_api_versions(body, version).map(Some),
+        ResponseAction::Metadata => {
+            let (header, mut msg) = decode::<MetadataResponse>(&mut body, key, version)?;
+            for b in &mut msg.brokers {
+                (b.host, b.port) = book.gateway_endpoint(b.node_id.0, &b.host, b.port);
+            }
+            encode(key, version, &header, &msg).map(Some)
+        }
+        ResponseAction::FindCoordinator => {
+            let (header, mut msg) = decode::<FindCoordinatorResponse>(&mut body, key, version)?;
+            if version < 4 {
+                if msg.node_id.0 >= 0 && msg.error_code == 0 {
+                    (msg.host, msg.port) =
+                        book.gateway_endpoint(msg.node_id.0, &msg.host, msg.port);
+                }
+            } else {
+                for c in &mut msg.coordinators {
+                    if c.node_id.0 >= 0 && c.error_code == 0 {
+                        (c.host, c.port) = book.gateway_endpoint(c.node_id.0, &c.host, c.port);
+                    }
+                }
+            }
+            encode(key, version, &header, &msg).map(Some)
+        }
+        ResponseAction::DescribeCluster => {
+            let (header, mut msg) = decode::<DescribeClusterResponse>(&mut body, key, version)?;
+            for b in &mut msg.brokers {
+                (b.host, b.port) = book.gateway_endpoint(b.broker_id.0, &b.host, b.port);
+            }
+            encode(key, version, &header, &msg).map(Some)
+        }
+        ResponseAction::NodeEndpoints => match key {
+            ApiKey::Produce => {
+                node_endpoints::<ProduceResponse>(body, key, version, book, |m| {
+                    m.node_endpoints
+                        .iter_mut()
+                        .map(|e| (e.node_id.0, &mut e.host, &mut e.port))
+                        .collect()
+                })
+            }
+            ApiKey::Fetch => node_endpoints::<FetchResponse>(body, key, version, book, |m| {
+                m.node_endpoints
+                    .iter_mut()
+                    .map(|e| (e.node_id.0, &mut e.host, &mut e.port))
+                    .collect()
+            }),
+            ApiKey::ShareFetch => {
+                node_endpoints::<ShareFetchResponse>(body, key, version, book, |m| {
+                    m.node_endpoints
+                        .iter_mut()
+                        .map(|e| (e.node_id.0, &mut e.host, &mut e.port))
+                        .collect()
+                })
+            }
+            ApiKey::ShareAcknowledge => {
+                node_endpoints::<ShareAcknowledgeResponse>(body, key, version, book, |m| {
+                    m.node_endpoints
+                        .iter_mut()
+                        .map(|e| (e.node_id.0, &mut e.host, &mut e.port))
+                        .collect()
+                })
+            }
+            other => bail!("no node endpoints in {other:?} responses"),
+        },
+    }
+}
+
+type Endpoint<'a> = (i32, &'a mut StrBytes, &'a mut i32);
+
+fn node_endpoints<T: Decodable + Encodable>(
+    mut body: Bytes,
+    key: ApiKey,
+    version: i16,
+    book: &dyn AddressBook,
+    endpoints: impl Fn(&mut T) -> Vec<Endpoint<'_>>,
+) -> Result<Option<Bytes>> {
+    let (header, mut msg) = decode::<T>(&mut body, key, version)?;
+    let list = endpoints(&mut msg);
+    if list.is_empty() {
+        return Ok(None);
+    }
+    for (node, host, port) in list {
+        (*host, *port) = book.gateway_endpoint(node, host, *port);
+    }
+    encode(key, version, &header, &msg).map(Some)
+}
+
+fn decode<T: Decodable>(body: &mut Bytes, key: ApiKey, version: i16) -> Result<(ResponseHeader, T)> {
+    let header_version = key.response_header_version(version);
+    let header = ResponseHeader::decode(body, header_version)
+        .with_context(|| format!("decoding {key:?} v{version} response header"))?;
+    let msg =
+        T::decode(body, version).with_context(|| format!("decoding {key:?} v{version} response"))?;
+    if !body.is_empty() {
+        bail!(
+            "{key:?} v{version} response has {} unexpected trailing bytes",
+            body.len()
+        );
+    }
+    Ok((header, msg))
+}
+
+/// Encodes a response frame: length prefix, header, body.
+pub fn encode<T: Encodable>(
+    key: ApiKey,
+    version: i16,
+    header: &ResponseHeader,
+    msg: &T,
+) -> Result<Bytes> {
+    let header_version = key.response_header_version(version);
+    let size = header.compute_size(header_version)? + msg.compute_size(version)?;
+    let mut buf = BytesMut::with_capacity(LENGTH_PREFIX + size);
+    buf.put_i32(i32::try_from(size).context("response too large")?);
+    header.encode(&mut buf, header_version)?;
+    msg.encode(&mut buf, version)?;
+    Ok(buf.freeze())
+}
+
+fn rewrite_api_versions(mut body: Bytes, version: i16) -> Result<Bytes> {
+    // ApiVersions responses always use header v0. A broker that does not support the request
+    // version answers with UNSUPPORTED_VERSION and a v0 body; the error code comes first in
+    // every version, so peek it to choose the body version.
+    let header = ResponseHeader::decode(&mut body, 0)?;
+    let error = body
+        .get(..2)
+        .map(|b| i16::from_be_bytes([b[0], b[1]]))
+        .context("truncated ApiVersions response")?;
+    let body_version = if error == UNSUPPORTED_VERSION { 0 } else { version };
+    let mut msg = ApiVersionsResponse::decode(&mut body, body_version)?;
+    intersect_api_versions(&mut msg);
+    let size = header.compute_size(0)? + msg.compute_size(body_version)?;
+    let mut buf = BytesMut::with_capacity(LENGTH_PREFIX + size);
+    buf.put_i32(i32::try_from(size)?);
+    header.encode(&mut buf, 0)?;
+    msg.encode(&mut buf, body_version)?;
+    Ok(buf.freeze())
+}
+
+/// Narrows every known API's range to what the gateway handles; drops APIs left empty.
+pub fn intersect_api_versions(msg: &mut ApiVersionsResponse) {
+    msg.api_keys.retain_mut(|entry| {
+        let Ok(key) = ApiKey::try_from(entry.api_key) else {
+            return true; // unknown to the gateway: forwarded opaquely, advertised as is
+        };
+        let range = VersionRange {
+            min: entry.min_version,
+            max: entry.max_version,
+        }
+        .intersect(&gateway_versions(key));
+        entry.min_version = range.min;
+        entry.max_version = range.max;
+        !range.is_empty()
+    });
+}
+
+/// The answer to an ApiVersions request of a version the gateway does not support: error
+/// UNSUPPORTED_VERSION with a v0 body naming the ApiVersions versions it does support, so the
+/// client retries with one of them (KIP-511).
+pub fn unsupported_api_versions(correlation_id: i32) -> Bytes {
+    let range = gateway_versions(ApiKey::ApiVersions);
+    let mut msg = ApiVersionsResponse::default().with_error_code(UNSUPPORTED_VERSION);
+    msg.api_keys.push(
+        kafka_protocol::messages::api_versions_response::ApiVersion::default()
+            .with_api_key(ApiKey::ApiVersions as i16)
+            .with_min_version(range.min)
+            .with_max_version(range.max),
+    );
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let mut buf = BytesMut::new();
+    let size = header.compute_size(0).expect("v0 header") + msg.compute_size(0).expect("v0 body");
+    buf.put_i32(size as i32);
+    header.encode(&mut buf, 0).expect("v0 header");
+    msg.encode(&mut buf, 0).expect("v0 body");
+    buf.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::api_versions_response::ApiVersion;
+    use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+    use kafka_protocol::messages::find_coordinator_response::Coordinator;
+    use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
+    use kafka_protocol::messages::BrokerId;
+    use kafka_protocol::protocol::Message;
+    use std::cell::RefCell;
+
+    /// Maps node n to gw:(7000+n) and remembers what it was told.
+    #[derive(Default)]
+    struct Book(RefCell<Vec<(i32, String, i32)>>);
+
+    impl AddressBook for Book {
+        fn gateway_endpoint(&self, node_id: i32, host: &str, port: i32) -> (StrBytes, i32) {
+            self.0.borrow_mut().push((node_id, host.to_string(), port));
+            (StrBytes::from_static_str("gw"), 7000 + node_id)
+        }
+    }
+
+    fn s(v: &str) -> StrBytes {
+        StrBytes::from_string(v.to_string())
+    }
+
+    fn frame<T: Encodable>(key: ApiKey, version: i16, msg: &T) -> Bytes {
+        let header = ResponseHeader::default().with_correlation_id(77);
+        encode(key, version, &header, msg).unwrap()
+    }
+
+    fn parse<T: Decodable>(key: ApiKey, version: i16, frame: &Bytes) -> T {
+        let mut body = frame.slice(4..);
+        let (header, msg) = decode::<T>(&mut body, key, version).unwrap();
+        assert_eq!(header.correlation_id, 77);
+        assert_eq!(
+            i32::from_be_bytes(frame[..4].try_into().unwrap()) as usize,
+            frame.len() - 4
+        );
+        msg
+    }
+
+    fn versions<T: Message>() -> std::ops::RangeInclusive<i16> {
+        T::VERSIONS.min..=T::VERSIONS.max
+    }
+
+    #[test]
+    fn metadata_every_version() {
+        for v in versions::<MetadataResponse>() {
+            let msg = MetadataResponse::default().with_brokers(vec![
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(1))
+                    .with_host(s("kafka-1.internal"))
+                    .with_port(9092),
+                MetadataResponseBroker::default()
+                    .with_node_id(BrokerId(2))
+                    .with_host(s("kafka-2.internal"))
+                    .with_port(9093),
+            ]);
+            let book = Book::default();
+            let out = rewrite_response(
+                action_for(Some(ApiKey::Metadata), v),
+                ApiKey::Metadata,
+                v,
+                frame(ApiKey::Metadata, v, &msg),
+                &book,
+            )
+            .unwrap()
+            .unwrap();
+            let got: MetadataResponse = parse(ApiKey::Metadata, v, &out);
+            let eps: Vec<_> = got
+                .brokers
+                .iter()
+                .map(|b| (b.node_id.0, b.host.to_string(), b.port))
+                .collect();
+            assert_eq!(eps, vec![(1, "gw".into(), 7001), (2, "gw".into(), 7002)], "v{v}");
+            assert_eq!(
+                book.0.into_inner(),
+                vec![
+                    (1, "kafka-1.internal".into(), 9092),
+                    (2, "kafka-2.internal".into(), 9093)
+                ]
+            );
+        }
+    }
+
+    #[test]
+    fn find_coordinator_every_version() {
+        for v in versions::<FindCoordinatorResponse>() {
+            let msg = if v < 4 {
+                FindCoordinatorResponse::default()
+                    .with_node_id(BrokerId(3))
+                    .with_host(s("kafka-3"))
+                    .with_port(9094)
+            } else {
+                FindCoordinatorResponse::default().with_coordinators(vec![
+                    Coordinator::default()
+                        .with_key(s("group-a"))
+                        .with_node_id(BrokerId(3))
+                        .with_host(s("kafka-3"))
+                        .with_port(9094),
+                    Coordinator::default()
+                        .with_key(s("group-b"))
+                        .with_node_id(BrokerId(-1))
+                        .with_error_code(15),
+                ])
+            };
+            let out = rewrite_response(
+                ResponseAction::FindCoordinator,
+                ApiKey::FindCoordinator,
+                v,
+                frame(ApiKey::FindCoordinator, v, &msg),
+                &Book::default(),
+            )
+            .unwrap()
+            .unwrap();
+            let got: FindCoordinatorResponse = parse(ApiKey::FindCoordinator, v, &out);
+            if v < 4 {
+                assert_eq!((got.host.as_str(), got.port), ("gw", 7003), "v{v}");
+            } else {
+                assert_eq!(
+                    (got.coordinators[0].host.as_str(), got.coordinators[0].port),
+                    ("gw", 7003)
+                );
+                // An errored entry is left alone.
+                assert_eq!(got.coordinators[1].port, 0);
+                assert_eq!(got.coordinators[1].error_code, 15);
+            }
+        }
+    }
+
+    #[test]
+    fn describe_cluster_every_version() {
+        for v in versions::<DescribeClusterResponse>() {
+            let msg = DescribeClusterResponse::default()
+                .with_cluster_id(s("c1"))
+                .with_brokers(vec![DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(5))
+                    .with_host(s("kafka-5"))
+                    .with_port(19092)]);
+            let out = rewrite_response(
+                ResponseAction::DescribeCluster,
+                ApiKey::DescribeCluster,
+                v,
+                frame(ApiKey::DescribeCluster, v, &msg),
+                &Book::default(),
+            )
+            .unwrap()
+            .unwrap();
+            let got: DescribeClusterResponse = parse(ApiKey::DescribeCluster, v, &out);
+            assert_eq!(got.brokers[0].host.as_str(), "gw");
+            assert_eq!(got.brokers[0].port, 7005);
+            assert_eq!(got.cluster_id.as_str(), "c1");
+        }
+    }
+
+    #[test]
+    fn produce_node_endpoints_every_version() {
+        use kafka_protocol::messages::produce_response::NodeEndpoint;
+        for v in versions::<ProduceResponse>() {
+            let action = action_for(Some(ApiKey::Produce), v);
+            // Without endpoints: the original bytes are kept.
+            let plain = frame(ApiKey::Produce, v, &ProduceResponse::default());
+            assert_eq!(
+                rewrite_response(action, ApiKey::Produce, v, plain, &Book::default()).unwrap(),
+                None
+            );
+            if v < 10 {
+                assert_eq!(action, ResponseAction::Passthrough);
+                continue;
+            }
+            let msg = ProduceResponse::default().with_node_endpoints(vec![NodeEndpoint::default()
+                .with_node_id(BrokerId(2))
+                .with_host(s("kafka-2"))
+                .with_port(9093)]);
+            let out = rewrite_response(
+                action,
+                ApiKey::Produce,
+                v,
+                frame(ApiKey::Produce, v, &msg),
+                &Book::default(),
+            )
+            .unwrap()
+            .unwrap();
+            let got: ProduceResponse = parse(ApiKey::Produce, v, &out);
+            assert_eq!(got.node_endpoints[0].host.as_str(), "gw");
+            assert_eq!(got.node_endpoints[0].port, 7002);
+        }
+    }
+
+    #[test]
+    fn fetch_node_endpoints_every_version() {
+        use kafka_protocol::messages::fetch_response::NodeEndpoint;
+        for v in versions::<FetchResponse>() {
+            let action = action_for(Some(ApiKey::Fetch), v);
+            let plain = frame(ApiKey::Fetch, v, &FetchResponse::default());
+            assert_eq!(
+                rewrite_response(action, ApiKey::Fetch, v, plain, &Book::default()).unwrap(),
+                None
+            );
+            if v < 16 {
+                assert_eq!(action, ResponseAction::Passthrough);
+                continue;
+            }
+            let msg = FetchResponse::default().with_node_endpoints(vec![NodeEndpoint::default()
+                .with_node_id(BrokerId(4))
+                .with_host(s("kafka-4"))
+                .with_port(9095)]);
+            let out = rewrite_response(
+                action,
+                ApiKey::Fetch,
+                v,
+                frame(ApiKey::Fetch, v, &msg),
+                &Book::default(),
+            )
+            .unwrap()
+            .unwrap();
+            let got: FetchResponse = parse(ApiKey::Fetch, v, &out);
+            assert_eq!(got.node_endpoints[0].host.as_str(), "gw");
+            assert_eq!(got.node_endpoints[0].port, 7004);
+        }
+    }
+
+    #[test]
+    fn share_node_endpoints_every_version() {
+        use kafka_protocol::messages::share_acknowledge_response::NodeEndpoint as AckEndpoint;
+        use kafka_protocol::messages::share_fetch_response::NodeEndpoint;
+        for v in versions::<ShareFetchResponse>() {
+            let msg = ShareFetchResponse::default().with_node_endpoints(vec![
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(1))
+                    .with_host(s("k"))
+                    .with_port(1),
+            ]);
+            let out = rewrite_response(
+                ResponseAction::NodeEndpoints,
+                ApiKey::ShareFetch,
+                v,
+                frame(ApiKey::ShareFetch, v, &msg),
+                &Book::default(),
+            )
+            .unwrap()
+            .unwrap();
+            let got: ShareFetchResponse = parse(ApiKey::ShareFetch, v, &out);
+            assert_eq!(got.node_endpoints[0].port, 7001);
+        }
+        for v in versions::<ShareAcknowledgeResponse>() {
+            let msg = ShareAcknowledgeResponse::default().with_node_endpoints(vec![
+                AckEndpoint::default()
+                    .with_node_id(BrokerId(1))
+                    .with_host(s("k"))
+                    .with_port(1),
+            ]);
+            let out = rewrite_response(
+                ResponseAction::NodeEndpoints,
+                ApiKey::ShareAcknowledge,
+                v,
+                frame(ApiKey::ShareAcknowledge, v, &msg),
+                &Book::default(),
+            )
+            .unwrap()
+            .unwrap();
+            let got: ShareAcknowledgeResponse = parse(ApiKey::ShareAcknowledge, v, &out);
+            assert_eq!(got.node_endpoints[0].port, 7001);
+        }
+    }
+
+    fn api_versions_frame(version: i16, msg: &ApiVersionsResponse) -> Bytes {
+        let header = ResponseHeader::default().with_correlation_id(77);
+        let size = header.compute_size(0).unwrap() + msg.compute_size(version).unwrap();
+        let mut buf = BytesMut::new();
+        buf.put_i32(size as i32);
+        header.encode(&mut buf, 0).unwrap();
+        msg.encode(&mut buf, version).unwrap();
+        buf.freeze()
+    }
+
+    #[test]
+    fn api_versions_intersection_every_version() {
+        for v in versions::<ApiVersionsResponse>() {
+            let msg = ApiVersionsResponse::default().with_api_keys(vec![
+                ApiVersion::default()
+                    .with_api_key(0)
+                    .with_min_version(0)
+                    .with_max_version(99),
+                ApiVersion::default()
+                    .with_api_key(1)
+                    .with_min_version(0)
+                    .with_max_version(2), // below the gateway's minimum: dropped
+                ApiVersion::default()
+                    .with_api_key(3)
+                    .with_min_version(1)
+                    .with_max_version(5),
+                ApiVersion::default()
+                    .with_api_key(4242) // unknown: advertised as is
+                    .with_min_version(0)
+                    .with_max_version(1),
+            ]);
+            let out = rewrite_response(
+                ResponseAction::ApiVersions,
+                ApiKey::ApiVersions,
+                v,
+                api_versions_frame(v, &msg),
+                &Book::default(),
+            )
+            .unwrap()
+            .unwrap();
+            let mut body = out.slice(4..);
+            let header = ResponseHeader::decode(&mut body, 0).unwrap();
+            assert_eq!(header.correlation_id, 77);
+            let got = ApiVersionsResponse::decode(&mut body, v).unwrap();
+            let produce = gateway_versions(ApiKey::Produce);
+            let ranges: Vec<_> = got
+                .api_keys
+                .iter()
+                .map(|k| (k.api_key, k.min_version, k.max_version))
+                .collect();
+            assert_eq!(
+                ranges,
+                vec![(0, produce.min, produce.max), (3, 1, 5), (4242, 0, 1)],
+                "v{v}"
+            );
+        }
+    }
+
+    #[test]
+    fn api_versions_error_body_is_v0() {
+        // The broker rejected a v3 request with a v0 body.
+        let msg = ApiVersionsResponse::default()
+            .with_error_code(UNSUPPORTED_VERSION)
+            .with_api_keys(vec![ApiVersion::default()
+                .with_api_key(18)
+                .with_min_version(0)
+                .with_max_version(2)]);
+        let out = rewrite_response(
+            ResponseAction::ApiVersions,
+            ApiKey::ApiVersions,
+            3,
+            api_versions_frame(0, &msg),
+            &Book::default(),
+        )
+        .unwrap()
+        .unwrap();
+        let mut body = out.slice(4..);
+        ResponseHeader::decode(&mut body, 0).unwrap();
+        let got = ApiVersionsResponse::decode(&mut body, 0).unwrap();
+        assert_eq!(got.error_code, UNSUPPORTED_VERSION);
+        assert_eq!(got.api_keys[0].max_version, 2);
+    }
+
+    #[test]
+    fn too_new_api_versions_answer() {
+        let out = unsupported_api_versions(9);
+        let mut body = out.slice(4..);
+        assert_eq!(ResponseHeader::decode(&mut body, 0).unwrap().correlation_id, 9);
+        let got = ApiVersionsResponse::decode(&mut body, 0).unwrap();
+        assert_eq!(got.error_code, UNSUPPORTED_VERSION);
+        assert_eq!(got.api_keys[0].api_key, 18);
+        assert_eq!(
+            got.api_keys[0].max_version,
+            gateway_versions(ApiKey::ApiVersions).max
+        );
+        assert!(body.is_empty());
+    }
+
+    #[test]
+    fn garbage_response_is_an_error_not_a_panic() {
+        let junk = Bytes::from_static(&[0, 0, 0, 6, 0, 0, 0, 1, 0xff, 0xff]);
+        for action in [
+            ResponseAction::Metadata,
+            ResponseAction::FindCoordinator,
+            ResponseAction::DescribeCluster,
+            ResponseAction::ApiVersions,
+        ] {
+            assert!(rewrite_response(action, ApiKey::Metadata, 12, junk.clone(), &Book::default())
+                .is_err());
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! The gateway process: listeners, the broker registry, discovery and graceful shutdown.
+//!
+//! Port-per-broker addressing: the bootstrap port (the `listen` address) reaches any live
+//! broker; broker node `n` is served on `port + 1 + (n - brokers.minNodeId)`. Listeners for
+//! broker ports are opened when a broker is first learnt, from the gateway's own discovery at
+//! start and periodically, or from any response that names a broker. With `listen` port 0
+//! every listener gets a free port instead (tests, single instances).
+
+use anyhow::{Context, Result};
+use kafka_protocol::protocol::StrBytes;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, error, info, warn};
+
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::rewrite::AddressBook;
+use crate::session::{self, Route};
+use crate::upstream;
+
+/// A broker known to the gateway.
+#[derive(Debug, Clone)]
+struct Node {
+    /// Where the broker listens (as it advertises itself).
+    upstream: String,
+    /// Gateway port that stands for it.
+    port: u16,
+    /// Whether the gateway listener for it is open.
+    listening: bool,
+}
+
+/// State shared by every connection of one gateway.
+pub(crate) struct Shared {
+    pub config: Config,
+    pub metrics: Arc<Metrics>,
+    pub advertised_host: StrBytes,
+    /// Stop accepting and reading new requests; drain in-flight ones.
+    pub shutdown: CancellationToken,
+    /// Close every connection now (drain timeout expired).
+    pub force_close: CancellationToken,
+    pub tasks: TaskTracker,
+    pub connections: Arc<Semaphore>,
+    nodes: RwLock<HashMap<i32, Node>>,
+    listen_ip: std::net::IpAddr,
+    base_port: u16,
+    next_bootstrap: AtomicUsize,
+}
+
+impl Shared {
+    /// The gateway port for `node_id` in deterministic mode, if it lies in the reserved range.
+    fn fixed_port(&self, node_id: i32) -> Option<u16> {
+        if self.base_port == 0 {
+            return None;
+        }
+        let offset = i64::from(node_id) - i64::from(self.config.brokers.min_node_id);
+        if offset < 0 || offset >= i64::from(self.config.brokers.max_nodes) {
+            return None;
+        }
+        u16::try_from(i64::from(self.base_port) + 1 + offset).ok()
+    }
+
+    /// Records a broker and makes sure a listener stands for it; returns its gateway port.
+    pub fn ensure_node(self: &Arc<Self>, node_id: i32, host: &str, port: i32) -> u16 {
+        let upstream = format!("{host}:{port}");
+        {
+            let nodes = self.nodes.read().expect("node registry lock");
+            if let Some(n) = nodes.get(&node_id) {
+                if n.upstream == upstream && n.listening {
+                    return n.port;
+                }
+            }
+        }
+        let mut nodes = self.nodes.write().expect("node registry lock");
+        if let Some(n) = nodes.get_mut(&node_id) {
+            if n.upstream != upstream {
+                info!(node_id, old = %n.upstream, new = %upstream, "broker address changed");
+                n.upstream = upstream.clone();
+            }
+            if n.listening {
+                return n.port;
+            }
+        }
+        let wanted = self.fixed_port(node_id);
+        if wanted.is_none() && self.base_port != 0 {
+            warn!(
+                node_id,
+                min_node_id = self.config.brokers.min_node_id,
+                max_nodes = self.config.brokers.max_nodes,
+                "broker node id outside brokers.minNodeId..+maxNodes: serving it on a free port \
+                 (only valid for a single gateway instance; widen the range)"
+            );
+        }
+        let (port, listening) = match self.open_listener(node_id, wanted.unwrap_or(0)) {
+            Ok(port) => (port, true),
+            Err(e) => {
+                error!(node_id, port = wanted, "cannot open broker listener: {e:#}");
+                (wanted.unwrap_or(0), false)
+            }
+        };
+        let node = nodes.entry(node_id).or_insert(Node {
+            upstream: upstream.clone(),
+            port,
+            listening,
+        });
+        node.upstream = upstream;
+        node.port = port;
+        node.listening = listening;
+        port
+    }
+
+    fn open_listener(self: &Arc<Self>, node_id: i32, port: u16) -> Result<u16> {
+        let addr = SocketAddr::new(self.listen_ip, port);
+        let std_listener =
+            std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
+        std_listener.set_nonblocking(true)?;
+        let listener = TcpListener::from_std(std_listener)?;
+        let local = listener.local_addr()?;
+        info!(node_id, listen = %local, "serving broker");
+        spawn_accept_loop(self.clone(), listener, Route::Node(node_id));
+        Ok(local.port())
+    }
+
+    /// Where node `node_id` is reachable upstream, if known.
+    pub fn upstream_of(&self, node_id: i32) -> Option<String> {
+        let nodes = self.nodes.read().expect("node registry lock");
+        nodes.get(&node_id).map(|n| n.upstream.clone())
+    }
+
+    /// Bootstrap servers in the order to try for the next connection (rotating, so bootstrap
+    /// connections spread over the servers).
+    pub fn bootstrap_order(&self) -> Vec<String> {
+        let servers = &self.config.upstream.bootstrap;
+        let start = self.next_bootstrap.fetch_add(1, Ordering::Relaxed) % servers.len().max(1);
+        servers[start..]
+            .iter()
+            .chain(&servers[..start])
+            .cloned()
+            .collect()
+    }
+
+    /// Asks the cluster for its brokers and registers each.
+    pub async fn refresh_brokers(self: &Arc<Self>) -> Result<usize> {
+        let brokers = upstream::discover(
+            &self.config.upstream.bootstrap,
+            self.config.connect_timeout(),
+            self.config.request_timeout(),
+        )
+        .await?;
+        for b in &brokers {
+            self.ensure_node(b.node_id, &b.host, b.port);
+        }
+        Ok(brokers.len())
+    }
+
+    /// Gateway addresses of every known broker.
+    pub fn broker_ports(&self) -> Vec<(i32, u16)> {
+        let nodes = self.nodes.read().expect("node registry lock");
+        let mut v: Vec<_> = nodes.iter().map(|(id, n)| (*id, n.port)).collect();
+        v.sort();
+        v
+    }
+}
+
+/// An [`AddressBook`] over the shared registry, used by response rewriting.
+pub(crate) struct SharedBook<'a>(pub &'a Arc<Shared>);
+
+impl AddressBook for SharedBook<'_> {
+    fn gateway_endpoint(&self, node_id: i32, host: &str, port: i32) -> (StrBytes, i32) {
+        let gw_port = self.0.ensure_node(node_id, host, port);
+        (self.0.advertised_host.clone(), i32::from(gw_port))
+    }
+}
+
+fn spawn_accept_loop(shared: Arc<Shared>, listener: TcpListener, route: Route) {
+    let tracker = shared.tasks.clone();
+    tracker.spawn(async move {
+        loop {
+            let accepted = tokio::select! {
+                _ = shared.shutdown.cancelled() => break,
+                r = listener.accept() => r,
+            };
+            let (stream, peer) = match accepted {
+                Ok(x) => x,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
+                shared.metrics.connections_refused.inc();
+                warn!(%peer, limit = shared.config.limits.max_connections, "connection limit reached; closing");
+                drop(stream);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            shared.metrics.connections_total.inc();
+            let s = shared.clone();
+            shared.tasks.spawn(async move {
+                s.metrics.connections_open.inc();
+                tokio::select! {
+                    _ = session::run(s.clone(), stream, peer, route) => {}
+                    _ = s.force_close.cancelled() => debug!(%peer, "closed at shutdown"),
+                }
+                s.metrics.connections_open.dec();
+                drop(permit);
+            });
+        }
+        debug!(?route, "listener closed");
+    });
+}
+
+/// A running gateway.
+pub struct Gateway {
+    shared: Arc<Shared>,
+    kafka_addr: SocketAddr,
+    admin_addr: SocketAddr,
+    admin_task: JoinHandle<()>,
+}
+
+impl Gateway {
+    /// Validates the configuration, opens the listeners and starts serving.
+    pub async fn start(config: Config) -> Result<Gateway> {
+        config.validate("configuration")?;
+        let listen = config.listen_addr();
+        let listener = TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding the Kafka listener {listen}"))?;
+        let kafka_addr = listener.local_addr()?;
+        let admin_listener = TcpListener::bind(config.admin_addr())
+            .await
+            .with_context(|| format!("binding the admin listener {}", config.admin))?;
+        let admin_addr = admin_listener.local_addr()?;
+        let advertised = config.advertised_host();
+        let shared = Arc::new(Shared {
+            metrics: Metrics::new(),
+            advertised_host: StrBytes::from_string(advertised),
+            shutdown: CancellationToken::new(),
+            force_close: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+            connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            nodes: RwLock::new(HashMap::new()),
+            listen_ip: listen.ip(),
+            base_port: listen.port(),
+            next_bootstrap: AtomicUsize::new(0),
+            config,
+        });
+        info!(listen = %kafka_addr, admin = %admin_addr, bootstrap = ?shared.config.upstream.bootstrap, "sluice gateway started");
+        spawn_accept_loop(shared.clone(), listener, Route::Bootstrap);
+        spawn_discovery(shared.clone());
+        let admin_task = tokio::spawn(crate::admin::serve(shared.clone(), admin_listener));
+        Ok(Gateway {
+            shared,
+            kafka_addr,
+            admin_addr,
+            admin_task,
+        })
+    }
+
+    /// The bootstrap address clients connect to.
+    pub fn kafka_addr(&self) -> SocketAddr {
+        self.kafka_addr
+    }
+
+    /// The admin HTTP address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin_addr
+    }
+
+    /// The gateway address serving broker `node_id`, once that broker is known.
+    pub fn broker_addr(&self, node_id: i32) -> Option<SocketAddr> {
+        self.shared
+            .broker_ports()
+            .into_iter()
+            .find(|(id, _)| *id == node_id)
+            .map(|(_, port)| SocketAddr::new(self.kafka_addr.ip(), port))
+    }
+
+    /// Learns the brokers now (normally done in the background at start).
+    pub async fn refresh_brokers(&self) -> Result<usize> {
+        self.shared.refresh_brokers().await
+    }
+
+    /// The Prometheus text the admin endpoint serves.
+    pub fn metrics_text(&self) -> String {
+        self.shared.metrics.render()
+    }
+
+    /// Graceful shutdown: stop accepting, let in-flight requests finish for up to the drain
+    /// timeout, then close what is left.
+    pub async fn shutdown(self) {
+        let drain = Duration::from_millis(self.shared.config.shutdown.drain_timeout_ms);
+        info!(?drain, "shutting down: draining in-flight requests");
+        self.shared.shutdown.cancel();
+        self.shared.tasks.close();
+        if tokio::time::timeout(drain, self.shared.tasks.wait())
+            .await
+            .is_err()
+        {
+            warn!("drain timeout reached; closing remaining connections");
+            self.shared.force_close.cancel();
+            self.shared.tasks.wait().await;
+        }
+        let _ = self.admin_task.await;
+        info!("shutdown complete");
+    }
+}
+
+fn spawn_discovery(shared: Arc<Shared>) {
+    let every = Duration::from_millis(shared.config.upstream.metadata_refresh_ms);
+    shared.tasks.clone().spawn(async move {
+        let mut failures = 0u32;
+        loop {
+            match shared.refresh_brokers().await {
+                Ok(n) => {
+                    if failures > 0 {
+                        info!(brokers = n, "upstream cluster reachable again");
+                    }
+                    debug!(brokers = n, "broker discovery");
+                    failures = 0;
+                }
+                Err(e) => {
+                    failures += 1;
+                    // Log the first failure and then every tenth, not every retry.
+                    if failures == 1 || failures % 10 == 0 {
+                        warn!(failures, "broker discovery failed: {e:#}");
+                    }
+                }
+            }
+            // Retry quickly while the cluster is unreachable, then settle to the refresh period.
+            let wait = if failures == 0 {
+                every
+            } else {
+                Duration::from_millis(500).min(every)
+            };
+            tokio::select! {
+                _ = shared.shutdown.cancelled() => break,
+                _ = tokio::time::sleep(wait) => {}
+            }
+        }
+    });
+}

@@ -1,0 +1,529 @@
+//! One client connection: the request path and the response path.
+//!
+//! Each client connection gets one upstream connection, opened on its first request: to any
+//! live bootstrap server on the bootstrap port, to broker `n` on broker `n`'s port. That keeps
+//! Kafka's per-connection ordering without remapping correlation ids.
+//!
+//! Two tasks run per connection. The *request side* reads client frames, decides what each
+//! needs, queues a [`Slot`] per expected response (in request order) and forwards frames
+//! upstream. The *response side* takes the slots in order: a local answer is written as is, an
+//! upstream slot consumes the next upstream frame, checks its correlation id, rewrites it if
+//! needed, and writes it to the client. Slot order is response order, so pipelining keeps
+//! Kafka's in-order guarantee, and acks=0 produce requests simply get no slot.
+//!
+//! Backpressure: the slot queue is bounded (`limits.maxInFlight`), frames are bounded
+//! (`limits.maxFrameBytes`), and neither side reads while its write is blocked, so a slow
+//! client or broker slows the other side instead of growing buffers.
+//!
+//! Passthrough frames are never copied: consecutive frames split off one read buffer are
+//! rejoined (`BytesMut::unsplit`, O(1) when contiguous) and written in one call.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::ApiKey;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::frame::{self, FrameError, FrameStatus, RequestPeek};
+use crate::metrics::secs;
+use crate::rewrite::{self, ResponseAction};
+use crate::server::{Shared, SharedBook};
+use crate::upstream;
+
+/// Which listener a connection arrived on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Route {
+    /// The bootstrap port: any live broker.
+    Bootstrap,
+    /// A broker port: that broker only.
+    Node(i32),
+}
+
+/// Minimum free space before a socket read; frames larger than this are read in one piece
+/// once their length is known.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// One expected response, in request order.
+enum Slot {
+    /// The upstream connection is open; here is its read half.
+    Attach(OwnedReadHalf),
+    /// A response the gateway produced (framed).
+    Local { api_key: i16, bytes: Bytes },
+    /// The next upstream frame answers this request.
+    Upstream(Pending),
+}
+
+struct Pending {
+    api_key: i16,
+    version: i16,
+    correlation_id: i32,
+    action: ResponseAction,
+    /// Time the request spent in the gateway before being queued for the broker.
+    gateway_request: Duration,
+    queued: Instant,
+}
+
+/// Why the request side stopped.
+enum End {
+    /// The client closed its connection.
+    ClientClosed,
+    /// Shutdown: stop reading, deliver what is in flight.
+    Shutdown,
+    /// Protocol error or upstream failure: close now.
+    Abort,
+}
+
+/// Aborts a spawned task when dropped, so a closed session leaves nothing behind.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Serves one client connection until it closes.
+pub(crate) async fn run(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, route: Route) {
+    let (client_r, client_w) = client.into_split();
+    let (tx, rx) = mpsc::channel(shared.config.limits.max_in_flight);
+    let dead = CancellationToken::new();
+    let mut writer = AbortOnDrop(tokio::spawn(response_side(
+        shared.clone(),
+        client_w,
+        rx,
+        dead.clone(),
+        peer,
+    )));
+    let mut requests = RequestSide {
+        shared: shared.clone(),
+        route,
+        peer,
+        client: client_r,
+        upstream: None,
+        slots: tx,
+        buf: BytesMut::with_capacity(READ_CHUNK),
+        client_id: None,
+    };
+    let end = requests.run(&dead).await;
+    drop(requests); // closes the slot queue: the response side ends after the last slot
+    match end {
+        End::Shutdown => {
+            let _ = (&mut writer.0).await;
+        }
+        End::ClientClosed | End::Abort => {}
+    }
+    debug!(%peer, ?route, "connection closed");
+}
+
+struct RequestSide {
+    shared: Arc<Shared>,
+    route: Route,
+    peer: SocketAddr,
+    client: OwnedReadHalf,
+    upstream: Option<OwnedWriteHalf>,
+    slots: mpsc::Sender<Slot>,
+    buf: BytesMut,
+    client_id: Option<String>,
+}
+
+fn error_kind(e: &FrameError) -> &'static str {
+    match e {
+        FrameError::NegativeLength(_) => "negative_length",
+        FrameError::TooLarge { .. } => "too_large",
+        FrameError::LooksLikeTls => "tls_on_plaintext",
+        FrameError::LooksLikeHttp => "http_on_kafka_port",
+        FrameError::TruncatedHeader(_) => "truncated_header",
+        FrameError::BadClientId { .. } => "bad_client_id",
+        FrameError::BadTaggedFields => "bad_tagged_fields",
+    }
+}
+
+impl RequestSide {
+    async fn run(&mut self, dead: &CancellationToken) -> End {
+        loop {
+            let mut out: Option<BytesMut> = None;
+            let end = self.process_buffered(&mut out).await;
+            if let Some(bytes) = out.take() {
+                if let Err(e) = self.write_upstream(bytes).await {
+                    warn!(peer = %self.peer, "writing to broker failed: {e}");
+                    return End::Abort;
+                }
+            }
+            if let Some(end) = end {
+                return end;
+            }
+            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+                self.buf.reserve(READ_CHUNK);
+            }
+            tokio::select! {
+                biased;
+                _ = self.shared.shutdown.cancelled() => return End::Shutdown,
+                _ = dead.cancelled() => return End::Abort,
+                read = self.client.read_buf(&mut self.buf) => match read {
+                    Ok(0) => {
+                        if !self.buf.is_empty() {
+                            debug!(peer = %self.peer, pending = self.buf.len(), "client closed mid-frame");
+                        }
+                        return End::ClientClosed;
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        debug!(peer = %self.peer, "client read error: {e}");
+                        return End::ClientClosed;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Handles every complete frame in the buffer. Forwarded frames are appended to `out`.
+    async fn process_buffered(&mut self, out: &mut Option<BytesMut>) -> Option<End> {
+        let max = self.shared.config.limits.max_frame_bytes;
+        loop {
+            let n = match frame::frame_len(&self.buf, max) {
+                Ok(FrameStatus::Complete(n)) => n,
+                Ok(FrameStatus::Incomplete { total }) => {
+                    if let Some(total) = total {
+                        self.buf.reserve(total.saturating_sub(self.buf.len()));
+                    }
+                    return None;
+                }
+                Err(e) => return Some(self.reject(&e)),
+            };
+            let received = Instant::now();
+            let peek = match frame::peek_request(&self.buf[frame::LENGTH_PREFIX..n]) {
+                Ok(p) => p,
+                Err(e) => return Some(self.reject(&e)),
+            };
+            if self.client_id.is_none() {
+                if let Some(r) = &peek.client_id {
+                    let body = &self.buf[frame::LENGTH_PREFIX..n];
+                    self.client_id = Some(String::from_utf8_lossy(&body[r.clone()]).into_owned());
+                }
+            }
+            let api = self.shared.metrics.api(peek.api_key);
+            api.requests.inc();
+            api.request_bytes.inc_by(n as u64);
+            let key = peek.known_key();
+
+            if key == Some(ApiKey::ApiVersions)
+                && peek.api_version > rewrite::gateway_versions(ApiKey::ApiVersions).max
+            {
+                // KIP-511: answer a too-new ApiVersions ourselves so the client retries lower.
+                let _ = self.buf.split_to(n);
+                let bytes = rewrite::unsupported_api_versions(peek.correlation_id);
+                if let Err(end) = self
+                    .push(
+                        Slot::Local {
+                            api_key: peek.api_key,
+                            bytes,
+                        },
+                        out,
+                    )
+                    .await
+                {
+                    return Some(end);
+                }
+                continue;
+            }
+            if let Some(k) = key {
+                let range = rewrite::gateway_versions(k);
+                if peek.api_version < range.min || peek.api_version > range.max {
+                    // The gateway never advertised this version: a broker closes the connection
+                    // here too, and forwarding could leak what the gateway cannot rewrite.
+                    warn!(peer = %self.peer, client_id = ?self.client_id, api = ?k, version = peek.api_version,
+                        supported = %range, "unsupported request version; closing connection");
+                    self.shared.metrics.protocol_error("unsupported_version");
+                    return Some(End::Abort);
+                }
+            }
+            let expects_response = if key == Some(ApiKey::Produce) {
+                match frame::produce_expects_response(&self.buf[frame::LENGTH_PREFIX..n], &peek) {
+                    Ok(b) => b,
+                    Err(e) => return Some(self.reject(&e)),
+                }
+            } else {
+                true
+            };
+            if self.upstream.is_none() {
+                if let Err(end) = self.open_upstream(&peek).await {
+                    return Some(end);
+                }
+            }
+            let request = self.buf.split_to(n);
+            if expects_response {
+                let pending = Pending {
+                    api_key: peek.api_key,
+                    version: peek.api_version,
+                    correlation_id: peek.correlation_id,
+                    action: rewrite::action_for(key, peek.api_version),
+                    gateway_request: received.elapsed(),
+                    queued: Instant::now(),
+                };
+                if let Err(end) = self.push(Slot::Upstream(pending), out).await {
+                    return Some(end);
+                }
+            }
+            match out {
+                Some(o) => o.unsplit(request),
+                None => *out = Some(request),
+            }
+        }
+    }
+
+    /// Queues a slot. When the queue is full, frames held in `out` are flushed first: the
+    /// response side may be waiting for exactly those requests' responses.
+    async fn push(&mut self, slot: Slot, out: &mut Option<BytesMut>) -> Result<(), End> {
+        match self.slots.try_send(slot) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(End::Abort),
+            Err(mpsc::error::TrySendError::Full(slot)) => {
+                if let Some(bytes) = out.take() {
+                    if let Err(e) = self.write_upstream(bytes).await {
+                        warn!(peer = %self.peer, "writing to broker failed: {e}");
+                        return Err(End::Abort);
+                    }
+                }
+                self.slots.send(slot).await.map_err(|_| End::Abort)
+            }
+        }
+    }
+
+    async fn write_upstream(&mut self, bytes: BytesMut) -> std::io::Result<()> {
+        match &mut self.upstream {
+            Some(w) => w.write_all(&bytes).await,
+            None => Err(std::io::Error::other("no upstream connection")),
+        }
+    }
+
+    fn reject(&self, e: &FrameError) -> End {
+        warn!(peer = %self.peer, client_id = ?self.client_id, route = ?self.route, "closing connection: {e}");
+        self.shared.metrics.protocol_error(error_kind(e));
+        End::Abort
+    }
+
+    async fn open_upstream(&mut self, peek: &RequestPeek) -> Result<(), End> {
+        let shared = &self.shared;
+        let timeout = shared.config.connect_timeout();
+        let candidates = match self.route {
+            Route::Bootstrap => shared.bootstrap_order(),
+            Route::Node(id) => {
+                let known = match shared.upstream_of(id) {
+                    Some(addr) => Some(addr),
+                    None => {
+                        // A client may reach a broker port before the gateway has learnt that
+                        // broker (e.g. after a gateway restart): learn it now.
+                        if let Err(e) = shared.refresh_brokers().await {
+                            warn!(peer = %self.peer, node_id = id, "cannot learn brokers: {e:#}");
+                        }
+                        shared.upstream_of(id)
+                    }
+                };
+                match known {
+                    Some(addr) => vec![addr],
+                    None => {
+                        warn!(peer = %self.peer, node_id = id, "no such broker in the cluster; closing connection");
+                        return Err(End::Abort);
+                    }
+                }
+            }
+        };
+        for addr in &candidates {
+            match upstream::connect(addr, timeout).await {
+                Ok(stream) => {
+                    let (r, w) = stream.into_split();
+                    self.upstream = Some(w);
+                    debug!(peer = %self.peer, upstream = %addr, api_key = peek.api_key, "upstream connected");
+                    return self
+                        .slots
+                        .send(Slot::Attach(r))
+                        .await
+                        .map_err(|_| End::Abort);
+                }
+                Err(e) => {
+                    shared.metrics.upstream_connect_errors.inc();
+                    warn!(peer = %self.peer, upstream = %addr, "cannot connect to broker: {e:#}");
+                }
+            }
+        }
+        info!(peer = %self.peer, route = ?self.route, "no broker reachable; closing client connection so it retries");
+        Err(End::Abort)
+    }
+}
+
+/// A response read from upstream, waiting for its bytes to reach the client.
+struct Delivered {
+    api_key: i16,
+    bytes: usize,
+    gateway_request: Duration,
+    read_at: Instant,
+    upstream: Duration,
+}
+
+struct ResponseSide {
+    shared: Arc<Shared>,
+    client: OwnedWriteHalf,
+    upstream: Option<OwnedReadHalf>,
+    buf: BytesMut,
+    out: Option<BytesMut>,
+    delivered: Vec<Delivered>,
+    peer: SocketAddr,
+}
+
+async fn response_side(
+    shared: Arc<Shared>,
+    client: OwnedWriteHalf,
+    mut slots: mpsc::Receiver<Slot>,
+    dead: CancellationToken,
+    peer: SocketAddr,
+) {
+    let mut side = ResponseSide {
+        shared,
+        client,
+        upstream: None,
+        buf: BytesMut::with_capacity(READ_CHUNK),
+        out: None,
+        delivered: Vec::new(),
+        peer,
+    };
+    let result = side.run(&mut slots).await;
+    if let Err(e) = result {
+        debug!(peer = %side.peer, "response path ended: {e}");
+    }
+    let _ = side.client.shutdown().await;
+    dead.cancel();
+}
+
+impl ResponseSide {
+    async fn run(&mut self, slots: &mut mpsc::Receiver<Slot>) -> anyhow::Result<()> {
+        loop {
+            let slot = match slots.try_recv() {
+                Ok(slot) => slot,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    self.flush().await?;
+                    match slots.recv().await {
+                        Some(slot) => slot,
+                        None => return Ok(()),
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    self.flush().await?;
+                    return Ok(());
+                }
+            };
+            match slot {
+                Slot::Attach(r) => self.upstream = Some(r),
+                Slot::Local { api_key, bytes } => {
+                    self.flush().await?;
+                    self.client.write_all(&bytes).await?;
+                    let api = self.shared.metrics.api(api_key);
+                    api.local_responses.inc();
+                    api.response_bytes.inc_by(bytes.len() as u64);
+                }
+                Slot::Upstream(p) => self.relay(p).await?,
+            }
+        }
+    }
+
+    /// Reads the response to `p` from upstream and queues it for the client.
+    async fn relay(&mut self, p: Pending) -> anyhow::Result<()> {
+        let max = self.shared.config.limits.max_frame_bytes;
+        let n = loop {
+            match frame::frame_len(&self.buf, max) {
+                Ok(FrameStatus::Complete(n)) => break n,
+                Ok(FrameStatus::Incomplete { total }) => {
+                    // Nothing more to send until the broker answers: let the client have what
+                    // is ready.
+                    self.flush().await?;
+                    let want = total.unwrap_or(0).saturating_sub(self.buf.len());
+                    self.buf.reserve(want.max(READ_CHUNK / 4));
+                    let Some(up) = self.upstream.as_mut() else {
+                        anyhow::bail!("no upstream connection for a pending request");
+                    };
+                    if up.read_buf(&mut self.buf).await? == 0 {
+                        self.shared.metrics.upstream_disconnects.inc();
+                        warn!(peer = %self.peer, api_key = p.api_key, correlation_id = p.correlation_id,
+                            "broker closed the connection with requests in flight; closing client connection");
+                        anyhow::bail!("upstream closed");
+                    }
+                }
+                Err(e) => {
+                    self.shared.metrics.protocol_error("bad_upstream_frame");
+                    warn!(peer = %self.peer, "bad frame from broker: {e}; closing connection");
+                    anyhow::bail!("bad upstream frame");
+                }
+            }
+        };
+        let read_at = Instant::now();
+        let frame = self.buf.split_to(n);
+        let correlation_id = frame::response_correlation_id(&frame[frame::LENGTH_PREFIX..])?;
+        if correlation_id != p.correlation_id {
+            self.shared
+                .metrics
+                .protocol_error("correlation_id_mismatch");
+            warn!(peer = %self.peer, expected = p.correlation_id, got = correlation_id,
+                "broker answered out of order; closing connection");
+            anyhow::bail!("correlation id mismatch");
+        }
+        let delivered = Delivered {
+            api_key: p.api_key,
+            bytes: n,
+            gateway_request: p.gateway_request,
+            read_at,
+            upstream: read_at.duration_since(p.queued),
+        };
+        let frame = if p.action == ResponseAction::Passthrough {
+            frame
+        } else {
+            let key = ApiKey::try_from(p.api_key).expect("rewrite actions are for known keys");
+            let frozen = frame.freeze();
+            let book = SharedBook(&self.shared);
+            match rewrite::rewrite_response(p.action, key, p.version, frozen.clone(), &book) {
+                Ok(None) => {
+                    drop(book);
+                    match frozen.try_into_mut() {
+                        Ok(m) => m,
+                        Err(b) => BytesMut::from(&b[..]),
+                    }
+                }
+                Ok(Some(rewritten)) => BytesMut::from(&rewritten[..]),
+                Err(e) => {
+                    self.shared.metrics.protocol_error("undecodable_response");
+                    warn!(peer = %self.peer, api = ?key, version = p.version,
+                        "cannot rewrite broker response: {e:#}; closing connection");
+                    return Err(e);
+                }
+            }
+        };
+        self.delivered.push(Delivered {
+            bytes: frame.len(),
+            ..delivered
+        });
+        match &mut self.out {
+            Some(o) => o.unsplit(frame),
+            None => self.out = Some(frame),
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(bytes) = self.out.take() {
+            self.client.write_all(&bytes).await?;
+        }
+        let now = Instant::now();
+        for d in self.delivered.drain(..) {
+            let api = self.shared.metrics.api(d.api_key);
+            api.response_bytes.inc_by(d.bytes as u64);
+            api.gateway_seconds
+                .observe(secs(d.gateway_request + now.duration_since(d.read_at)));
+            api.upstream_seconds.observe(secs(d.upstream));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,202 @@
+//! Connections to the Kafka cluster, and the gateway's own small Kafka client.
+//!
+//! Client traffic is relayed over one upstream connection per client connection. The gateway
+//! also talks to the cluster on its own account, rarely: to learn the brokers (ApiVersions then
+//! Metadata) at start and periodically, and to answer `GET /ready`.
+
+use anyhow::{anyhow, bail, Context, Result};
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
+    RequestHeader, ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::frame::{frame_len, FrameStatus};
+
+/// A broker as the cluster advertises it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerInfo {
+    /// Node id.
+    pub node_id: i32,
+    /// Advertised host.
+    pub host: String,
+    /// Advertised port.
+    pub port: i32,
+}
+
+/// Opens a TCP connection to `addr` (`host:port`) within `timeout`, with Nagle disabled.
+pub async fn connect(addr: &str, timeout: Duration) -> Result<TcpStream> {
+    let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+        .await
+        .map_err(|_| anyhow!("connecting to {addr} timed out after {timeout:?}"))?
+        .with_context(|| format!("connecting to {addr}"))?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// A single-connection request/response client used for the gateway's own requests.
+pub struct MiniClient {
+    stream: TcpStream,
+    correlation_id: i32,
+    buf: BytesMut,
+    max_frame: usize,
+}
+
+const CLIENT_ID: &str = "sluice-gateway";
+
+impl MiniClient {
+    /// Connects to a broker.
+    pub async fn connect(addr: &str, timeout: Duration) -> Result<MiniClient> {
+        Ok(MiniClient {
+            stream: connect(addr, timeout).await?,
+            correlation_id: 0,
+            buf: BytesMut::with_capacity(64 * 1024),
+            max_frame: 64 * 1024 * 1024,
+        })
+    }
+
+    /// Sends one request at `version` and decodes its response.
+    pub async fn send<R: Request>(&mut self, req: &R, version: i16) -> Result<R::Response> {
+        self.correlation_id += 1;
+        let key = ApiKey::try_from(R::KEY).map_err(|_| anyhow!("unknown api key"))?;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(self.correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)));
+        let header_version = R::header_version(version);
+        let size = header.compute_size(header_version)? + req.compute_size(version)?;
+        let mut out = BytesMut::with_capacity(4 + size);
+        out.put_i32(size as i32);
+        header.encode(&mut out, header_version)?;
+        req.encode(&mut out, version)?;
+        self.stream.write_all(&out).await?;
+        let mut frame = self.read_frame().await?.slice(4..);
+        let response_header_version = key.response_header_version(version);
+        let header = ResponseHeader::decode(&mut frame, response_header_version)?;
+        if header.correlation_id != self.correlation_id {
+            bail!(
+                "correlation id {} does not match request {}",
+                header.correlation_id,
+                self.correlation_id
+            );
+        }
+        if key == ApiKey::ApiVersions {
+            // An UNSUPPORTED_VERSION answer has a v0 body whatever the request version.
+            let error = frame.get(..2).map(|b| i16::from_be_bytes([b[0], b[1]]));
+            if error == Some(crate::rewrite::UNSUPPORTED_VERSION) {
+                return Ok(R::Response::decode(&mut frame, 0)?);
+            }
+        }
+        Ok(R::Response::decode(&mut frame, version)?)
+    }
+
+    async fn read_frame(&mut self) -> Result<Bytes> {
+        loop {
+            match frame_len(&self.buf, self.max_frame)? {
+                FrameStatus::Complete(n) => return Ok(self.buf.split_to(n).freeze()),
+                FrameStatus::Incomplete { total } => {
+                    self.buf.reserve(total.unwrap_or(4096).saturating_sub(self.buf.len()));
+                    if self.stream.read_buf(&mut self.buf).await? == 0 {
+                        bail!("broker closed the connection");
+                    }
+                }
+            }
+        }
+    }
+
+    /// ApiVersions, choosing a version the broker accepts.
+    pub async fn api_versions(&mut self) -> Result<ApiVersionsResponse> {
+        let req = ApiVersionsRequest::default()
+            .with_client_software_name(StrBytes::from_static_str("sluice"))
+            .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
+        let max = ApiKey::ApiVersions.valid_versions().max;
+        let resp = self.send(&req, max).await?;
+        if resp.error_code == crate::rewrite::UNSUPPORTED_VERSION {
+            let v = resp
+                .api_keys
+                .iter()
+                .find(|k| k.api_key == ApiKey::ApiVersions as i16)
+                .map_or(0, |k| k.max_version.min(max));
+            return self.send(&req, v).await;
+        }
+        Ok(resp)
+    }
+
+    /// The brokers of the cluster, via Metadata at the highest version both sides support.
+    pub async fn brokers(&mut self) -> Result<Vec<BrokerInfo>> {
+        let versions = self.api_versions().await?;
+        let ours = ApiKey::Metadata.valid_versions();
+        let theirs = versions
+            .api_keys
+            .iter()
+            .find(|k| k.api_key == ApiKey::Metadata as i16)
+            .context("broker does not support Metadata")?;
+        let version = theirs.max_version.min(ours.max);
+        if version < theirs.min_version.max(ours.min) {
+            bail!("no Metadata version in common with the broker");
+        }
+        // An empty topic list (not null) asks for brokers only.
+        let req = MetadataRequest::default()
+            .with_topics(Some(Vec::new()))
+            .with_allow_auto_topic_creation(false);
+        let resp: MetadataResponse = self.send(&req, version).await?;
+        Ok(resp
+            .brokers
+            .into_iter()
+            .map(|b| BrokerInfo {
+                node_id: b.node_id.0,
+                host: b.host.to_string(),
+                port: b.port,
+            })
+            .collect())
+    }
+}
+
+/// Asks the first reachable bootstrap server for the cluster's brokers.
+pub async fn discover(
+    bootstrap: &[String],
+    connect_timeout: Duration,
+    request_timeout: Duration,
+) -> Result<Vec<BrokerInfo>> {
+    let mut errors = Vec::new();
+    for addr in bootstrap {
+        let attempt = async {
+            let mut client = MiniClient::connect(addr, connect_timeout).await?;
+            tokio::time::timeout(request_timeout, client.brokers())
+                .await
+                .map_err(|_| anyhow!("metadata request to {addr} timed out"))?
+        };
+        match attempt.await {
+            Ok(brokers) => return Ok(brokers),
+            Err(e) => errors.push(format!("{addr}: {e:#}")),
+        }
+    }
+    bail!("no bootstrap server answered: {}", errors.join("; "))
+}
+
+/// Checks that some bootstrap server answers ApiVersions; returns its address.
+pub async fn probe(bootstrap: &[String], timeout: Duration) -> Result<String> {
+    let mut errors = Vec::new();
+    for addr in bootstrap {
+        let attempt = async {
+            let mut client = MiniClient::connect(addr, timeout).await?;
+            let resp = tokio::time::timeout(timeout, client.api_versions())
+                .await
+                .map_err(|_| anyhow!("ApiVersions timed out"))??;
+            if resp.error_code != 0 {
+                bail!("ApiVersions error code {}", resp.error_code);
+            }
+            Ok(())
+        };
+        match attempt.await {
+            Ok(()) => return Ok(addr.clone()),
+            Err(e) => errors.push(format!("{addr}: {e:#}")),
+        }
+    }
+    bail!("{}", errors.join("; "))
+}
