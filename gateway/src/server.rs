@@ -310,6 +310,8 @@ impl Gateway {
             self.shared.force_close.cancel();
             self.shared.tasks.wait().await;
         }
+        // Connections are done; this also stops the admin listener.
+        self.shared.force_close.cancel();
         let _ = self.admin_task.await;
         info!("shutdown complete");
     }

@@ -1,0 +1,1 @@
+//! A minimal Kafka broker built on kafka-protocol, for fault injection and microbenchmarks.
