@@ -344,7 +344,10 @@ impl Config {
             }
             s.take("connectTimeoutMs", &mut config.upstream.connect_timeout_ms);
             s.take("requestTimeoutMs", &mut config.upstream.request_timeout_ms);
-            s.take("metadataRefreshMs", &mut config.upstream.metadata_refresh_ms);
+            s.take(
+                "metadataRefreshMs",
+                &mut config.upstream.metadata_refresh_ms,
+            );
             s.finish(&[
                 "bootstrap",
                 "connectTimeoutMs",
@@ -481,8 +484,14 @@ impl Config {
             }
         }
         for (key, v) in [
-            ("upstream.connectTimeoutMs", self.upstream.connect_timeout_ms),
-            ("upstream.requestTimeoutMs", self.upstream.request_timeout_ms),
+            (
+                "upstream.connectTimeoutMs",
+                self.upstream.connect_timeout_ms,
+            ),
+            (
+                "upstream.requestTimeoutMs",
+                self.upstream.request_timeout_ms,
+            ),
             (
                 "upstream.metadataRefreshMs",
                 self.upstream.metadata_refresh_ms,
@@ -567,8 +576,7 @@ impl Config {
 fn is_host(h: &str) -> bool {
     h.parse::<std::net::IpAddr>().is_ok()
         || (!h.is_empty()
-            && h
-                .chars()
+            && h.chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')))
 }
 
@@ -676,8 +684,8 @@ logging: { format: xml }
 
     #[test]
     fn flags_override_the_file() {
-        let mut c = Config::from_yaml("listen: 127.0.0.1:1\nupstream: {bootstrap: a:1}", "f")
-            .unwrap();
+        let mut c =
+            Config::from_yaml("listen: 127.0.0.1:1\nupstream: {bootstrap: a:1}", "f").unwrap();
         c.apply(Overrides {
             bootstrap: Some("b:2,c:3".into()),
             listen: Some("127.0.0.1:2".into()),

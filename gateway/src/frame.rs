@@ -97,7 +97,10 @@ fn classify_oversize(buf: &[u8], size: usize, max: usize) -> FrameError {
     if buf[0] == 0x16 && buf[1] == 0x03 {
         return FrameError::LooksLikeTls;
     }
-    if buf[..4].iter().all(|b| b.is_ascii_uppercase() || *b == b' ') {
+    if buf[..4]
+        .iter()
+        .all(|b| b.is_ascii_uppercase() || *b == b' ')
+    {
         return FrameError::LooksLikeHttp;
     }
     FrameError::TooLarge { size, max }
@@ -217,7 +220,9 @@ pub fn skip_tagged_fields(buf: &[u8], pos: usize) -> Option<usize> {
 /// `body` is the frame without its length prefix and `peek` its parsed header. The acks field
 /// follows the optional transactional id (v3+, compact from v9).
 pub fn produce_expects_response(body: &[u8], peek: &RequestPeek) -> Result<bool, FrameError> {
-    let mut pos = peek.body_offset.ok_or(FrameError::TruncatedHeader(body.len()))?;
+    let mut pos = peek
+        .body_offset
+        .ok_or(FrameError::TruncatedHeader(body.len()))?;
     let version = peek.api_version;
     if version >= 3 {
         if version >= 9 {
@@ -301,7 +306,10 @@ mod tests {
             Err(FrameError::LooksLikeTls)
         );
         assert_eq!(frame_len(&[0x16, 0x03], max), Err(FrameError::LooksLikeTls));
-        assert_eq!(frame_len(b"GET / HTTP/1.1", max), Err(FrameError::LooksLikeHttp));
+        assert_eq!(
+            frame_len(b"GET / HTTP/1.1", max),
+            Err(FrameError::LooksLikeHttp)
+        );
         assert_eq!(frame_len(b"POST /x", max), Err(FrameError::LooksLikeHttp));
         // Even at the largest allowed limit, TLS and HTTP are classified, not awaited.
         assert_eq!(

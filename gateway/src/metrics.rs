@@ -233,7 +233,10 @@ mod tests {
         m.connections_total.inc();
         m.protocol_error("too_large");
         let text = m.render();
-        assert!(text.contains("sluice_requests_total{api=\"Produce\"} 1"), "{text}");
+        assert!(
+            text.contains("sluice_requests_total{api=\"Produce\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("sluice_request_bytes_total{api=\"Produce\"} 100"));
         assert!(text.contains("sluice_gateway_latency_seconds_count{api=\"Metadata\"} 1"));
         assert!(text.contains("sluice_requests_total{api=\"unknown\"} 1"));

@@ -13,9 +13,9 @@
 use anyhow::{bail, Context, Result};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsResponse, DescribeClusterResponse, FetchResponse,
-    FindCoordinatorResponse, MetadataResponse, ProduceResponse, ResponseHeader,
-    ShareAcknowledgeResponse, ShareFetchResponse,
+    ApiKey, ApiVersionsResponse, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse,
+    MetadataResponse, ProduceResponse, ResponseHeader, ShareAcknowledgeResponse,
+    ShareFetchResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes, VersionRange};
 
@@ -115,14 +115,12 @@ pub fn rewrite_response(
             encode(key, version, &header, &msg).map(Some)
         }
         ResponseAction::NodeEndpoints => match key {
-            ApiKey::Produce => {
-                node_endpoints::<ProduceResponse>(body, key, version, book, |m| {
-                    m.node_endpoints
-                        .iter_mut()
-                        .map(|e| (e.node_id.0, &mut e.host, &mut e.port))
-                        .collect()
-                })
-            }
+            ApiKey::Produce => node_endpoints::<ProduceResponse>(body, key, version, book, |m| {
+                m.node_endpoints
+                    .iter_mut()
+                    .map(|e| (e.node_id.0, &mut e.host, &mut e.port))
+                    .collect()
+            }),
             ApiKey::Fetch => node_endpoints::<FetchResponse>(body, key, version, book, |m| {
                 m.node_endpoints
                     .iter_mut()
@@ -170,12 +168,16 @@ fn node_endpoints<T: Decodable + Encodable>(
     encode(key, version, &header, &msg).map(Some)
 }
 
-fn decode<T: Decodable>(body: &mut Bytes, key: ApiKey, version: i16) -> Result<(ResponseHeader, T)> {
+fn decode<T: Decodable>(
+    body: &mut Bytes,
+    key: ApiKey,
+    version: i16,
+) -> Result<(ResponseHeader, T)> {
     let header_version = key.response_header_version(version);
     let header = ResponseHeader::decode(body, header_version)
         .with_context(|| format!("decoding {key:?} v{version} response header"))?;
-    let msg =
-        T::decode(body, version).with_context(|| format!("decoding {key:?} v{version} response"))?;
+    let msg = T::decode(body, version)
+        .with_context(|| format!("decoding {key:?} v{version} response"))?;
     if !body.is_empty() {
         bail!(
             "{key:?} v{version} response has {} unexpected trailing bytes",
@@ -210,7 +212,11 @@ fn rewrite_api_versions(mut body: Bytes, version: i16) -> Result<Bytes> {
         .get(..2)
         .map(|b| i16::from_be_bytes([b[0], b[1]]))
         .context("truncated ApiVersions response")?;
-    let body_version = if error == UNSUPPORTED_VERSION { 0 } else { version };
+    let body_version = if error == UNSUPPORTED_VERSION {
+        0
+    } else {
+        version
+    };
     let mut msg = ApiVersionsResponse::decode(&mut body, body_version)?;
     intersect_api_versions(&mut msg);
     let size = header.compute_size(0)? + msg.compute_size(body_version)?;
@@ -334,7 +340,11 @@ mod tests {
                 .iter()
                 .map(|b| (b.node_id.0, b.host.to_string(), b.port))
                 .collect();
-            assert_eq!(eps, vec![(1, "gw".into(), 7001), (2, "gw".into(), 7002)], "v{v}");
+            assert_eq!(
+                eps,
+                vec![(1, "gw".into(), 7001), (2, "gw".into(), 7002)],
+                "v{v}"
+            );
             assert_eq!(
                 book.0.into_inner(),
                 vec![
@@ -487,12 +497,11 @@ mod tests {
         use kafka_protocol::messages::share_acknowledge_response::NodeEndpoint as AckEndpoint;
         use kafka_protocol::messages::share_fetch_response::NodeEndpoint;
         for v in versions::<ShareFetchResponse>() {
-            let msg = ShareFetchResponse::default().with_node_endpoints(vec![
-                NodeEndpoint::default()
+            let msg =
+                ShareFetchResponse::default().with_node_endpoints(vec![NodeEndpoint::default()
                     .with_node_id(BrokerId(1))
                     .with_host(s("k"))
-                    .with_port(1),
-            ]);
+                    .with_port(1)]);
             let out = rewrite_response(
                 ResponseAction::NodeEndpoints,
                 ApiKey::ShareFetch,
@@ -613,7 +622,10 @@ mod tests {
     fn too_new_api_versions_answer() {
         let out = unsupported_api_versions(9);
         let mut body = out.slice(4..);
-        assert_eq!(ResponseHeader::decode(&mut body, 0).unwrap().correlation_id, 9);
+        assert_eq!(
+            ResponseHeader::decode(&mut body, 0).unwrap().correlation_id,
+            9
+        );
         let got = ApiVersionsResponse::decode(&mut body, 0).unwrap();
         assert_eq!(got.error_code, UNSUPPORTED_VERSION);
         assert_eq!(got.api_keys[0].api_key, 18);
@@ -633,8 +645,10 @@ mod tests {
             ResponseAction::DescribeCluster,
             ResponseAction::ApiVersions,
         ] {
-            assert!(rewrite_response(action, ApiKey::Metadata, 12, junk.clone(), &Book::default())
-                .is_err());
+            assert!(
+                rewrite_response(action, ApiKey::Metadata, 12, junk.clone(), &Book::default())
+                    .is_err()
+            );
         }
     }
 }

@@ -100,7 +100,8 @@ impl MiniClient {
             match frame_len(&self.buf, self.max_frame)? {
                 FrameStatus::Complete(n) => return Ok(self.buf.split_to(n).freeze()),
                 FrameStatus::Incomplete { total } => {
-                    self.buf.reserve(total.unwrap_or(4096).saturating_sub(self.buf.len()));
+                    self.buf
+                        .reserve(total.unwrap_or(4096).saturating_sub(self.buf.len()));
                     if self.stream.read_buf(&mut self.buf).await? == 0 {
                         bail!("broker closed the connection");
                     }

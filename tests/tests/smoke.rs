@@ -14,7 +14,9 @@ async fn produce_and_consume_through_gateway() {
     for i in 0..10 {
         producer
             .send(
-                FutureRecord::to("smoke").key(&format!("k{i}")).payload(&format!("v{i}")),
+                FutureRecord::to("smoke")
+                    .key(&format!("k{i}"))
+                    .payload(&format!("v{i}")),
                 Duration::from_secs(10),
             )
             .await
@@ -24,7 +26,10 @@ async fn produce_and_consume_through_gateway() {
     consumer.subscribe(&["smoke"]).unwrap();
     let mut got = Vec::new();
     while got.len() < 10 {
-        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv()).await.unwrap().unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(30), consumer.recv())
+            .await
+            .unwrap()
+            .unwrap();
         got.push(String::from_utf8(m.payload().unwrap().to_vec()).unwrap());
     }
     got.sort();
