@@ -69,19 +69,17 @@ pub fn main() -> i32 {
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
-    let (mut config, source) = match &args.config {
-        Some(path) => (Config::from_file(path)?, path.display().to_string()),
-        None => (Config::default(), "flags".to_string()),
-    };
-    config.apply(Overrides {
-        bootstrap: args.bootstrap,
-        listen: args.listen,
-        advertised_host: args.advertised_host,
-        admin: args.admin,
-        state_dir: args.state_dir,
-        log_format: args.log_format,
-    });
-    config.validate(&source)?;
+    let config = Config::load(
+        args.config.as_deref(),
+        Overrides {
+            bootstrap: args.bootstrap,
+            listen: args.listen,
+            advertised_host: args.advertised_host,
+            admin: args.admin,
+            state_dir: args.state_dir,
+            log_format: args.log_format,
+        },
+    )?;
     init_logging(&config);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

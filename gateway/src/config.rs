@@ -297,6 +297,24 @@ fn split_servers(s: &str) -> Vec<String> {
 impl Config {
     /// Parses YAML text; `source_name` labels the errors.
     pub fn from_yaml(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        let (config, issues) = Config::parse_lenient(text).map_err(|mut e| {
+            e.source_name = source_name.into();
+            e
+        })?;
+        if issues.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError {
+                source_name: source_name.into(),
+                issues,
+            })
+        }
+    }
+
+    /// Parses YAML, returning the configuration (defaults where a value was bad) and every
+    /// problem found. Only text that is not a YAML mapping at all is an immediate error.
+    fn parse_lenient(text: &str) -> Result<(Config, Vec<ConfigIssue>), ConfigError> {
+        let source_name = "(yaml)";
         let mut issues = Vec::new();
         let mut config = Config::default();
         let root: Value = match serde_norway::from_str(text) {
@@ -390,11 +408,45 @@ impl Config {
             "shutdown",
             "logging",
         ]);
+        Ok((config, issues))
+    }
+
+    /// Loads a configuration the way `sluice serve` does: the file (if any), then the flags,
+    /// then validation. Parse and validation problems are reported together; a key already
+    /// reported as unparsable is not reported again by validation.
+    pub fn load(file: Option<&Path>, overrides: Overrides) -> Result<Config, ConfigError> {
+        let source_name = file.map_or_else(|| "flags".to_string(), |p| p.display().to_string());
+        let (mut config, mut issues) = match file {
+            None => (Config::default(), Vec::new()),
+            Some(path) => match std::fs::read_to_string(path) {
+                Err(e) => {
+                    return Err(ConfigError {
+                        source_name,
+                        issues: vec![ConfigIssue {
+                            key: "(file)".into(),
+                            message: format!("cannot read: {e}"),
+                        }],
+                    })
+                }
+                Ok(text) => Config::parse_lenient(&text)?,
+            },
+        };
+        config.apply(overrides);
+        if let Err(e) = config.validate(&source_name) {
+            let reported: Vec<String> = issues.iter().map(|i| i.key.clone()).collect();
+            issues.extend(e.issues.into_iter().filter(|i| {
+                !reported.iter().any(|r| {
+                    i.key == *r
+                        || i.key.starts_with(&format!("{r}."))
+                        || i.key.starts_with(&format!("{r}["))
+                })
+            }));
+        }
         if issues.is_empty() {
             Ok(config)
         } else {
             Err(ConfigError {
-                source_name: source_name.into(),
+                source_name,
                 issues,
             })
         }

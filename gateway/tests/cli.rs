@@ -1,0 +1,134 @@
+//! The `sluice` binary as an operator runs it.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn sluice() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_sluice"))
+}
+
+#[test]
+fn bad_config_reports_every_error_and_exits_nonzero() {
+    let dir = std::env::temp_dir().join(format!("sluice-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("bad.yaml");
+    std::fs::write(
+        &file,
+        "listen: not-an-address\nupstream:\n  bootstrap: [ok:9092, nope]\nlimits:\n  maxFrameBytes: 1\nbogus: 1\n",
+    )
+    .unwrap();
+    let out = sluice()
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    // Parse-time and validation-time problems are reported in one go, by key.
+    for key in [
+        "bogus: unknown key",
+        "listen:",
+        "upstream.bootstrap[1]:",
+        "limits.maxFrameBytes:",
+    ] {
+        assert!(err.contains(key), "missing {key} in: {err}");
+    }
+    assert!(err.contains("4 errors"), "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn missing_bootstrap_is_an_error() {
+    let out = sluice().arg("serve").output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("upstream.bootstrap"));
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+#[test]
+fn serves_health_and_stops_on_sigterm() {
+    let admin = free_port();
+    let mut child = sluice()
+        .args([
+            "serve",
+            "--bootstrap",
+            "127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--admin",
+            &format!("127.0.0.1:{admin}"),
+            "--log-format",
+            "json",
+        ])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let health = loop {
+        if let Some(r) = http_get(admin, "/health") {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "admin listener never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.contains(r#""status":"ok""#));
+    // Nothing listens on port 1: not ready, with a reason.
+    let ready = http_get(admin, "/ready").unwrap();
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    let started = Instant::now();
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    // JSON logs on request.
+    assert!(
+        logs.lines()
+            .any(|l| l.starts_with('{') && l.contains("shutdown complete")),
+        "{logs}"
+    );
+}
