@@ -485,13 +485,10 @@ impl ResponseSide {
             let frozen = frame.freeze();
             let book = SharedBook(&self.shared);
             match rewrite::rewrite_response(p.action, key, p.version, frozen.clone(), &book) {
-                Ok(None) => {
-                    drop(book);
-                    match frozen.try_into_mut() {
-                        Ok(m) => m,
-                        Err(b) => BytesMut::from(&b[..]),
-                    }
-                }
+                Ok(None) => match frozen.try_into_mut() {
+                    Ok(m) => m,
+                    Err(b) => BytesMut::from(&b[..]),
+                },
                 Ok(Some(rewritten)) => BytesMut::from(&rewritten[..]),
                 Err(e) => {
                     self.shared.metrics.protocol_error("undecodable_response");

@@ -89,10 +89,10 @@ impl MiniClient {
             // An UNSUPPORTED_VERSION answer has a v0 body whatever the request version.
             let error = frame.get(..2).map(|b| i16::from_be_bytes([b[0], b[1]]));
             if error == Some(crate::rewrite::UNSUPPORTED_VERSION) {
-                return Ok(R::Response::decode(&mut frame, 0)?);
+                return R::Response::decode(&mut frame, 0);
             }
         }
-        Ok(R::Response::decode(&mut frame, version)?)
+        R::Response::decode(&mut frame, version)
     }
 
     async fn read_frame(&mut self) -> Result<Bytes> {
