@@ -1,11 +1,14 @@
-//! The admin HTTP listener: liveness, readiness and Prometheus metrics.
+//! The admin HTTP listener: liveness, readiness, Prometheus metrics, and the resource API
+//! (`/api/v1/plugins`, `/api/v1/interceptors`) with its OpenAPI document.
 //!
 //! `GET /health` answers as long as the process serves; `GET /ready` checks that a bootstrap
 //! server answers ApiVersions right now (a load balancer should route only to ready
 //! instances); `GET /metrics` is the Prometheus text exposition.
 
-use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -15,6 +18,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tracing::warn;
 
+use crate::interceptors::{ApiError, InterceptorSpec};
 use crate::server::Shared;
 use crate::upstream;
 
@@ -26,7 +30,25 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/metrics", get(metrics))
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/plugins", get(list_plugins))
+        .route(
+            "/api/v1/plugins/{name}",
+            get(get_plugin).put(put_plugin).delete(delete_plugin),
+        )
+        .route("/api/v1/interceptors", get(list_interceptors))
+        .route(
+            "/api/v1/interceptors/{name}",
+            get(get_interceptor)
+                .put(put_interceptor)
+                .delete(delete_interceptor),
+        )
         .fallback(not_found)
+        .layer(DefaultBodyLimit::max(crate::wasm::MAX_PLUGIN_BYTES))
+        .layer(middleware::from_fn_with_state(
+            shared.clone(),
+            require_token,
+        ))
         .with_state(shared)
 }
 
@@ -95,4 +117,168 @@ async fn not_found() -> Response {
         Json(json!({ "error": "not found", "details": [] })),
     )
         .into_response()
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            warn!(status = self.status, error = %self.error, details = ?self.details, "admin API error");
+        }
+        (
+            status,
+            Json(json!({ "error": self.error, "details": self.details })),
+        )
+            .into_response()
+    }
+}
+
+/// Writes need `Authorization: Bearer <token>` when a token is configured.
+async fn require_token(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if let (true, Some(token)) = (write, shared.config.admin_token.as_ref()) {
+        let given = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match given {
+            None => {
+                return ApiError::new(401, "a bearer token is required for writes", vec![])
+                    .into_response()
+            }
+            Some(t) if !token.matches(t) => {
+                warn!("admin API write with a wrong token refused");
+                return ApiError::new(403, "wrong bearer token", vec![]).into_response();
+            }
+            Some(_) => {}
+        }
+    }
+    next.run(req).await
+}
+
+/// Runs blocking registry work (compiling, instantiating) off the async workers.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(ApiError::new(500, "internal error", vec![e.to_string()])))
+}
+
+fn created_or_ok(created: bool) -> StatusCode {
+    if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    }
+}
+
+async fn list_plugins(State(shared): State<Arc<Shared>>) -> Response {
+    Json(json!({ "items": shared.registry.list_plugins() })).into_response()
+}
+
+async fn get_plugin(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+    match shared.registry.get_plugin(&name) {
+        Ok(p) => Json(p).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn put_plugin(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        if ct != "application/wasm" && ct != "application/octet-stream" {
+            return ApiError::new(
+                415,
+                "plugins are uploaded as raw component bytes",
+                vec![format!("Content-Type `{ct}`; use application/wasm")],
+            )
+            .into_response();
+        }
+    }
+    if body.is_empty() {
+        return ApiError::new(400, "empty body: send the component bytes", vec![]).into_response();
+    }
+    let registry = shared.registry.clone();
+    match blocking(move || registry.put_plugin(&name, &body)).await {
+        Ok((info, created)) => (created_or_ok(created), Json(info)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn delete_plugin(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+    match shared.registry.delete_plugin(&name) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn list_interceptors(State(shared): State<Arc<Shared>>) -> Response {
+    Json(json!({ "items": shared.registry.list_interceptors() })).into_response()
+}
+
+async fn get_interceptor(State(shared): State<Arc<Shared>>, Path(name): Path<String>) -> Response {
+    match shared.registry.get_interceptor(&name) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn put_interceptor(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    body: Bytes,
+) -> Response {
+    // The spec may come bare or wrapped as {"spec": {...}} (the shape GET returns).
+    let value: serde_json::Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return ApiError::new(400, "body is not valid JSON", vec![e.to_string()])
+                .into_response()
+        }
+    };
+    let value = match value.get("spec") {
+        Some(spec)
+            if value
+                .as_object()
+                .is_some_and(|o| o.keys().all(|k| k == "spec" || k == "name")) =>
+        {
+            spec.clone()
+        }
+        _ => value,
+    };
+    let spec: InterceptorSpec = match serde_json::from_value(value) {
+        Ok(s) => s,
+        Err(e) => {
+            return ApiError::new(400, "invalid interceptor spec", vec![e.to_string()])
+                .into_response()
+        }
+    };
+    let registry = shared.registry.clone();
+    match blocking(move || registry.put_interceptor(&name, spec)).await {
+        Ok((doc, created)) => (created_or_ok(created), Json(doc)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn delete_interceptor(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> Response {
+    match shared.registry.delete_interceptor(&name) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn openapi() -> Response {
+    Json(crate::openapi::document()).into_response()
 }

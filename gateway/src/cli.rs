@@ -19,6 +19,60 @@ pub struct Cli {
 enum Command {
     /// Run the gateway in front of a Kafka cluster.
     Serve(ServeArgs),
+    /// Create or update the resources described in a YAML file (one or more documents).
+    Apply {
+        /// The YAML file (`-` for standard input).
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Show resources: `sluice get interceptors`, `sluice get plugin NAME`.
+    Get {
+        /// Kind: plugins or interceptors (singular works too).
+        kind: String,
+        /// One resource; all when absent.
+        name: Option<String>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Delete a resource: `sluice delete interceptor NAME`.
+    Delete {
+        /// Kind: plugin or interceptor.
+        kind: String,
+        /// Name.
+        name: String,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Plugin commands.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginCommand {
+    /// Upload (or replace) a plugin component.
+    Push {
+        /// Plugin name.
+        name: String,
+        /// The component (`.wasm`).
+        file: PathBuf,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+struct ApiArgs {
+    /// Admin API of the gateway.
+    #[arg(long, env = "SLUICE_ADMIN", default_value = "http://127.0.0.1:8888")]
+    admin: String,
+    /// Bearer token for writes.
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -44,6 +98,9 @@ struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, value_parser = parse_log_format)]
     log_format: Option<LogFormat>,
+    /// Bearer token required for admin API writes.
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
@@ -58,13 +115,33 @@ fn parse_log_format(s: &str) -> Result<LogFormat, String> {
 pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {
-        Command::Serve(args) => match serve(args) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("sluice: {e:#}");
-                1
-            }
-        },
+        Command::Serve(args) => report(serve(args)),
+        Command::Apply { file, api } => report(crate::client::apply(&api.client(), &file)),
+        Command::Get { kind, name, api } => {
+            report(crate::client::get(&api.client(), &kind, name.as_deref()))
+        }
+        Command::Delete { kind, name, api } => {
+            report(crate::client::delete(&api.client(), &kind, &name))
+        }
+        Command::Plugin {
+            command: PluginCommand::Push { name, file, api },
+        } => report(crate::client::push_plugin(&api.client(), &name, &file)),
+    }
+}
+
+impl ApiArgs {
+    fn client(&self) -> crate::client::AdminClient {
+        crate::client::AdminClient::new(&self.admin, self.token.clone())
+    }
+}
+
+fn report(r: Result<()>) -> i32 {
+    match r {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("sluice: {e:#}");
+            1
+        }
     }
 }
 
@@ -78,6 +155,7 @@ fn serve(args: ServeArgs) -> Result<()> {
             admin: args.admin,
             state_dir: args.state_dir,
             log_format: args.log_format,
+            admin_token: args.admin_token,
         },
     )?;
     init_logging(&config);

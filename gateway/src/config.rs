@@ -28,6 +28,10 @@ pub struct Config {
     pub advertised_host: Option<String>,
     /// Admin HTTP listener (health, readiness, metrics, admin API).
     pub admin: String,
+    /// Bearer token required for admin API writes (`SLUICE_ADMIN_TOKEN` or `--admin-token`
+    /// are better places for it than the file). None: writes are open.
+    #[serde(skip_serializing)]
+    pub admin_token: Option<Secret>,
     /// Directory of the embedded state store.
     pub state_dir: PathBuf,
     /// The Kafka cluster behind the gateway.
@@ -40,6 +44,30 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// Log output.
     pub logging: LoggingConfig,
+}
+
+/// A secret string: never printed by `Debug`, compared in constant time.
+#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    /// Constant-time comparison with a candidate.
+    pub fn matches(&self, candidate: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
 }
 
 /// The upstream Kafka cluster.
@@ -113,6 +141,7 @@ impl Default for Config {
             listen: "127.0.0.1:6969".into(),
             advertised_host: None,
             admin: "127.0.0.1:8888".into(),
+            admin_token: None,
             state_dir: PathBuf::from("sluice-state"),
             upstream: UpstreamConfig {
                 bootstrap: Vec::new(),
@@ -191,6 +220,8 @@ pub struct Overrides {
     pub state_dir: Option<PathBuf>,
     /// `--log-format`.
     pub log_format: Option<LogFormat>,
+    /// `--admin-token` (or `SLUICE_ADMIN_TOKEN`).
+    pub admin_token: Option<String>,
 }
 
 /// Walks one YAML mapping, taking known keys and recording problems.
@@ -350,6 +381,7 @@ impl Config {
         root.take("listen", &mut config.listen);
         root.take("advertisedHost", &mut config.advertised_host);
         root.take("admin", &mut config.admin);
+        root.take("adminToken", &mut config.admin_token);
         root.take("stateDir", &mut config.state_dir);
         {
             let mut s = root.section("upstream");
@@ -401,6 +433,7 @@ impl Config {
             "listen",
             "advertisedHost",
             "admin",
+            "adminToken",
             "stateDir",
             "upstream",
             "brokers",
@@ -484,6 +517,9 @@ impl Config {
         }
         if let Some(v) = o.log_format {
             self.logging.format = v;
+        }
+        if let Some(v) = o.admin_token {
+            self.admin_token = Some(Secret(v));
         }
     }
 
@@ -582,6 +618,9 @@ impl Config {
         }
         if self.limits.max_connections == 0 {
             issue("limits.maxConnections", "must be greater than 0".into());
+        }
+        if self.admin_token.as_ref().is_some_and(|t| t.0.len() < 16) {
+            issue("adminToken", "must be at least 16 characters".into());
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
             issue("logging.level", format!("not a valid log filter: {e}"));

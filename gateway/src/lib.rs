@@ -31,17 +31,24 @@
 //! # Ok(()) }
 //! ```
 
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 mod admin;
 pub mod cli;
+mod client;
 pub mod config;
 pub mod frame;
+pub mod intercept;
+pub mod interceptors;
 pub mod metrics;
+mod openapi;
+pub mod records;
 pub mod rewrite;
 mod server;
 mod session;
+pub mod state;
 pub mod upstream;
+pub mod wasm;
 
 pub use server::Gateway;

@@ -28,6 +28,29 @@ struct KindLabel {
     kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HookLabels {
+    interceptor: String,
+    hook: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct FailureLabels {
+    interceptor: String,
+    kind: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginMetricLabels {
+    interceptor: String,
+    name: String,
+}
+
+fn plugin_histogram() -> Histogram {
+    // 1 µs .. ~0.5 s
+    Histogram::new(exponential_buckets(1e-6, 2.0, 20))
+}
+
 /// The handles of one API key's series.
 #[derive(Clone)]
 pub struct ApiMetrics {
@@ -63,6 +86,11 @@ struct Families {
     upstream_seconds: Family<ApiLabel, Histogram, fn() -> Histogram>,
     local_responses: Family<ApiLabel, Counter>,
     protocol_errors: Family<KindLabel, Counter>,
+    interceptor_calls: Family<HookLabels, Counter>,
+    interceptor_seconds: Family<HookLabels, Histogram, fn() -> Histogram>,
+    interceptor_failures: Family<FailureLabels, Counter>,
+    plugin_counters: Family<PluginMetricLabels, Counter>,
+    plugin_gauges: Family<PluginMetricLabels, Gauge<f64, std::sync::atomic::AtomicU64>>,
 }
 
 /// All gateway metrics.
@@ -81,6 +109,10 @@ pub struct Metrics {
     pub upstream_connect_errors: Counter,
     /// Upstream connections lost while requests were in flight.
     pub upstream_disconnects: Counter,
+    /// Records plugins published that reached the cluster.
+    pub published: Counter,
+    /// Records plugins published that could not be delivered.
+    pub publish_errors: Counter,
 }
 
 impl Metrics {
@@ -95,7 +127,37 @@ impl Metrics {
             upstream_seconds: Family::new_with_constructor(upstream_histogram),
             local_responses: Family::default(),
             protocol_errors: Family::default(),
+            interceptor_calls: Family::default(),
+            interceptor_seconds: Family::new_with_constructor(plugin_histogram),
+            interceptor_failures: Family::default(),
+            plugin_counters: Family::default(),
+            plugin_gauges: Family::default(),
         };
+        registry.register(
+            "interceptor_calls",
+            "Interceptor plugin calls, by interceptor and hook",
+            families.interceptor_calls.clone(),
+        );
+        registry.register(
+            "interceptor_call_seconds",
+            "Duration of interceptor plugin calls, by interceptor and hook",
+            families.interceptor_seconds.clone(),
+        );
+        registry.register(
+            "interceptor_failures",
+            "Interceptor calls that trapped, timed out or ran out of memory",
+            families.interceptor_failures.clone(),
+        );
+        registry.register(
+            "plugin_counter",
+            "Counters maintained by plugins",
+            families.plugin_counters.clone(),
+        );
+        registry.register(
+            "plugin_gauge",
+            "Gauges maintained by plugins",
+            families.plugin_gauges.clone(),
+        );
         registry.register(
             "requests",
             "Kafka requests received from clients, by API",
@@ -161,7 +223,21 @@ impl Metrics {
             "Broker connections lost while client requests were in flight",
             upstream_disconnects.clone(),
         );
+        let published = Counter::default();
+        let publish_errors = Counter::default();
+        registry.register(
+            "plugin_published_records",
+            "Records published by plugins and delivered to the cluster",
+            published.clone(),
+        );
+        registry.register(
+            "plugin_publish_errors",
+            "Records published by plugins that could not be delivered",
+            publish_errors.clone(),
+        );
         Arc::new(Metrics {
+            published,
+            publish_errors,
             registry,
             families,
             slots: (0..API_SLOTS).map(|_| OnceLock::new()).collect(),
@@ -203,6 +279,56 @@ impl Metrics {
             .protocol_errors
             .get_or_create(&KindLabel { kind: kind.into() })
             .inc();
+    }
+
+    /// Records one interceptor call.
+    pub fn interceptor_call(&self, interceptor: &str, hook: &str, elapsed: Duration) {
+        let labels = HookLabels {
+            interceptor: interceptor.into(),
+            hook: hook.into(),
+        };
+        self.families.interceptor_calls.get_or_create(&labels).inc();
+        self.families
+            .interceptor_seconds
+            .get_or_create(&labels)
+            .observe(secs(elapsed));
+    }
+
+    /// Counts a failed interceptor call.
+    pub fn interceptor_failure(&self, interceptor: &str, kind: &str) {
+        self.families
+            .interceptor_failures
+            .get_or_create(&FailureLabels {
+                interceptor: interceptor.into(),
+                kind: kind.into(),
+            })
+            .inc();
+    }
+
+    /// A plugin-defined counter.
+    pub fn plugin_counter(&self, interceptor: &str, name: &str) -> Counter {
+        self.families
+            .plugin_counters
+            .get_or_create(&PluginMetricLabels {
+                interceptor: interceptor.into(),
+                name: name.into(),
+            })
+            .clone()
+    }
+
+    /// A plugin-defined gauge.
+    pub fn plugin_gauge(
+        &self,
+        interceptor: &str,
+        name: &str,
+    ) -> Gauge<f64, std::sync::atomic::AtomicU64> {
+        self.families
+            .plugin_gauges
+            .get_or_create(&PluginMetricLabels {
+                interceptor: interceptor.into(),
+                name: name.into(),
+            })
+            .clone()
     }
 
     /// Renders the Prometheus text exposition format.

@@ -70,6 +70,10 @@ pub trait AddressBook {
     /// Records that `node_id` is reachable upstream at `host:port` and returns the gateway
     /// endpoint (advertised host, port) that stands for it.
     fn gateway_endpoint(&self, node_id: i32, host: &str, port: i32) -> (StrBytes, i32);
+
+    /// Records a topic id and its name (Metadata v10+ names both), so that stages seeing only
+    /// ids (Fetch v13+) can name topics.
+    fn learn_topic(&self, _id: uuid::Uuid, _name: &str) {}
 }
 
 /// Rewrites a response frame (length prefix included). `Ok(None)` means "forward the original".
@@ -88,6 +92,13 @@ pub fn rewrite_response(
             let (header, mut msg) = decode::<MetadataResponse>(&mut body, key, version)?;
             for b in &mut msg.brokers {
                 (b.host, b.port) = book.gateway_endpoint(b.node_id.0, &b.host, b.port);
+            }
+            for t in &msg.topics {
+                if let Some(name) = &t.name {
+                    if !t.topic_id.is_nil() {
+                        book.learn_topic(t.topic_id, name);
+                    }
+                }
             }
             encode(key, version, &header, &msg).map(Some)
         }

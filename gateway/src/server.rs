@@ -21,9 +21,12 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 use crate::config::Config;
+use crate::intercept::TopicNames;
+use crate::interceptors::Registry;
 use crate::metrics::Metrics;
 use crate::rewrite::AddressBook;
 use crate::session::{self, Route};
+use crate::state::{FileStore, StateStore};
 use crate::upstream;
 
 /// A broker known to the gateway.
@@ -48,6 +51,10 @@ pub(crate) struct Shared {
     pub force_close: CancellationToken,
     pub tasks: TaskTracker,
     pub connections: Arc<Semaphore>,
+    /// Installed plugins and interceptors; the live chain.
+    pub registry: Arc<Registry>,
+    /// Topic ids seen in Metadata responses.
+    pub topic_names: TopicNames,
     nodes: RwLock<HashMap<i32, Node>>,
     listen_ip: std::net::IpAddr,
     base_port: u16,
@@ -177,6 +184,23 @@ impl AddressBook for SharedBook<'_> {
         let gw_port = self.0.ensure_node(node_id, host, port);
         (self.0.advertised_host.clone(), i32::from(gw_port))
     }
+
+    fn learn_topic(&self, id: uuid::Uuid, name: &str) {
+        let known = self
+            .0
+            .topic_names
+            .read()
+            .expect("topic names lock")
+            .get(&id)
+            .is_some_and(|n| n == name);
+        if !known {
+            self.0
+                .topic_names
+                .write()
+                .expect("topic names lock")
+                .insert(id, name.to_string());
+        }
+    }
 }
 
 fn spawn_accept_loop(shared: Arc<Shared>, listener: TcpListener, route: Route) {
@@ -241,10 +265,34 @@ impl Gateway {
             .with_context(|| format!("binding the admin listener {}", config.admin))?;
         let admin_addr = admin_listener.local_addr()?;
         let advertised = config.advertised_host();
+        let metrics = Metrics::new();
+        let store: Arc<dyn StateStore> = Arc::new(FileStore::open(&config.state_dir)?);
+        let runtime = crate::wasm::Runtime::new(store.cache_dir())?;
+        let shutdown = CancellationToken::new();
+        let publisher = crate::wasm::publisher::spawn(
+            config.upstream.bootstrap.clone(),
+            config.request_timeout(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        let registry = Arc::new(Registry::new(
+            runtime,
+            store,
+            metrics.clone(),
+            Some(publisher),
+        )?);
+        {
+            let registry = registry.clone();
+            tokio::task::spawn_blocking(move || registry.restore())
+                .await?
+                .context("restoring plugins and interceptors from the state directory")?;
+        }
         let shared = Arc::new(Shared {
-            metrics: Metrics::new(),
+            metrics,
+            registry,
+            topic_names: TopicNames::default(),
             advertised_host: StrBytes::from_string(advertised),
-            shutdown: CancellationToken::new(),
+            shutdown,
             force_close: CancellationToken::new(),
             tasks: TaskTracker::new(),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),

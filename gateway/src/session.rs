@@ -31,6 +31,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::frame::{self, FrameError, FrameStatus, RequestPeek};
+use crate::intercept::{self, Client, Outcome, PartitionResult, RequestMeta, ResponseMeta};
+use crate::interceptors::Installed;
 use crate::metrics::secs;
 use crate::rewrite::{self, ResponseAction};
 use crate::server::{Shared, SharedBook};
@@ -67,6 +69,19 @@ struct Pending {
     /// Time the request spent in the gateway before being queued for the broker.
     gateway_request: Duration,
     queued: Instant,
+    /// Response interception, when some interceptor wants this response.
+    intercept: Option<Box<ResponseIntercept>>,
+}
+
+/// What the response side needs to run the chain on a response.
+struct ResponseIntercept {
+    /// The chain the request ran on (a swap meanwhile does not change it).
+    chain: Arc<[Arc<Installed>]>,
+    client: Arc<Client>,
+    /// The request body as forwarded, to build error answers.
+    request_body: Bytes,
+    /// Produce partitions the gateway answers itself.
+    produce_extra: Vec<PartitionResult>,
 }
 
 /// Why the request side stopped.
@@ -109,6 +124,11 @@ pub(crate) async fn run(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr
         slots: tx,
         buf: BytesMut::with_capacity(READ_CHUNK),
         client_id: None,
+        ident: Arc::new(Client {
+            address: peer.to_string(),
+            ..Client::default()
+        }),
+        chain: (u64::MAX, Arc::from(Vec::new())),
     };
     let end = requests.run(&dead).await;
     drop(requests); // closes the slot queue: the response side ends after the last slot
@@ -130,6 +150,10 @@ struct RequestSide {
     slots: mpsc::Sender<Slot>,
     buf: BytesMut,
     client_id: Option<String>,
+    /// Identity for interceptor scopes and contexts.
+    ident: Arc<Client>,
+    /// The chain selected for this client, with the generation it was selected from.
+    chain: (u64, Arc<[Arc<Installed>]>),
 }
 
 fn error_kind(e: &FrameError) -> &'static str {
@@ -205,6 +229,10 @@ impl RequestSide {
                 if let Some(r) = &peek.client_id {
                     let body = &self.buf[frame::LENGTH_PREFIX..n];
                     self.client_id = Some(String::from_utf8_lossy(&body[r.clone()]).into_owned());
+                    self.ident = Arc::new(Client {
+                        client_id: self.client_id.clone(),
+                        ..(*self.ident).clone()
+                    });
                 }
             }
             let api = self.shared.metrics.api(peek.api_key);
@@ -251,12 +279,81 @@ impl RequestSide {
             } else {
                 true
             };
+            let chain = self.current_chain();
+            let mut intercept_response = None;
+            let request = if !chain.is_empty() && peek.body_offset.is_some() {
+                let header_len = peek.body_offset.unwrap_or(0);
+                let frame_bytes = self.buf.split_to(n).freeze();
+                let mut forward = frame_bytes;
+                let mut produce_extra = Vec::new();
+                if intercept::wants_request(&chain, peek.api_key) {
+                    let meta = RequestMeta {
+                        api_key: peek.api_key,
+                        version: peek.api_version,
+                        correlation_id: peek.correlation_id,
+                        header_len,
+                        client: &self.ident,
+                    };
+                    match intercept::on_request(
+                        &chain,
+                        &meta,
+                        &forward,
+                        &self.shared.metrics,
+                        &self.shared.topic_names,
+                    ) {
+                        Outcome::Forward {
+                            frame,
+                            produce_extra: extra,
+                        } => {
+                            if let Some(f) = frame {
+                                forward = f;
+                            }
+                            produce_extra = extra;
+                        }
+                        Outcome::Respond(bytes) => {
+                            if expects_response {
+                                if let Err(end) = self
+                                    .push(
+                                        Slot::Local {
+                                            api_key: peek.api_key,
+                                            bytes,
+                                        },
+                                        out,
+                                    )
+                                    .await
+                                {
+                                    return Some(end);
+                                }
+                            }
+                            continue;
+                        }
+                        Outcome::Close(reason) => {
+                            warn!(peer = %self.peer, client_id = ?self.client_id, "closing connection: {reason}");
+                            self.shared.metrics.protocol_error("interceptor");
+                            return Some(End::Abort);
+                        }
+                    }
+                }
+                if !produce_extra.is_empty() || intercept::wants_response(&chain, peek.api_key) {
+                    intercept_response = Some(Box::new(ResponseIntercept {
+                        chain: chain.clone(),
+                        client: self.ident.clone(),
+                        request_body: forward.slice(frame::LENGTH_PREFIX + header_len..),
+                        produce_extra,
+                    }));
+                }
+                match forward.try_into_mut() {
+                    Ok(m) => m,
+                    Err(shared) => BytesMut::from(&shared[..]),
+                }
+            } else {
+                self.buf.split_to(n)
+            };
             if self.upstream.is_none() {
                 if let Err(end) = self.open_upstream(&peek).await {
                     return Some(end);
                 }
             }
-            let request = self.buf.split_to(n);
             if expects_response {
                 let pending = Pending {
                     api_key: peek.api_key,
@@ -265,6 +362,7 @@ impl RequestSide {
                     action: rewrite::action_for(key, peek.api_version),
                     gateway_request: received.elapsed(),
                     queued: Instant::now(),
+                    intercept: intercept_response,
                 };
                 if let Err(end) = self.push(Slot::Upstream(pending), out).await {
                     return Some(end);
@@ -275,6 +373,15 @@ impl RequestSide {
                 None => *out = Some(request),
             }
         }
+    }
+
+    /// The interceptors that apply to this client, re-selected when the chain changes.
+    fn current_chain(&mut self) -> Arc<[Arc<Installed>]> {
+        let chain = self.shared.registry.chain();
+        if chain.generation != self.chain.0 {
+            self.chain = (chain.generation, chain.for_client(&self.ident.who).into());
+        }
+        self.chain.1.clone()
     }
 
     /// Queues a slot. When the queue is full, frames held in `out` are flushed first: the
@@ -478,6 +585,40 @@ impl ResponseSide {
             read_at,
             upstream: read_at.duration_since(p.queued),
         };
+        let mut frame = frame;
+        if let Some(ic) = &p.intercept {
+            let meta = ResponseMeta {
+                request: RequestMeta {
+                    api_key: p.api_key,
+                    version: p.version,
+                    correlation_id: p.correlation_id,
+                    header_len: 0,
+                    client: &ic.client,
+                },
+                request_body: ic.request_body.clone(),
+            };
+            let frozen = frame.freeze();
+            match intercept::on_response(
+                &ic.chain,
+                &meta,
+                frozen.clone(),
+                &ic.produce_extra,
+                &self.shared.metrics,
+                &self.shared.topic_names,
+            ) {
+                Ok(None) => {
+                    frame = frozen
+                        .try_into_mut()
+                        .unwrap_or_else(|b| BytesMut::from(&b[..]))
+                }
+                Ok(Some(b)) => frame = BytesMut::from(&b[..]),
+                Err(reason) => {
+                    self.shared.metrics.protocol_error("interceptor");
+                    warn!(peer = %self.peer, "closing connection: {reason}");
+                    anyhow::bail!("interceptor failure");
+                }
+            }
+        }
         let frame = if p.action == ResponseAction::Passthrough {
             frame
         } else {

@@ -146,7 +146,111 @@ pub fn gateway_config(bootstrap: &str) -> sluice::config::Config {
     c.upstream.connect_timeout_ms = 2_000;
     c.upstream.request_timeout_ms = 5_000;
     c.shutdown.drain_timeout_ms = 2_000;
+    c.state_dir = temp_dir("state");
     c
+}
+
+/// A fresh directory under the system temp dir (not removed: tests may restart a gateway on it).
+pub fn temp_dir(label: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "sluice-test-{}-{}-{label}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).expect("creating a temp dir");
+    dir
+}
+
+/// A plugin built by `make plugins`: `target/plugins/<name>.wasm` (or `target/test-plugins/`).
+pub fn plugin_bytes(name: &str) -> Vec<u8> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target");
+    for dir in ["plugins", "test-plugins"] {
+        let p = root.join(dir).join(format!("{name}.wasm"));
+        if let Ok(b) = std::fs::read(&p) {
+            return b;
+        }
+    }
+    panic!("plugin {name} not built: run `make plugins`");
+}
+
+/// A minimal HTTP/1.1 exchange with the admin API: returns the status and the body parsed as
+/// JSON (`Null` when empty, a string when not JSON).
+pub async fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> (u16, serde_json::Value) {
+    let mut s = TcpStream::connect(addr).await.expect("admin connect");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).await.expect("admin write");
+    s.write_all(body).await.expect("admin write");
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(120), s.read_to_end(&mut out))
+        .await
+        .expect("admin API answered in time")
+        .expect("admin read");
+    let text = String::from_utf8_lossy(&out);
+    let status = text[9..12].parse().expect("status code");
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    let body = if let Some(chunked) = decode_chunked(&text, body) { chunked } else { body.to_string() };
+    let json = if body.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body))
+    };
+    (status, json)
+}
+
+fn decode_chunked(head: &str, body: &str) -> Option<String> {
+    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+        return None;
+    }
+    let mut out = String::new();
+    let mut rest = body;
+    loop {
+        let (size, after) = rest.split_once("\r\n")?;
+        let n = usize::from_str_radix(size.trim(), 16).ok()?;
+        if n == 0 {
+            return Some(out);
+        }
+        out.push_str(after.get(..n)?);
+        rest = after.get(n + 2..)?;
+    }
+}
+
+/// Uploads a plugin built by `make plugins` under `name`; panics unless accepted.
+pub async fn upload_plugin(admin: SocketAddr, name: &str, file: &str) -> serde_json::Value {
+    let (status, body) = http(
+        admin,
+        "PUT",
+        &format!("/api/v1/plugins/{name}"),
+        &[("Content-Type", "application/wasm")],
+        &plugin_bytes(file),
+    )
+    .await;
+    assert!(status == 200 || status == 201, "upload {name}: {status} {body}");
+    body
+}
+
+/// Installs an interceptor; panics unless accepted.
+pub async fn install(admin: SocketAddr, name: &str, spec: serde_json::Value) {
+    let (status, body) = http(
+        admin,
+        "PUT",
+        &format!("/api/v1/interceptors/{name}"),
+        &[("Content-Type", "application/json")],
+        spec.to_string().as_bytes(),
+    )
+    .await;
+    assert!(status == 200 || status == 201, "install {name}: {status} {body}");
 }
 
 /// Starts a gateway in front of `bootstrap` and waits until it has learnt the brokers.

@@ -1,0 +1,913 @@
+//! Running the interceptor chain on a request and on its response.
+//!
+//! The session calls [`on_request`] only when some interceptor of the client's chain subscribes
+//! to the request (a generic hook for its API key, or the produce hook for Produce), and
+//! [`on_response`] only when some subscribes to the response. Frames are decoded only for the
+//! hooks that need them: generic hooks get the raw body; record hooks get the records of
+//! Produce requests and Fetch responses decoded by the host; a partition nobody changed keeps
+//! its original bytes.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::fetch_response::PartitionData;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{
+    ApiKey, FetchResponse, ProduceRequest, ProduceResponse, ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use crate::interceptors::{log_failure, FailurePolicy, Installed, Who};
+use crate::metrics::Metrics;
+use crate::records::{self, Batch, Offsets, Record, RecordSet};
+use crate::wasm::bindings::sluice::interceptor::types as wit;
+use crate::wasm::host::{PartitionView, RecordView, RecordsView};
+use crate::wasm::CallFailure;
+
+/// Kafka error codes used here.
+pub mod codes {
+    /// UNKNOWN_SERVER_ERROR.
+    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+    /// INVALID_RECORD.
+    pub const INVALID_RECORD: i16 = 87;
+}
+
+/// Topic ids learnt from Metadata responses, to show plugins topic names when a request
+/// carries only ids (Fetch v13+, Produce v13+).
+pub type TopicNames = RwLock<HashMap<uuid::Uuid, String>>;
+
+/// Who is on the other end of a connection.
+#[derive(Debug, Clone, Default)]
+pub struct Client {
+    /// Identity for scope matching.
+    pub who: Who,
+    /// Client id of the connection's first request.
+    pub client_id: Option<String>,
+    /// `ip:port`.
+    pub address: String,
+}
+
+/// The request being intercepted.
+pub struct RequestMeta<'a> {
+    /// API key.
+    pub api_key: i16,
+    /// API version.
+    pub version: i16,
+    /// Correlation id.
+    pub correlation_id: i32,
+    /// Request header size (after the length prefix).
+    pub header_len: usize,
+    /// The client.
+    pub client: &'a Client,
+}
+
+/// A produce partition the gateway answers itself (rejected or emptied by an interceptor).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PartitionResult {
+    /// Topic name.
+    pub topic: TopicName,
+    /// Topic id (Produce v13+).
+    pub topic_id: uuid::Uuid,
+    /// Partition.
+    pub partition: i32,
+    /// Error code (0: accepted and dropped).
+    pub code: i16,
+    /// Message.
+    pub message: Option<String>,
+}
+
+/// What the request path does after the chain ran.
+pub enum Outcome {
+    /// Forward; `frame` is the rebuilt frame when something changed.
+    Forward {
+        /// Rebuilt frame (length prefix included), or `None` to forward the original.
+        frame: Option<Bytes>,
+        /// Partitions to add to the broker's Produce response.
+        produce_extra: Vec<PartitionResult>,
+    },
+    /// Do not forward; answer with this response frame.
+    Respond(Bytes),
+    /// Close the connection (no valid answer can be built).
+    Close(String),
+}
+
+fn context(inst: &Installed, meta: &RequestMeta<'_>) -> wit::Context {
+    wit::Context {
+        interceptor: inst.name.clone(),
+        vcluster: meta.client.who.vcluster.clone(),
+        principal: meta.client.who.username.clone(),
+        groups: meta.client.who.groups.clone(),
+        client_id: meta.client.client_id.clone(),
+        client_address: meta.client.address.clone(),
+        api_key: meta.api_key,
+        api_version: meta.version,
+        correlation_id: meta.correlation_id,
+    }
+}
+
+/// Whether any interceptor of `chain` wants to see this request.
+pub fn wants_request(chain: &[Arc<Installed>], api_key: i16) -> bool {
+    chain.iter().any(|i| {
+        (i.caps.request && i.caps.wants_key(api_key))
+            || (i.caps.produce && api_key == ApiKey::Produce as i16)
+    })
+}
+
+/// Whether any interceptor of `chain` wants to see the response.
+pub fn wants_response(chain: &[Arc<Installed>], api_key: i16) -> bool {
+    chain.iter().any(|i| {
+        (i.caps.response && i.caps.wants_key(api_key))
+            || (i.caps.fetch && api_key == ApiKey::Fetch as i16)
+    })
+}
+
+/// Runs the request hooks in ascending priority.
+pub fn on_request(
+    chain: &[Arc<Installed>],
+    meta: &RequestMeta<'_>,
+    frame: &Bytes,
+    metrics: &Metrics,
+    topic_names: &TopicNames,
+) -> Outcome {
+    let key = ApiKey::try_from(meta.api_key).ok();
+    let start = 4 + meta.header_len;
+    let mut body = frame.slice(start..);
+    let mut changed = false;
+    let mut extras = Vec::new();
+    for inst in chain {
+        if inst.caps.request && inst.caps.wants_key(meta.api_key) {
+            let ctx = context(inst, meta);
+            let t = Instant::now();
+            let result = inst.instances.on_request(&ctx, body.clone());
+            metrics.interceptor_call(&inst.name, "on-request", t.elapsed());
+            match result {
+                Ok(wit::RequestAction::Forward) => {}
+                Ok(wit::RequestAction::Replace(b)) => {
+                    body = Bytes::from(b);
+                    changed = true;
+                }
+                Ok(wit::RequestAction::Respond(b)) => {
+                    return match key {
+                        Some(k) => Outcome::Respond(response_frame(
+                            k,
+                            meta.version,
+                            meta.correlation_id,
+                            &b,
+                        )),
+                        None => Outcome::Close(format!(
+                            "interceptor {} answered an unknown API key {}",
+                            inst.name, meta.api_key
+                        )),
+                    };
+                }
+                Ok(wit::RequestAction::Reject(e)) => {
+                    return reject(meta, &body, e.code, &e.message);
+                }
+                Err(failure) => {
+                    if let Some(out) = failed(inst, &failure, metrics, meta, &body) {
+                        return out;
+                    }
+                }
+            }
+        }
+        if key == Some(ApiKey::Produce) && inst.caps.produce {
+            match produce_hook(inst, meta, &body, &mut extras, metrics, topic_names) {
+                Ok(Some(new_body)) => {
+                    body = new_body;
+                    changed = true;
+                }
+                Ok(None) => {}
+                Err(out) => return out,
+            }
+        }
+    }
+    if key == Some(ApiKey::Produce) && !extras.is_empty() {
+        // Every partition answered by the gateway: nothing left to forward.
+        let empty = ProduceRequest::decode(&mut body.clone(), meta.version)
+            .map(|r| r.topic_data.iter().all(|t| t.partition_data.is_empty()))
+            .unwrap_or(false);
+        if empty {
+            let mut resp = ProduceResponse::default();
+            merge_produce(&mut resp, &extras);
+            return Outcome::Respond(encode_response(
+                ApiKey::Produce,
+                meta.version,
+                meta.correlation_id,
+                &resp,
+            ));
+        }
+    }
+    let frame = changed.then(|| {
+        let header = &frame[4..start];
+        let mut out = BytesMut::with_capacity(4 + header.len() + body.len());
+        out.put_i32((header.len() + body.len()) as i32);
+        out.put_slice(header);
+        out.put_slice(&body);
+        out.freeze()
+    });
+    Outcome::Forward {
+        frame,
+        produce_extra: extras,
+    }
+}
+
+/// Applies the failure policy; `None` means "skip this interceptor".
+fn failed(
+    inst: &Installed,
+    failure: &CallFailure,
+    metrics: &Metrics,
+    meta: &RequestMeta<'_>,
+    body: &Bytes,
+) -> Option<Outcome> {
+    metrics.interceptor_failure(&inst.name, failure.kind());
+    log_failure(&inst.name, inst.spec.failure_policy, failure);
+    match inst.spec.failure_policy {
+        FailurePolicy::FailOpen => None,
+        FailurePolicy::FailClosed => Some(reject(
+            meta,
+            body,
+            codes::UNKNOWN_SERVER_ERROR,
+            &format!("interceptor {} failed: {failure}", inst.name),
+        )),
+    }
+}
+
+fn reject(meta: &RequestMeta<'_>, body: &Bytes, code: i16, message: &str) -> Outcome {
+    match error_response(
+        meta.api_key,
+        meta.version,
+        meta.correlation_id,
+        body,
+        code,
+        message,
+    ) {
+        Some(frame) => Outcome::Respond(frame),
+        None => Outcome::Close(format!(
+            "request rejected ({code}: {message}) and api key {} has no error response form",
+            meta.api_key
+        )),
+    }
+}
+
+fn topic_label(name: &TopicName, id: &uuid::Uuid, names: &TopicNames) -> String {
+    if !name.0.is_empty() {
+        return name.0.to_string();
+    }
+    names
+        .read()
+        .expect("topic names lock")
+        .get(id)
+        .cloned()
+        .unwrap_or_else(|| id.to_string())
+}
+
+/// One partition's decoded records plus where they live in the message.
+struct Slot {
+    set: Option<RecordSet>,
+}
+
+fn view_of(sets: &[(String, i32, Slot)], fetch: bool) -> RecordsView {
+    RecordsView {
+        fetch,
+        partitions: sets
+            .iter()
+            .map(|(topic, partition, slot)| PartitionView {
+                topic: topic.clone(),
+                partition: *partition,
+                records: slot
+                    .set
+                    .as_ref()
+                    .map(|s| {
+                        s.batches
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, b)| !b.is_control())
+                            .flat_map(|(bi, b)| {
+                                b.records.iter().map(move |r| RecordView {
+                                    key: r.key.clone(),
+                                    value: r.value.clone(),
+                                    headers: r.headers.clone(),
+                                    timestamp: r.timestamp,
+                                    removed: false,
+                                    changed: false,
+                                    batch: Some(bi),
+                                    offset_delta: r.offset_delta,
+                                    attributes: r.attributes,
+                                })
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+                rejected: None,
+                count_changed: false,
+                dirty: false,
+            })
+            .collect(),
+    }
+}
+
+/// Writes a partition view back into its record set; returns the new `records` bytes, or
+/// `None` when every record is gone.
+fn rebuild(
+    set: &mut RecordSet,
+    view: &PartitionView,
+    offsets: Offsets,
+) -> anyhow::Result<Option<Bytes>> {
+    let mut per_batch: Vec<Vec<Record>> = vec![Vec::new(); set.batches.len()];
+    let last_data = set.batches.iter().rposition(|b| !b.is_control());
+    let mut appended = Vec::new();
+    for r in view.records.iter().filter(|r| !r.removed) {
+        let rec = Record {
+            attributes: r.attributes,
+            timestamp: r.timestamp,
+            offset_delta: r.offset_delta,
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: r.headers.clone(),
+        };
+        match r.batch {
+            Some(b) => per_batch[b].push(rec),
+            None => appended.push(rec),
+        }
+    }
+    if !appended.is_empty() {
+        match last_data {
+            Some(b) => per_batch[b].extend(appended),
+            None => {
+                // No batch to extend: start a plain one.
+                set.batches.push(Batch {
+                    base_offset: 0,
+                    partition_leader_epoch: -1,
+                    attributes: 0,
+                    last_offset_delta: 0,
+                    base_timestamp: appended[0].timestamp,
+                    max_timestamp: appended[0].timestamp,
+                    producer_id: -1,
+                    producer_epoch: -1,
+                    base_sequence: -1,
+                    records: Vec::new(),
+                    raw: Bytes::new(),
+                });
+                per_batch.push(appended);
+            }
+        }
+    }
+    let mut out = BytesMut::new();
+    let mut any = false;
+    for (batch, records) in set.batches.iter_mut().zip(per_batch) {
+        if batch.is_control() {
+            out.put_slice(&batch.raw);
+            any = true;
+            continue;
+        }
+        if records.is_empty() {
+            continue;
+        }
+        any = true;
+        if records == batch.records && !batch.raw.is_empty() {
+            out.put_slice(&batch.raw);
+        } else {
+            batch.records = records;
+            records::encode_batch(batch, offsets, &mut out)?;
+        }
+    }
+    out.put_slice(&set.trailing);
+    if !any && set.trailing.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(out.freeze()))
+}
+
+fn produce_hook(
+    inst: &Installed,
+    meta: &RequestMeta<'_>,
+    body: &Bytes,
+    extras: &mut Vec<PartitionResult>,
+    metrics: &Metrics,
+    topic_names: &TopicNames,
+) -> Result<Option<Bytes>, Outcome> {
+    let mut req = ProduceRequest::decode(&mut body.clone(), meta.version)
+        .map_err(|e| Outcome::Close(format!("undecodable Produce request: {e:#}")))?;
+    let mut sets = Vec::new();
+    for t in &req.topic_data {
+        let topic = topic_label(&t.name, &t.topic_id, topic_names);
+        for p in &t.partition_data {
+            // A batch that does not decode (corrupt, legacy format) is forwarded as is for the
+            // broker to judge, and not shown to plugins.
+            let set = p.records.as_ref().and_then(|b| records::decode(b).ok());
+            sets.push((topic.clone(), p.index, Slot { set }));
+        }
+    }
+    let view = view_of(&sets, false);
+    let ctx = context(inst, meta);
+    let t = Instant::now();
+    let result = inst.instances.on_records(false, &ctx, view);
+    metrics.interceptor_call(&inst.name, "on-produce", t.elapsed());
+    let view = match result {
+        Ok((_, Err(e))) => return Err(reject(meta, body, e.code, &e.message)),
+        Ok((view, Ok(()))) => view,
+        Err(failure) => {
+            return match failed(inst, &failure, metrics, meta, body) {
+                Some(out) => Err(out),
+                None => Ok(None),
+            }
+        }
+    };
+    let mut changed = false;
+    let mut index = 0;
+    for t in &mut req.topic_data {
+        let topic_id = t.topic_id;
+        let name = t.name.clone();
+        let mut kept = Vec::new();
+        for mut p in std::mem::take(&mut t.partition_data) {
+            let pv = &view.partitions[index];
+            let slot = &mut sets[index].2;
+            index += 1;
+            let answer = |code: i16, message: Option<String>| PartitionResult {
+                topic: name.clone(),
+                topic_id,
+                partition: p.index,
+                code,
+                message,
+            };
+            if let Some((code, message)) = &pv.rejected {
+                extras.push(answer(*code, Some(message.clone())));
+                changed = true;
+                continue;
+            }
+            if pv.dirty {
+                let Some(set) = slot.set.as_mut() else {
+                    kept.push(p);
+                    continue;
+                };
+                let idempotent = set.batches.iter().any(|b| b.is_idempotent());
+                if pv.count_changed && idempotent {
+                    extras.push(answer(
+                        codes::INVALID_RECORD,
+                        Some(format!(
+                            "interceptor {} added or removed records of an idempotent batch, which would break its sequence numbers",
+                            inst.name
+                        )),
+                    ));
+                    changed = true;
+                    continue;
+                }
+                match rebuild(set, pv, Offsets::Renumber) {
+                    Ok(Some(bytes)) => {
+                        p.records = Some(bytes);
+                        changed = true;
+                    }
+                    Ok(None) => {
+                        // Every record dropped: acknowledge the partition ourselves.
+                        extras.push(answer(0, None));
+                        changed = true;
+                        continue;
+                    }
+                    Err(e) => {
+                        extras.push(answer(
+                            codes::INVALID_RECORD,
+                            Some(format!("re-encoding failed: {e:#}")),
+                        ));
+                        changed = true;
+                        continue;
+                    }
+                }
+            }
+            kept.push(p);
+        }
+        t.partition_data = kept;
+    }
+    req.topic_data.retain(|t| !t.partition_data.is_empty());
+    if !changed {
+        return Ok(None);
+    }
+    let mut out = BytesMut::new();
+    req.encode(&mut out, meta.version)
+        .map_err(|e| Outcome::Close(format!("re-encoding Produce request: {e:#}")))?;
+    Ok(Some(out.freeze()))
+}
+
+/// The response being intercepted.
+pub struct ResponseMeta<'a> {
+    /// The request's metadata.
+    pub request: RequestMeta<'a>,
+    /// The request body (after any request-side change), for error answers.
+    pub request_body: Bytes,
+}
+
+/// Runs the response hooks in descending priority and merges gateway-answered produce
+/// partitions. `Ok(None)`: forward the original frame.
+pub fn on_response(
+    chain: &[Arc<Installed>],
+    meta: &ResponseMeta<'_>,
+    frame: Bytes,
+    extras: &[PartitionResult],
+    metrics: &Metrics,
+    topic_names: &TopicNames,
+) -> Result<Option<Bytes>, String> {
+    let req = &meta.request;
+    let Ok(key) = ApiKey::try_from(req.api_key) else {
+        return Ok(None);
+    };
+    let header_version = key.response_header_version(req.version);
+    let header_len = if header_version == 0 {
+        4
+    } else {
+        crate::frame::skip_tagged_fields(&frame[4..], 4).ok_or("malformed response header")?
+    };
+    let mut body = frame.slice(4 + header_len..);
+    let mut changed = false;
+    for inst in chain.iter().rev() {
+        if inst.caps.response && inst.caps.wants_key(req.api_key) {
+            let ctx = context(inst, req);
+            let t = Instant::now();
+            let result = inst.instances.on_response(&ctx, body.clone());
+            metrics.interceptor_call(&inst.name, "on-response", t.elapsed());
+            match result {
+                Ok(wit::ResponseAction::Forward) => {}
+                Ok(wit::ResponseAction::Replace(b)) => {
+                    body = Bytes::from(b);
+                    changed = true;
+                }
+                Err(failure) => {
+                    if let Some(out) = failed(inst, &failure, metrics, req, &meta.request_body) {
+                        return match out {
+                            Outcome::Respond(f) => Ok(Some(f)),
+                            Outcome::Close(m) => Err(m),
+                            Outcome::Forward { .. } => Ok(None),
+                        };
+                    }
+                }
+            }
+        }
+        if key == ApiKey::Fetch && inst.caps.fetch {
+            match fetch_hook(inst, req, &body, metrics, topic_names) {
+                Ok(Some(b)) => {
+                    body = b;
+                    changed = true;
+                }
+                Ok(None) => {}
+                Err(FetchFailure::Policy) => {
+                    return match reject(
+                        req,
+                        &meta.request_body,
+                        codes::UNKNOWN_SERVER_ERROR,
+                        "interceptor failed",
+                    ) {
+                        Outcome::Respond(f) => Ok(Some(f)),
+                        Outcome::Close(m) => Err(m),
+                        Outcome::Forward { .. } => Ok(None),
+                    };
+                }
+                Err(FetchFailure::Reject(code, message)) => {
+                    return match reject(req, &meta.request_body, code, &message) {
+                        Outcome::Respond(f) => Ok(Some(f)),
+                        Outcome::Close(m) => Err(m),
+                        Outcome::Forward { .. } => Ok(None),
+                    };
+                }
+                Err(FetchFailure::Broken(m)) => return Err(m),
+            }
+        }
+    }
+    if key == ApiKey::Produce && !extras.is_empty() {
+        let mut resp = ProduceResponse::decode(&mut body.clone(), req.version)
+            .map_err(|e| format!("undecodable Produce response: {e:#}"))?;
+        merge_produce(&mut resp, extras);
+        let mut out = BytesMut::new();
+        resp.encode(&mut out, req.version)
+            .map_err(|e| e.to_string())?;
+        body = out.freeze();
+        changed = true;
+    }
+    if !changed {
+        return Ok(None);
+    }
+    let header = &frame[4..4 + header_len];
+    let mut out = BytesMut::with_capacity(4 + header.len() + body.len());
+    out.put_i32((header.len() + body.len()) as i32);
+    out.put_slice(header);
+    out.put_slice(&body);
+    Ok(Some(out.freeze()))
+}
+
+enum FetchFailure {
+    /// Fail-closed policy applied.
+    Policy,
+    /// The plugin rejected the whole response.
+    Reject(i16, String),
+    /// The response could not be processed.
+    Broken(String),
+}
+
+fn fetch_hook(
+    inst: &Installed,
+    meta: &RequestMeta<'_>,
+    body: &Bytes,
+    metrics: &Metrics,
+    topic_names: &TopicNames,
+) -> Result<Option<Bytes>, FetchFailure> {
+    let mut resp = FetchResponse::decode(&mut body.clone(), meta.version)
+        .map_err(|e| FetchFailure::Broken(format!("undecodable Fetch response: {e:#}")))?;
+    let mut sets = Vec::new();
+    for t in &resp.responses {
+        let topic = topic_label(&t.topic, &t.topic_id, topic_names);
+        for p in &t.partitions {
+            let set = p.records.as_ref().and_then(|b| records::decode(b).ok());
+            sets.push((topic.clone(), p.partition_index, Slot { set }));
+        }
+    }
+    if sets
+        .iter()
+        .all(|(_, _, s)| s.set.as_ref().is_none_or(|s| s.batches.is_empty()))
+    {
+        return Ok(None); // nothing to show
+    }
+    let view = view_of(&sets, true);
+    let ctx = context(inst, meta);
+    let t = Instant::now();
+    let result = inst.instances.on_records(true, &ctx, view);
+    metrics.interceptor_call(&inst.name, "on-fetch", t.elapsed());
+    let view = match result {
+        Ok((_, Err(e))) => return Err(FetchFailure::Reject(e.code, e.message)),
+        Ok((view, Ok(()))) => view,
+        Err(failure) => {
+            metrics.interceptor_failure(&inst.name, failure.kind());
+            log_failure(&inst.name, inst.spec.failure_policy, &failure);
+            return match inst.spec.failure_policy {
+                FailurePolicy::FailOpen => Ok(None),
+                FailurePolicy::FailClosed => Err(FetchFailure::Policy),
+            };
+        }
+    };
+    let mut changed = false;
+    let mut index = 0;
+    for t in &mut resp.responses {
+        for p in &mut t.partitions {
+            let pv = &view.partitions[index];
+            let slot = &mut sets[index].2;
+            index += 1;
+            if let Some((code, _)) = &pv.rejected {
+                reject_fetch_partition(p, *code);
+                changed = true;
+                continue;
+            }
+            if !pv.dirty {
+                continue;
+            }
+            let Some(set) = slot.set.as_mut() else {
+                continue;
+            };
+            match rebuild(set, pv, Offsets::Keep) {
+                Ok(bytes) => p.records = Some(bytes.unwrap_or_default()),
+                Err(_) => reject_fetch_partition(p, codes::UNKNOWN_SERVER_ERROR),
+            }
+            changed = true;
+        }
+    }
+    if !changed {
+        return Ok(None);
+    }
+    let mut out = BytesMut::new();
+    resp.encode(&mut out, meta.version)
+        .map_err(|e| FetchFailure::Broken(format!("re-encoding Fetch response: {e:#}")))?;
+    Ok(Some(out.freeze()))
+}
+
+fn reject_fetch_partition(p: &mut PartitionData, code: i16) {
+    p.error_code = code;
+    p.records = Some(Bytes::new());
+    p.aborted_transactions = Some(Vec::new());
+}
+
+fn merge_produce(resp: &mut ProduceResponse, extras: &[PartitionResult]) {
+    for e in extras {
+        let entry = PartitionProduceResponse::default()
+            .with_index(e.partition)
+            .with_error_code(e.code)
+            .with_base_offset(-1)
+            .with_log_append_time_ms(-1)
+            .with_log_start_offset(-1)
+            .with_error_message(e.message.clone().map(StrBytes::from_string));
+        match resp
+            .responses
+            .iter_mut()
+            .find(|t| t.name == e.topic && t.topic_id == e.topic_id)
+        {
+            Some(t) => t.partition_responses.push(entry),
+            None => resp.responses.push(
+                TopicProduceResponse::default()
+                    .with_name(e.topic.clone())
+                    .with_topic_id(e.topic_id)
+                    .with_partition_responses(vec![entry]),
+            ),
+        }
+    }
+}
+
+/// A response frame for `key`/`version` around `body`.
+pub fn response_frame(key: ApiKey, version: i16, correlation_id: i32, body: &[u8]) -> Bytes {
+    let header = ResponseHeader::default().with_correlation_id(correlation_id);
+    let hv = key.response_header_version(version);
+    let size = header.compute_size(hv).expect("response header") + body.len();
+    let mut out = BytesMut::with_capacity(4 + size);
+    out.put_i32(size as i32);
+    header.encode(&mut out, hv).expect("response header");
+    out.put_slice(body);
+    out.freeze()
+}
+
+fn encode_response<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, msg: &T) -> Bytes {
+    let mut body = BytesMut::new();
+    msg.encode(&mut body, version)
+        .expect("gateway-built response encodes");
+    response_frame(key, version, correlation_id, &body)
+}
+
+macro_rules! top_level_error {
+    ($key:expr, $version:expr, $cid:expr, $code:expr, $($api:ident => $resp:ty),* $(,)?) => {
+        match $key {
+            $(ApiKey::$api => {
+                let mut r = <$resp>::default();
+                r.error_code = $code;
+                Some(encode_response($key, $version, $cid, &r))
+            })*
+            _ => None,
+        }
+    };
+}
+
+/// A response to `body` that fails it with `code`, for the APIs that have an error form
+/// the gateway can build; `None` for the others.
+pub fn error_response(
+    api_key: i16,
+    version: i16,
+    correlation_id: i32,
+    body: &Bytes,
+    code: i16,
+    message: &str,
+) -> Option<Bytes> {
+    use kafka_protocol::messages::*;
+    let key = ApiKey::try_from(api_key).ok()?;
+    match key {
+        ApiKey::Produce => {
+            let req = ProduceRequest::decode(&mut body.clone(), version).ok()?;
+            let mut resp = ProduceResponse::default();
+            let extras: Vec<_> = req
+                .topic_data
+                .iter()
+                .flat_map(|t| {
+                    t.partition_data.iter().map(|p| PartitionResult {
+                        topic: t.name.clone(),
+                        topic_id: t.topic_id,
+                        partition: p.index,
+                        code,
+                        message: Some(message.to_string()),
+                    })
+                })
+                .collect();
+            merge_produce(&mut resp, &extras);
+            Some(encode_response(key, version, correlation_id, &resp))
+        }
+        ApiKey::Fetch => {
+            let req = FetchRequest::decode(&mut body.clone(), version).ok()?;
+            let mut resp =
+                FetchResponse::default().with_error_code(if version >= 7 { code } else { 0 });
+            resp.session_id = req.session_id;
+            resp.responses = req
+                .topics
+                .iter()
+                .map(|t| {
+                    fetch_response::FetchableTopicResponse::default()
+                        .with_topic(t.topic.clone())
+                        .with_topic_id(t.topic_id)
+                        .with_partitions(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    let mut d = PartitionData::default()
+                                        .with_partition_index(p.partition)
+                                        .with_high_watermark(-1);
+                                    reject_fetch_partition(&mut d, code);
+                                    d
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            Some(encode_response(key, version, correlation_id, &resp))
+        }
+        ApiKey::Metadata => {
+            let req = MetadataRequest::decode(&mut body.clone(), version).ok()?;
+            let mut resp = MetadataResponse::default();
+            resp.topics = req
+                .topics
+                .unwrap_or_default()
+                .into_iter()
+                .map(|t| {
+                    metadata_response::MetadataResponseTopic::default()
+                        .with_name(t.name)
+                        .with_topic_id(t.topic_id)
+                        .with_error_code(code)
+                })
+                .collect();
+            Some(encode_response(key, version, correlation_id, &resp))
+        }
+        _ => top_level_error!(key, version, correlation_id, code,
+            FindCoordinator => FindCoordinatorResponse,
+            JoinGroup => JoinGroupResponse,
+            Heartbeat => HeartbeatResponse,
+            LeaveGroup => LeaveGroupResponse,
+            SyncGroup => SyncGroupResponse,
+            DescribeCluster => DescribeClusterResponse,
+            InitProducerId => InitProducerIdResponse,
+            ListGroups => ListGroupsResponse,
+            AddOffsetsToTxn => AddOffsetsToTxnResponse,
+            EndTxn => EndTxnResponse,
+            OffsetFetch => OffsetFetchResponse,
+            ConsumerGroupHeartbeat => ConsumerGroupHeartbeatResponse,
+            GetTelemetrySubscriptions => GetTelemetrySubscriptionsResponse,
+            PushTelemetry => PushTelemetryResponse,
+            DescribeAcls => DescribeAclsResponse,
+            SaslHandshake => SaslHandshakeResponse,
+            SaslAuthenticate => SaslAuthenticateResponse,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+
+    fn produce_body(version: i16) -> Bytes {
+        let req = ProduceRequest::default()
+            .with_acks(-1)
+            .with_topic_data(vec![TopicProduceData::default()
+                .with_name(TopicName(StrBytes::from_static_str("t")))
+                .with_partition_data(vec![
+                    PartitionProduceData::default().with_index(0),
+                    PartitionProduceData::default().with_index(1),
+                ])]);
+        let mut b = BytesMut::new();
+        req.encode(&mut b, version).unwrap();
+        b.freeze()
+    }
+
+    #[test]
+    fn produce_error_response_names_every_partition() {
+        for version in [3i16, 9, 12] {
+            let frame =
+                error_response(0, version, 5, &produce_body(version), 87, "too big").unwrap();
+            let mut body = frame.slice(4..);
+            let header =
+                ResponseHeader::decode(&mut body, ApiKey::Produce.response_header_version(version))
+                    .unwrap();
+            assert_eq!(header.correlation_id, 5);
+            let resp = ProduceResponse::decode(&mut body, version).unwrap();
+            let parts: Vec<_> = resp.responses[0]
+                .partition_responses
+                .iter()
+                .map(|p| (p.index, p.error_code))
+                .collect();
+            assert_eq!(parts, vec![(0, 87), (1, 87)]);
+        }
+    }
+
+    #[test]
+    fn generic_error_response_or_none() {
+        let frame =
+            error_response(ApiKey::Heartbeat as i16, 4, 9, &Bytes::new(), 44, "no").unwrap();
+        let mut body = frame.slice(4..);
+        ResponseHeader::decode(&mut body, ApiKey::Heartbeat.response_header_version(4)).unwrap();
+        let resp = kafka_protocol::messages::HeartbeatResponse::decode(&mut body, 4).unwrap();
+        assert_eq!(resp.error_code, 44);
+        // No generic error form: the caller closes the connection.
+        assert!(
+            error_response(ApiKey::CreateTopics as i16, 5, 1, &Bytes::new(), 44, "no").is_none()
+        );
+        assert!(error_response(9999, 0, 1, &Bytes::new(), 44, "no").is_none());
+    }
+
+    #[test]
+    fn merge_adds_partitions_to_existing_and_new_topics() {
+        let mut resp =
+            ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
+                .with_name(TopicName(StrBytes::from_static_str("a")))
+                .with_partition_responses(
+                    vec![PartitionProduceResponse::default().with_index(0)],
+                )]);
+        let extra = |t: &'static str, p| PartitionResult {
+            topic: TopicName(StrBytes::from_static_str(t)),
+            topic_id: Default::default(),
+            partition: p,
+            code: 87,
+            message: None,
+        };
+        merge_produce(&mut resp, &[extra("a", 1), extra("b", 0)]);
+        assert_eq!(resp.responses.len(), 2);
+        assert_eq!(resp.responses[0].partition_responses.len(), 2);
+        assert_eq!(resp.responses[1].partition_responses[0].error_code, 87);
+    }
+}

@@ -1,0 +1,88 @@
+//! The OpenAPI 3.1 document of the admin API, served at `GET /api/v1/openapi.json`.
+
+use serde_json::{json, Value};
+
+fn error_responses(codes: &[&str]) -> Value {
+    let mut m = serde_json::Map::new();
+    for c in codes {
+        m.insert(
+            (*c).to_string(),
+            json!({"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}),
+        );
+    }
+    Value::Object(m)
+}
+
+fn merge(mut a: Value, b: Value) -> Value {
+    if let (Some(a), Value::Object(b)) = (a.as_object_mut(), b) {
+        a.extend(b);
+    }
+    a
+}
+
+/// The document.
+pub fn document() -> Value {
+    let name = json!([{"name": "name", "in": "path", "required": true,
+        "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,62}$"}}]);
+    let write_errors = ["400", "401", "403", "404", "409", "413", "415"];
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "Sluice admin API", "version": env!("CARGO_PKG_VERSION"),
+            "description": "Manage WebAssembly plugins and the interceptors that run them. Writes need `Authorization: Bearer <token>` when the gateway is started with an admin token."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Error": {"type": "object", "required": ["error", "details"], "properties": {
+                    "error": {"type": "string"}, "details": {"type": "array", "items": {"type": "string"}}}},
+                "Plugin": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "sha256": {"type": "string"}, "size": {"type": "integer"},
+                    "hooks": {"type": "array", "items": {"enum": ["on-request", "on-response", "on-produce", "on-fetch"]}},
+                    "apiKeys": {"type": "array", "items": {"type": "integer"}},
+                    "usedBy": {"type": "array", "items": {"type": "string"}}}},
+                "InterceptorSpec": {"type": "object", "required": ["plugin"], "additionalProperties": false, "properties": {
+                    "plugin": {"type": "string"},
+                    "priority": {"type": "integer", "default": 100, "description": "lower runs first on requests, last on responses"},
+                    "scope": {"type": "object", "additionalProperties": false, "properties": {
+                        "vcluster": {"type": "string"}, "group": {"type": "string"}, "username": {"type": "string"}}},
+                    "config": {"type": "object", "default": {}},
+                    "failurePolicy": {"enum": ["fail-closed", "fail-open"], "default": "fail-closed"},
+                    "timeoutMs": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 50},
+                    "memoryMb": {"type": "integer", "minimum": 1, "maximum": 512, "default": 64}}},
+                "Interceptor": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "spec": {"$ref": "#/components/schemas/InterceptorSpec"}}}
+            }
+        },
+        "paths": {
+            "/health": {"get": {"summary": "Liveness", "responses": {"200": {"description": "serving"}}}},
+            "/ready": {"get": {"summary": "Readiness: a bootstrap server answers now",
+                "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition"}}}},
+            "/api/v1/plugins": {"get": {"summary": "List plugins", "responses": {"200": {"description": "plugins",
+                "content": {"application/json": {"schema": {"type": "object", "properties": {
+                    "items": {"type": "array", "items": {"$ref": "#/components/schemas/Plugin"}}}}}}}}}},
+            "/api/v1/plugins/{name}": {
+                "parameters": name,
+                "get": {"summary": "Show a plugin", "responses": merge(json!({"200": {"description": "the plugin",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Plugin"}}}}}), error_responses(&["404"]))},
+                "put": {"summary": "Upload or replace a plugin (raw component bytes)", "security": [{"bearer": []}],
+                    "requestBody": {"required": true, "content": {"application/wasm": {"schema": {"type": "string", "format": "binary"}}}},
+                    "responses": merge(json!({"200": {"description": "replaced"}, "201": {"description": "created"}}), error_responses(&write_errors))},
+                "delete": {"summary": "Delete an unused plugin", "security": [{"bearer": []}],
+                    "responses": merge(json!({"204": {"description": "deleted"}}), error_responses(&["401", "403", "404", "409"]))}
+            },
+            "/api/v1/interceptors": {"get": {"summary": "List interceptors", "responses": {"200": {"description": "interceptors",
+                "content": {"application/json": {"schema": {"type": "object", "properties": {
+                    "items": {"type": "array", "items": {"$ref": "#/components/schemas/Interceptor"}}}}}}}}}},
+            "/api/v1/interceptors/{name}": {
+                "parameters": name,
+                "get": {"summary": "Show an interceptor", "responses": merge(json!({"200": {"description": "the interceptor",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Interceptor"}}}}}), error_responses(&["404"]))},
+                "put": {"summary": "Install or replace an interceptor", "security": [{"bearer": []}],
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InterceptorSpec"}}}},
+                    "responses": merge(json!({"200": {"description": "replaced"}, "201": {"description": "created"}}), error_responses(&write_errors))},
+                "delete": {"summary": "Remove an interceptor", "security": [{"bearer": []}],
+                    "responses": merge(json!({"204": {"description": "removed"}}), error_responses(&["401", "403", "404"]))}
+            }
+        }
+    })
+}

@@ -1,0 +1,230 @@
+//! The gateway's persistent state behind one trait: resource documents (interceptors, ...),
+//! plugin blobs by content hash, and a cache of compiled plugins.
+//!
+//! The embedded backend is a directory (`--state-dir`) written atomically (temporary file,
+//! fsync, rename), so a crash never leaves a half-written document.
+
+use anyhow::{bail, Context, Result};
+use serde_json::Value;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Where the gateway keeps its state.
+pub trait StateStore: Send + Sync {
+    /// Stores a blob under its SHA-256.
+    fn put_blob(&self, sha256: &str, bytes: &[u8]) -> Result<()>;
+    /// The blob with this SHA-256, if stored.
+    fn get_blob(&self, sha256: &str) -> Result<Option<Vec<u8>>>;
+    /// Removes a blob.
+    fn delete_blob(&self, sha256: &str) -> Result<()>;
+    /// Stores document `name` of `kind`.
+    fn put_doc(&self, kind: &str, name: &str, doc: &Value) -> Result<()>;
+    /// Removes document `name` of `kind` (absent is fine).
+    fn delete_doc(&self, kind: &str, name: &str) -> Result<()>;
+    /// Every document of `kind`, sorted by name.
+    fn list_docs(&self, kind: &str) -> Result<Vec<(String, Value)>>;
+    /// A directory for caches local to this instance (compiled plugins), if any.
+    fn cache_dir(&self) -> Option<PathBuf>;
+    /// Root directory, if file-backed (secrets such as KMS keys live there).
+    fn root(&self) -> Option<PathBuf>;
+}
+
+/// Checks a resource name: 1-63 characters of `a-z 0-9 . _ -`, starting with a letter or digit.
+pub fn check_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 63
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
+        && name
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphanumeric());
+    if !ok {
+        bail!("invalid name `{name}`: use 1-63 characters of a-z, 0-9, '.', '_' and '-', starting with a letter or digit");
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` atomically; `private` makes the file readable by the owner only.
+pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
+        std::process::id()
+    ));
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        if private {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        #[cfg(not(unix))]
+        let _ = private;
+        let mut f = options.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+/// State in a directory: `<kind>/<name>.json`, `blobs/<sha256>.wasm`, `cache/`.
+pub struct FileStore {
+    dir: PathBuf,
+}
+
+impl FileStore {
+    /// Opens (creating) a state directory.
+    pub fn open(dir: &Path) -> Result<FileStore> {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the state directory {}", dir.display()))?;
+        Ok(FileStore {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    fn doc_path(&self, kind: &str, name: &str) -> Result<PathBuf> {
+        check_name(name)?;
+        Ok(self.dir.join(kind).join(format!("{name}.json")))
+    }
+
+    fn blob_path(&self, sha256: &str) -> Result<PathBuf> {
+        if sha256.len() != 64 || !sha256.chars().all(|c| c.is_ascii_hexdigit()) {
+            bail!("bad blob id {sha256}");
+        }
+        Ok(self.dir.join("blobs").join(format!("{sha256}.wasm")))
+    }
+}
+
+impl StateStore for FileStore {
+    fn put_blob(&self, sha256: &str, bytes: &[u8]) -> Result<()> {
+        let path = self.blob_path(sha256)?;
+        if !path.exists() {
+            write_atomic(&path, bytes, false)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    fn get_blob(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
+        let path = self.blob_path(sha256)?;
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    fn delete_blob(&self, sha256: &str) -> Result<()> {
+        let path = self.blob_path(sha256)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+        }
+    }
+
+    fn put_doc(&self, kind: &str, name: &str, doc: &Value) -> Result<()> {
+        let path = self.doc_path(kind, name)?;
+        let text = serde_json::to_vec_pretty(doc)?;
+        write_atomic(&path, &text, false).with_context(|| format!("writing {}", path.display()))
+    }
+
+    fn delete_doc(&self, kind: &str, name: &str) -> Result<()> {
+        let path = self.doc_path(kind, name)?;
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("removing {}", path.display())),
+        }
+    }
+
+    fn list_docs(&self, kind: &str) -> Result<Vec<(String, Value)>> {
+        let dir = self.dir.join(kind);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(e).with_context(|| format!("listing {}", dir.display())),
+        };
+        let mut docs = Vec::new();
+        for entry in entries {
+            let path = entry?.path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".json"))
+            else {
+                continue;
+            };
+            if name.starts_with('.') {
+                continue; // a temporary file left by a crash
+            }
+            let text =
+                std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+            let doc = serde_json::from_slice(&text)
+                .with_context(|| format!("parsing {}", path.display()))?;
+            docs.push((name.to_string(), doc));
+        }
+        docs.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(docs)
+    }
+
+    fn cache_dir(&self) -> Option<PathBuf> {
+        Some(self.dir.join("cache"))
+    }
+
+    fn root(&self) -> Option<PathBuf> {
+        Some(self.dir.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn documents_and_blobs() {
+        let dir = std::env::temp_dir().join(format!("sluice-state-{}", std::process::id()));
+        let store = FileStore::open(&dir).unwrap();
+        store
+            .put_doc("interceptors", "b", &json!({"x": 2}))
+            .unwrap();
+        store
+            .put_doc("interceptors", "a", &json!({"x": 1}))
+            .unwrap();
+        let docs = store.list_docs("interceptors").unwrap();
+        assert_eq!(
+            docs,
+            vec![("a".into(), json!({"x": 1})), ("b".into(), json!({"x": 2}))]
+        );
+        store.delete_doc("interceptors", "a").unwrap();
+        store.delete_doc("interceptors", "a").unwrap();
+        assert_eq!(store.list_docs("interceptors").unwrap().len(), 1);
+        assert!(store
+            .put_doc("interceptors", "../evil", &json!({}))
+            .is_err());
+        let sha = "ab".repeat(32);
+        assert_eq!(store.get_blob(&sha).unwrap(), None);
+        store.put_blob(&sha, b"wasm").unwrap();
+        assert_eq!(store.get_blob(&sha).unwrap().unwrap(), b"wasm");
+        assert!(store.get_blob("../../etc/passwd").is_err());
+        assert!(store.list_docs("nothing").unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn names() {
+        for ok in ["a", "mask-pii", "v1.2_x"] {
+            check_name(ok).unwrap();
+        }
+        for bad in ["", "-a", "A", "a/b", "a b", &"x".repeat(64)] {
+            assert!(check_name(bad).is_err(), "{bad}");
+        }
+    }
+}

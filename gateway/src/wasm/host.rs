@@ -1,0 +1,528 @@
+//! What a plugin instance's store holds, and the host functions of the WIT world.
+//!
+//! Bodies and records stay on the host side as resources: a plugin reads through methods, so a
+//! plugin that looks at one header copies one header, not the batch.
+
+use bytes::Bytes;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use wasmtime::component::{Resource, ResourceTable};
+use wasmtime::ResourceLimiter;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::sluice::interceptor::{host, kms, kv, publish, types};
+use super::services::Services;
+use crate::records::Header as RecHeader;
+
+/// A request or response body lent to a plugin.
+pub struct MessageBody(pub Bytes);
+
+/// One record as plugins see it (decoded from a batch, or appended by a plugin).
+#[derive(Debug, Clone)]
+pub struct RecordView {
+    /// Key.
+    pub key: Option<Bytes>,
+    /// Value.
+    pub value: Option<Bytes>,
+    /// Headers in order.
+    pub headers: Vec<RecHeader>,
+    /// Absolute timestamp.
+    pub timestamp: i64,
+    /// Removed by a plugin.
+    pub removed: bool,
+    /// Changed by a plugin.
+    pub changed: bool,
+    /// Index of the batch it came from (`None`: appended).
+    pub batch: Option<usize>,
+    /// Offset delta in its batch.
+    pub offset_delta: i32,
+    /// Record attributes byte.
+    pub attributes: i8,
+}
+
+/// A partition's records lent to plugins.
+#[derive(Debug, Clone)]
+pub struct PartitionView {
+    /// Topic name.
+    pub topic: String,
+    /// Partition number.
+    pub partition: i32,
+    /// Records of every data batch, in order.
+    pub records: Vec<RecordView>,
+    /// Set by `reject`.
+    pub rejected: Option<(i16, String)>,
+    /// Whether a record was added or removed (a count change).
+    pub count_changed: bool,
+    /// Whether anything was changed.
+    pub dirty: bool,
+}
+
+/// The records of one produce request or fetch response.
+#[derive(Debug, Clone, Default)]
+pub struct RecordsView {
+    /// A Fetch response (records cannot be appended: they would have no offsets).
+    pub fetch: bool,
+    /// Partitions in request order.
+    pub partitions: Vec<PartitionView>,
+}
+
+impl RecordsView {
+    fn record(&mut self, p: u32, r: u32) -> wasmtime::Result<&mut RecordView> {
+        let part = self
+            .partitions
+            .get_mut(p as usize)
+            .ok_or_else(|| wasmtime::Error::msg(format!("no partition index {p}")))?;
+        part.records
+            .get_mut(r as usize)
+            .ok_or_else(|| wasmtime::Error::msg(format!("no record {r} in partition index {p}")))
+    }
+
+    fn partition(&mut self, p: u32) -> wasmtime::Result<&mut PartitionView> {
+        self.partitions
+            .get_mut(p as usize)
+            .ok_or_else(|| wasmtime::Error::msg(format!("no partition index {p}")))
+    }
+
+    /// Marks partition `p` changed.
+    fn touch(&mut self, p: u32, count_change: bool) {
+        if let Some(part) = self.partitions.get_mut(p as usize) {
+            part.dirty = true;
+            part.count_changed |= count_change;
+        }
+    }
+}
+
+/// Tracks a store's linear memory against its cap.
+pub struct MemoryLimiter {
+    /// Cap in bytes for all memories of the instance.
+    pub cap: usize,
+    /// Bytes currently allocated.
+    pub used: usize,
+    /// Highest `used` seen.
+    pub peak: usize,
+    /// A grow was refused.
+    pub refused: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let after = self.used - current.min(self.used) + desired;
+        if after > self.cap {
+            self.refused = true;
+            return Ok(false);
+        }
+        self.used = after;
+        self.peak = self.peak.max(after);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// The data of one plugin instance's store.
+pub struct HostState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) services: Arc<Services>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+fn to_header(h: &RecHeader) -> types::Header {
+    types::Header {
+        key: String::from_utf8_lossy(&h.key).into_owned(),
+        value: h.value.as_ref().map(|v| v.to_vec()),
+    }
+}
+
+fn from_header(h: types::Header) -> RecHeader {
+    RecHeader {
+        key: Bytes::from(h.key),
+        value: h.value.map(Bytes::from),
+    }
+}
+
+impl types::Host for HostState {}
+
+impl types::HostMessage for HostState {
+    fn size(&mut self, this: Resource<MessageBody>) -> wasmtime::Result<u32> {
+        Ok(self.table.get(&this)?.0.len() as u32)
+    }
+
+    fn read(
+        &mut self,
+        this: Resource<MessageBody>,
+        offset: u32,
+        len: u32,
+    ) -> wasmtime::Result<Vec<u8>> {
+        let body = &self.table.get(&this)?.0;
+        let start = (offset as usize).min(body.len());
+        let end = start.saturating_add(len as usize).min(body.len());
+        Ok(body[start..end].to_vec())
+    }
+
+    fn bytes(&mut self, this: Resource<MessageBody>) -> wasmtime::Result<Vec<u8>> {
+        Ok(self.table.get(&this)?.0.to_vec())
+    }
+
+    fn drop(&mut self, this: Resource<MessageBody>) -> wasmtime::Result<()> {
+        // Only the host creates messages and it deletes them after the call; a guest-side
+        // drop of a borrowed handle does not reach here.
+        let _ = self.table.delete(this);
+        Ok(())
+    }
+}
+
+impl types::HostRecords for HostState {
+    fn partition_count(&mut self, this: Resource<RecordsView>) -> wasmtime::Result<u32> {
+        Ok(self.table.get(&this)?.partitions.len() as u32)
+    }
+
+    fn topic(&mut self, this: Resource<RecordsView>, p: u32) -> wasmtime::Result<String> {
+        Ok(self.table.get_mut(&this)?.partition(p)?.topic.clone())
+    }
+
+    fn partition(&mut self, this: Resource<RecordsView>, p: u32) -> wasmtime::Result<i32> {
+        Ok(self.table.get_mut(&this)?.partition(p)?.partition)
+    }
+
+    fn record_count(&mut self, this: Resource<RecordsView>, p: u32) -> wasmtime::Result<u32> {
+        Ok(self.table.get_mut(&this)?.partition(p)?.records.len() as u32)
+    }
+
+    fn key(
+        &mut self,
+        this: Resource<RecordsView>,
+        p: u32,
+        r: u32,
+    ) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self
+            .table
+            .get_mut(&this)?
+            .record(p, r)?
+            .key
+            .as_ref()
+            .map(|k| k.to_vec()))
+    }
+
+    fn value(
+        &mut self,
+        this: Resource<RecordsView>,
+        p: u32,
+        r: u32,
+    ) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self
+            .table
+            .get_mut(&this)?
+            .record(p, r)?
+            .value
+            .as_ref()
+            .map(|v| v.to_vec()))
+    }
+
+    fn value_size(&mut self, this: Resource<RecordsView>, p: u32, r: u32) -> wasmtime::Result<i32> {
+        Ok(self
+            .table
+            .get_mut(&this)?
+            .record(p, r)?
+            .value
+            .as_ref()
+            .map_or(-1, |v| v.len() as i32))
+    }
+
+    fn headers(
+        &mut self,
+        this: Resource<RecordsView>,
+        p: u32,
+        r: u32,
+    ) -> wasmtime::Result<Vec<types::Header>> {
+        Ok(self
+            .table
+            .get_mut(&this)?
+            .record(p, r)?
+            .headers
+            .iter()
+            .map(to_header)
+            .collect())
+    }
+
+    fn timestamp(&mut self, this: Resource<RecordsView>, p: u32, r: u32) -> wasmtime::Result<i64> {
+        Ok(self.table.get_mut(&this)?.record(p, r)?.timestamp)
+    }
+
+    fn get(
+        &mut self,
+        this: Resource<RecordsView>,
+        p: u32,
+        r: u32,
+    ) -> wasmtime::Result<types::KafkaRecord> {
+        let rec = self.table.get_mut(&this)?.record(p, r)?;
+        Ok(types::KafkaRecord {
+            key: rec.key.as_ref().map(|k| k.to_vec()),
+            value: rec.value.as_ref().map(|v| v.to_vec()),
+            headers: rec.headers.iter().map(to_header).collect(),
+            timestamp: rec.timestamp,
+        })
+    }
+
+    fn set_key(
+        &mut self,
+        this: Resource<RecordsView>,
+        p: u32,
+        r: u32,
+        key: Option<Vec<u8>>,
+    ) -> wasmtime::Result<()> {
+        let view = self.table.get_mut(&this)?;
+        let rec = view.record(p, r)?;
+        rec.key = key.map(Bytes::from);
+        rec.changed = true;
+        view.touch(p, false);
+        Ok(())
+    }
+
+    fn set_value(
+        &mut self,
+        this: Resource<RecordsView>,
+        p: u32,
+        r: u32,
+        value: Option<Vec<u8>>,
+    ) -> wasmtime::Result<()> {
+        let view = self.table.get_mut(&this)?;
+        let rec = view.record(p, r)?;
+        rec.value = value.map(Bytes::from);
+        rec.changed = true;
+        view.touch(p, false);
+        Ok(())
+    }
+
+    fn set_headers(
+        &mut self,
+        this: Resource<RecordsView>,
+        p: u32,
+        r: u32,
+        headers: Vec<types::Header>,
+    ) -> wasmtime::Result<()> {
+        let view = self.table.get_mut(&this)?;
+        let rec = view.record(p, r)?;
+        rec.headers = headers.into_iter().map(from_header).collect();
+        rec.changed = true;
+        view.touch(p, false);
+        Ok(())
+    }
+
+    fn add_header(
+        &mut self,
+        this: Resource<RecordsView>,
+        p: u32,
+        r: u32,
+        header: types::Header,
+    ) -> wasmtime::Result<()> {
+        let view = self.table.get_mut(&this)?;
+        let rec = view.record(p, r)?;
+        rec.headers.push(from_header(header));
+        rec.changed = true;
+        view.touch(p, false);
+        Ok(())
+    }
+
+    fn remove(&mut self, this: Resource<RecordsView>, p: u32, r: u32) -> wasmtime::Result<()> {
+        let view = self.table.get_mut(&this)?;
+        let rec = view.record(p, r)?;
+        if !rec.removed {
+            rec.removed = true;
+            view.touch(p, true);
+        }
+        Ok(())
+    }
+
+    fn append(
+        &mut self,
+        this: Resource<RecordsView>,
+        p: u32,
+        rec: types::KafkaRecord,
+    ) -> wasmtime::Result<()> {
+        let view = self.table.get_mut(&this)?;
+        if view.fetch {
+            return Err(wasmtime::Error::msg(
+                "records cannot be appended to a fetch response (they would have no offsets)",
+            ));
+        }
+        let part = view.partition(p)?;
+        part.records.push(RecordView {
+            key: rec.key.map(Bytes::from),
+            value: rec.value.map(Bytes::from),
+            headers: rec.headers.into_iter().map(from_header).collect(),
+            timestamp: rec.timestamp,
+            removed: false,
+            changed: true,
+            batch: None,
+            offset_delta: 0,
+            attributes: 0,
+        });
+        view.touch(p, true);
+        Ok(())
+    }
+
+    fn reject(
+        &mut self,
+        this: Resource<RecordsView>,
+        p: u32,
+        error: types::KafkaError,
+    ) -> wasmtime::Result<()> {
+        let view = self.table.get_mut(&this)?;
+        view.partition(p)?.rejected = Some((error.code, error.message));
+        Ok(())
+    }
+
+    fn drop(&mut self, this: Resource<RecordsView>) -> wasmtime::Result<()> {
+        let _ = self.table.delete(this);
+        Ok(())
+    }
+}
+
+impl host::Host for HostState {
+    fn log(&mut self, level: host::Level, message: String) -> wasmtime::Result<()> {
+        self.services.log(level, &message);
+        Ok(())
+    }
+
+    fn now_millis(&mut self) -> wasmtime::Result<i64> {
+        Ok(SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64))
+    }
+
+    fn monotonic_nanos(&mut self) -> wasmtime::Result<u64> {
+        Ok(self.services.started.elapsed().as_nanos() as u64)
+    }
+
+    fn random_bytes(&mut self, len: u32) -> wasmtime::Result<Vec<u8>> {
+        let mut buf = vec![0u8; len.min(1024) as usize];
+        getrandom::fill(&mut buf).map_err(|e| wasmtime::Error::msg(e.to_string()))?;
+        Ok(buf)
+    }
+
+    fn counter_add(&mut self, name: String, delta: u64) -> wasmtime::Result<()> {
+        self.services.counter_add(&name, delta);
+        Ok(())
+    }
+
+    fn gauge_set(&mut self, name: String, value: f64) -> wasmtime::Result<()> {
+        self.services.gauge_set(&name, value);
+        Ok(())
+    }
+}
+
+impl kv::Host for HostState {
+    fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        Ok(self.services.kv.get(&key))
+    }
+
+    fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<()> {
+        self.services.kv.set(key, value);
+        Ok(())
+    }
+
+    fn delete(&mut self, key: String) -> wasmtime::Result<()> {
+        self.services.kv.delete(&key);
+        Ok(())
+    }
+
+    fn increment(&mut self, key: String, delta: i64) -> wasmtime::Result<i64> {
+        Ok(self.services.kv.increment(key, delta))
+    }
+}
+
+impl kms::Host for HostState {
+    fn encrypt(
+        &mut self,
+        key_id: String,
+        plaintext: Vec<u8>,
+        aad: Vec<u8>,
+    ) -> wasmtime::Result<Result<Vec<u8>, String>> {
+        Ok(self.services.kms.encrypt(&key_id, &plaintext, &aad))
+    }
+
+    fn decrypt(
+        &mut self,
+        ciphertext: Vec<u8>,
+        aad: Vec<u8>,
+    ) -> wasmtime::Result<Result<Vec<u8>, String>> {
+        Ok(self.services.kms.decrypt(&ciphertext, &aad))
+    }
+}
+
+impl publish::Host for HostState {
+    fn produce(
+        &mut self,
+        topic: String,
+        rec: types::KafkaRecord,
+    ) -> wasmtime::Result<Result<(), String>> {
+        Ok(self.services.publish(topic, rec))
+    }
+}
+
+/// A per-interceptor key-value store shared by its instances.
+#[derive(Default)]
+pub struct KvStore {
+    map: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+/// Most keys one interceptor may hold.
+const KV_MAX_KEYS: usize = 100_000;
+
+impl KvStore {
+    fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.map.lock().expect("kv lock").get(key).cloned()
+    }
+
+    fn set(&self, key: String, value: Vec<u8>) {
+        let mut map = self.map.lock().expect("kv lock");
+        if map.len() < KV_MAX_KEYS || map.contains_key(&key) {
+            map.insert(key, value);
+        }
+    }
+
+    fn delete(&self, key: &str) {
+        self.map.lock().expect("kv lock").remove(key);
+    }
+
+    fn increment(&self, key: String, delta: i64) -> i64 {
+        let mut map = self.map.lock().expect("kv lock");
+        let current = map
+            .get(&key)
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map_or(0, i64::from_le_bytes);
+        let next = current.wrapping_add(delta);
+        if map.len() < KV_MAX_KEYS || map.contains_key(&key) {
+            map.insert(key, next.to_le_bytes().to_vec());
+        }
+        next
+    }
+}
+
+/// Time origin of `monotonic-nanos`.
+pub fn origin() -> Instant {
+    Instant::now()
+}

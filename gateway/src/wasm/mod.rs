@@ -1,0 +1,538 @@
+//! The WebAssembly plugin runtime (wasmtime, component model).
+//!
+//! - One [`Runtime`] per gateway: one `Engine` with the pooling allocator and epoch
+//!   interruption (a ticker thread advances the epoch every [`TICK`]), and one `Linker` with
+//!   the host functions of the `sluice:interceptor` world plus a WASI that grants nothing
+//!   (components from other languages' toolchains import WASI and must still instantiate).
+//! - A [`Plugin`] is a compiled, validated component: compiled once at upload, cached on disk
+//!   by content hash so a restart deserializes instead of recompiling, with an `InstancePre`
+//!   ready to instantiate.
+//! - An [`Instances`] pool per installed interceptor holds configured instances for reuse.
+//!   A call runs under a deadline (epoch ticks) and a memory cap; a trap, timeout or refused
+//!   allocation discards that instance (a trapped store cannot be entered again), and the
+//!   caller applies the interceptor's failure policy. Instances are also recycled past a call
+//!   count or a memory high-water mark, since some language runtimes leak.
+
+pub mod bindings {
+    //! Host bindings generated from `wit/`.
+    #![allow(missing_docs)]
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "interceptor",
+        imports: { default: trappable },
+        with: {
+            "sluice:interceptor/types.message": super::host::MessageBody,
+            "sluice:interceptor/types.records": super::host::RecordsView,
+        },
+    });
+}
+pub mod host;
+pub mod publisher;
+pub mod services;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tracing::{debug, info, warn};
+use wasmtime::component::{Component, Linker, Resource, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime_wasi::WasiCtx;
+
+use bindings::sluice::interceptor::types::{self as wit, Hooks};
+use bindings::{Interceptor, InterceptorPre};
+use host::{HostState, MemoryLimiter, MessageBody, RecordsView};
+use services::Services;
+
+/// Epoch tick: the resolution of plugin call deadlines.
+pub const TICK: Duration = Duration::from_millis(2);
+/// Largest memory cap an interceptor may ask for.
+pub const MAX_MEMORY_MB: u64 = 512;
+/// Largest plugin component accepted.
+pub const MAX_PLUGIN_BYTES: usize = 64 * 1024 * 1024;
+/// Instances an interceptor keeps ready between calls.
+const POOL_SIZE: usize = 8;
+/// Calls after which an instance is replaced.
+const RECYCLE_CALLS: u64 = 100_000;
+/// Fraction of the memory cap past which an instance is replaced after its call.
+const RECYCLE_MEMORY_FRACTION: f64 = 0.75;
+
+/// What a plugin wants to be called for.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Capabilities {
+    /// Implements `on-request`.
+    pub request: bool,
+    /// Implements `on-response`.
+    pub response: bool,
+    /// Implements `on-produce`.
+    pub produce: bool,
+    /// Implements `on-fetch`.
+    pub fetch: bool,
+    /// API keys of the generic hooks; empty means all.
+    pub api_keys: Vec<i16>,
+}
+
+impl Capabilities {
+    /// The hook names, for display.
+    pub fn hook_names(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        if self.request {
+            v.push("on-request");
+        }
+        if self.response {
+            v.push("on-response");
+        }
+        if self.produce {
+            v.push("on-produce");
+        }
+        if self.fetch {
+            v.push("on-fetch");
+        }
+        v
+    }
+
+    /// Whether the generic hooks apply to `api_key`.
+    pub fn wants_key(&self, api_key: i16) -> bool {
+        self.api_keys.is_empty() || self.api_keys.contains(&api_key)
+    }
+}
+
+/// Why a plugin cannot be accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum PluginError {
+    /// Not a WebAssembly component, or it does not compile.
+    #[error("not a valid WebAssembly component: {0}")]
+    Invalid(String),
+    /// A component, but not of the `sluice:interceptor/interceptor` world.
+    #[error("the component does not implement sluice:interceptor/interceptor@0.1.0: {0}")]
+    WrongWorld(String),
+    /// Too large.
+    #[error("plugin of {0} bytes exceeds the limit of {MAX_PLUGIN_BYTES} bytes")]
+    TooLarge(usize),
+}
+
+/// The gateway's plugin runtime.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    cache_dir: Option<PathBuf>,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    /// Creates the engine and linker; compiled plugins are cached in `cache_dir`.
+    pub fn new(cache_dir: Option<PathBuf>) -> Result<Arc<Runtime>> {
+        let mut config = Config::new();
+        config.wasm_component_model(true);
+        config.epoch_interruption(true);
+        // Component-model async costs ~370 ns per sync call and is not used.
+        config.concurrency_support(false);
+        config.max_wasm_stack(1 << 20);
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(256)
+            .total_core_instances(2048)
+            .total_memories(512)
+            .total_tables(512)
+            .max_memories_per_component(16)
+            .max_tables_per_component(16)
+            .max_core_instances_per_component(64)
+            .max_component_instance_size(1 << 20)
+            .max_core_instance_size(1 << 20)
+            .table_elements(100_000)
+            .max_memory_size((MAX_MEMORY_MB as usize) << 20);
+        config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = wt(Engine::new(&config), "creating the wasm engine")?;
+        let mut linker = Linker::new(&engine);
+        wt(
+            wasmtime_wasi::p2::add_to_linker_sync(&mut linker),
+            "linking WASI",
+        )?;
+        wt(
+            Interceptor::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
+                &mut linker,
+                |s| s,
+            ),
+            "linking the host functions",
+        )?;
+        if let Some(dir) = &cache_dir {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("creating the plugin cache {}", dir.display()))?;
+        }
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        {
+            let engine = engine.clone();
+            let stop = stop_ticker.clone();
+            std::thread::Builder::new()
+                .name("sluice-epoch".into())
+                .spawn(move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(TICK);
+                        engine.increment_epoch();
+                    }
+                })
+                .context("starting the epoch ticker")?;
+        }
+        Ok(Arc::new(Runtime {
+            engine,
+            linker,
+            cache_dir,
+            stop_ticker,
+        }))
+    }
+
+    /// Compiles (or loads from the cache) and validates a plugin. Blocking: seconds for large
+    /// components; call it off the async workers.
+    pub fn load_plugin(
+        self: &Arc<Self>,
+        name: &str,
+        bytes: &[u8],
+    ) -> Result<Arc<Plugin>, PluginError> {
+        if bytes.len() > MAX_PLUGIN_BYTES {
+            return Err(PluginError::TooLarge(bytes.len()));
+        }
+        let sha256 = hex(&Sha256::digest(bytes));
+        let component = self.compile(&sha256, bytes)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
+        let pre =
+            InterceptorPre::new(pre).map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
+        let mut plugin = Plugin {
+            name: name.to_string(),
+            sha256,
+            size: bytes.len(),
+            capabilities: Capabilities {
+                request: false,
+                response: false,
+                produce: false,
+                fetch: false,
+                api_keys: Vec::new(),
+            },
+            pre,
+            runtime: self.clone(),
+        };
+        // Instantiating proves the imports resolve and the exports exist; `describe` says what
+        // the plugin wants.
+        let services = Arc::new(Services::new(
+            name,
+            Arc::default(),
+            Arc::new(services::Kms::open(None).expect("in-memory KMS")),
+            crate::metrics::Metrics::new(),
+            None,
+        ));
+        let mut inst = plugin
+            .instantiate(services, 64)
+            .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
+        inst.store
+            .set_epoch_deadline(deadline_ticks(Duration::from_secs(5)));
+        let caps = inst
+            .bindings
+            .call_describe(&mut inst.store)
+            .map_err(|e| PluginError::WrongWorld(format!("describe failed: {e:#}")))?;
+        plugin.capabilities = Capabilities {
+            request: caps.hooks.contains(Hooks::REQUEST),
+            response: caps.hooks.contains(Hooks::RESPONSE),
+            produce: caps.hooks.contains(Hooks::PRODUCE),
+            fetch: caps.hooks.contains(Hooks::FETCH),
+            api_keys: caps.api_keys,
+        };
+        Ok(Arc::new(plugin))
+    }
+
+    fn compile(&self, sha256: &str, bytes: &[u8]) -> Result<Component, PluginError> {
+        let cached = self
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join(format!("{sha256}.cwasm")));
+        if let Some(path) = &cached {
+            if path.exists() {
+                // SAFETY: the file was written by `Component::serialize` of this gateway into
+                // its own state directory; wasmtime checks that it was compiled by a compatible
+                // engine with the same settings and refuses it otherwise (then we recompile).
+                #[allow(unsafe_code)]
+                match unsafe { Component::deserialize_file(&self.engine, path) } {
+                    Ok(c) => {
+                        debug!(sha256, "plugin loaded from the compilation cache");
+                        return Ok(c);
+                    }
+                    Err(e) => warn!(sha256, "ignoring stale compiled plugin: {e:#}"),
+                }
+            }
+        }
+        let started = std::time::Instant::now();
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| PluginError::Invalid(format!("{e:#}")))?;
+        info!(sha256, elapsed = ?started.elapsed(), "plugin compiled");
+        if let Some(path) = &cached {
+            match component.serialize() {
+                Ok(data) => {
+                    if let Err(e) = crate::state::write_atomic(path, &data, false) {
+                        warn!(sha256, "cannot cache the compiled plugin: {e:#}");
+                    }
+                }
+                Err(e) => warn!(sha256, "cannot serialize the compiled plugin: {e:#}"),
+            }
+        }
+        Ok(component)
+    }
+}
+
+/// wasmtime's error type is not `std::error::Error`; carry its message into anyhow.
+fn wt<T>(r: wasmtime::Result<T>, context: &str) -> Result<T> {
+    r.map_err(|e| anyhow::anyhow!("{context}: {e:?}"))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn deadline_ticks(timeout: Duration) -> u64 {
+    (timeout.as_nanos() / TICK.as_nanos()).max(1) as u64 + 1
+}
+
+/// A compiled and validated plugin.
+pub struct Plugin {
+    /// Name it was uploaded under.
+    pub name: String,
+    /// SHA-256 of the component bytes.
+    pub sha256: String,
+    /// Size of the component in bytes.
+    pub size: usize,
+    /// What `describe` said.
+    pub capabilities: Capabilities,
+    pre: InterceptorPre<HostState>,
+    runtime: Arc<Runtime>,
+}
+
+/// A live plugin instance with its store.
+pub struct Instance {
+    store: Store<HostState>,
+    bindings: Interceptor,
+    calls: u64,
+}
+
+impl Plugin {
+    fn instantiate(&self, services: Arc<Services>, memory_mb: u64) -> Result<Instance> {
+        let state = HostState {
+            // Nothing granted: no preopened directories, no sockets, no environment, no args.
+            wasi: WasiCtx::builder().build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                cap: (memory_mb as usize) << 20,
+                used: 0,
+                peak: 0,
+                refused: false,
+            },
+            services,
+        };
+        let mut store = Store::new(&self.runtime.engine, state);
+        store.limiter(|s| &mut s.limiter);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(deadline_ticks(Duration::from_secs(5)));
+        let bindings = self.pre.instantiate(&mut store)?;
+        Ok(Instance {
+            store,
+            bindings,
+            calls: 0,
+        })
+    }
+}
+
+/// How a plugin call failed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallFailure {
+    /// The deadline passed.
+    Timeout,
+    /// A memory allocation beyond the cap was refused.
+    OutOfMemory,
+    /// The plugin trapped (panic, unreachable, bad host call...).
+    Trap(String),
+    /// The plugin could not be instantiated.
+    Instantiate(String),
+}
+
+impl CallFailure {
+    /// Metric label.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CallFailure::Timeout => "timeout",
+            CallFailure::OutOfMemory => "out_of_memory",
+            CallFailure::Trap(_) => "trap",
+            CallFailure::Instantiate(_) => "instantiate",
+        }
+    }
+}
+
+impl std::fmt::Display for CallFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CallFailure::Timeout => write!(f, "deadline exceeded"),
+            CallFailure::OutOfMemory => write!(f, "memory limit exceeded"),
+            CallFailure::Trap(m) => write!(f, "trap: {m}"),
+            CallFailure::Instantiate(m) => write!(f, "cannot instantiate: {m}"),
+        }
+    }
+}
+
+/// The configured instances of one installed interceptor.
+pub struct Instances {
+    plugin: Arc<Plugin>,
+    services: Arc<Services>,
+    config: String,
+    timeout: Duration,
+    memory_mb: u64,
+    idle: Mutex<Vec<Instance>>,
+}
+
+impl Instances {
+    /// Prepares instances of `plugin` configured with `config`; instantiates and configures
+    /// one now so a refused configuration is reported at install time.
+    pub fn new(
+        plugin: Arc<Plugin>,
+        services: Arc<Services>,
+        config: String,
+        timeout: Duration,
+        memory_mb: u64,
+    ) -> Result<Arc<Instances>, String> {
+        let instances = Arc::new(Instances {
+            plugin,
+            services,
+            config,
+            timeout,
+            memory_mb,
+            idle: Mutex::new(Vec::new()),
+        });
+        let inst = instances.fresh().map_err(|e| e.to_string())?;
+        instances.idle.lock().expect("pool lock").push(inst);
+        Ok(instances)
+    }
+
+    /// The plugin.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    fn fresh(&self) -> Result<Instance, CallFailure> {
+        let mut inst = self
+            .plugin
+            .instantiate(self.services.clone(), self.memory_mb)
+            .map_err(|e| CallFailure::Instantiate(format!("{e:#}")))?;
+        inst.store
+            .set_epoch_deadline(deadline_ticks(Duration::from_secs(5).max(self.timeout)));
+        match inst.bindings.call_configure(&mut inst.store, &self.config) {
+            Ok(Ok(())) => Ok(inst),
+            Ok(Err(refusal)) => Err(CallFailure::Instantiate(format!(
+                "the plugin refused its configuration: {refusal}"
+            ))),
+            Err(e) => Err(classify(&inst, e)),
+        }
+    }
+
+    /// Runs `f` on an instance under the call deadline.
+    fn call<R>(
+        &self,
+        f: impl FnOnce(&mut Instance) -> wasmtime::Result<R>,
+    ) -> Result<R, CallFailure> {
+        let pooled = self.idle.lock().expect("pool lock").pop();
+        let mut inst = match pooled {
+            Some(i) => i,
+            None => self.fresh()?,
+        };
+        inst.store.set_epoch_deadline(deadline_ticks(self.timeout));
+        inst.calls += 1;
+        match f(&mut inst) {
+            Ok(r) => {
+                let limiter = &inst.store.data().limiter;
+                let worn = inst.calls >= RECYCLE_CALLS
+                    || limiter.peak as f64 > limiter.cap as f64 * RECYCLE_MEMORY_FRACTION;
+                if worn {
+                    debug!(interceptor = %self.services.name, calls = inst.calls, peak = limiter.peak, "recycling plugin instance");
+                } else {
+                    let mut idle = self.idle.lock().expect("pool lock");
+                    if idle.len() < POOL_SIZE {
+                        idle.push(inst);
+                    }
+                }
+                Ok(r)
+            }
+            // The store is poisoned after a trap: drop the instance.
+            Err(e) => Err(classify(&inst, e)),
+        }
+    }
+
+    /// `on-request`.
+    pub fn on_request(
+        &self,
+        ctx: &wit::Context,
+        body: Bytes,
+    ) -> Result<wit::RequestAction, CallFailure> {
+        self.call(|inst| {
+            let res = inst.store.data_mut().table.push(MessageBody(body))?;
+            let borrowed = Resource::<MessageBody>::new_borrow(res.rep());
+            let out = inst
+                .bindings
+                .call_on_request(&mut inst.store, ctx, borrowed);
+            inst.store.data_mut().table.delete(res)?;
+            out
+        })
+    }
+
+    /// `on-response`.
+    pub fn on_response(
+        &self,
+        ctx: &wit::Context,
+        body: Bytes,
+    ) -> Result<wit::ResponseAction, CallFailure> {
+        self.call(|inst| {
+            let res = inst.store.data_mut().table.push(MessageBody(body))?;
+            let borrowed = Resource::<MessageBody>::new_borrow(res.rep());
+            let out = inst
+                .bindings
+                .call_on_response(&mut inst.store, ctx, borrowed);
+            inst.store.data_mut().table.delete(res)?;
+            out
+        })
+    }
+
+    /// `on-produce` or `on-fetch` over `view`; returns the view as the plugin left it.
+    pub fn on_records(
+        &self,
+        fetch: bool,
+        ctx: &wit::Context,
+        view: RecordsView,
+    ) -> Result<(RecordsView, Result<(), wit::KafkaError>), CallFailure> {
+        self.call(|inst| {
+            let res = inst.store.data_mut().table.push(view)?;
+            let borrowed = Resource::<RecordsView>::new_borrow(res.rep());
+            let out = if fetch {
+                inst.bindings.call_on_fetch(&mut inst.store, ctx, borrowed)
+            } else {
+                inst.bindings
+                    .call_on_produce(&mut inst.store, ctx, borrowed)
+            };
+            let view = inst.store.data_mut().table.delete(res)?;
+            out.map(|verdict| (view, verdict))
+        })
+    }
+}
+
+fn classify(inst: &Instance, e: wasmtime::Error) -> CallFailure {
+    if inst.store.data().limiter.refused {
+        return CallFailure::OutOfMemory;
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => CallFailure::Timeout,
+        _ => CallFailure::Trap(format!("{e:#}")),
+    }
+}
