@@ -190,8 +190,10 @@ fn decode<T: Decodable>(
     let msg = T::decode(body, version)
         .with_context(|| format!("decoding {key:?} v{version} response"))?;
     if !body.is_empty() {
-        bail!(
-            "{key:?} v{version} response has {} unexpected trailing bytes",
+        // Some brokers (librdkafka's mock cluster) append bytes after a valid message; clients
+        // ignore them, so does the gateway (they are not re-encoded).
+        tracing::debug!(
+            "{key:?} v{version} response has {} trailing bytes; ignored",
             body.len()
         );
     }
@@ -223,18 +225,22 @@ fn rewrite_api_versions(mut body: Bytes, version: i16) -> Result<Bytes> {
         .get(..2)
         .map(|b| i16::from_be_bytes([b[0], b[1]]))
         .context("truncated ApiVersions response")?;
-    let body_version = if error == UNSUPPORTED_VERSION {
-        0
-    } else {
-        version
-    };
-    let mut msg = ApiVersionsResponse::decode(&mut body, body_version)?;
+    if error == UNSUPPORTED_VERSION {
+        // The body should be v0, but not every broker gets it right (librdkafka's mock
+        // cluster does not): answer with the gateway's own v0 body naming the versions below
+        // the one refused, so the client retries lower.
+        return Ok(unsupported_api_versions_below(
+            header.correlation_id,
+            version,
+        ));
+    }
+    let mut msg = ApiVersionsResponse::decode(&mut body, version)?;
     intersect_api_versions(&mut msg);
-    let size = header.compute_size(0)? + msg.compute_size(body_version)?;
+    let size = header.compute_size(0)? + msg.compute_size(version)?;
     let mut buf = BytesMut::with_capacity(LENGTH_PREFIX + size);
     buf.put_i32(i32::try_from(size)?);
     header.encode(&mut buf, 0)?;
-    msg.encode(&mut buf, body_version)?;
+    msg.encode(&mut buf, version)?;
     Ok(buf.freeze())
 }
 
@@ -259,7 +265,14 @@ pub fn intersect_api_versions(msg: &mut ApiVersionsResponse) {
 /// UNSUPPORTED_VERSION with a v0 body naming the ApiVersions versions it does support, so the
 /// client retries with one of them (KIP-511).
 pub fn unsupported_api_versions(correlation_id: i32) -> Bytes {
-    let range = gateway_versions(ApiKey::ApiVersions);
+    unsupported_api_versions_below(correlation_id, i16::MAX)
+}
+
+/// UNSUPPORTED_VERSION with a v0 body offering ApiVersions versions below `refused` (within
+/// the gateway's range).
+fn unsupported_api_versions_below(correlation_id: i32, refused: i16) -> Bytes {
+    let mut range = gateway_versions(ApiKey::ApiVersions);
+    range.max = range.max.min(refused.saturating_sub(1)).max(range.min);
     let mut msg = ApiVersionsResponse::default().with_error_code(UNSUPPORTED_VERSION);
     msg.api_keys.push(
         kafka_protocol::messages::api_versions_response::ApiVersion::default()

@@ -370,7 +370,12 @@ fn spawn_discovery(shared: Arc<Shared>) {
     shared.tasks.clone().spawn(async move {
         let mut failures = 0u32;
         loop {
-            match shared.refresh_brokers().await {
+            // A round stuck on an unresponsive broker must not hold up shutdown.
+            let round = tokio::select! {
+                _ = shared.shutdown.cancelled() => break,
+                r = shared.refresh_brokers() => r,
+            };
+            match round {
                 Ok(n) => {
                     if failures > 0 {
                         info!(brokers = n, "upstream cluster reachable again");

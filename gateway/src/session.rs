@@ -59,7 +59,16 @@ enum Slot {
     Local { api_key: i16, bytes: Bytes },
     /// The next upstream frame answers this request.
     Upstream(Pending),
+    /// An acks=0 Produce was forwarded: a correct broker does not answer it, but some brokers
+    /// do; such an answer is dropped instead of being taken for the next response.
+    NoResponse { correlation_id: i32 },
 }
+
+/// acks=0 correlation ids remembered, in case the broker answers them anyway.
+const NO_RESPONSE_MEMORY: usize = 256;
+/// Largest single buffer reservation made ahead of a frame's bytes: a peer that announces a
+/// 100 MiB frame and sends nothing does not get 100 MiB reserved at once.
+const MAX_RESERVE_STEP: usize = 8 * 1024 * 1024;
 
 struct Pending {
     api_key: i16,
@@ -214,7 +223,8 @@ impl RequestSide {
                 Ok(FrameStatus::Complete(n)) => n,
                 Ok(FrameStatus::Incomplete { total }) => {
                     if let Some(total) = total {
-                        self.buf.reserve(total.saturating_sub(self.buf.len()));
+                        self.buf
+                            .reserve(total.saturating_sub(self.buf.len()).min(MAX_RESERVE_STEP));
                     }
                     return None;
                 }
@@ -367,6 +377,16 @@ impl RequestSide {
                 if let Err(end) = self.push(Slot::Upstream(pending), out).await {
                     return Some(end);
                 }
+            } else if let Err(end) = self
+                .push(
+                    Slot::NoResponse {
+                        correlation_id: peek.correlation_id,
+                    },
+                    out,
+                )
+                .await
+            {
+                return Some(end);
             }
             match out {
                 Some(o) => o.unsplit(request),
@@ -475,6 +495,8 @@ struct Delivered {
 
 struct ResponseSide {
     shared: Arc<Shared>,
+    /// acks=0 requests a non-conforming broker may still answer.
+    no_response: std::collections::VecDeque<i32>,
     client: OwnedWriteHalf,
     upstream: Option<OwnedReadHalf>,
     buf: BytesMut,
@@ -492,6 +514,7 @@ async fn response_side(
 ) {
     let mut side = ResponseSide {
         shared,
+        no_response: std::collections::VecDeque::new(),
         client,
         upstream: None,
         buf: BytesMut::with_capacity(READ_CHUNK),
@@ -514,7 +537,7 @@ impl ResponseSide {
                 Ok(slot) => slot,
                 Err(mpsc::error::TryRecvError::Empty) => {
                     self.flush().await?;
-                    match slots.recv().await {
+                    match self.wait(slots).await? {
                         Some(slot) => slot,
                         None => return Ok(()),
                     }
@@ -534,7 +557,66 @@ impl ResponseSide {
                     api.response_bytes.inc_by(bytes.len() as u64);
                 }
                 Slot::Upstream(p) => self.relay(p).await?,
+                Slot::NoResponse { correlation_id } => {
+                    if self.no_response.len() == NO_RESPONSE_MEMORY {
+                        self.no_response.pop_front();
+                    }
+                    self.no_response.push_back(correlation_id);
+                }
             }
+        }
+    }
+
+    /// Waits for the next slot while watching the broker connection: a broker that closes it
+    /// while nothing is pending (after an acks=0 produce it rejected, or when idle) must close
+    /// the client connection too, so the client notices and reconnects.
+    async fn wait(&mut self, slots: &mut mpsc::Receiver<Slot>) -> anyhow::Result<Option<Slot>> {
+        loop {
+            let Some(up) = self.upstream.as_mut() else {
+                return Ok(slots.recv().await);
+            };
+            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+                self.buf.reserve(READ_CHUNK);
+            }
+            let buf = &mut self.buf;
+            tokio::select! {
+                slot = slots.recv() => return Ok(slot),
+                read = up.read_buf(buf) => {
+                    if read? == 0 {
+                        self.shared.metrics.upstream_disconnects.inc();
+                        info!(peer = %self.peer, "broker closed an idle connection; closing client connection");
+                        anyhow::bail!("upstream closed");
+                    }
+                    self.drop_unsolicited()?;
+                }
+            }
+        }
+    }
+
+    /// Drops complete frames that answer acks=0 requests; any other unsolicited frame is a
+    /// protocol error.
+    fn drop_unsolicited(&mut self) -> anyhow::Result<()> {
+        let max = self.shared.config.limits.max_frame_bytes;
+        while let Ok(FrameStatus::Complete(n)) = frame::frame_len(&self.buf, max) {
+            let cid = frame::response_correlation_id(&self.buf[frame::LENGTH_PREFIX..n])?;
+            if !self.forget_no_response(cid) {
+                self.shared.metrics.protocol_error("unsolicited_response");
+                warn!(peer = %self.peer, correlation_id = cid, "broker sent a response nobody asked for; closing connection");
+                anyhow::bail!("unsolicited response");
+            }
+            let _ = self.buf.split_to(n);
+        }
+        Ok(())
+    }
+
+    fn forget_no_response(&mut self, correlation_id: i32) -> bool {
+        match self.no_response.iter().position(|c| *c == correlation_id) {
+            Some(i) => {
+                self.no_response.remove(i);
+                debug!(peer = %self.peer, correlation_id, "dropping the broker's answer to an acks=0 produce");
+                true
+            }
+            None => false,
         }
     }
 
@@ -549,7 +631,8 @@ impl ResponseSide {
                     // is ready.
                     self.flush().await?;
                     let want = total.unwrap_or(0).saturating_sub(self.buf.len());
-                    self.buf.reserve(want.max(READ_CHUNK / 4));
+                    self.buf
+                        .reserve(want.clamp(READ_CHUNK / 4, MAX_RESERVE_STEP));
                     let Some(up) = self.upstream.as_mut() else {
                         anyhow::bail!("no upstream connection for a pending request");
                     };
@@ -570,6 +653,9 @@ impl ResponseSide {
         let read_at = Instant::now();
         let frame = self.buf.split_to(n);
         let correlation_id = frame::response_correlation_id(&frame[frame::LENGTH_PREFIX..])?;
+        if correlation_id != p.correlation_id && self.forget_no_response(correlation_id) {
+            return Box::pin(self.relay(p)).await;
+        }
         if correlation_id != p.correlation_id {
             self.shared
                 .metrics

@@ -110,22 +110,18 @@ impl MiniClient {
         }
     }
 
-    /// ApiVersions, choosing a version the broker accepts.
+    /// ApiVersions, choosing a version the broker accepts: the newest the gateway knows, then
+    /// v0 (which every broker must answer) if that is refused or its answer does not parse.
     pub async fn api_versions(&mut self) -> Result<ApiVersionsResponse> {
         let req = ApiVersionsRequest::default()
             .with_client_software_name(StrBytes::from_static_str("sluice"))
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
         let max = ApiKey::ApiVersions.valid_versions().max;
-        let resp = self.send(&req, max).await?;
-        if resp.error_code == crate::rewrite::UNSUPPORTED_VERSION {
-            let v = resp
-                .api_keys
-                .iter()
-                .find(|k| k.api_key == ApiKey::ApiVersions as i16)
-                .map_or(0, |k| k.max_version.min(max));
-            return self.send(&req, v).await;
+        match self.send(&req, max).await {
+            Ok(resp) if resp.error_code != crate::rewrite::UNSUPPORTED_VERSION => Ok(resp),
+            // A refusal or an unparsable refusal: ask again in the oldest form.
+            _ => self.send(&req, 0).await,
         }
-        Ok(resp)
     }
 
     /// The brokers of the cluster, via Metadata at the highest version both sides support.

@@ -139,9 +139,11 @@ impl Drop for Tansu {
 
 /// A gateway configuration for tests: free ports everywhere, fronting `bootstrap`.
 pub fn gateway_config(bootstrap: &str) -> sluice::config::Config {
-    let mut c = sluice::config::Config::default();
-    c.listen = "127.0.0.1:0".into();
-    c.admin = "127.0.0.1:0".into();
+    let mut c = sluice::config::Config {
+        listen: "127.0.0.1:0".into(),
+        admin: "127.0.0.1:0".into(),
+        ..Default::default()
+    };
     c.upstream.bootstrap = vec![bootstrap.to_string()];
     c.upstream.connect_timeout_ms = 2_000;
     c.upstream.request_timeout_ms = 5_000;
@@ -358,7 +360,7 @@ impl RawClient {
         if header.correlation_id != cid {
             bail!("correlation id {} != {cid}", header.correlation_id);
         }
-        Ok(R::Response::decode(&mut frame, version)?)
+        R::Response::decode(&mut frame, version)
     }
 
     /// True when the peer closes the connection within `within` (reading and discarding).

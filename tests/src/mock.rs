@@ -48,6 +48,13 @@ pub enum Fault {
     WrongCorrelation,
     /// Add a KIP-951 node endpoint naming this node to every Produce response (v10+).
     ProduceNodeEndpoints,
+    /// Answer requests with API keys unknown to kafka-protocol (instead of closing) with a
+    /// frame holding the request's correlation id followed by the whole request frame body
+    /// (header included), so a test can check both directions byte for byte.
+    EchoUnknown,
+    /// Answer requests with this API key with exactly these bytes (no length prefix added),
+    /// e.g. a negative or oversized frame length.
+    RawOn(i16, Bytes),
 }
 
 /// Options of one mock broker.
@@ -89,7 +96,14 @@ struct State {
     requests: AtomicU64,
     /// Produce request bytes received.
     produce_bytes: AtomicU64,
+    /// Requests received per API key (keys `0..KEY_SLOTS`).
+    by_key: Vec<AtomicU64>,
+    /// Request frames (length prefix excluded) with API keys unknown to kafka-protocol.
+    unknown_frames: Mutex<Vec<Bytes>>,
 }
+
+/// API keys below this bound are counted one by one ([`MockBroker::requests_for`]).
+const KEY_SLOTS: usize = 128;
 
 impl MockBroker {
     /// Starts a mock broker on a free port.
@@ -102,6 +116,8 @@ impl MockBroker {
             cluster: Mutex::new(vec![(node_id, addr)]),
             requests: AtomicU64::new(0),
             produce_bytes: AtomicU64::new(0),
+            by_key: (0..KEY_SLOTS).map(|_| AtomicU64::new(0)).collect(),
+            unknown_frames: Mutex::new(Vec::new()),
         });
         let s = state.clone();
         let task = tokio::spawn(async move {
@@ -145,6 +161,20 @@ impl MockBroker {
     /// Requests received so far.
     pub fn requests(&self) -> u64 {
         self.state.requests.load(Ordering::Relaxed)
+    }
+
+    /// Requests with this API key received so far (0 for keys outside `0..128`).
+    pub fn requests_for(&self, api_key: i16) -> u64 {
+        usize::try_from(api_key)
+            .ok()
+            .and_then(|i| self.state.by_key.get(i))
+            .map_or(0, |c| c.load(Ordering::Relaxed))
+    }
+
+    /// Every request frame received with an API key unknown to kafka-protocol, exactly as it
+    /// arrived (length prefix excluded), in arrival order.
+    pub fn unknown_frames(&self) -> Vec<Bytes> {
+        self.state.unknown_frames.lock().unwrap().clone()
     }
 
     /// Produce request bytes received so far.
@@ -205,13 +235,30 @@ enum Reply {
 
 fn answer(state: &State, mut frame: Bytes) -> Reply {
     state.requests.fetch_add(1, Ordering::Relaxed);
+    if frame.len() < 8 {
+        return Reply::Close;
+    }
     let options = state.options.lock().unwrap().clone();
     let api_key = i16::from_be_bytes([frame[0], frame[1]]);
     let version = i16::from_be_bytes([frame[2], frame[3]]);
+    if let Some(c) = usize::try_from(api_key)
+        .ok()
+        .and_then(|i| state.by_key.get(i))
+    {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
     if options.fault == Fault::CloseOn(api_key) {
         return Reply::Close;
     }
     let Ok(key) = ApiKey::try_from(api_key) else {
+        state.unknown_frames.lock().unwrap().push(frame.clone());
+        if options.fault == Fault::EchoUnknown {
+            let mut out = BytesMut::with_capacity(8 + frame.len());
+            out.put_i32(4 + frame.len() as i32);
+            out.put_slice(&frame[4..8]);
+            out.put_slice(&frame);
+            return Reply::Bytes(out.freeze(), Duration::ZERO);
+        }
         return Reply::Close;
     };
     let frame_len = frame.len();
@@ -221,6 +268,11 @@ fn answer(state: &State, mut frame: Bytes) -> Reply {
     let mut correlation_id = header.correlation_id;
     if options.fault == Fault::WrongCorrelation {
         correlation_id += 1000;
+    }
+    if let Fault::RawOn(key, bytes) = &options.fault {
+        if *key == api_key {
+            return Reply::Bytes(bytes.clone(), Duration::ZERO);
+        }
     }
     if options.fault == Fault::GarbageOn(api_key) {
         let mut out = BytesMut::new();
