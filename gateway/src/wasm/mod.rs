@@ -451,7 +451,28 @@ impl Instances {
         };
         inst.store.set_epoch_deadline(deadline_ticks(self.timeout));
         inst.calls += 1;
-        match f(&mut inst) {
+        // A host function may panic under a plugin: WASI stream and poll calls (a plugin
+        // printing, or a Rust panic message on its way to stderr) block on a runtime, which
+        // cannot be done from the gateway's async workers. No such capability is granted, so
+        // the call fails like a trap and the instance is discarded.
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut inst)));
+        let outcome = match outcome {
+            Ok(r) => r,
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("host function panicked");
+                if inst.store.data().limiter.refused {
+                    return Err(CallFailure::OutOfMemory);
+                }
+                return Err(CallFailure::Trap(format!(
+                    "the plugin used a capability it does not have (WASI I/O): {what}"
+                )));
+            }
+        };
+        match outcome {
             Ok(r) => {
                 let limiter = &inst.store.data().limiter;
                 let worn = inst.calls >= RECYCLE_CALLS
