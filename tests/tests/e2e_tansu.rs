@@ -1225,7 +1225,7 @@ async fn metrics_count_produce_and_fetch() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Gateway bug reproduction (ignored until fixed)
+// Regression: answers are never taken for unsolicited frames
 // ---------------------------------------------------------------------------------------------
 
 /// Many connections, each strictly request-then-response (ApiVersions v0): no response can be
