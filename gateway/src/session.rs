@@ -580,6 +580,9 @@ impl ResponseSide {
             }
             let buf = &mut self.buf;
             tokio::select! {
+                // Slots first: the slot of a request is queued before the request is written,
+                // so its answer must never be taken for an unsolicited frame.
+                biased;
                 slot = slots.recv() => return Ok(slot),
                 read = up.read_buf(buf) => {
                     if read? == 0 {
