@@ -132,3 +132,127 @@ fn serves_health_and_stops_on_sigterm() {
         "{logs}"
     );
 }
+
+fn plugin_path(name: &str) -> std::path::PathBuf {
+    let p = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/plugins")
+        .join(format!("{name}.wasm"));
+    assert!(p.exists(), "{} missing: run `make plugins`", p.display());
+    p
+}
+
+fn run(args: &[&str], admin: &str, token: Option<&str>) -> (i32, String, String) {
+    let mut cmd = sluice();
+    cmd.args(args)
+        .env("SLUICE_ADMIN", admin)
+        .env_remove("SLUICE_ADMIN_TOKEN");
+    if let Some(t) = token {
+        cmd.env("SLUICE_ADMIN_TOKEN", t);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn admin_cli_push_apply_get_delete() {
+    let admin_port = free_port();
+    let state = std::env::temp_dir().join(format!("sluice-cli-state-{}", std::process::id()));
+    let token = "cli-test-token-0123456789";
+    let mut child = sluice()
+        .args([
+            "serve",
+            "--bootstrap",
+            "127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--admin", &format!("127.0.0.1:{admin_port}")])
+        .arg("--state-dir")
+        .arg(&state)
+        .env("SLUICE_ADMIN_TOKEN", token)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_get(admin_port, "/health").is_none() {
+        assert!(Instant::now() < deadline, "admin listener never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let noop = plugin_path("noop");
+    let noop = noop.to_str().unwrap();
+    // Without the token, writes are refused with the API's reason.
+    let (code, _, err) = run(&["plugin", "push", "noop", noop], &admin, None);
+    assert_eq!(code, 1);
+    assert!(err.contains("HTTP 401"), "{err}");
+    let (code, out, err) = run(&["plugin", "push", "noop", noop], &admin, Some(token));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("plugin/noop created"), "{out}");
+    // apply: several documents, plugins first even when listed last.
+    let dir = state.join("yaml");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(plugin_path("add-header"), dir.join("add-header.wasm")).unwrap();
+    let file = dir.join("gw.yaml");
+    std::fs::write(
+        &file,
+        "kind: Interceptor\nmetadata: {name: tag}\nspec:\n  plugin: add-header\n  priority: 5\n  config: {headers: {a: b}}\n---\nkind: Plugin\nmetadata: {name: add-header}\nspec: {file: add-header.wasm}\n",
+    )
+    .unwrap();
+    let (code, out, err) = run(
+        &["apply", "-f", file.to_str().unwrap()],
+        &admin,
+        Some(token),
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "plugin/add-header created\ninterceptor/tag created\n");
+    let (code, out, _) = run(
+        &["apply", "-f", file.to_str().unwrap()],
+        &admin,
+        Some(token),
+    );
+    assert_eq!(code, 0);
+    assert!(out.contains("interceptor/tag configured"), "{out}");
+    let (code, out, _) = run(&["get", "interceptors"], &admin, None);
+    assert_eq!(code, 0);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["items"][0]["spec"]["priority"], 5);
+    let (code, out, _) = run(&["get", "plugin", "noop"], &admin, None);
+    assert_eq!(code, 0);
+    assert!(out.contains("on-request"), "{out}");
+    // A bad document is refused with the API's details.
+    std::fs::write(
+        &file,
+        "kind: Interceptor\nmetadata: {name: bad}\nspec: {plugin: ghost}\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(
+        &["apply", "-f", file.to_str().unwrap()],
+        &admin,
+        Some(token),
+    );
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("unknown plugin") && err.contains("ghost"),
+        "{err}"
+    );
+    std::fs::write(&file, "kind: Widget\nmetadata: {name: w}\n").unwrap();
+    let (code, _, err) = run(
+        &["apply", "-f", file.to_str().unwrap()],
+        &admin,
+        Some(token),
+    );
+    assert_eq!(code, 1);
+    assert!(err.contains("unknown kind"), "{err}");
+    let (code, out, _) = run(&["delete", "interceptor", "tag"], &admin, Some(token));
+    assert_eq!((code, out.as_str()), (0, "interceptor/tag deleted\n"));
+    let (code, _, err) = run(&["delete", "interceptor", "tag"], &admin, Some(token));
+    assert_eq!(code, 1);
+    assert!(err.contains("HTTP 404"), "{err}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&state);
+}
