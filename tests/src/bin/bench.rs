@@ -1,1 +1,1895 @@
-fn main() {}
+//! `sluice-bench`: throughput and latency of the gateway against a direct connection.
+//!
+//! Two modes:
+//!
+//! * `tansu` (default): a real tansu broker (memory storage, a fresh one for every block of
+//!   every arm) and librdkafka clients, either directly (`direct`) or through an in-process
+//!   gateway (`gateway`). Arms alternate in blocks (A B A B ...) in one run, so machine noise
+//!   hits both. Per block: produce (acks=all, linger 5 ms) with per-record delivery latency,
+//!   consume everything back (assign, no group), then unloaded round trips (one record at a
+//!   time, linger 0).
+//! * `mock`: the gateway's own passthrough ceiling. A mock broker answers instantly; the
+//!   gateway runs on its own tokio runtime with ONE worker thread, whose CPU time is measured;
+//!   a raw kafka-protocol load generator pipelines pre-encoded ~1 MiB Produce and Fetch
+//!   requests. Plus a small-request latency arm (one 1 KiB Produce at a time).
+//!
+//! Every figure is also printed as `RESULT name=value` at the end. MB = 10^6 bytes of record
+//! data (values in tansu mode, record-batch bytes in mock mode).
+//!
+//! Run: `cargo run --release -p sluice-tests --bin sluice-bench -- [--mode mock] [options]`
+//! (`--help` lists the options). The tansu binary is found as in the test harness
+//! (`$SLUICE_TANSU`, else `~/.cache/sluice/tansu-0.6.0/tansu`).
+
+use anyhow::{bail, Context, Result};
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, FetchRequest, ProduceRequest, RequestHeader,
+};
+use kafka_protocol::protocol::{Encodable, Request, StrBytes};
+use kafka_protocol::records::{
+    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use sluice_tests::mock::{self, MockBroker, MockOptions};
+use sluice_tests::{client_config, gateway_config, start_gateway_with, RawClient, Tansu};
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::runtime::{Builder, Runtime};
+use tokio::sync::Semaphore;
+
+const MB: f64 = 1e6;
+const GW_THREAD: &str = "sluice-gw";
+const LOAD_THREAD: &str = "sluice-load";
+
+// ---------------------------------------------------------------------------------------------
+// Command line
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Tansu,
+    Mock,
+}
+
+#[derive(Debug, Clone)]
+struct Args {
+    mode: Mode,
+    blocks: usize,
+    record_size: usize,
+    // tansu mode
+    records: u64,
+    partitions: i32,
+    linger_ms: u32,
+    queue_messages: u64,
+    rtt: usize,
+    gateway_threads: usize,
+    producer_set: Vec<(String, String)>,
+    consumer_set: Vec<(String, String)>,
+    // mock mode
+    seconds: f64,
+    warmup: f64,
+    connections: usize,
+    depth: usize,
+    request_kib: usize,
+    produce_versions: Vec<i16>,
+    fetch_versions: Vec<i16>,
+    latency_n: usize,
+    load_threads: usize,
+}
+
+const USAGE: &str = "\
+usage: sluice-bench [--mode tansu|mock] [options]
+
+common:
+  --blocks N            blocks per arm, arms interleaved A B A B ...   (default 4)
+  --record-size BYTES   record value size                             (default 1024)
+tansu mode (real broker, librdkafka clients):
+  --records N           records produced per arm, over all blocks      (default 500000)
+  --partitions N        partitions of each (fresh) topic               (default 3)
+  --linger-ms N         producer linger.ms                             (default 5)
+  --queue-messages N    producer queue.buffering.max.messages          (default 50000)
+  --rtt N               unloaded one-at-a-time produce round trips per arm (default 2000)
+  --gateway-threads N   gateway runtime worker threads                 (default: nproc)
+  --producer-set K=V    extra librdkafka producer property (repeatable)
+  --consumer-set K=V    extra librdkafka consumer property (repeatable)
+mock mode (mock broker, raw pipelined requests, gateway on 1 worker thread):
+  --seconds S           measured seconds per arm and block             (default 5)
+  --warmup S            unmeasured seconds before each arm             (default 0.3)
+  --connections N       load connections                               (default 2)
+  --depth N             requests in flight per connection              (default 8)
+  --request-kib N       record bytes per Produce request / Fetch response (default 1024)
+  --produce-versions L  Produce versions, comma-separated              (default 10)
+  --fetch-versions L    Fetch versions, comma-separated                (default 16,12)
+  --latency N           1 KiB Produce round trips per arm               (default 20000)
+  --load-threads N      worker threads of the load generator + mock    (default 1)
+";
+
+fn parse_args() -> Result<Args> {
+    let mut a = Args {
+        mode: Mode::Tansu,
+        blocks: 4,
+        record_size: 1024,
+        records: 500_000,
+        partitions: 3,
+        linger_ms: 5,
+        queue_messages: 50_000,
+        rtt: 2_000,
+        gateway_threads: nproc(),
+        producer_set: Vec::new(),
+        consumer_set: Vec::new(),
+        seconds: 5.0,
+        warmup: 0.3,
+        connections: 2,
+        depth: 8,
+        request_kib: 1024,
+        produce_versions: vec![10],
+        fetch_versions: vec![16, 12],
+        latency_n: 20_000,
+        load_threads: 1,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        if arg == "-h" || arg == "--help" {
+            print!("{USAGE}");
+            std::process::exit(0);
+        }
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) => (f.to_string(), Some(v.to_string())),
+            None => (arg.clone(), None),
+        };
+        let mut value = || -> Result<String> {
+            match &inline {
+                Some(v) => Ok(v.clone()),
+                None => it.next().with_context(|| format!("{flag} needs a value")),
+            }
+        };
+        fn num<T: std::str::FromStr>(flag: &str, v: String) -> Result<T> {
+            v.parse()
+                .map_err(|_| anyhow::anyhow!("{flag}: cannot parse {v:?}"))
+        }
+        fn list(flag: &str, v: String) -> Result<Vec<i16>> {
+            v.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| num(flag, s.trim().to_string()))
+                .collect()
+        }
+        match flag.as_str() {
+            "--mode" => {
+                a.mode = match value()?.as_str() {
+                    "tansu" => Mode::Tansu,
+                    "mock" => Mode::Mock,
+                    other => bail!("--mode: unknown mode {other:?} (tansu or mock)"),
+                }
+            }
+            "--blocks" => a.blocks = num(&flag, value()?)?,
+            "--record-size" => a.record_size = num(&flag, value()?)?,
+            "--records" => a.records = num(&flag, value()?)?,
+            "--partitions" => a.partitions = num(&flag, value()?)?,
+            "--linger-ms" => a.linger_ms = num(&flag, value()?)?,
+            "--queue-messages" => a.queue_messages = num(&flag, value()?)?,
+            "--rtt" => a.rtt = num(&flag, value()?)?,
+            "--gateway-threads" => a.gateway_threads = num(&flag, value()?)?,
+            "--producer-set" | "--consumer-set" => {
+                let v = value()?;
+                let Some((k, v)) = v.split_once('=') else {
+                    bail!("{flag} wants KEY=VALUE, got {v:?}");
+                };
+                let kv = (k.to_string(), v.to_string());
+                if flag == "--producer-set" {
+                    a.producer_set.push(kv);
+                } else {
+                    a.consumer_set.push(kv);
+                }
+            }
+            "--seconds" => a.seconds = num(&flag, value()?)?,
+            "--warmup" => a.warmup = num(&flag, value()?)?,
+            "--connections" => a.connections = num(&flag, value()?)?,
+            "--depth" => a.depth = num(&flag, value()?)?,
+            "--request-kib" => a.request_kib = num(&flag, value()?)?,
+            "--produce-versions" => a.produce_versions = list(&flag, value()?)?,
+            "--fetch-versions" => a.fetch_versions = list(&flag, value()?)?,
+            "--latency" => a.latency_n = num(&flag, value()?)?,
+            "--load-threads" => a.load_threads = num(&flag, value()?)?,
+            _ => bail!("unknown argument {arg:?}\n\n{USAGE}"),
+        }
+    }
+    if a.blocks == 0 || a.connections == 0 || a.depth == 0 || a.partitions <= 0 {
+        bail!("--blocks, --connections, --depth and --partitions must be positive");
+    }
+    if a.records < a.blocks as u64 || a.record_size == 0 || a.request_kib == 0 {
+        bail!("--records must be at least --blocks; sizes must be positive");
+    }
+    if a.load_threads == 0 || a.gateway_threads == 0 || a.seconds <= 0.0 {
+        bail!("thread counts and --seconds must be positive");
+    }
+    for v in &a.produce_versions {
+        if !(3..=13).contains(v) {
+            bail!("Produce version {v} outside 3..=13");
+        }
+    }
+    for v in &a.fetch_versions {
+        if !(4..=18).contains(v) {
+            bail!("Fetch version {v} outside 4..=18");
+        }
+    }
+    Ok(a)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Machine, CPU accounting, statistics, tables
+// ---------------------------------------------------------------------------------------------
+
+fn nproc() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "n/a".into())
+}
+
+/// CPU seconds of the calling thread (user + system).
+fn thread_cpu_now() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+/// CPU seconds of this whole process (all threads; not child processes).
+fn process_cpu_now() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: as above.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 {
+        t as f64
+    } else {
+        100.0
+    }
+}
+
+/// utime + stime (seconds) from a `/proc/.../stat` line; also the parent pid.
+fn parse_stat(stat: &str) -> Option<(f64, i32)> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // fields[0] is field 3 (state): ppid is field 4, utime 14, stime 15.
+    let ppid = fields.get(1)?.parse().ok()?;
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some(((utime + stime) / clock_ticks(), ppid))
+}
+
+/// CPU seconds of one task (thread) directory: `schedstat` (nanoseconds), else `stat` ticks.
+fn task_cpu(task: &std::path::Path) -> Option<f64> {
+    if let Some(ns) = std::fs::read_to_string(task.join("schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+    {
+        return Some(ns as f64 * 1e-9);
+    }
+    std::fs::read_to_string(task.join("stat"))
+        .ok()
+        .as_deref()
+        .and_then(parse_stat)
+        .map(|(cpu, _)| cpu)
+}
+
+/// CPU seconds of the threads of `proc_dir` whose name starts with `prefix`.
+fn tasks_cpu(proc_dir: &std::path::Path, prefix: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir(proc_dir.join("task")) else {
+        return 0.0;
+    };
+    let mut total = 0.0;
+    for entry in dir.flatten() {
+        let p = entry.path();
+        let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        if comm.trim_end().starts_with(prefix) {
+            total += task_cpu(&p).unwrap_or(0.0);
+        }
+    }
+    total
+}
+
+/// CPU seconds of this process's threads whose name starts with `prefix`.
+fn threads_cpu(prefix: &str) -> f64 {
+    tasks_cpu(std::path::Path::new("/proc/self"), prefix)
+}
+
+/// Seconds this process's threads named `prefix*` spent runnable but waiting for a CPU
+/// (`schedstat` field 2): a direct measure of CPU contention from other processes.
+fn threads_runq_wait(prefix: &str) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return f64::NAN;
+    };
+    let mut total = 0.0;
+    for entry in dir.flatten() {
+        let p = entry.path();
+        let comm = std::fs::read_to_string(p.join("comm")).unwrap_or_default();
+        if !comm.trim_end().starts_with(prefix) {
+            continue;
+        }
+        match std::fs::read_to_string(p.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
+        {
+            Some(ns) => total += ns as f64 * 1e-9,
+            None => return f64::NAN,
+        }
+    }
+    total
+}
+
+/// CPU seconds of the live threads of child processes named `name` (the tansu broker).
+fn children_cpu(name: &str) -> Option<f64> {
+    let me = std::process::id() as i32;
+    let mut total = None;
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let file_name = entry.file_name();
+        if file_name
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+            .is_none()
+        {
+            continue;
+        }
+        let p = entry.path();
+        if std::fs::read_to_string(p.join("comm"))
+            .unwrap_or_default()
+            .trim_end()
+            != name
+        {
+            continue;
+        }
+        let ppid = std::fs::read_to_string(p.join("stat"))
+            .ok()
+            .as_deref()
+            .and_then(parse_stat)
+            .map(|(_, ppid)| ppid);
+        if ppid == Some(me) {
+            total = Some(total.unwrap_or(0.0) + tasks_cpu(&p, ""));
+        }
+    }
+    total
+}
+
+fn median(v: &[f64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let mut s = v.to_vec();
+    s.sort_by(|a, b| a.total_cmp(b));
+    let n = s.len();
+    if n % 2 == 1 {
+        s[n / 2]
+    } else {
+        (s[n / 2 - 1] + s[n / 2]) / 2.0
+    }
+}
+
+/// Nearest-rank percentile of sorted samples.
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1] as f64
+}
+
+fn mean(v: &[u64]) -> f64 {
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    v.iter().map(|&x| x as f64).sum::<f64>() / v.len() as f64
+}
+
+/// A text table: first column left-aligned, the others right-aligned.
+struct Table {
+    header: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    fn new(header: &[&str]) -> Table {
+        Table {
+            header: header.iter().map(|s| s.to_string()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    fn print(&self) {
+        let cols = self.header.len();
+        let mut width = vec![0; cols];
+        for r in std::iter::once(&self.header).chain(&self.rows) {
+            for (i, c) in r.iter().enumerate().take(cols) {
+                width[i] = width[i].max(c.chars().count());
+            }
+        }
+        let line = |r: &Vec<String>| {
+            let mut s = String::new();
+            for (i, c) in r.iter().enumerate().take(cols) {
+                if i == 0 {
+                    let _ = write!(s, "{c:<w$}", w = width[i]);
+                } else {
+                    let _ = write!(s, "  {c:>w$}", w = width[i]);
+                }
+            }
+            println!("  {}", s.trim_end());
+        };
+        line(&self.header);
+        let total: usize = width.iter().sum::<usize>() + 2 * (cols - 1);
+        println!("  {}", "-".repeat(total));
+        for r in &self.rows {
+            line(r);
+        }
+    }
+}
+
+fn f1(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.1}")
+    } else {
+        "n/a".into()
+    }
+}
+
+fn f2(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.2}")
+    } else {
+        "n/a".into()
+    }
+}
+
+fn f3(x: f64) -> String {
+    if x.is_finite() {
+        format!("{x:.3}")
+    } else {
+        "n/a".into()
+    }
+}
+
+fn pct(part: f64, whole: f64) -> String {
+    let x = 100.0 * part / whole;
+    if x.is_finite() {
+        format!("{x:.0}%")
+    } else {
+        "n/a".into()
+    }
+}
+
+fn signed(x: f64, digits: usize) -> String {
+    if x.is_finite() {
+        format!("{x:+.digits$}")
+    } else {
+        "n/a".into()
+    }
+}
+
+/// `RESULT` lines, printed together at the end.
+#[derive(Default)]
+struct Results(Vec<(String, String)>);
+
+impl Results {
+    fn add(&mut self, name: impl Into<String>, value: f64, digits: usize) {
+        let v = if value.is_finite() {
+            format!("{value:.digits$}")
+        } else {
+            "nan".into()
+        };
+        self.0.push((name.into(), v));
+    }
+
+    fn print(&self) {
+        for (n, v) in &self.0 {
+            println!("RESULT {n}={v}");
+        }
+    }
+}
+
+/// Cumulative microseconds in which some task waited for a CPU (`/proc/pressure/cpu`).
+fn cpu_pressure_us() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/pressure/cpu").ok()?;
+    let some = text.lines().find(|l| l.starts_with("some "))?;
+    some.split_whitespace()
+        .find_map(|f| f.strip_prefix("total="))?
+        .parse()
+        .ok()
+}
+
+/// `some avg10` of `/proc/pressure/cpu`: % of the last 10 s in which some task waited for a CPU.
+fn cpu_pressure_avg10() -> String {
+    std::fs::read_to_string("/proc/pressure/cpu")
+        .ok()
+        .and_then(|t| {
+            let some = t.lines().find(|l| l.starts_with("some "))?.to_string();
+            some.split_whitespace()
+                .find_map(|f| f.strip_prefix("avg10=").map(str::to_string))
+        })
+        .map(|v| format!("{v}%"))
+        .unwrap_or_else(|| "n/a".into())
+}
+
+/// Share of the time since `since` (µs, wall `secs`) in which some task waited for a CPU.
+fn pressure_share(since: Option<u64>, secs: f64) -> String {
+    match (since, cpu_pressure_us()) {
+        (Some(a), Some(b)) => format!("{:.0}%", (b - a) as f64 / 1e4 / secs),
+        _ => "n/a".into(),
+    }
+}
+
+fn print_machine(when: &str) {
+    println!(
+        "machine ({when}): nproc={} loadavg={} cpu pressure (some, avg10)={}",
+        nproc(),
+        loadavg(),
+        cpu_pressure_avg10()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Kafka frames
+// ---------------------------------------------------------------------------------------------
+
+/// A request frame (length prefix included).
+fn encode_request<R: Request>(req: &R, version: i16, correlation_id: i32) -> Result<Bytes> {
+    let header = RequestHeader::default()
+        .with_request_api_key(R::KEY)
+        .with_request_api_version(version)
+        .with_correlation_id(correlation_id)
+        .with_client_id(Some(StrBytes::from_static_str("sluice-bench")));
+    let hv = R::header_version(version);
+    let size = header.compute_size(hv)? + req.compute_size(version)?;
+    let mut buf = BytesMut::with_capacity(size + 4);
+    buf.put_i32(i32::try_from(size)?);
+    header.encode(&mut buf, hv)?;
+    req.encode(&mut buf, version)?;
+    Ok(buf.freeze())
+}
+
+/// A valid v2 record batch of `count` records with `value_size`-byte values.
+fn record_batch(count: usize, value_size: usize) -> Result<Bytes> {
+    let value = Bytes::from(vec![b'x'; value_size]);
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0);
+    let records: Vec<Record> = (0..count)
+        .map(|i| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            sequence: -1,
+            timestamp: now_ms,
+            key: None,
+            value: Some(value.clone()),
+            headers: Default::default(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        },
+    )?;
+    Ok(buf.freeze())
+}
+
+fn produce_request(records: Bytes, acks: i16) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(acks)
+        .with_timeout_ms(30_000)
+        .with_topic_data(vec![TopicProduceData::default()
+            .with_name(mock::topic("bench"))
+            .with_partition_data(vec![PartitionProduceData::default()
+                .with_index(0)
+                .with_records(Some(records))])])
+}
+
+fn fetch_request(max_bytes: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_max_wait_ms(0)
+        .with_min_bytes(1)
+        .with_max_bytes(max_bytes)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(mock::topic("bench"))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_fetch_offset(0)
+                .with_partition_max_bytes(max_bytes)])])
+}
+
+/// Counts response frames in a byte stream without buffering them.
+#[derive(Default)]
+struct FrameCounter {
+    header: [u8; 8],
+    header_len: usize,
+    /// Bytes of the current frame body still to come (after the correlation id).
+    remaining: usize,
+    correlation_id: i32,
+}
+
+impl FrameCounter {
+    /// Feeds bytes; calls `done(correlation_id)` for every completed frame.
+    fn feed(&mut self, mut data: &[u8], done: &mut impl FnMut(i32)) -> Result<()> {
+        while !data.is_empty() {
+            if self.remaining == 0 {
+                let take = (8 - self.header_len).min(data.len());
+                self.header[self.header_len..self.header_len + take].copy_from_slice(&data[..take]);
+                self.header_len += take;
+                data = &data[take..];
+                if self.header_len == 8 {
+                    self.header_len = 0;
+                    let size = i32::from_be_bytes(self.header[..4].try_into().unwrap());
+                    if size < 4 {
+                        bail!("bad response frame length {size}");
+                    }
+                    self.correlation_id = i32::from_be_bytes(self.header[4..].try_into().unwrap());
+                    self.remaining = size as usize - 4;
+                    if self.remaining == 0 {
+                        done(self.correlation_id);
+                    }
+                }
+            } else {
+                let take = self.remaining.min(data.len());
+                self.remaining -= take;
+                data = &data[take..];
+                if self.remaining == 0 {
+                    done(self.correlation_id);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mock mode
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Workload {
+    Produce(i16),
+    Fetch(i16),
+}
+
+impl Workload {
+    fn name(self) -> String {
+        match self {
+            Workload::Produce(v) => format!("produce_v{v}"),
+            Workload::Fetch(v) => format!("fetch_v{v}"),
+        }
+    }
+
+    /// Whether the gateway decodes every response of this kind (KIP-951 node endpoints).
+    fn decoded_by_gateway(self) -> bool {
+        match self {
+            Workload::Produce(v) => v >= 10,
+            Workload::Fetch(v) => v >= 16,
+        }
+    }
+}
+
+/// Pre-encoded requests, cycled through by the load generator.
+struct Frames {
+    frames: Vec<Bytes>,
+    ids: Vec<i32>,
+    /// Record bytes one request moves (produce: sent, fetch: received).
+    record_bytes: u64,
+}
+
+fn build_frames(workload: Workload, batch: &Bytes, count: usize) -> Result<Frames> {
+    let mut frames = Vec::with_capacity(count);
+    let mut ids = Vec::with_capacity(count);
+    for i in 0..count {
+        let id = 1000 + i as i32;
+        let frame = match workload {
+            Workload::Produce(v) => encode_request(&produce_request(batch.clone(), 1), v, id)?,
+            Workload::Fetch(v) => encode_request(&fetch_request(64 * 1024 * 1024), v, id)?,
+        };
+        frames.push(frame);
+        ids.push(id);
+    }
+    Ok(Frames {
+        frames,
+        ids,
+        record_bytes: batch.len() as u64,
+    })
+}
+
+#[derive(Debug, Default, Clone)]
+struct LoadResult {
+    bytes: u64,
+    requests: u64,
+    secs: f64,
+    /// Wall time between the CPU readings (about `secs`).
+    cpu_secs: f64,
+    gw_cpu: f64,
+    gw_threads_cpu: f64,
+    load_cpu: f64,
+    /// Time the gateway / load threads were runnable but waited for a CPU.
+    gw_wait: f64,
+    load_wait: f64,
+    /// Machine CPU pressure during the arm (share of time some task waited for a CPU).
+    pressure: String,
+}
+
+impl LoadResult {
+    fn mbps(&self) -> f64 {
+        self.bytes as f64 / MB / self.secs
+    }
+}
+
+/// One request/response round trip on a fresh connection, so the gateway has its upstream
+/// connection open before timing starts.
+async fn connect_warm(addr: SocketAddr, frames: &Frames) -> Result<TcpStream> {
+    let mut s = TcpStream::connect(addr)
+        .await
+        .with_context(|| format!("connecting to {addr}"))?;
+    s.set_nodelay(true)?;
+    s.write_all(&frames.frames[0]).await?;
+    let mut fc = FrameCounter::default();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut got = None;
+    while got.is_none() {
+        let n = s.read(&mut buf).await?;
+        if n == 0 {
+            bail!("{addr} closed the connection during warm-up");
+        }
+        fc.feed(&buf[..n], &mut |cid| got = Some(cid))?;
+    }
+    if got != Some(frames.ids[0]) {
+        bail!(
+            "warm-up: correlation id {got:?}, expected {}",
+            frames.ids[0]
+        );
+    }
+    Ok(s)
+}
+
+/// Pipelines requests on one connection, keeping `depth` in flight until `end`; counts the
+/// responses that arrive in `[start, end)`.
+async fn drive(
+    stream: TcpStream,
+    frames: Arc<Frames>,
+    depth: usize,
+    start: Instant,
+    end: Instant,
+) -> Result<(u64, u64)> {
+    let (mut r, mut w) = stream.into_split();
+    let permits = Arc::new(Semaphore::new(depth));
+    let sent = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (permits, sent, done, frames) =
+            (permits.clone(), sent.clone(), done.clone(), frames.clone());
+        tokio::spawn(async move {
+            let n = frames.frames.len();
+            let mut i = 0usize;
+            while Instant::now() < end {
+                permits.acquire().await?.forget();
+                w.write_all(&frames.frames[i % n]).await?;
+                i += 1;
+                sent.store(i as u64, Ordering::Release);
+            }
+            done.store(true, Ordering::Release);
+            anyhow::Ok(w)
+        })
+    };
+    let n = frames.ids.len();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut fc = FrameCounter::default();
+    let (mut received, mut bytes, mut requests) = (0u64, 0u64, 0u64);
+    let mut mismatch = None;
+    loop {
+        if done.load(Ordering::Acquire) && received == sent.load(Ordering::Acquire) {
+            break;
+        }
+        // Never wait past the deadline unbounded: the writer may stop with nothing in flight.
+        let now = Instant::now();
+        let wake = if now < end {
+            end
+        } else {
+            now + Duration::from_millis(20)
+        };
+        let read = match tokio::time::timeout_at(wake.into(), r.read(&mut buf)).await {
+            Err(_) => {
+                if writer.is_finished() && !done.load(Ordering::Acquire) {
+                    break; // the writer failed: its error is reported below
+                }
+                continue;
+            }
+            Ok(x) => x?,
+        };
+        if read == 0 {
+            bail!("connection closed by the peer with requests in flight");
+        }
+        let now = Instant::now();
+        let counting = now >= start && now < end;
+        fc.feed(&buf[..read], &mut |cid| {
+            let expected = frames.ids[(received % n as u64) as usize];
+            if cid != expected && mismatch.is_none() {
+                mismatch = Some((cid, expected));
+            }
+            received += 1;
+            if counting {
+                bytes += frames.record_bytes;
+                requests += 1;
+            }
+            permits.add_permits(1);
+        })?;
+        if let Some((got, expected)) = mismatch {
+            bail!("response correlation id {got}, expected {expected}");
+        }
+    }
+    writer.await??;
+    Ok((bytes, requests))
+}
+
+async fn gateway_cpu(gw_rt: &tokio::runtime::Handle) -> f64 {
+    // With one worker thread, every task of the gateway runtime runs on that thread.
+    gw_rt
+        .spawn(async { thread_cpu_now() })
+        .await
+        .unwrap_or(f64::NAN)
+}
+
+async fn run_load(
+    addr: SocketAddr,
+    frames: Arc<Frames>,
+    args: &Args,
+    gw_rt: &tokio::runtime::Handle,
+) -> Result<LoadResult> {
+    let mut streams = Vec::new();
+    for _ in 0..args.connections {
+        streams.push(connect_warm(addr, &frames).await?);
+    }
+    let launch = Instant::now();
+    let start = launch + Duration::from_secs_f64(args.warmup);
+    let end = start + Duration::from_secs_f64(args.seconds);
+    let tasks: Vec<_> = streams
+        .into_iter()
+        .map(|s| tokio::spawn(drive(s, frames.clone(), args.depth, start, end)))
+        .collect();
+    tokio::time::sleep_until(start.into()).await;
+    let (gw0, gwt0, load0, t0) = (
+        gateway_cpu(gw_rt).await,
+        threads_cpu(GW_THREAD),
+        threads_cpu(LOAD_THREAD),
+        Instant::now(),
+    );
+    let (gww0, lw0) = (threads_runq_wait(GW_THREAD), threads_runq_wait(LOAD_THREAD));
+    let pressure0 = cpu_pressure_us();
+    tokio::time::sleep_until(end.into()).await;
+    let (gw1, gwt1, load1, t1) = (
+        gateway_cpu(gw_rt).await,
+        threads_cpu(GW_THREAD),
+        threads_cpu(LOAD_THREAD),
+        Instant::now(),
+    );
+    let (gww1, lw1) = (threads_runq_wait(GW_THREAD), threads_runq_wait(LOAD_THREAD));
+    let pressure = pressure_share(pressure0, (t1 - t0).as_secs_f64());
+    // Bytes are counted for responses arriving in [start, end); CPU between the two readings.
+    let mut result = LoadResult {
+        secs: args.seconds,
+        cpu_secs: (t1 - t0).as_secs_f64(),
+        gw_cpu: gw1 - gw0,
+        gw_threads_cpu: gwt1 - gwt0,
+        load_cpu: load1 - load0,
+        gw_wait: gww1 - gww0,
+        load_wait: lw1 - lw0,
+        pressure,
+        ..LoadResult::default()
+    };
+    for t in tasks {
+        let (b, r) = t.await??;
+        result.bytes += b;
+        result.requests += r;
+    }
+    Ok(result)
+}
+
+/// Sequential 1 KiB Produce round trips on one connection; nanoseconds per round trip.
+async fn run_rtt(addr: SocketAddr, frames: Arc<Frames>, n: usize) -> Result<Vec<u64>> {
+    let mut c = RawClient::connect(addr).await?;
+    let mut samples = Vec::with_capacity(n);
+    let warm = 200;
+    for i in 0..n + warm {
+        let k = i % frames.frames.len();
+        let t = Instant::now();
+        c.send_raw(&frames.frames[k]).await?;
+        let resp = c.read_frame().await?;
+        let elapsed = t.elapsed();
+        let cid = i32::from_be_bytes(resp[..4].try_into()?);
+        if cid != frames.ids[k] {
+            bail!(
+                "latency arm: correlation id {cid}, expected {}",
+                frames.ids[k]
+            );
+        }
+        if i >= warm {
+            samples.push(elapsed.as_nanos() as u64);
+        }
+    }
+    Ok(samples)
+}
+
+/// Runs mock mode; returns how many arms failed on every attempt.
+fn run_mock(args: &Args) -> Result<usize> {
+    let gw_rt = Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name(GW_THREAD)
+        .enable_all()
+        .build()?;
+    let load_rt = Builder::new_multi_thread()
+        .worker_threads(args.load_threads)
+        .thread_name(LOAD_THREAD)
+        .enable_all()
+        .build()?;
+    let gw_handle = gw_rt.handle().clone();
+
+    let records_per_request = (args.request_kib * 1024 / args.record_size).max(1);
+    let batch = record_batch(records_per_request, args.record_size)?;
+    let small = record_batch(1, 1024)?;
+
+    let mock = load_rt.block_on(MockBroker::start(MockOptions {
+        fetch_payload: batch.clone(),
+        ..MockOptions::default()
+    }))?;
+    let config = gateway_config(&mock.bootstrap());
+    let gw = load_rt.block_on(gw_rt.spawn(start_gateway_with(config)))??;
+    let gw_addr = gw.kafka_addr();
+
+    println!("== sluice-bench: mock mode (gateway passthrough ceiling, no broker cost) ==");
+    print_machine("start");
+    println!(
+        "settings: {} blocks x {} s per arm (+{} s warm-up), arms direct|gateway interleaved per block; \
+         {} connections x {} requests in flight",
+        args.blocks, args.seconds, args.warmup, args.connections, args.depth
+    );
+    println!(
+        "          requests of {} record bytes ({} records of {} B); Produce acks=1 versions {:?}; \
+         Fetch versions {:?} (1 partition, mock answers the full batch)",
+        batch.len(),
+        records_per_request,
+        args.record_size,
+        args.produce_versions,
+        args.fetch_versions
+    );
+    println!(
+        "          gateway: own tokio runtime, 1 worker thread; load generator + mock broker: {} worker thread(s)",
+        args.load_threads
+    );
+    println!(
+        "          Produce v10+ / Fetch v16+ responses are decoded by the gateway (KIP-951 node endpoints); \
+         lower versions are pure passthrough"
+    );
+    println!("          mock broker {}, gateway {}", mock.addr, gw_addr);
+    println!();
+
+    let depth_frames = (args.depth * 2).max(16);
+    let mut workloads = Vec::new();
+    for &v in &args.produce_versions {
+        workloads.push(Workload::Produce(v));
+    }
+    for &v in &args.fetch_versions {
+        workloads.push(Workload::Fetch(v));
+    }
+    let mut frames = Vec::new();
+    for &w in &workloads {
+        frames.push(Arc::new(build_frames(w, &batch, depth_frames)?));
+    }
+    let latency_version = args.produce_versions.first().copied().unwrap_or(9);
+    let rtt_frames = Arc::new(build_frames(
+        Workload::Produce(latency_version),
+        &small,
+        64,
+    )?);
+
+    // results[workload][arm] = per-block results; arm 0 direct, 1 gateway
+    let mut results = vec![[Vec::<LoadResult>::new(), Vec::new()]; workloads.len()];
+    let mut rtt: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+    let per_block_rtt = args.latency_n.div_ceil(args.blocks);
+    // An arm whose connection fails is retried on fresh connections, up to ATTEMPTS times.
+    const ATTEMPTS: usize = 3;
+    let mut failures: Vec<String> = Vec::new();
+    let mut failed_arms = 0usize;
+    let mut blocks = Table::new(&[
+        "block",
+        "workload",
+        "arm",
+        "MB/s",
+        "req/s",
+        "gw CPU s",
+        "gw core use",
+        "MB/s per gw core",
+        "load CPU s",
+        "gw runq wait",
+        "load runq wait",
+        "cpu pressure",
+    ]);
+    for block in 0..args.blocks {
+        for (wi, &w) in workloads.iter().enumerate() {
+            for (arm, addr) in [(0usize, mock.addr), (1, gw_addr)] {
+                let limit = Duration::from_secs_f64(args.warmup + args.seconds + 30.0);
+                let mut attempt = 0;
+                let r = loop {
+                    attempt += 1;
+                    let r = load_rt
+                        .block_on(async {
+                            tokio::time::timeout(
+                                limit,
+                                run_load(addr, frames[wi].clone(), args, &gw_handle),
+                            )
+                            .await
+                        })
+                        .map_err(|_| anyhow::anyhow!("arm did not finish within {limit:?}"))
+                        .and_then(|r| r);
+                    match r {
+                        Ok(r) => break Some(r),
+                        Err(e) => {
+                            failures.push(format!(
+                                "block {} {} {} attempt {attempt}: {e:#}",
+                                block + 1,
+                                w.name(),
+                                ["direct", "gateway"][arm]
+                            ));
+                            eprintln!("  WARNING {}", failures.last().unwrap());
+                            if attempt == ATTEMPTS {
+                                break None;
+                            }
+                        }
+                    }
+                };
+                let Some(r) = r else {
+                    failed_arms += 1;
+                    blocks.row(vec![
+                        (block + 1).to_string(),
+                        w.name(),
+                        ["direct", "gateway"][arm].into(),
+                        "FAILED".into(),
+                    ]);
+                    continue;
+                };
+                let per_core = if arm == 1 {
+                    r.bytes as f64 / MB / r.gw_cpu
+                } else {
+                    f64::NAN
+                };
+                blocks.row(vec![
+                    (block + 1).to_string(),
+                    w.name(),
+                    ["direct", "gateway"][arm].into(),
+                    f1(r.mbps()),
+                    f1(r.requests as f64 / r.secs),
+                    f2(r.gw_cpu),
+                    pct(r.gw_cpu, r.cpu_secs),
+                    f1(per_core),
+                    f2(r.load_cpu),
+                    pct(r.gw_wait, r.cpu_secs),
+                    pct(r.load_wait, r.cpu_secs),
+                    r.pressure.clone(),
+                ]);
+                eprintln!(
+                    "  block {} {:<12} {:<8} {:>8.1} MB/s  gw CPU {:.2} s",
+                    block + 1,
+                    w.name(),
+                    ["direct", "gateway"][arm],
+                    r.mbps(),
+                    r.gw_cpu
+                );
+                results[wi][arm].push(r);
+            }
+        }
+        for (arm, addr) in [(0usize, mock.addr), (1, gw_addr)] {
+            let s = load_rt
+                .block_on(async {
+                    tokio::time::timeout(
+                        Duration::from_secs(120),
+                        run_rtt(addr, rtt_frames.clone(), per_block_rtt),
+                    )
+                    .await
+                })
+                .map_err(|_| anyhow::anyhow!("did not finish within 120 s"))
+                .and_then(|r| r);
+            match s {
+                Ok(s) => rtt[arm].extend(s),
+                Err(e) => {
+                    failures.push(format!(
+                        "block {} latency {}: {e:#}",
+                        block + 1,
+                        ["direct", "gateway"][arm]
+                    ));
+                    eprintln!("  WARNING {}", failures.last().unwrap());
+                }
+            }
+        }
+    }
+    let (end_load, end_pressure) = (loadavg(), cpu_pressure_avg10());
+
+    println!("per block:");
+    blocks.print();
+    println!(
+        "  runq wait: share of the arm the gateway / load threads were runnable but waited for a \
+         CPU (schedstat); high values mean other processes competed for the cores"
+    );
+    println!(
+        "  cpu pressure: /proc/pressure/cpu 'some' over the arm (any task of the machine waiting \
+         for a CPU, ours included)"
+    );
+    println!();
+
+    let mut res = Results::default();
+    let mut summary = Table::new(&[
+        "workload",
+        "direct MB/s",
+        "gateway MB/s",
+        "gw/direct",
+        "gw CPU s/arm",
+        "gw core use",
+        "gw MB/s per core",
+        "gw CPU s/GB",
+        "gw thr CPU s/GB",
+        "decoded",
+    ]);
+    for (wi, &w) in workloads.iter().enumerate() {
+        let d: Vec<f64> = results[wi][0].iter().map(LoadResult::mbps).collect();
+        let g: Vec<f64> = results[wi][1].iter().map(LoadResult::mbps).collect();
+        let gw_bytes: u64 = results[wi][1].iter().map(|r| r.bytes).sum();
+        let gw_cpu: f64 = results[wi][1].iter().map(|r| r.gw_cpu).sum();
+        let gw_thr: f64 = results[wi][1].iter().map(|r| r.gw_threads_cpu).sum();
+        let gw_secs: f64 = results[wi][1].iter().map(|r| r.cpu_secs).sum();
+        let cpu_arm = median(&results[wi][1].iter().map(|r| r.gw_cpu).collect::<Vec<_>>());
+        let (dm, gm) = (median(&d), median(&g));
+        let per_core = gw_bytes as f64 / MB / gw_cpu;
+        let s_per_gb = gw_cpu / (gw_bytes as f64 / 1e9);
+        let thr_per_gb = gw_thr / (gw_bytes as f64 / 1e9);
+        summary.row(vec![
+            w.name(),
+            f1(dm),
+            f1(gm),
+            f3(gm / dm),
+            f2(cpu_arm),
+            pct(gw_cpu, gw_secs),
+            f1(per_core),
+            f3(s_per_gb),
+            f3(thr_per_gb),
+            if w.decoded_by_gateway() { "yes" } else { "no" }.into(),
+        ]);
+        let n = format!("mock_{}", w.name());
+        res.add(format!("{n}_direct_mbps"), dm, 1);
+        res.add(format!("{n}_gateway_mbps"), gm, 1);
+        res.add(format!("{n}_ratio"), gm / dm, 3);
+        res.add(format!("{n}_gateway_cpu_s"), cpu_arm, 3);
+        res.add(format!("{n}_gateway_mbps_per_core"), per_core, 1);
+        res.add(format!("{n}_gateway_cpu_s_per_gb"), s_per_gb, 3);
+    }
+    println!("summary (MB/s: median over blocks; per-core and s/GB: totals over blocks):");
+    summary.print();
+    println!(
+        "  gw CPU = CLOCK_THREAD_CPUTIME_ID of the gateway's single worker thread (user + system, \
+         includes loopback TCP work done in its syscalls);"
+    );
+    println!("  gw thr = all threads of the gateway runtime from /proc/self/task/*/schedstat, a cross-check");
+    println!();
+
+    let mut lat = Table::new(&[
+        "small Produce round trip (1 KiB, 1 in flight)",
+        "n",
+        "mean us",
+        "p50 us",
+        "p99 us",
+        "p99.9 us",
+    ]);
+    let mut stats = [[0.0; 4]; 2];
+    for arm in 0..2 {
+        rtt[arm].sort_unstable();
+        let s = &rtt[arm];
+        stats[arm] = [
+            mean(s) / 1e3,
+            percentile(s, 50.0) / 1e3,
+            percentile(s, 99.0) / 1e3,
+            percentile(s, 99.9) / 1e3,
+        ];
+        lat.row(vec![
+            format!(
+                "{} (Produce v{latency_version}, acks=1)",
+                ["direct", "gateway"][arm]
+            ),
+            s.len().to_string(),
+            f1(stats[arm][0]),
+            f1(stats[arm][1]),
+            f1(stats[arm][2]),
+            f1(stats[arm][3]),
+        ]);
+    }
+    lat.row(vec![
+        "added by the gateway".into(),
+        String::new(),
+        signed(stats[1][0] - stats[0][0], 1),
+        signed(stats[1][1] - stats[0][1], 1),
+        signed(stats[1][2] - stats[0][2], 1),
+        signed(stats[1][3] - stats[0][3], 1),
+    ]);
+    lat.print();
+    res.add("mock_latency_direct_p50_us", stats[0][1], 1);
+    res.add("mock_latency_direct_p99_us", stats[0][2], 1);
+    res.add("mock_latency_gateway_p50_us", stats[1][1], 1);
+    res.add("mock_latency_gateway_p99_us", stats[1][2], 1);
+    res.add("mock_latency_added_p50_us", stats[1][1] - stats[0][1], 1);
+    res.add("mock_latency_added_p99_us", stats[1][2] - stats[0][2], 1);
+    println!();
+    println!(
+        "machine (end): nproc={} loadavg={end_load} cpu pressure (some, avg10)={end_pressure}",
+        nproc()
+    );
+    let errors: Vec<String> = gw
+        .metrics_text()
+        .lines()
+        .filter(|l| l.starts_with("sluice_protocol_errors_total"))
+        .map(str::to_string)
+        .collect();
+    if !errors.is_empty() {
+        println!("WARNING: gateway protocol errors: {errors:?}");
+    }
+    if !failures.is_empty() {
+        println!(
+            "WARNING: {} arm attempt(s) failed (connection closed or stalled); \
+             failed attempts are not counted:",
+            failures.len()
+        );
+        for f in &failures {
+            println!("  {f}");
+        }
+    }
+    res.add("mock_failed_attempts", failures.len() as f64, 0);
+    println!();
+    res.print();
+
+    load_rt.block_on(gw_rt.spawn(gw.shutdown()))?;
+    drop(mock);
+    load_rt.shutdown_timeout(Duration::from_secs(1));
+    gw_rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(failed_arms)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tansu mode
+// ---------------------------------------------------------------------------------------------
+
+/// Records delivery latency (callback time minus send time) of every record.
+struct LatencyContext {
+    base: Instant,
+    samples: Mutex<Vec<u64>>,
+    delivered: AtomicU64,
+    errors: AtomicU64,
+    last_ns: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl LatencyContext {
+    fn new(base: Instant, capacity: usize) -> LatencyContext {
+        LatencyContext {
+            base,
+            samples: Mutex::new(Vec::with_capacity(capacity)),
+            delivered: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            last_ns: AtomicU64::new(0),
+            first_error: Mutex::new(None),
+        }
+    }
+
+    fn now_ns(&self) -> u64 {
+        self.base.elapsed().as_nanos() as u64
+    }
+
+    fn done(&self) -> u64 {
+        self.delivered.load(Ordering::Acquire) + self.errors.load(Ordering::Acquire)
+    }
+}
+
+impl ClientContext for LatencyContext {}
+
+impl ProducerContext for LatencyContext {
+    type DeliveryOpaque = Box<u64>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, sent_ns: Box<u64>) {
+        let now = self.now_ns();
+        match result {
+            Ok(_) => {
+                self.samples
+                    .lock()
+                    .unwrap()
+                    .push(now.saturating_sub(*sent_ns));
+                self.last_ns.fetch_max(now, Ordering::AcqRel);
+                self.delivered.fetch_add(1, Ordering::Release);
+            }
+            Err((e, _)) => {
+                let mut first = self.first_error.lock().unwrap();
+                if first.is_none() {
+                    *first = Some(e.to_string());
+                }
+                self.errors.fetch_add(1, Ordering::Release);
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arm {
+    Direct,
+    Gateway,
+}
+
+impl Arm {
+    fn name(self) -> &'static str {
+        match self {
+            Arm::Direct => "direct",
+            Arm::Gateway => "gateway",
+        }
+    }
+}
+
+#[derive(Default)]
+struct TansuBlock {
+    produce_mbps: f64,
+    consume_mbps: f64,
+    produce_secs: f64,
+    consume_secs: f64,
+    bytes: u64,
+    load_lat_ns: Vec<u64>,
+    rtt_ns: Vec<u64>,
+    gw_cpu_produce: f64,
+    gw_cpu_consume: f64,
+    tansu_cpu_produce: f64,
+    tansu_cpu_consume: f64,
+    gw_produce_mean_us: f64,
+    gw_fetch_mean_us: f64,
+    /// Machine CPU pressure over the produce and consume phases.
+    pressure: String,
+}
+
+fn producer(
+    bootstrap: &str,
+    args: &Args,
+    linger_ms: u32,
+    ctx: LatencyContext,
+) -> Result<BaseProducer<LatencyContext>> {
+    let mut c = client_config(bootstrap);
+    c.set("acks", "all")
+        .set("linger.ms", linger_ms.to_string())
+        .set("compression.type", "none")
+        .set(
+            "queue.buffering.max.messages",
+            args.queue_messages.to_string(),
+        )
+        .set("queue.buffering.max.kbytes", "1048576")
+        .set("message.timeout.ms", "60000");
+    for (k, v) in &args.producer_set {
+        c.set(k, v);
+    }
+    c.create_with_context(ctx).context("creating the producer")
+}
+
+fn wait_deliveries(p: &BaseProducer<LatencyContext>, want: u64, within: Duration) -> Result<()> {
+    let deadline = Instant::now() + within;
+    while p.context().done() < want {
+        p.poll(Duration::from_millis(1));
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {want} deliveries within {within:?}",
+                p.context().done()
+            );
+        }
+    }
+    if let Some(e) = p.context().first_error.lock().unwrap().clone() {
+        bail!(
+            "{} deliveries failed, first: {e}",
+            p.context().errors.load(Ordering::Acquire)
+        );
+    }
+    Ok(())
+}
+
+/// Sends one record; on a full queue, serves callbacks and retries.
+fn send_one(p: &BaseProducer<LatencyContext>, topic: &str, payload: &[u8]) -> Result<()> {
+    loop {
+        let sent = Box::new(p.context().now_ns());
+        let record: BaseRecord<'_, (), [u8], Box<u64>> =
+            BaseRecord::with_opaque_to(topic, sent).payload(payload);
+        match p.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                p.poll(Duration::from_millis(1));
+            }
+            Err((e, _)) => bail!("producing: {e}"),
+        }
+    }
+}
+
+fn gateway_mean_us(metrics: &str, api: &str) -> f64 {
+    let find = |name: &str| -> Option<f64> {
+        let key = format!("sluice_gateway_latency_seconds_{name}{{api=\"{api}\"}} ");
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&key))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    match (find("sum"), find("count")) {
+        (Some(s), Some(c)) if c > 0.0 => s / c * 1e6,
+        _ => f64::NAN,
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tansu_block(
+    main_rt: &Runtime,
+    gw_rt: &Runtime,
+    args: &Args,
+    arm: Arm,
+    block: usize,
+    records: u64,
+    rtt: usize,
+) -> Result<TansuBlock> {
+    let tansu = main_rt.block_on(Tansu::start())?;
+    let gw = match arm {
+        Arm::Direct => None,
+        Arm::Gateway => {
+            Some(gw_rt.block_on(start_gateway_with(gateway_config(&tansu.bootstrap())))?)
+        }
+    };
+    let bootstrap = match &gw {
+        Some(g) => g.kafka_addr().to_string(),
+        None => tansu.bootstrap(),
+    };
+    let topic = format!("bench-{}-{}", arm.name(), block);
+
+    // Create the topic on the broker itself (not timed, not what is measured).
+    let admin: AdminClient<DefaultClientContext> = client_config(&tansu.bootstrap())
+        .create()
+        .context("creating the admin client")?;
+    let created = main_rt.block_on(admin.create_topics(
+        &[NewTopic::new(
+            &topic,
+            args.partitions,
+            TopicReplication::Fixed(1),
+        )],
+        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+    ))?;
+    for r in created {
+        if let Err((t, e)) = r {
+            bail!("creating topic {t}: {e}");
+        }
+    }
+    drop(admin);
+
+    let mut out = TansuBlock::default();
+    let payload = vec![b'x'; args.record_size];
+    let base = Instant::now();
+
+    // ---- produce
+    let p = producer(
+        &bootstrap,
+        args,
+        args.linger_ms,
+        LatencyContext::new(base, records as usize + 1),
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let md = p
+            .client()
+            .fetch_metadata(Some(&topic), Duration::from_secs(5))?;
+        let ok = md.topics().iter().any(|t| {
+            t.name() == topic
+                && t.error().is_none()
+                && t.partitions().len() == args.partitions as usize
+        });
+        if ok {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("topic {topic} not visible through {bootstrap}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // One warm-up record opens the leader connection; it is consumed but not timed.
+    send_one(&p, &topic, &payload)?;
+    wait_deliveries(&p, 1, Duration::from_secs(30))?;
+    p.context().samples.lock().unwrap().clear();
+
+    let (pressure0, phases0) = (cpu_pressure_us(), Instant::now());
+    let gw_cpu0 = threads_cpu(GW_THREAD);
+    let tansu_cpu0 = children_cpu("tansu").unwrap_or(f64::NAN);
+    let t0 = p.context().now_ns();
+    for i in 0..records {
+        send_one(&p, &topic, &payload)?;
+        if i % 16 == 0 {
+            p.poll(Duration::ZERO);
+        }
+    }
+    wait_deliveries(&p, records + 1, Duration::from_secs(120))?;
+    let t1 = p.context().last_ns.load(Ordering::Acquire);
+    out.gw_cpu_produce = threads_cpu(GW_THREAD) - gw_cpu0;
+    out.tansu_cpu_produce = children_cpu("tansu").unwrap_or(f64::NAN) - tansu_cpu0;
+    out.produce_secs = (t1.saturating_sub(t0)) as f64 / 1e9;
+    out.bytes = records * args.record_size as u64;
+    out.produce_mbps = out.bytes as f64 / MB / out.produce_secs;
+    out.load_lat_ns = std::mem::take(&mut *p.context().samples.lock().unwrap());
+    drop(p);
+
+    // ---- consume (assign, no group: tansu's group joins are slow)
+    let mut cc = client_config(&bootstrap);
+    cc.remove("message.timeout.ms"); // a producer property
+    cc.set("group.id", format!("sluice-bench-{}", std::process::id()))
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("enable.partition.eof", "false")
+        .set("auto.offset.reset", "earliest");
+    for (k, v) in &args.consumer_set {
+        cc.set(k, v);
+    }
+    let consumer: BaseConsumer = cc.create().context("creating the consumer")?;
+    let mut tpl = TopicPartitionList::new();
+    for part in 0..args.partitions {
+        tpl.add_partition_offset(&topic, part, Offset::Offset(0))?;
+    }
+    let want = records + 1;
+    let gw_cpu0 = threads_cpu(GW_THREAD);
+    let tansu_cpu0 = children_cpu("tansu").unwrap_or(f64::NAN);
+    let c0 = Instant::now();
+    consumer.assign(&tpl)?;
+    let (mut count, mut bytes) = (0u64, 0u64);
+    let mut last_progress = Instant::now();
+    let mut last = c0;
+    while count < want {
+        match consumer.poll(Duration::from_millis(100)) {
+            Some(Ok(m)) => {
+                count += 1;
+                bytes += m.payload_len() as u64;
+                last = Instant::now();
+                last_progress = last;
+            }
+            Some(Err(e)) => eprintln!("  consumer error (continuing): {e}"),
+            None => {
+                if last_progress.elapsed() > Duration::from_secs(30) {
+                    bail!("consumer stalled at {count} of {want} records");
+                }
+            }
+        }
+    }
+    out.gw_cpu_consume = threads_cpu(GW_THREAD) - gw_cpu0;
+    out.tansu_cpu_consume = children_cpu("tansu").unwrap_or(f64::NAN) - tansu_cpu0;
+    out.consume_secs = (last - c0).as_secs_f64();
+    out.consume_mbps = bytes as f64 / MB / out.consume_secs;
+    out.pressure = pressure_share(pressure0, phases0.elapsed().as_secs_f64());
+    drop(consumer);
+
+    // ---- unloaded round trips: one record at a time, linger 0
+    if rtt > 0 {
+        let p = producer(&bootstrap, args, 0, LatencyContext::new(base, rtt + 10))?;
+        let warm = 10u64;
+        for i in 0..warm + rtt as u64 {
+            send_one(&p, &topic, &payload)?;
+            wait_deliveries(&p, i + 1, Duration::from_secs(30))?;
+            if i + 1 == warm {
+                p.context().samples.lock().unwrap().clear();
+            }
+        }
+        out.rtt_ns = std::mem::take(&mut *p.context().samples.lock().unwrap());
+    }
+
+    if let Some(g) = gw {
+        let text = g.metrics_text();
+        out.gw_produce_mean_us = gateway_mean_us(&text, "Produce");
+        out.gw_fetch_mean_us = gateway_mean_us(&text, "Fetch");
+        for l in text.lines() {
+            if l.starts_with("sluice_protocol_errors_total") {
+                eprintln!("  WARNING gateway: {l}");
+            }
+        }
+        gw_rt.block_on(g.shutdown());
+    }
+    drop(tansu);
+    Ok(out)
+}
+
+/// Produce and Fetch version ranges tansu advertises.
+fn tansu_versions(main_rt: &Runtime) -> Result<String> {
+    main_rt.block_on(async {
+        let tansu = Tansu::start().await?;
+        let mut c = RawClient::connect(tansu.addr).await?;
+        let resp = c.call(&ApiVersionsRequest::default(), 2).await?;
+        let mut out = Vec::new();
+        for (key, client_max) in [(ApiKey::Produce, 10), (ApiKey::Fetch, 16)] {
+            if let Some(v) = resp.api_keys.iter().find(|v| v.api_key == key as i16) {
+                let used = v.max_version.min(client_max);
+                out.push(format!(
+                    "{key:?} v{}..v{} (librdkafka 2.12 uses v{used}{})",
+                    v.min_version,
+                    v.max_version,
+                    if (key == ApiKey::Produce && used >= 10)
+                        || (key == ApiKey::Fetch && used >= 16)
+                    {
+                        ": responses decoded by the gateway"
+                    } else {
+                        ": passthrough"
+                    }
+                ));
+            }
+        }
+        Ok(out.join("; "))
+    })
+}
+
+fn run_tansu(args: &Args) -> Result<()> {
+    let main_rt = Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("bench-main")
+        .enable_all()
+        .build()?;
+    let gw_rt = Builder::new_multi_thread()
+        .worker_threads(args.gateway_threads)
+        .thread_name(GW_THREAD)
+        .enable_all()
+        .build()?;
+    let per_block = args.records / args.blocks as u64;
+    let rtt_per_block = args.rtt.div_ceil(args.blocks);
+
+    println!("== sluice-bench: tansu mode (real broker, librdkafka 2.12 clients) ==");
+    print_machine("start");
+    println!(
+        "settings: {} blocks per arm, arms interleaved direct|gateway; {} records of {} B per block \
+         ({} per arm), {} partitions, fresh tansu (memory storage) per block and arm",
+        args.blocks,
+        per_block,
+        args.record_size,
+        per_block * args.blocks as u64,
+        args.partitions
+    );
+    println!(
+        "          producer: acks=all linger.ms={} compression none queue.buffering.max.messages={}; \
+         consumer: assign from the beginning; then {} unloaded round trips (linger 0, 1 in flight)",
+        args.linger_ms, args.queue_messages, rtt_per_block
+    );
+    println!(
+        "          gateway: in-process, own runtime with {} worker thread(s); tansu {}",
+        args.gateway_threads,
+        sluice_tests::tansu_path().display()
+    );
+    match tansu_versions(&main_rt) {
+        Ok(v) => println!("          tansu advertises {v}"),
+        Err(e) => println!("          (could not read tansu's API versions: {e:#})"),
+    }
+    println!();
+
+    let mut blocks: [Vec<TansuBlock>; 2] = [Vec::new(), Vec::new()];
+    let mut table = Table::new(&[
+        "block",
+        "arm",
+        "produce MB/s",
+        "consume MB/s",
+        "prod p50 ms",
+        "prod p99 ms",
+        "rtt p50 us",
+        "gw CPU s/GB p|c",
+        "tansu CPU s/GB p|c",
+        "gw mean us P|F",
+        "cpu pressure",
+    ]);
+    for block in 0..args.blocks {
+        for (i, arm) in [Arm::Direct, Arm::Gateway].into_iter().enumerate() {
+            let mut b = tansu_block(&main_rt, &gw_rt, args, arm, block, per_block, rtt_per_block)
+                .with_context(|| format!("block {} arm {}", block + 1, arm.name()))?;
+            b.load_lat_ns.sort_unstable();
+            b.rtt_ns.sort_unstable();
+            let gb = b.bytes as f64 / 1e9;
+            eprintln!(
+                "  block {} {:<8} produce {:>7.1} MB/s  consume {:>7.1} MB/s",
+                block + 1,
+                arm.name(),
+                b.produce_mbps,
+                b.consume_mbps
+            );
+            table.row(vec![
+                (block + 1).to_string(),
+                arm.name().into(),
+                f1(b.produce_mbps),
+                f1(b.consume_mbps),
+                f2(percentile(&b.load_lat_ns, 50.0) / 1e6),
+                f2(percentile(&b.load_lat_ns, 99.0) / 1e6),
+                f1(percentile(&b.rtt_ns, 50.0) / 1e3),
+                if arm == Arm::Gateway {
+                    format!("{:.2}|{:.2}", b.gw_cpu_produce / gb, b.gw_cpu_consume / gb)
+                } else {
+                    "-".into()
+                },
+                format!(
+                    "{:.2}|{:.2}",
+                    b.tansu_cpu_produce / gb,
+                    b.tansu_cpu_consume / gb
+                ),
+                if arm == Arm::Gateway {
+                    format!("{:.0}|{:.0}", b.gw_produce_mean_us, b.gw_fetch_mean_us)
+                } else {
+                    "-".into()
+                },
+                b.pressure.clone(),
+            ]);
+            blocks[i].push(b);
+        }
+    }
+    let (end_load, end_pressure) = (loadavg(), cpu_pressure_avg10());
+    println!("per block:");
+    table.print();
+    println!("  prod p50/p99: per-record delivery latency under full load (queue-dominated: ~ queued bytes / throughput)");
+    println!("  gw mean us P|F: the gateway's own mean in-gateway time per Produce | Fetch request (its metrics)");
+    println!("  cpu pressure: /proc/pressure/cpu 'some' over produce + consume (any task waiting for a CPU, ours included)");
+    println!();
+
+    let mut res = Results::default();
+    let mut s = Table::new(&[
+        "arm",
+        "produce MB/s",
+        "consume MB/s",
+        "prod p50 ms",
+        "prod p99 ms",
+        "rtt p50 us",
+        "rtt p99 us",
+        "gw CPU s/GB p|c",
+        "tansu CPU s/GB p|c",
+    ]);
+    let mut fig = [[0.0f64; 6]; 2];
+    for (i, arm) in [Arm::Direct, Arm::Gateway].into_iter().enumerate() {
+        let bs = &blocks[i];
+        let prod = median(&bs.iter().map(|b| b.produce_mbps).collect::<Vec<_>>());
+        let cons = median(&bs.iter().map(|b| b.consume_mbps).collect::<Vec<_>>());
+        let mut lat: Vec<u64> = bs
+            .iter()
+            .flat_map(|b| b.load_lat_ns.iter().copied())
+            .collect();
+        lat.sort_unstable();
+        let mut rtt: Vec<u64> = bs.iter().flat_map(|b| b.rtt_ns.iter().copied()).collect();
+        rtt.sort_unstable();
+        fig[i] = [
+            prod,
+            cons,
+            percentile(&lat, 50.0) / 1e6,
+            percentile(&lat, 99.0) / 1e6,
+            percentile(&rtt, 50.0) / 1e3,
+            percentile(&rtt, 99.0) / 1e3,
+        ];
+        let gb: f64 = bs.iter().map(|b| b.bytes as f64 / 1e9).sum();
+        let sum = |f: fn(&TansuBlock) -> f64| bs.iter().map(f).sum::<f64>() / gb;
+        let gw_p = sum(|b| b.gw_cpu_produce);
+        let gw_c = sum(|b| b.gw_cpu_consume);
+        let t_p = sum(|b| b.tansu_cpu_produce);
+        let t_c = sum(|b| b.tansu_cpu_consume);
+        s.row(vec![
+            arm.name().into(),
+            f1(fig[i][0]),
+            f1(fig[i][1]),
+            f2(fig[i][2]),
+            f2(fig[i][3]),
+            f1(fig[i][4]),
+            f1(fig[i][5]),
+            if arm == Arm::Gateway {
+                format!("{gw_p:.2}|{gw_c:.2}")
+            } else {
+                "-".into()
+            },
+            format!("{t_p:.2}|{t_c:.2}"),
+        ]);
+        let n = arm.name();
+        res.add(format!("tansu_{n}_produce_mbps"), fig[i][0], 1);
+        res.add(format!("tansu_{n}_consume_mbps"), fig[i][1], 1);
+        res.add(format!("tansu_{n}_produce_p50_ms"), fig[i][2], 2);
+        res.add(format!("tansu_{n}_produce_p99_ms"), fig[i][3], 2);
+        res.add(format!("tansu_{n}_rtt_p50_us"), fig[i][4], 1);
+        res.add(format!("tansu_{n}_rtt_p99_us"), fig[i][5], 1);
+        if arm == Arm::Gateway {
+            res.add("tansu_gateway_cpu_s_per_gb_produce", gw_p, 3);
+            res.add("tansu_gateway_cpu_s_per_gb_consume", gw_c, 3);
+        }
+    }
+    s.row(vec![
+        "gateway / direct".into(),
+        f3(fig[1][0] / fig[0][0]),
+        f3(fig[1][1] / fig[0][1]),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+    ]);
+    s.row(vec![
+        "added by gateway".into(),
+        String::new(),
+        String::new(),
+        signed(fig[1][2] - fig[0][2], 2),
+        signed(fig[1][3] - fig[0][3], 2),
+        signed(fig[1][4] - fig[0][4], 1),
+        signed(fig[1][5] - fig[0][5], 1),
+        String::new(),
+        String::new(),
+    ]);
+    println!("summary (throughput: median over blocks; latencies: pooled over blocks; CPU: totals / GB of values):");
+    s.print();
+    res.add("tansu_produce_ratio", fig[1][0] / fig[0][0], 3);
+    res.add("tansu_consume_ratio", fig[1][1] / fig[0][1], 3);
+    res.add("tansu_produce_added_p50_ms", fig[1][2] - fig[0][2], 2);
+    res.add("tansu_produce_added_p99_ms", fig[1][3] - fig[0][3], 2);
+    res.add("tansu_rtt_added_p50_us", fig[1][4] - fig[0][4], 1);
+    res.add("tansu_rtt_added_p99_us", fig[1][5] - fig[0][5], 1);
+    println!();
+    println!(
+        "machine (end): nproc={} loadavg={end_load} cpu pressure (some, avg10)={end_pressure}",
+        nproc()
+    );
+    println!();
+    res.print();
+    gw_rt.shutdown_timeout(Duration::from_secs(1));
+    main_rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    sluice_tests::init_logging();
+    let args = parse_args()?;
+    let cpu0 = process_cpu_now();
+    let t0 = Instant::now();
+    let failed_arms = match args.mode {
+        Mode::Tansu => {
+            run_tansu(&args)?;
+            0
+        }
+        Mode::Mock => run_mock(&args)?,
+    };
+    eprintln!(
+        "done in {:.1} s wall, {:.1} s CPU in this process",
+        t0.elapsed().as_secs_f64(),
+        process_cpu_now() - cpu0
+    );
+    if failed_arms > 0 {
+        bail!("{failed_arms} arm(s) failed on every attempt (see the warnings above)");
+    }
+    Ok(())
+}
