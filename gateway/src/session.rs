@@ -15,8 +15,8 @@
 //! (`limits.maxFrameBytes`), and neither side reads while its write is blocked, so a slow
 //! client or broker slows the other side instead of growing buffers.
 //!
-//! Passthrough frames are never copied: consecutive frames split off one read buffer are
-//! rejoined (`BytesMut::unsplit`, O(1) when contiguous) and written in one call.
+//! Passthrough frames are never copied: each frame is split off the read buffer as a shared
+//! `Bytes`, queued in an [`Outbox`], and the queue is written with one vectored write.
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
@@ -112,6 +112,59 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// Frames waiting to be written, as shared buffers: joining them costs no copy, and one
+/// vectored write sends them all.
+#[derive(Default)]
+struct Outbox {
+    chunks: Vec<Bytes>,
+}
+
+/// Most buffers handed to one `writev`.
+const MAX_IOVECS: usize = 64;
+
+impl Outbox {
+    fn push(&mut self, frame: Bytes) {
+        self.chunks.push(frame);
+    }
+
+    fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    /// Writes everything queued, then empties the queue.
+    async fn write_to<W: tokio::io::AsyncWrite + Unpin>(
+        &mut self,
+        w: &mut W,
+    ) -> std::io::Result<()> {
+        let (mut first, mut offset) = (0, 0);
+        while first < self.chunks.len() {
+            let slices: Vec<std::io::IoSlice<'_>> = self.chunks[first..]
+                .iter()
+                .take(MAX_IOVECS)
+                .enumerate()
+                .map(|(i, c)| std::io::IoSlice::new(if i == 0 { &c[offset..] } else { c }))
+                .collect();
+            let mut n = w.write_vectored(&slices).await?;
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            while n > 0 {
+                let left = self.chunks[first].len() - offset;
+                if n >= left {
+                    n -= left;
+                    first += 1;
+                    offset = 0;
+                } else {
+                    offset += n;
+                    n = 0;
+                }
+            }
+        }
+        self.chunks.clear();
+        Ok(())
+    }
+}
+
 /// Serves one client connection until it closes.
 pub(crate) async fn run(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, route: Route) {
     let (client_r, client_w) = client.into_split();
@@ -180,13 +233,11 @@ fn error_kind(e: &FrameError) -> &'static str {
 impl RequestSide {
     async fn run(&mut self, dead: &CancellationToken) -> End {
         loop {
-            let mut out: Option<BytesMut> = None;
+            let mut out = Outbox::default();
             let end = self.process_buffered(&mut out).await;
-            if let Some(bytes) = out.take() {
-                if let Err(e) = self.write_upstream(bytes).await {
-                    warn!(peer = %self.peer, "writing to broker failed: {e}");
-                    return End::Abort;
-                }
+            if let Err(e) = self.write_upstream(&mut out).await {
+                warn!(peer = %self.peer, "writing to broker failed: {e}");
+                return End::Abort;
             }
             if let Some(end) = end {
                 return end;
@@ -216,7 +267,7 @@ impl RequestSide {
     }
 
     /// Handles every complete frame in the buffer. Forwarded frames are appended to `out`.
-    async fn process_buffered(&mut self, out: &mut Option<BytesMut>) -> Option<End> {
+    async fn process_buffered(&mut self, out: &mut Outbox) -> Option<End> {
         let max = self.shared.config.limits.max_frame_bytes;
         loop {
             let n = match frame::frame_len(&self.buf, max) {
@@ -291,7 +342,7 @@ impl RequestSide {
             };
             let chain = self.current_chain();
             let mut intercept_response = None;
-            let request = if !chain.is_empty() && peek.body_offset.is_some() {
+            let request: Bytes = if !chain.is_empty() && peek.body_offset.is_some() {
                 let header_len = peek.body_offset.unwrap_or(0);
                 let frame_bytes = self.buf.split_to(n).freeze();
                 let mut forward = frame_bytes;
@@ -352,12 +403,9 @@ impl RequestSide {
                         produce_extra,
                     }));
                 }
-                match forward.try_into_mut() {
-                    Ok(m) => m,
-                    Err(shared) => BytesMut::from(&shared[..]),
-                }
+                forward
             } else {
-                self.buf.split_to(n)
+                self.buf.split_to(n).freeze()
             };
             if self.upstream.is_none() {
                 if let Err(end) = self.open_upstream(&peek).await {
@@ -388,10 +436,7 @@ impl RequestSide {
             {
                 return Some(end);
             }
-            match out {
-                Some(o) => o.unsplit(request),
-                None => *out = Some(request),
-            }
+            out.push(request);
         }
     }
 
@@ -406,25 +451,26 @@ impl RequestSide {
 
     /// Queues a slot. When the queue is full, frames held in `out` are flushed first: the
     /// response side may be waiting for exactly those requests' responses.
-    async fn push(&mut self, slot: Slot, out: &mut Option<BytesMut>) -> Result<(), End> {
+    async fn push(&mut self, slot: Slot, out: &mut Outbox) -> Result<(), End> {
         match self.slots.try_send(slot) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(End::Abort),
             Err(mpsc::error::TrySendError::Full(slot)) => {
-                if let Some(bytes) = out.take() {
-                    if let Err(e) = self.write_upstream(bytes).await {
-                        warn!(peer = %self.peer, "writing to broker failed: {e}");
-                        return Err(End::Abort);
-                    }
+                if let Err(e) = self.write_upstream(out).await {
+                    warn!(peer = %self.peer, "writing to broker failed: {e}");
+                    return Err(End::Abort);
                 }
                 self.slots.send(slot).await.map_err(|_| End::Abort)
             }
         }
     }
 
-    async fn write_upstream(&mut self, bytes: BytesMut) -> std::io::Result<()> {
+    async fn write_upstream(&mut self, out: &mut Outbox) -> std::io::Result<()> {
+        if out.is_empty() {
+            return Ok(());
+        }
         match &mut self.upstream {
-            Some(w) => w.write_all(&bytes).await,
+            Some(w) => out.write_to(w).await,
             None => Err(std::io::Error::other("no upstream connection")),
         }
     }
@@ -488,8 +534,10 @@ impl RequestSide {
 struct Delivered {
     api_key: i16,
     bytes: usize,
+    /// Time in the gateway before the request was queued for the broker.
     gateway_request: Duration,
-    read_at: Instant,
+    /// Time in the gateway from reading the response to queueing it for the client.
+    gateway_response: Duration,
     upstream: Duration,
 }
 
@@ -500,7 +548,7 @@ struct ResponseSide {
     client: OwnedWriteHalf,
     upstream: Option<OwnedReadHalf>,
     buf: BytesMut,
-    out: Option<BytesMut>,
+    out: Outbox,
     delivered: Vec<Delivered>,
     peer: SocketAddr,
 }
@@ -518,7 +566,7 @@ async fn response_side(
         client,
         upstream: None,
         buf: BytesMut::with_capacity(READ_CHUNK),
-        out: None,
+        out: Outbox::default(),
         delivered: Vec::new(),
         peer,
     };
@@ -550,11 +598,10 @@ impl ResponseSide {
             match slot {
                 Slot::Attach(r) => self.upstream = Some(r),
                 Slot::Local { api_key, bytes } => {
-                    self.flush().await?;
-                    self.client.write_all(&bytes).await?;
                     let api = self.shared.metrics.api(api_key);
                     api.local_responses.inc();
                     api.response_bytes.inc_by(bytes.len() as u64);
+                    self.out.push(bytes);
                 }
                 Slot::Upstream(p) => self.relay(p).await?,
                 Slot::NoResponse { correlation_id } => {
@@ -671,10 +718,10 @@ impl ResponseSide {
             api_key: p.api_key,
             bytes: n,
             gateway_request: p.gateway_request,
-            read_at,
+            gateway_response: Duration::ZERO,
             upstream: read_at.duration_since(p.queued),
         };
-        let mut frame = frame;
+        let mut frame = frame.freeze();
         if let Some(ic) = &p.intercept {
             let meta = ResponseMeta {
                 request: RequestMeta {
@@ -686,21 +733,16 @@ impl ResponseSide {
                 },
                 request_body: ic.request_body.clone(),
             };
-            let frozen = frame.freeze();
             match intercept::on_response(
                 &ic.chain,
                 &meta,
-                frozen.clone(),
+                frame.clone(),
                 &ic.produce_extra,
                 &self.shared.metrics,
                 &self.shared.topic_names,
             ) {
-                Ok(None) => {
-                    frame = frozen
-                        .try_into_mut()
-                        .unwrap_or_else(|b| BytesMut::from(&b[..]))
-                }
-                Ok(Some(b)) => frame = BytesMut::from(&b[..]),
+                Ok(None) => {}
+                Ok(Some(b)) => frame = b,
                 Err(reason) => {
                     self.shared.metrics.protocol_error("interceptor");
                     warn!(peer = %self.peer, "closing connection: {reason}");
@@ -708,18 +750,12 @@ impl ResponseSide {
                 }
             }
         }
-        let frame = if p.action == ResponseAction::Passthrough {
-            frame
-        } else {
+        if p.action != ResponseAction::Passthrough {
             let key = ApiKey::try_from(p.api_key).expect("rewrite actions are for known keys");
-            let frozen = frame.freeze();
             let book = SharedBook(&self.shared);
-            match rewrite::rewrite_response(p.action, key, p.version, frozen.clone(), &book) {
-                Ok(None) => match frozen.try_into_mut() {
-                    Ok(m) => m,
-                    Err(b) => BytesMut::from(&b[..]),
-                },
-                Ok(Some(rewritten)) => BytesMut::from(&rewritten[..]),
+            match rewrite::rewrite_response(p.action, key, p.version, frame.clone(), &book) {
+                Ok(None) => {}
+                Ok(Some(rewritten)) => frame = rewritten,
                 Err(e) => {
                     self.shared.metrics.protocol_error("undecodable_response");
                     warn!(peer = %self.peer, api = ?key, version = p.version,
@@ -727,28 +763,26 @@ impl ResponseSide {
                     return Err(e);
                 }
             }
-        };
+        }
+        // Gateway time ends here: writing to the client is the client's pace, not ours.
         self.delivered.push(Delivered {
             bytes: frame.len(),
+            gateway_response: read_at.elapsed(),
             ..delivered
         });
-        match &mut self.out {
-            Some(o) => o.unsplit(frame),
-            None => self.out = Some(frame),
-        }
+        self.out.push(frame);
         Ok(())
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
-        if let Some(bytes) = self.out.take() {
-            self.client.write_all(&bytes).await?;
+        if !self.out.is_empty() {
+            self.out.write_to(&mut self.client).await?;
         }
-        let now = Instant::now();
         for d in self.delivered.drain(..) {
             let api = self.shared.metrics.api(d.api_key);
             api.response_bytes.inc_by(d.bytes as u64);
             api.gateway_seconds
-                .observe(secs(d.gateway_request + now.duration_since(d.read_at)));
+                .observe(secs(d.gateway_request + d.gateway_response));
             api.upstream_seconds.observe(secs(d.upstream));
         }
         Ok(())
