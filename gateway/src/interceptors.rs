@@ -417,9 +417,12 @@ impl Registry {
             spec.memory_mb,
         )
         .map_err(|e| ApiError::new(400, "the plugin refused this interceptor", vec![e]))?;
+        let caps = instances.capabilities().map_err(|e| {
+            ApiError::new(400, "the plugin failed to describe itself after configure", vec![e.to_string()])
+        })?;
         Ok(Arc::new(Installed {
             name: name.to_string(),
-            caps: plugin.capabilities.clone(),
+            caps,
             spec,
             instances,
         }))

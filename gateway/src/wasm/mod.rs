@@ -423,6 +423,20 @@ impl Instances {
         &self.plugin
     }
 
+    /// What the configured plugin wants: `describe` asked again after `configure`, so a plugin
+    /// can subscribe to hooks depending on its configuration (a masker that only masks on
+    /// produce need not make the gateway decode every fetch response for it).
+    pub fn capabilities(&self) -> Result<Capabilities, CallFailure> {
+        let caps = self.call(|inst| inst.bindings.call_describe(&mut inst.store))?;
+        Ok(Capabilities {
+            request: caps.hooks.contains(Hooks::REQUEST),
+            response: caps.hooks.contains(Hooks::RESPONSE),
+            produce: caps.hooks.contains(Hooks::PRODUCE),
+            fetch: caps.hooks.contains(Hooks::FETCH),
+            api_keys: caps.api_keys,
+        })
+    }
+
     fn fresh(&self) -> Result<Instance, CallFailure> {
         let mut inst = self
             .plugin
