@@ -418,7 +418,11 @@ impl Registry {
         )
         .map_err(|e| ApiError::new(400, "the plugin refused this interceptor", vec![e]))?;
         let caps = instances.capabilities().map_err(|e| {
-            ApiError::new(400, "the plugin failed to describe itself after configure", vec![e.to_string()])
+            ApiError::new(
+                400,
+                "the plugin failed to describe itself after configure",
+                vec![e.to_string()],
+            )
         })?;
         Ok(Arc::new(Installed {
             name: name.to_string(),

@@ -167,7 +167,9 @@ pub fn temp_dir(label: &str) -> PathBuf {
 
 /// A plugin built by `make plugins`: `target/plugins/<name>.wasm` (or `target/test-plugins/`).
 pub fn plugin_bytes(name: &str) -> Vec<u8> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("target");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target");
     for dir in ["plugins", "test-plugins"] {
         let p = root.join(dir).join(format!("{name}.wasm"));
         if let Ok(b) = std::fs::read(&p) {
@@ -187,7 +189,10 @@ pub async fn http(
     body: &[u8],
 ) -> (u16, serde_json::Value) {
     let mut s = TcpStream::connect(addr).await.expect("admin connect");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -202,7 +207,11 @@ pub async fn http(
     let text = String::from_utf8_lossy(&out);
     let status = text[9..12].parse().expect("status code");
     let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
-    let body = if let Some(chunked) = decode_chunked(&text, body) { chunked } else { body.to_string() };
+    let body = if let Some(chunked) = decode_chunked(&text, body) {
+        chunked
+    } else {
+        body.to_string()
+    };
     let json = if body.is_empty() {
         serde_json::Value::Null
     } else {
@@ -212,7 +221,10 @@ pub async fn http(
 }
 
 fn decode_chunked(head: &str, body: &str) -> Option<String> {
-    if !head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+    if !head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
         return None;
     }
     let mut out = String::new();
@@ -238,7 +250,10 @@ pub async fn upload_plugin(admin: SocketAddr, name: &str, file: &str) -> serde_j
         &plugin_bytes(file),
     )
     .await;
-    assert!(status == 200 || status == 201, "upload {name}: {status} {body}");
+    assert!(
+        status == 200 || status == 201,
+        "upload {name}: {status} {body}"
+    );
     body
 }
 
@@ -252,7 +267,10 @@ pub async fn install(admin: SocketAddr, name: &str, spec: serde_json::Value) {
         spec.to_string().as_bytes(),
     )
     .await;
-    assert!(status == 200 || status == 201, "install {name}: {status} {body}");
+    assert!(
+        status == 200 || status == 201,
+        "install {name}: {status} {body}"
+    );
 }
 
 /// Starts a gateway in front of `bootstrap` and waits until it has learnt the brokers.

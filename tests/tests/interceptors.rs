@@ -81,16 +81,20 @@ async fn produce(bootstrap: &str, topic: &str, n: usize, extra: &[(&str, &str)])
     for i in 0..n {
         let key = format!("k{i:05}");
         let value = format!("{{\"id\":{i},\"ssn\":\"123-45-{i:04}\"}}");
-        futures.push(producer.send_result(
-            FutureRecord::to(topic)
-                .partition(0)
-                .key(&key)
-                .payload(&value)
-                .headers(OwnedHeaders::new().insert(Header {
-                    key: "orig",
-                    value: Some("1"),
-                })),
-        ).map_err(|(e, _)| e));
+        futures.push(
+            producer
+                .send_result(
+                    FutureRecord::to(topic)
+                        .partition(0)
+                        .key(&key)
+                        .payload(&value)
+                        .headers(OwnedHeaders::new().insert(Header {
+                            key: "orig",
+                            value: Some("1"),
+                        })),
+                )
+                .map_err(|(e, _)| e),
+        );
     }
     for f in futures {
         f.unwrap().await.unwrap().unwrap();
@@ -228,7 +232,11 @@ async fn removing_an_interceptor_under_load_loses_nothing() {
         })
     };
     // Swap in the middle of the stream: wait until records are flowing, replace, then delete.
-    assert!(eventually(Duration::from_secs(30), || sent.load(Ordering::Relaxed) >= 2_000).await);
+    assert!(
+        eventually(Duration::from_secs(30), || sent.load(Ordering::Relaxed)
+            >= 2_000)
+        .await
+    );
     install(
         admin,
         "tag",
@@ -236,17 +244,28 @@ async fn removing_an_interceptor_under_load_loses_nothing() {
     )
     .await;
     let mark = sent.load(Ordering::Relaxed);
-    assert!(eventually(Duration::from_secs(30), || sent.load(Ordering::Relaxed) >= mark + 2_000).await);
+    assert!(
+        eventually(Duration::from_secs(30), || sent.load(Ordering::Relaxed)
+            >= mark + 2_000)
+        .await
+    );
     let (status, _) = http(admin, "DELETE", "/api/v1/interceptors/tag", &[], b"").await;
     assert_eq!(status, 204);
     let mark = sent.load(Ordering::Relaxed);
-    assert!(eventually(Duration::from_secs(30), || sent.load(Ordering::Relaxed) >= mark + 2_000).await);
+    assert!(
+        eventually(Duration::from_secs(30), || sent.load(Ordering::Relaxed)
+            >= mark + 2_000)
+        .await
+    );
     stop.store(true, Ordering::Relaxed);
     let total = producer_task.await.unwrap() as usize;
     let got = read_direct(&broker.bootstrap(), "swap", total).await;
     assert_eq!(got.len(), total, "every acknowledged record arrived, once");
     let keys: Vec<u64> = got.iter().map(|r| r.0.parse().unwrap()).collect();
-    assert!(keys.windows(2).all(|w| w[1] == w[0] + 1), "no loss, no duplicate, in order");
+    assert!(
+        keys.windows(2).all(|w| w[1] == w[0] + 1),
+        "no loss, no duplicate, in order"
+    );
     // The effect changes at single points: yes* then replaced* then none.
     let phase = |r: &Got| match header_values(r, "swap").as_slice() {
         [v] if v == "yes" => 0,
@@ -255,7 +274,10 @@ async fn removing_an_interceptor_under_load_loses_nothing() {
         other => panic!("unexpected headers {other:?}"),
     };
     let phases: Vec<u8> = got.iter().map(phase).collect();
-    assert!(phases.windows(2).all(|w| w[0] <= w[1]), "the effect changes once per swap");
+    assert!(
+        phases.windows(2).all(|w| w[0] <= w[1]),
+        "the effect changes once per swap"
+    );
     assert!(phases.contains(&0) && phases.contains(&1) && phases.contains(&2));
     gw.shutdown().await;
 }
@@ -312,7 +334,11 @@ async fn sandbox_faults_apply_the_failure_policy_and_spare_everyone_else() {
     create_topic(&broker.bootstrap(), "sandbox");
     let gw = start_gateway(&broker.bootstrap()).await.unwrap();
     let admin = gw.admin_addr();
-    for (plugin, kind) in [("spin", "timeout"), ("hog", "out_of_memory"), ("trap", "trap")] {
+    for (plugin, kind) in [
+        ("spin", "timeout"),
+        ("hog", "out_of_memory"),
+        ("trap", "trap"),
+    ] {
         upload_plugin(admin, plugin, plugin).await;
         // fail-closed: the client gets an error for its request, quickly.
         install(
@@ -338,7 +364,10 @@ async fn sandbox_faults_apply_the_failure_policy_and_spare_everyone_else() {
         });
         let (code, took) = raw_produce(gw.kafka_addr(), "sandbox").await;
         assert_eq!(code, -1, "{plugin}: fail-closed gives UNKNOWN_SERVER_ERROR");
-        assert!(took < Duration::from_secs(3), "{plugin}: answered in {took:?}");
+        assert!(
+            took < Duration::from_secs(3),
+            "{plugin}: answered in {took:?}"
+        );
         // The next request gets a fresh instance, and fails the same way.
         let (code, _) = raw_produce(gw.kafka_addr(), "sandbox").await;
         assert_eq!(code, -1);
@@ -388,10 +417,16 @@ async fn policies_reject_and_transform() {
     .await;
     create_topic(&broker.bootstrap(), "policy");
     let bootstrap = gw.kafka_addr().to_string();
-    let producer: FutureProducer = client_config(&bootstrap).set("retries", "0").create().unwrap();
+    let producer: FutureProducer = client_config(&bootstrap)
+        .set("retries", "0")
+        .create()
+        .unwrap();
     let small = producer
         .send(
-            FutureRecord::to("policy").partition(0).key("a").payload("{\"ssn\":\"1\",\"x\":2}"),
+            FutureRecord::to("policy")
+                .partition(0)
+                .key("a")
+                .payload("{\"ssn\":\"1\",\"x\":2}"),
             Duration::from_secs(10),
         )
         .await;
@@ -399,13 +434,17 @@ async fn policies_reject_and_transform() {
     let big = "y".repeat(500);
     let err = producer
         .send(
-            FutureRecord::to("policy").partition(0).key("b").payload(&big),
+            FutureRecord::to("policy")
+                .partition(0)
+                .key("b")
+                .payload(&big),
             Duration::from_secs(10),
         )
         .await
         .expect_err("a record over the limit is rejected");
     assert!(
-        format!("{:?}", err.0).contains("InvalidRecord") || format!("{:?}", err.0).contains("INVALID_RECORD"),
+        format!("{:?}", err.0).contains("InvalidRecord")
+            || format!("{:?}", err.0).contains("INVALID_RECORD"),
         "{:?}",
         err.0
     );
@@ -427,7 +466,14 @@ async fn admin_api_refuses_bad_input_with_reasons() {
     let auth = [("Authorization", "Bearer 0123456789abcdef-token")];
     let wasm = [("Content-Type", "application/wasm")];
     // Writes need the token; reads do not.
-    let (status, _) = http(admin, "PUT", "/api/v1/plugins/noop", &wasm, &plugin_bytes("noop")).await;
+    let (status, _) = http(
+        admin,
+        "PUT",
+        "/api/v1/plugins/noop",
+        &wasm,
+        &plugin_bytes("noop"),
+    )
+    .await;
     assert_eq!(status, 401);
     let (status, _) = http(
         admin,
@@ -441,30 +487,98 @@ async fn admin_api_refuses_bad_input_with_reasons() {
     assert_eq!(http(admin, "GET", "/api/v1/plugins", &[], b"").await.0, 200);
     let with = |h: &[(&'static str, &'static str)]| [auth.as_slice(), h].concat();
     // Junk is not a component.
-    let (status, body) = http(admin, "PUT", "/api/v1/plugins/junk", &with(&wasm), b"not wasm at all").await;
+    let (status, body) = http(
+        admin,
+        "PUT",
+        "/api/v1/plugins/junk",
+        &with(&wasm),
+        b"not wasm at all",
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("not a valid WebAssembly component"));
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("not a valid WebAssembly component"));
     assert!(!body["details"].as_array().unwrap().is_empty());
     // An empty component: valid, but of the wrong world.
     let empty_component = [0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00];
-    let (status, body) = http(admin, "PUT", "/api/v1/plugins/empty", &with(&wasm), &empty_component).await;
+    let (status, body) = http(
+        admin,
+        "PUT",
+        "/api/v1/plugins/empty",
+        &with(&wasm),
+        &empty_component,
+    )
+    .await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("does not implement"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("does not implement"),
+        "{body}"
+    );
     // Bad names, bad content types.
-    let (status, _) = http(admin, "PUT", "/api/v1/plugins/Bad%20Name", &with(&wasm), &plugin_bytes("noop")).await;
+    let (status, _) = http(
+        admin,
+        "PUT",
+        "/api/v1/plugins/Bad%20Name",
+        &with(&wasm),
+        &plugin_bytes("noop"),
+    )
+    .await;
     assert_eq!(status, 400);
-    let (status, _) = http(admin, "PUT", "/api/v1/plugins/x", &with(&[("Content-Type", "text/plain")]), b"x").await;
+    let (status, _) = http(
+        admin,
+        "PUT",
+        "/api/v1/plugins/x",
+        &with(&[("Content-Type", "text/plain")]),
+        b"x",
+    )
+    .await;
     assert_eq!(status, 415);
     // Interceptors: unknown plugin, bad JSON, bad values, refused config.
     let json_ct = [("Content-Type", "application/json")];
-    let (status, body) = http(admin, "PUT", "/api/v1/interceptors/i", &with(&json_ct), br#"{"plugin":"ghost"}"#).await;
-    assert_eq!((status, body["error"].as_str().unwrap()), (400, "unknown plugin"));
-    let (status, _) = http(admin, "PUT", "/api/v1/interceptors/i", &with(&json_ct), b"{not json").await;
+    let (status, body) = http(
+        admin,
+        "PUT",
+        "/api/v1/interceptors/i",
+        &with(&json_ct),
+        br#"{"plugin":"ghost"}"#,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"].as_str().unwrap()),
+        (400, "unknown plugin")
+    );
+    let (status, _) = http(
+        admin,
+        "PUT",
+        "/api/v1/interceptors/i",
+        &with(&json_ct),
+        b"{not json",
+    )
+    .await;
     assert_eq!(status, 400);
-    let (status, body) = http(admin, "PUT", "/api/v1/interceptors/i", &with(&json_ct), br#"{"plugin":"x","bogus":1}"#).await;
+    let (status, body) = http(
+        admin,
+        "PUT",
+        "/api/v1/interceptors/i",
+        &with(&json_ct),
+        br#"{"plugin":"x","bogus":1}"#,
+    )
+    .await;
     assert_eq!(status, 400);
     assert!(body["details"][0].as_str().unwrap().contains("bogus"));
-    let (status, _) = http(admin, "PUT", "/api/v1/plugins/add-header", &with(&wasm), &plugin_bytes("add-header")).await;
+    let (status, _) = http(
+        admin,
+        "PUT",
+        "/api/v1/plugins/add-header",
+        &with(&wasm),
+        &plugin_bytes("add-header"),
+    )
+    .await;
     assert_eq!(status, 201);
     let (status, body) = http(
         admin,
@@ -487,8 +601,18 @@ async fn admin_api_refuses_bad_input_with_reasons() {
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"], "the plugin refused this interceptor");
     // Unknown resources.
-    assert_eq!(http(admin, "GET", "/api/v1/interceptors/none", &[], b"").await.0, 404);
-    assert_eq!(http(admin, "DELETE", "/api/v1/plugins/none", &auth, b"").await.0, 404);
+    assert_eq!(
+        http(admin, "GET", "/api/v1/interceptors/none", &[], b"")
+            .await
+            .0,
+        404
+    );
+    assert_eq!(
+        http(admin, "DELETE", "/api/v1/plugins/none", &auth, b"")
+            .await
+            .0,
+        404
+    );
     // The OpenAPI document names every path.
     let (status, doc) = http(admin, "GET", "/api/v1/openapi.json", &[], b"").await;
     assert_eq!(status, 200);
@@ -511,7 +635,12 @@ async fn interceptors_survive_a_restart() {
     .await;
     gw.shutdown().await;
     // Same state directory: the plugin (from the compilation cache) and the interceptor return.
-    assert!(std::fs::read_dir(config.state_dir.join("cache")).unwrap().count() > 0);
+    assert!(
+        std::fs::read_dir(config.state_dir.join("cache"))
+            .unwrap()
+            .count()
+            > 0
+    );
     let gw = start_gateway_with(config).await.unwrap();
     let (status, body) = http(gw.admin_addr(), "GET", "/api/v1/interceptors", &[], b"").await;
     assert_eq!(status, 200);
@@ -529,7 +658,10 @@ async fn a_javascript_plugin_works_like_a_rust_one() {
     let broker = Tansu::start().await.unwrap();
     let gw = start_gateway(&broker.bootstrap()).await.unwrap();
     let info = upload_plugin(gw.admin_addr(), "js-stamp", "js-stamp").await;
-    assert!(info["hooks"].as_array().unwrap().contains(&json!("on-produce")));
+    assert!(info["hooks"]
+        .as_array()
+        .unwrap()
+        .contains(&json!("on-produce")));
     install(
         gw.admin_addr(),
         "stamp",
@@ -539,7 +671,9 @@ async fn a_javascript_plugin_works_like_a_rust_one() {
     create_topic(&broker.bootstrap(), "js");
     produce(&gw.kafka_addr().to_string(), "js", 20, &[]).await;
     let got = read_direct(&broker.bootstrap(), "js", 20).await;
-    assert!(got.iter().all(|r| header_values(r, "x-stamp") == ["from-js"]));
+    assert!(got
+        .iter()
+        .all(|r| header_values(r, "x-stamp") == ["from-js"]));
     gw.shutdown().await;
 }
 
@@ -571,7 +705,10 @@ async fn idempotent_and_transactional_producers_keep_working_through_a_transform
         let mut sorted = keys.clone();
         sorted.dedup();
         assert_eq!(sorted.len(), 300, "{codec}: no duplicates");
-        assert!(got.iter().all(|r| header_values(r, "t") == ["1"]), "{codec}");
+        assert!(
+            got.iter().all(|r| header_values(r, "t") == ["1"]),
+            "{codec}"
+        );
     }
     // Transactions: commit through the transforming interceptor.
     create_topic(&broker.bootstrap(), "txn");
@@ -584,7 +721,10 @@ async fn idempotent_and_transactional_producers_keep_working_through_a_transform
     for i in 0..50 {
         producer
             .send(
-                FutureRecord::to("txn").partition(0).key(&format!("t{i}")).payload("v"),
+                FutureRecord::to("txn")
+                    .partition(0)
+                    .key(&format!("t{i}"))
+                    .payload("v"),
                 Duration::from_secs(10),
             )
             .await

@@ -13,6 +13,16 @@
 //!   a raw kafka-protocol load generator pipelines pre-encoded ~1 MiB Produce and Fetch
 //!   requests. Plus a small-request latency arm (one 1 KiB Produce at a time).
 //!
+//! Interceptor arms (both modes, unless `--no-interceptors` or the plugins are not built by
+//! `make plugins`): the gateway with 1 and with 10 `noop` interceptors (generic on-request /
+//! on-response hooks for every API key, forwarding unchanged), and with 1 `noop-records`
+//! interceptor (the produce record hook, reading nothing). Plugins are uploaded and interceptors
+//! installed through the gateway's admin API. They run interleaved with `direct` and `gateway`
+//! in every block and are reported against the plain `gateway` arm: throughput ratio, gateway
+//! CPU per GB, and the gateway CPU each plugin call adds (from
+//! `sluice_interceptor_calls_total`). Project targets (figures, not tests): 1 no-op costs at
+//! most 5 % of the throughput, 10 no-ops 15 %, 1 record-level no-op 10 % on 1 KiB records.
+//!
 //! Every figure is also printed as `RESULT name=value` at the end. MB = 10^6 bytes of record
 //! data (values in tansu mode, record-batch bytes in mock mode).
 //!
@@ -41,6 +51,7 @@ use sluice_tests::mock::{self, MockBroker, MockOptions};
 use sluice_tests::{client_config, gateway_config, start_gateway_with, RawClient, Tansu};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -87,6 +98,7 @@ struct Args {
     fetch_versions: Vec<i16>,
     latency_n: usize,
     load_threads: usize,
+    no_interceptors: bool,
 }
 
 const USAGE: &str = "\
@@ -95,6 +107,7 @@ usage: sluice-bench [--mode tansu|mock] [options]
 common:
   --blocks N            blocks per arm, arms interleaved A B A B ...   (default 4)
   --record-size BYTES   record value size                             (default 1024)
+  --no-interceptors     only the direct and gateway arms (no plugin arms)
 tansu mode (real broker, librdkafka clients):
   --records N           records produced per arm, over all blocks      (default 500000)
   --partitions N        partitions of each (fresh) topic               (default 3)
@@ -138,12 +151,17 @@ fn parse_args() -> Result<Args> {
         fetch_versions: vec![16, 12],
         latency_n: 20_000,
         load_threads: 1,
+        no_interceptors: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
         if arg == "-h" || arg == "--help" {
             print!("{USAGE}");
             std::process::exit(0);
+        }
+        if arg == "--no-interceptors" {
+            a.no_interceptors = true;
+            continue;
         }
         let (flag, inline) = match arg.split_once('=') {
             Some((f, v)) => (f.to_string(), Some(v.to_string())),
@@ -557,6 +575,230 @@ fn print_machine(when: &str) {
     );
 }
 
+/// Median of the per-block ratios `num[b] / den[b]` over the blocks both have (paired, so a
+/// slow block weighs on both sides alike).
+fn paired_ratio(num: &[(usize, f64)], den: &[(usize, f64)]) -> f64 {
+    let ratios: Vec<f64> = num
+        .iter()
+        .filter_map(|(b, n)| den.iter().find(|(d, _)| d == b).map(|(_, d)| n / d))
+        .collect();
+    median(&ratios)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Arms and interceptors
+// ---------------------------------------------------------------------------------------------
+
+/// What a measurement goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Arm {
+    /// Straight to the broker.
+    Direct,
+    /// Through the gateway, no interceptor.
+    Gateway,
+    /// Through the gateway with 1 `noop` interceptor (generic hooks, every API key).
+    Noop1,
+    /// Through the gateway with 10 `noop` interceptors.
+    Noop10,
+    /// Through the gateway with 1 `noop-records` interceptor (produce record hook).
+    Records1,
+}
+
+const ALL_ARMS: [Arm; 5] = [
+    Arm::Direct,
+    Arm::Gateway,
+    Arm::Noop1,
+    Arm::Noop10,
+    Arm::Records1,
+];
+
+/// Plugins the interceptor arms use (`target/plugins/<name>.wasm`, built by `make plugins`).
+const BENCH_PLUGINS: [&str; 2] = ["noop", "noop-records"];
+
+impl Arm {
+    fn name(self) -> &'static str {
+        match self {
+            Arm::Direct => "direct",
+            Arm::Gateway => "gateway",
+            Arm::Noop1 => "gw+1noop",
+            Arm::Noop10 => "gw+10noop",
+            Arm::Records1 => "gw+1records",
+        }
+    }
+
+    /// The name in `RESULT` lines and topic names.
+    fn key(self) -> &'static str {
+        match self {
+            Arm::Direct => "direct",
+            Arm::Gateway => "gateway",
+            Arm::Noop1 => "gw_1noop",
+            Arm::Noop10 => "gw_10noop",
+            Arm::Records1 => "gw_1records",
+        }
+    }
+
+    fn index(self) -> usize {
+        ALL_ARMS.iter().position(|&a| a == self).unwrap()
+    }
+
+    fn through_gateway(self) -> bool {
+        self != Arm::Direct
+    }
+
+    fn plugins(self) -> &'static [&'static str] {
+        match self {
+            Arm::Noop1 | Arm::Noop10 => &["noop"],
+            Arm::Records1 => &["noop-records"],
+            Arm::Direct | Arm::Gateway => &[],
+        }
+    }
+
+    /// The interceptors to install: (name, spec).
+    fn interceptors(self) -> Vec<(String, serde_json::Value)> {
+        let noops = |n: i64| -> Vec<(String, serde_json::Value)> {
+            (1..=n)
+                .map(|i| {
+                    (
+                        format!("noop-{i}"),
+                        serde_json::json!({"plugin": "noop", "priority": i}),
+                    )
+                })
+                .collect()
+        };
+        match self {
+            Arm::Direct | Arm::Gateway => Vec::new(),
+            Arm::Noop1 => noops(1),
+            Arm::Noop10 => noops(10),
+            Arm::Records1 => vec![(
+                "noop-records".to_string(),
+                serde_json::json!({"plugin": "noop-records"}),
+            )],
+        }
+    }
+
+    /// The least throughput ratio vs the plain gateway the project aims for.
+    fn target(self) -> Option<f64> {
+        match self {
+            Arm::Noop1 => Some(0.95),
+            Arm::Noop10 => Some(0.85),
+            Arm::Records1 => Some(0.90),
+            Arm::Direct | Arm::Gateway => None,
+        }
+    }
+}
+
+fn plugin_path(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("target")
+        .join("plugins")
+        .join(format!("{name}.wasm"))
+}
+
+/// The arms to run: all of them, unless interceptors are off or their plugins are not built.
+fn arms_to_run(args: &Args) -> Vec<Arm> {
+    let basic = vec![Arm::Direct, Arm::Gateway];
+    if args.no_interceptors {
+        return basic;
+    }
+    let missing: Vec<&str> = BENCH_PLUGINS
+        .into_iter()
+        .filter(|p| !plugin_path(p).exists())
+        .collect();
+    if !missing.is_empty() {
+        println!(
+            "WARNING: plugin(s) {missing:?} not found in {}: run `make plugins`; \
+             interceptor arms skipped",
+            plugin_path("x").parent().unwrap().display()
+        );
+        return basic;
+    }
+    ALL_ARMS.to_vec()
+}
+
+/// One admin API call; the JSON answer, or an error unless 2xx.
+async fn admin_call(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Result<serde_json::Value> {
+    let headers: Vec<(&str, &str)> = content_type
+        .map(|c| ("Content-Type", c))
+        .into_iter()
+        .collect();
+    let (status, reply) = sluice_tests::http(addr, method, path, &headers, body).await;
+    if !(200..300).contains(&status) {
+        bail!("admin API {method} {path}: {status} {reply}");
+    }
+    Ok(reply)
+}
+
+/// Uploads the plugins `arms` use; returns the seconds it took (compilation included).
+async fn upload_plugins(addr: SocketAddr, arms: &[Arm]) -> Result<f64> {
+    let t = Instant::now();
+    let mut names: Vec<&str> = arms
+        .iter()
+        .flat_map(|a| a.plugins().iter().copied())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        let path = plugin_path(name);
+        let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        admin_call(
+            addr,
+            "PUT",
+            &format!("/api/v1/plugins/{name}"),
+            Some("application/wasm"),
+            &bytes,
+        )
+        .await?;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Makes the gateway's interceptors those of `arm`; `installed` tracks what is installed.
+async fn set_interceptors(addr: SocketAddr, installed: &mut Vec<String>, arm: Arm) -> Result<()> {
+    let want = arm.interceptors();
+    for name in installed.iter() {
+        if !want.iter().any(|(n, _)| n == name) {
+            admin_call(
+                addr,
+                "DELETE",
+                &format!("/api/v1/interceptors/{name}"),
+                None,
+                b"",
+            )
+            .await?;
+        }
+    }
+    for (name, spec) in &want {
+        if !installed.contains(name) {
+            admin_call(
+                addr,
+                "PUT",
+                &format!("/api/v1/interceptors/{name}"),
+                Some("application/json"),
+                spec.to_string().as_bytes(),
+            )
+            .await?;
+        }
+    }
+    *installed = want.into_iter().map(|(n, _)| n).collect();
+    Ok(())
+}
+
+/// Interceptor calls so far: `sluice_interceptor_calls_total` summed over interceptors and hooks.
+fn interceptor_calls(metrics: &str) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with("sluice_interceptor_calls_total"))
+        .filter_map(|l| l.split_whitespace().last()?.parse::<f64>().ok())
+        .sum()
+}
+
 // ---------------------------------------------------------------------------------------------
 // Kafka frames
 // ---------------------------------------------------------------------------------------------
@@ -750,6 +992,10 @@ struct LoadResult {
     load_wait: f64,
     /// Machine CPU pressure during the arm (share of time some task waited for a CPU).
     pressure: String,
+    /// Interceptor calls between the CPU readings.
+    calls: f64,
+    /// Block number (0-based), to pair arms of the same block.
+    block: usize,
 }
 
 impl LoadResult {
@@ -877,6 +1123,7 @@ async fn run_load(
     frames: Arc<Frames>,
     args: &Args,
     gw_rt: &tokio::runtime::Handle,
+    calls: &dyn Fn() -> f64,
 ) -> Result<LoadResult> {
     let mut streams = Vec::new();
     for _ in 0..args.connections {
@@ -898,6 +1145,7 @@ async fn run_load(
     );
     let (gww0, lw0) = (threads_runq_wait(GW_THREAD), threads_runq_wait(LOAD_THREAD));
     let pressure0 = cpu_pressure_us();
+    let calls0 = calls();
     tokio::time::sleep_until(end.into()).await;
     let (gw1, gwt1, load1, t1) = (
         gateway_cpu(gw_rt).await,
@@ -905,6 +1153,7 @@ async fn run_load(
         threads_cpu(LOAD_THREAD),
         Instant::now(),
     );
+    let calls1 = calls();
     let (gww1, lw1) = (threads_runq_wait(GW_THREAD), threads_runq_wait(LOAD_THREAD));
     let pressure = pressure_share(pressure0, (t1 - t0).as_secs_f64());
     // Bytes are counted for responses arriving in [start, end); CPU between the two readings.
@@ -917,6 +1166,7 @@ async fn run_load(
         gw_wait: gww1 - gww0,
         load_wait: lw1 - lw0,
         pressure,
+        calls: calls1 - calls0,
         ..LoadResult::default()
     };
     for t in tasks {
@@ -952,6 +1202,12 @@ async fn run_rtt(addr: SocketAddr, frames: Arc<Frames>, n: usize) -> Result<Vec<
     Ok(samples)
 }
 
+/// Whether `arm` runs for workload `w`: the record-hook plugin only sees Produce requests (a
+/// Fetch through it would be the plain gateway).
+fn arm_applies(arm: Arm, w: Workload) -> bool {
+    arm != Arm::Records1 || matches!(w, Workload::Produce(_))
+}
+
 /// Runs mock mode; returns how many arms failed on every attempt.
 fn run_mock(args: &Args) -> Result<usize> {
     let gw_rt = Builder::new_multi_thread()
@@ -977,13 +1233,22 @@ fn run_mock(args: &Args) -> Result<usize> {
     let config = gateway_config(&mock.bootstrap());
     let gw = load_rt.block_on(gw_rt.spawn(start_gateway_with(config)))??;
     let gw_addr = gw.kafka_addr();
+    let admin = gw.admin_addr();
+    let calls = || interceptor_calls(&gw.metrics_text());
 
     println!("== sluice-bench: mock mode (gateway passthrough ceiling, no broker cost) ==");
     print_machine("start");
+    let arms = arms_to_run(args);
+    let arm_names: Vec<&str> = arms.iter().map(|a| a.name()).collect();
     println!(
-        "settings: {} blocks x {} s per arm (+{} s warm-up), arms direct|gateway interleaved per block; \
+        "settings: {} blocks x {} s per arm (+{} s warm-up), arms {} interleaved per block; \
          {} connections x {} requests in flight",
-        args.blocks, args.seconds, args.warmup, args.connections, args.depth
+        args.blocks,
+        args.seconds,
+        args.warmup,
+        arm_names.join("|"),
+        args.connections,
+        args.depth
     );
     println!(
         "          requests of {} record bytes ({} records of {} B); Produce acks=1 versions {:?}; \
@@ -1002,6 +1267,14 @@ fn run_mock(args: &Args) -> Result<usize> {
         "          Produce v10+ / Fetch v16+ responses are decoded by the gateway (KIP-951 node endpoints); \
          lower versions are pure passthrough"
     );
+    if arms.len() > 2 {
+        let secs = load_rt.block_on(upload_plugins(admin, &arms))?;
+        println!(
+            "          interceptor arms: gw+1noop = 1 `noop` (on-request + on-response, every API key), \
+             gw+10noop = 10 of them, gw+1records = 1 `noop-records` (on-produce; Produce only); \
+             plugins uploaded in {secs:.2} s"
+        );
+    }
     println!("          mock broker {}, gateway {}", mock.addr, gw_addr);
     println!();
 
@@ -1024,14 +1297,15 @@ fn run_mock(args: &Args) -> Result<usize> {
         64,
     )?);
 
-    // results[workload][arm] = per-block results; arm 0 direct, 1 gateway
-    let mut results = vec![[Vec::<LoadResult>::new(), Vec::new()]; workloads.len()];
-    let mut rtt: [Vec<u64>; 2] = [Vec::new(), Vec::new()];
+    // results[workload][arm index] = per-block results
+    let mut results = vec![vec![Vec::<LoadResult>::new(); ALL_ARMS.len()]; workloads.len()];
+    let mut rtt: Vec<Vec<u64>> = vec![Vec::new(); ALL_ARMS.len()];
     let per_block_rtt = args.latency_n.div_ceil(args.blocks);
     // An arm whose connection fails is retried on fresh connections, up to ATTEMPTS times.
     const ATTEMPTS: usize = 3;
     let mut failures: Vec<String> = Vec::new();
     let mut failed_arms = 0usize;
+    let mut installed: Vec<String> = Vec::new();
     let mut blocks = Table::new(&[
         "block",
         "workload",
@@ -1041,6 +1315,7 @@ fn run_mock(args: &Args) -> Result<usize> {
         "gw CPU s",
         "gw core use",
         "MB/s per gw core",
+        "plugin calls/req",
         "load CPU s",
         "gw runq wait",
         "load runq wait",
@@ -1048,7 +1323,13 @@ fn run_mock(args: &Args) -> Result<usize> {
     ]);
     for block in 0..args.blocks {
         for (wi, &w) in workloads.iter().enumerate() {
-            for (arm, addr) in [(0usize, mock.addr), (1, gw_addr)] {
+            for &arm in arms.iter().filter(|&&a| arm_applies(a, w)) {
+                let addr = if arm.through_gateway() {
+                    load_rt.block_on(set_interceptors(admin, &mut installed, arm))?;
+                    gw_addr
+                } else {
+                    mock.addr
+                };
                 let limit = Duration::from_secs_f64(args.warmup + args.seconds + 30.0);
                 let mut attempt = 0;
                 let r = loop {
@@ -1057,7 +1338,7 @@ fn run_mock(args: &Args) -> Result<usize> {
                         .block_on(async {
                             tokio::time::timeout(
                                 limit,
-                                run_load(addr, frames[wi].clone(), args, &gw_handle),
+                                run_load(addr, frames[wi].clone(), args, &gw_handle, &calls),
                             )
                             .await
                         })
@@ -1070,7 +1351,7 @@ fn run_mock(args: &Args) -> Result<usize> {
                                 "block {} {} {} attempt {attempt}: {e:#}",
                                 block + 1,
                                 w.name(),
-                                ["direct", "gateway"][arm]
+                                arm.name()
                             ));
                             eprintln!("  WARNING {}", failures.last().unwrap());
                             if attempt == ATTEMPTS {
@@ -1079,17 +1360,18 @@ fn run_mock(args: &Args) -> Result<usize> {
                         }
                     }
                 };
-                let Some(r) = r else {
+                let Some(mut r) = r else {
                     failed_arms += 1;
                     blocks.row(vec![
                         (block + 1).to_string(),
                         w.name(),
-                        ["direct", "gateway"][arm].into(),
+                        arm.name().into(),
                         "FAILED".into(),
                     ]);
                     continue;
                 };
-                let per_core = if arm == 1 {
+                r.block = block;
+                let per_core = if arm.through_gateway() {
                     r.bytes as f64 / MB / r.gw_cpu
                 } else {
                     f64::NAN
@@ -1097,29 +1379,40 @@ fn run_mock(args: &Args) -> Result<usize> {
                 blocks.row(vec![
                     (block + 1).to_string(),
                     w.name(),
-                    ["direct", "gateway"][arm].into(),
+                    arm.name().into(),
                     f1(r.mbps()),
                     f1(r.requests as f64 / r.secs),
                     f2(r.gw_cpu),
                     pct(r.gw_cpu, r.cpu_secs),
                     f1(per_core),
+                    if arm.interceptors().is_empty() {
+                        "-".into()
+                    } else {
+                        f2(r.calls / r.requests as f64)
+                    },
                     f2(r.load_cpu),
                     pct(r.gw_wait, r.cpu_secs),
                     pct(r.load_wait, r.cpu_secs),
                     r.pressure.clone(),
                 ]);
                 eprintln!(
-                    "  block {} {:<12} {:<8} {:>8.1} MB/s  gw CPU {:.2} s",
+                    "  block {} {:<12} {:<11} {:>8.1} MB/s  gw CPU {:.2} s",
                     block + 1,
                     w.name(),
-                    ["direct", "gateway"][arm],
+                    arm.name(),
                     r.mbps(),
                     r.gw_cpu
                 );
-                results[wi][arm].push(r);
+                results[wi][arm.index()].push(r);
             }
         }
-        for (arm, addr) in [(0usize, mock.addr), (1, gw_addr)] {
+        for &arm in &arms {
+            let addr = if arm.through_gateway() {
+                load_rt.block_on(set_interceptors(admin, &mut installed, arm))?;
+                gw_addr
+            } else {
+                mock.addr
+            };
             let s = load_rt
                 .block_on(async {
                     tokio::time::timeout(
@@ -1131,22 +1424,23 @@ fn run_mock(args: &Args) -> Result<usize> {
                 .map_err(|_| anyhow::anyhow!("did not finish within 120 s"))
                 .and_then(|r| r);
             match s {
-                Ok(s) => rtt[arm].extend(s),
+                Ok(s) => rtt[arm.index()].extend(s),
                 Err(e) => {
-                    failures.push(format!(
-                        "block {} latency {}: {e:#}",
-                        block + 1,
-                        ["direct", "gateway"][arm]
-                    ));
+                    failures.push(format!("block {} latency {}: {e:#}", block + 1, arm.name()));
                     eprintln!("  WARNING {}", failures.last().unwrap());
                 }
             }
         }
     }
+    load_rt.block_on(set_interceptors(admin, &mut installed, Arm::Gateway))?;
     let (end_load, end_pressure) = (loadavg(), cpu_pressure_avg10());
 
     println!("per block:");
     blocks.print();
+    println!(
+        "  plugin calls/req: interceptor calls (sluice_interceptor_calls_total) per request \
+         answered, over the measured window"
+    );
     println!(
         "  runq wait: share of the arm the gateway / load threads were runnable but waited for a \
          CPU (schedstat); high values mean other processes competed for the cores"
@@ -1157,6 +1451,7 @@ fn run_mock(args: &Args) -> Result<usize> {
     );
     println!();
 
+    let (di, gi) = (Arm::Direct.index(), Arm::Gateway.index());
     let mut res = Results::default();
     let mut summary = Table::new(&[
         "workload",
@@ -1171,13 +1466,13 @@ fn run_mock(args: &Args) -> Result<usize> {
         "decoded",
     ]);
     for (wi, &w) in workloads.iter().enumerate() {
-        let d: Vec<f64> = results[wi][0].iter().map(LoadResult::mbps).collect();
-        let g: Vec<f64> = results[wi][1].iter().map(LoadResult::mbps).collect();
-        let gw_bytes: u64 = results[wi][1].iter().map(|r| r.bytes).sum();
-        let gw_cpu: f64 = results[wi][1].iter().map(|r| r.gw_cpu).sum();
-        let gw_thr: f64 = results[wi][1].iter().map(|r| r.gw_threads_cpu).sum();
-        let gw_secs: f64 = results[wi][1].iter().map(|r| r.cpu_secs).sum();
-        let cpu_arm = median(&results[wi][1].iter().map(|r| r.gw_cpu).collect::<Vec<_>>());
+        let d: Vec<f64> = results[wi][di].iter().map(LoadResult::mbps).collect();
+        let g: Vec<f64> = results[wi][gi].iter().map(LoadResult::mbps).collect();
+        let gw_bytes: u64 = results[wi][gi].iter().map(|r| r.bytes).sum();
+        let gw_cpu: f64 = results[wi][gi].iter().map(|r| r.gw_cpu).sum();
+        let gw_thr: f64 = results[wi][gi].iter().map(|r| r.gw_threads_cpu).sum();
+        let gw_secs: f64 = results[wi][gi].iter().map(|r| r.cpu_secs).sum();
+        let cpu_arm = median(&results[wi][gi].iter().map(|r| r.gw_cpu).collect::<Vec<_>>());
         let (dm, gm) = (median(&d), median(&g));
         let per_core = gw_bytes as f64 / MB / gw_cpu;
         let s_per_gb = gw_cpu / (gw_bytes as f64 / 1e9);
@@ -1211,6 +1506,134 @@ fn run_mock(args: &Args) -> Result<usize> {
     println!("  gw thr = all threads of the gateway runtime from /proc/self/task/*/schedstat, a cross-check");
     println!();
 
+    if arms.len() > 2 {
+        let mut it = Table::new(&[
+            "workload",
+            "arm",
+            "MB/s",
+            "vs gateway",
+            "vs direct",
+            "gw CPU s/GB",
+            "CPU vs gw",
+            "calls/req",
+            "+CPU us/req",
+            "+CPU us/call",
+            "target",
+        ]);
+        let mut per_call_notes = Vec::new();
+        for (wi, &w) in workloads.iter().enumerate() {
+            let by_block = |a: Arm| -> Vec<(usize, f64)> {
+                results[wi][a.index()]
+                    .iter()
+                    .map(|r| (r.block, r.mbps()))
+                    .collect()
+            };
+            let totals = |a: Arm| -> (f64, f64, f64, f64) {
+                let rs = &results[wi][a.index()];
+                (
+                    rs.iter().map(|r| r.bytes as f64).sum(),
+                    rs.iter().map(|r| r.gw_cpu).sum(),
+                    rs.iter().map(|r| r.calls).sum(),
+                    rs.iter().map(|r| r.requests as f64).sum(),
+                )
+            };
+            let (gw_bytes, gw_cpu, _, _) = totals(Arm::Gateway);
+            let gw_s_per_byte = gw_cpu / gw_bytes;
+            // Per arm: (extra CPU us per request, calls per request), for the 1 vs 10 split.
+            let mut per_req = [(f64::NAN, f64::NAN); ALL_ARMS.len()];
+            for &arm in arms
+                .iter()
+                .filter(|&&a| !a.interceptors().is_empty() && arm_applies(a, w))
+            {
+                let rs = &results[wi][arm.index()];
+                if rs.is_empty() {
+                    continue;
+                }
+                let mbps = median(&rs.iter().map(LoadResult::mbps).collect::<Vec<_>>());
+                let vs_gw = paired_ratio(&by_block(arm), &by_block(Arm::Gateway));
+                let vs_direct = paired_ratio(&by_block(arm), &by_block(Arm::Direct));
+                let (bytes, cpu, calls, requests) = totals(arm);
+                let s_per_gb = cpu / (bytes / 1e9);
+                let cpu_ratio = gw_s_per_byte * bytes / cpu;
+                // CPU beyond what the plain gateway spends on the same bytes.
+                let extra = cpu - gw_s_per_byte * bytes;
+                let us_per_req = extra / requests * 1e6;
+                let us_per_call = extra / calls * 1e6;
+                per_req[arm.index()] = (us_per_req, calls / requests);
+                let target = arm.target().unwrap_or(f64::NAN);
+                it.row(vec![
+                    w.name(),
+                    arm.name().into(),
+                    f1(mbps),
+                    f3(vs_gw),
+                    f3(vs_direct),
+                    f3(s_per_gb),
+                    f3(cpu_ratio),
+                    f2(calls / requests),
+                    f1(us_per_req),
+                    f2(us_per_call),
+                    format!(
+                        ">= {target:.2} {}",
+                        if vs_gw >= target { "met" } else { "MISSED" }
+                    ),
+                ]);
+                if arm == Arm::Records1 {
+                    per_call_notes.push(format!(
+                        "  {} gw+1records: {:.0} ns per record ({} records per request)",
+                        w.name(),
+                        extra / requests / records_per_request as f64 * 1e9,
+                        records_per_request
+                    ));
+                }
+                let n = format!("mock_{}_{}", w.name(), arm.key());
+                res.add(format!("{n}_mbps"), mbps, 1);
+                res.add(format!("{n}_ratio"), vs_gw, 3);
+                res.add(format!("{n}_ratio_direct"), vs_direct, 3);
+                res.add(format!("{n}_cpu_s_per_gb"), s_per_gb, 3);
+                res.add(format!("{n}_cpu_ratio"), cpu_ratio, 3);
+                res.add(format!("{n}_calls_per_request"), calls / requests, 2);
+                res.add(format!("{n}_us_per_request"), us_per_req, 2);
+                res.add(format!("{n}_us_per_call"), us_per_call, 3);
+            }
+            // 1 and 10 generic no-ops differ only in the number of calls: the difference is the
+            // cost of a call; what 1 no-op costs beyond its calls is per request.
+            let ((u1, c1), (u10, c10)) =
+                (per_req[Arm::Noop1.index()], per_req[Arm::Noop10.index()]);
+            if u1.is_finite() && u10.is_finite() && c10 > c1 {
+                let marginal = (u10 - u1) / (c10 - c1);
+                let fixed = u1 - c1 * marginal;
+                per_call_notes.push(format!(
+                    "  {} generic hooks: {marginal:.2} us per call (10 vs 1 noop), plus {fixed:.1} us \
+                     per request once any generic hook is installed",
+                    w.name()
+                ));
+                let n = format!("mock_{}", w.name());
+                res.add(format!("{n}_generic_marginal_us_per_call"), marginal, 3);
+                res.add(format!("{n}_generic_fixed_us_per_request"), fixed, 2);
+            }
+        }
+        println!(
+            "interceptor arms vs the plain gateway (MB/s: median over blocks; vs gateway / vs direct: \
+             median of per-block ratios; CPU: totals over blocks):"
+        );
+        it.print();
+        println!(
+            "  CPU vs gw: gateway CPU per GB of the plain gateway / of this arm (the throughput ratio \
+             when the gateway core is the bottleneck)"
+        );
+        println!(
+            "  +CPU us/req, us/call: gateway CPU beyond the plain gateway's for the same bytes, per \
+             request and per plugin call (calls from sluice_interceptor_calls_total)"
+        );
+        println!(
+            "  target: the project's throughput goal vs the plain gateway (a figure, not a test)"
+        );
+        for n in &per_call_notes {
+            println!("{n}");
+        }
+        println!();
+    }
+
     let mut lat = Table::new(&[
         "small Produce round trip (1 KiB, 1 in flight)",
         "n",
@@ -1219,56 +1642,76 @@ fn run_mock(args: &Args) -> Result<usize> {
         "p99 us",
         "p99.9 us",
     ]);
-    let mut stats = [[0.0; 4]; 2];
-    for arm in 0..2 {
-        rtt[arm].sort_unstable();
-        let s = &rtt[arm];
-        stats[arm] = [
+    let mut stats = [[f64::NAN; 4]; ALL_ARMS.len()];
+    for &arm in &arms {
+        let i = arm.index();
+        rtt[i].sort_unstable();
+        let s = &rtt[i];
+        stats[i] = [
             mean(s) / 1e3,
             percentile(s, 50.0) / 1e3,
             percentile(s, 99.0) / 1e3,
             percentile(s, 99.9) / 1e3,
         ];
         lat.row(vec![
-            format!(
-                "{} (Produce v{latency_version}, acks=1)",
-                ["direct", "gateway"][arm]
-            ),
+            format!("{} (Produce v{latency_version}, acks=1)", arm.name()),
             s.len().to_string(),
-            f1(stats[arm][0]),
-            f1(stats[arm][1]),
-            f1(stats[arm][2]),
-            f1(stats[arm][3]),
+            f1(stats[i][0]),
+            f1(stats[i][1]),
+            f1(stats[i][2]),
+            f1(stats[i][3]),
         ]);
     }
-    lat.row(vec![
-        "added by the gateway".into(),
-        String::new(),
-        signed(stats[1][0] - stats[0][0], 1),
-        signed(stats[1][1] - stats[0][1], 1),
-        signed(stats[1][2] - stats[0][2], 1),
-        signed(stats[1][3] - stats[0][3], 1),
-    ]);
+    let added = |a: usize, b: usize, label: String| -> Vec<String> {
+        vec![
+            label,
+            String::new(),
+            signed(stats[a][0] - stats[b][0], 1),
+            signed(stats[a][1] - stats[b][1], 1),
+            signed(stats[a][2] - stats[b][2], 1),
+            signed(stats[a][3] - stats[b][3], 1),
+        ]
+    };
+    lat.row(added(gi, di, "added by the gateway".into()));
+    for &arm in arms.iter().filter(|a| !a.interceptors().is_empty()) {
+        lat.row(added(
+            arm.index(),
+            gi,
+            format!("added by {} vs gateway", arm.name()),
+        ));
+    }
     lat.print();
-    res.add("mock_latency_direct_p50_us", stats[0][1], 1);
-    res.add("mock_latency_direct_p99_us", stats[0][2], 1);
-    res.add("mock_latency_gateway_p50_us", stats[1][1], 1);
-    res.add("mock_latency_gateway_p99_us", stats[1][2], 1);
-    res.add("mock_latency_added_p50_us", stats[1][1] - stats[0][1], 1);
-    res.add("mock_latency_added_p99_us", stats[1][2] - stats[0][2], 1);
+    res.add("mock_latency_direct_p50_us", stats[di][1], 1);
+    res.add("mock_latency_direct_p99_us", stats[di][2], 1);
+    res.add("mock_latency_gateway_p50_us", stats[gi][1], 1);
+    res.add("mock_latency_gateway_p99_us", stats[gi][2], 1);
+    res.add("mock_latency_added_p50_us", stats[gi][1] - stats[di][1], 1);
+    res.add("mock_latency_added_p99_us", stats[gi][2] - stats[di][2], 1);
+    for &arm in arms.iter().filter(|a| !a.interceptors().is_empty()) {
+        let (i, k) = (arm.index(), arm.key());
+        res.add(format!("mock_latency_{k}_p50_us"), stats[i][1], 1);
+        res.add(format!("mock_latency_{k}_p99_us"), stats[i][2], 1);
+        res.add(
+            format!("mock_latency_{k}_added_p50_us"),
+            stats[i][1] - stats[gi][1],
+            1,
+        );
+    }
     println!();
     println!(
         "machine (end): nproc={} loadavg={end_load} cpu pressure (some, avg10)={end_pressure}",
         nproc()
     );
-    let errors: Vec<String> = gw
-        .metrics_text()
+    let metrics = gw.metrics_text();
+    let errors: Vec<&str> = metrics
         .lines()
-        .filter(|l| l.starts_with("sluice_protocol_errors_total"))
-        .map(str::to_string)
+        .filter(|l| {
+            l.starts_with("sluice_protocol_errors_total")
+                || l.starts_with("sluice_interceptor_failures_total")
+        })
         .collect();
     if !errors.is_empty() {
-        println!("WARNING: gateway protocol errors: {errors:?}");
+        println!("WARNING: gateway protocol / interceptor errors: {errors:?}");
     }
     if !failures.is_empty() {
         println!(
@@ -1353,21 +1796,6 @@ impl ProducerContext for LatencyContext {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Arm {
-    Direct,
-    Gateway,
-}
-
-impl Arm {
-    fn name(self) -> &'static str {
-        match self {
-            Arm::Direct => "direct",
-            Arm::Gateway => "gateway",
-        }
-    }
-}
-
 #[derive(Default)]
 struct TansuBlock {
     produce_mbps: f64,
@@ -1385,6 +1813,9 @@ struct TansuBlock {
     gw_fetch_mean_us: f64,
     /// Machine CPU pressure over the produce and consume phases.
     pressure: String,
+    /// Interceptor calls during the produce / consume phases.
+    calls_produce: f64,
+    calls_consume: f64,
 }
 
 fn producer(
@@ -1470,17 +1901,29 @@ fn tansu_block(
     rtt: usize,
 ) -> Result<TansuBlock> {
     let tansu = main_rt.block_on(Tansu::start())?;
-    let gw = match arm {
-        Arm::Direct => None,
-        Arm::Gateway => {
-            Some(gw_rt.block_on(start_gateway_with(gateway_config(&tansu.bootstrap())))?)
+    let gw = if arm.through_gateway() {
+        Some(gw_rt.block_on(start_gateway_with(gateway_config(&tansu.bootstrap())))?)
+    } else {
+        None
+    };
+    if let Some(g) = &gw {
+        if !arm.interceptors().is_empty() {
+            let admin = g.admin_addr();
+            main_rt.block_on(async {
+                upload_plugins(admin, &[arm]).await?;
+                set_interceptors(admin, &mut Vec::new(), arm).await
+            })?;
         }
+    }
+    let calls = || {
+        gw.as_ref()
+            .map_or(0.0, |g| interceptor_calls(&g.metrics_text()))
     };
     let bootstrap = match &gw {
         Some(g) => g.kafka_addr().to_string(),
         None => tansu.bootstrap(),
     };
-    let topic = format!("bench-{}-{}", arm.name(), block);
+    let topic = format!("bench-{}-{}", arm.key(), block);
 
     // Create the topic on the broker itself (not timed, not what is measured).
     let admin: AdminClient<DefaultClientContext> = client_config(&tansu.bootstrap())
@@ -1538,6 +1981,7 @@ fn tansu_block(
     let (pressure0, phases0) = (cpu_pressure_us(), Instant::now());
     let gw_cpu0 = threads_cpu(GW_THREAD);
     let tansu_cpu0 = children_cpu("tansu").unwrap_or(f64::NAN);
+    let calls0 = calls();
     let t0 = p.context().now_ns();
     for i in 0..records {
         send_one(&p, &topic, &payload)?;
@@ -1549,6 +1993,7 @@ fn tansu_block(
     let t1 = p.context().last_ns.load(Ordering::Acquire);
     out.gw_cpu_produce = threads_cpu(GW_THREAD) - gw_cpu0;
     out.tansu_cpu_produce = children_cpu("tansu").unwrap_or(f64::NAN) - tansu_cpu0;
+    out.calls_produce = calls() - calls0;
     out.produce_secs = (t1.saturating_sub(t0)) as f64 / 1e9;
     out.bytes = records * args.record_size as u64;
     out.produce_mbps = out.bytes as f64 / MB / out.produce_secs;
@@ -1574,6 +2019,7 @@ fn tansu_block(
     let want = records + 1;
     let gw_cpu0 = threads_cpu(GW_THREAD);
     let tansu_cpu0 = children_cpu("tansu").unwrap_or(f64::NAN);
+    let calls0 = calls();
     let c0 = Instant::now();
     consumer.assign(&tpl)?;
     let (mut count, mut bytes) = (0u64, 0u64);
@@ -1597,6 +2043,7 @@ fn tansu_block(
     }
     out.gw_cpu_consume = threads_cpu(GW_THREAD) - gw_cpu0;
     out.tansu_cpu_consume = children_cpu("tansu").unwrap_or(f64::NAN) - tansu_cpu0;
+    out.calls_consume = calls() - calls0;
     out.consume_secs = (last - c0).as_secs_f64();
     out.consume_mbps = bytes as f64 / MB / out.consume_secs;
     out.pressure = pressure_share(pressure0, phases0.elapsed().as_secs_f64());
@@ -1621,7 +2068,9 @@ fn tansu_block(
         out.gw_produce_mean_us = gateway_mean_us(&text, "Produce");
         out.gw_fetch_mean_us = gateway_mean_us(&text, "Fetch");
         for l in text.lines() {
-            if l.starts_with("sluice_protocol_errors_total") {
+            if l.starts_with("sluice_protocol_errors_total")
+                || l.starts_with("sluice_interceptor_failures_total")
+            {
                 eprintln!("  WARNING gateway: {l}");
             }
         }
@@ -1675,10 +2124,13 @@ fn run_tansu(args: &Args) -> Result<()> {
 
     println!("== sluice-bench: tansu mode (real broker, librdkafka 2.12 clients) ==");
     print_machine("start");
+    let arms = arms_to_run(args);
+    let arm_names: Vec<&str> = arms.iter().map(|a| a.name()).collect();
     println!(
-        "settings: {} blocks per arm, arms interleaved direct|gateway; {} records of {} B per block \
-         ({} per arm), {} partitions, fresh tansu (memory storage) per block and arm",
+        "settings: {} blocks per arm, arms interleaved {}; {} records of {} B per block \
+         ({} per arm, every arm), {} partitions, fresh tansu (memory storage) per block and arm",
         args.blocks,
+        arm_names.join("|"),
         per_block,
         args.record_size,
         per_block * args.blocks as u64,
@@ -1694,13 +2146,20 @@ fn run_tansu(args: &Args) -> Result<()> {
         args.gateway_threads,
         sluice_tests::tansu_path().display()
     );
+    if arms.len() > 2 {
+        println!(
+            "          interceptor arms (a fresh gateway per block, plugins uploaded and interceptors \
+             installed before the clients start): gw+1noop = 1 `noop` (on-request + on-response, \
+             every API key), gw+10noop = 10 of them, gw+1records = 1 `noop-records` (on-produce)"
+        );
+    }
     match tansu_versions(&main_rt) {
         Ok(v) => println!("          tansu advertises {v}"),
         Err(e) => println!("          (could not read tansu's API versions: {e:#})"),
     }
     println!();
 
-    let mut blocks: [Vec<TansuBlock>; 2] = [Vec::new(), Vec::new()];
+    let mut blocks: Vec<Vec<TansuBlock>> = arms.iter().map(|_| Vec::new()).collect();
     let mut table = Table::new(&[
         "block",
         "arm",
@@ -1712,17 +2171,18 @@ fn run_tansu(args: &Args) -> Result<()> {
         "gw CPU s/GB p|c",
         "tansu CPU s/GB p|c",
         "gw mean us P|F",
+        "plugin calls p|c",
         "cpu pressure",
     ]);
     for block in 0..args.blocks {
-        for (i, arm) in [Arm::Direct, Arm::Gateway].into_iter().enumerate() {
+        for (i, &arm) in arms.iter().enumerate() {
             let mut b = tansu_block(&main_rt, &gw_rt, args, arm, block, per_block, rtt_per_block)
                 .with_context(|| format!("block {} arm {}", block + 1, arm.name()))?;
             b.load_lat_ns.sort_unstable();
             b.rtt_ns.sort_unstable();
             let gb = b.bytes as f64 / 1e9;
             eprintln!(
-                "  block {} {:<8} produce {:>7.1} MB/s  consume {:>7.1} MB/s",
+                "  block {} {:<11} produce {:>7.1} MB/s  consume {:>7.1} MB/s",
                 block + 1,
                 arm.name(),
                 b.produce_mbps,
@@ -1736,7 +2196,7 @@ fn run_tansu(args: &Args) -> Result<()> {
                 f2(percentile(&b.load_lat_ns, 50.0) / 1e6),
                 f2(percentile(&b.load_lat_ns, 99.0) / 1e6),
                 f1(percentile(&b.rtt_ns, 50.0) / 1e3),
-                if arm == Arm::Gateway {
+                if arm.through_gateway() {
                     format!("{:.2}|{:.2}", b.gw_cpu_produce / gb, b.gw_cpu_consume / gb)
                 } else {
                     "-".into()
@@ -1746,10 +2206,15 @@ fn run_tansu(args: &Args) -> Result<()> {
                     b.tansu_cpu_produce / gb,
                     b.tansu_cpu_consume / gb
                 ),
-                if arm == Arm::Gateway {
+                if arm.through_gateway() {
                     format!("{:.0}|{:.0}", b.gw_produce_mean_us, b.gw_fetch_mean_us)
                 } else {
                     "-".into()
+                },
+                if arm.interceptors().is_empty() {
+                    "-".into()
+                } else {
+                    format!("{:.0}|{:.0}", b.calls_produce, b.calls_consume)
                 },
                 b.pressure.clone(),
             ]);
@@ -1761,6 +2226,7 @@ fn run_tansu(args: &Args) -> Result<()> {
     table.print();
     println!("  prod p50/p99: per-record delivery latency under full load (queue-dominated: ~ queued bytes / throughput)");
     println!("  gw mean us P|F: the gateway's own mean in-gateway time per Produce | Fetch request (its metrics)");
+    println!("  plugin calls p|c: interceptor calls (sluice_interceptor_calls_total) during produce | consume");
     println!("  cpu pressure: /proc/pressure/cpu 'some' over produce + consume (any task waiting for a CPU, ours included)");
     println!();
 
@@ -1776,8 +2242,10 @@ fn run_tansu(args: &Args) -> Result<()> {
         "gw CPU s/GB p|c",
         "tansu CPU s/GB p|c",
     ]);
-    let mut fig = [[0.0f64; 6]; 2];
-    for (i, arm) in [Arm::Direct, Arm::Gateway].into_iter().enumerate() {
+    let mut fig = vec![[0.0f64; 6]; arms.len()];
+    // Per arm: gateway CPU seconds (produce, consume) and GB of values, totals over blocks.
+    let mut cpu = vec![(0.0f64, 0.0f64, 0.0f64); arms.len()];
+    for (i, &arm) in arms.iter().enumerate() {
         let bs = &blocks[i];
         let prod = median(&bs.iter().map(|b| b.produce_mbps).collect::<Vec<_>>());
         let cons = median(&bs.iter().map(|b| b.consume_mbps).collect::<Vec<_>>());
@@ -1802,6 +2270,7 @@ fn run_tansu(args: &Args) -> Result<()> {
         let gw_c = sum(|b| b.gw_cpu_consume);
         let t_p = sum(|b| b.tansu_cpu_produce);
         let t_c = sum(|b| b.tansu_cpu_consume);
+        cpu[i] = (gw_p * gb, gw_c * gb, gb);
         s.row(vec![
             arm.name().into(),
             f1(fig[i][0]),
@@ -1810,29 +2279,35 @@ fn run_tansu(args: &Args) -> Result<()> {
             f2(fig[i][3]),
             f1(fig[i][4]),
             f1(fig[i][5]),
-            if arm == Arm::Gateway {
+            if arm.through_gateway() {
                 format!("{gw_p:.2}|{gw_c:.2}")
             } else {
                 "-".into()
             },
             format!("{t_p:.2}|{t_c:.2}"),
         ]);
-        let n = arm.name();
+        let n = arm.key();
         res.add(format!("tansu_{n}_produce_mbps"), fig[i][0], 1);
         res.add(format!("tansu_{n}_consume_mbps"), fig[i][1], 1);
         res.add(format!("tansu_{n}_produce_p50_ms"), fig[i][2], 2);
         res.add(format!("tansu_{n}_produce_p99_ms"), fig[i][3], 2);
         res.add(format!("tansu_{n}_rtt_p50_us"), fig[i][4], 1);
         res.add(format!("tansu_{n}_rtt_p99_us"), fig[i][5], 1);
-        if arm == Arm::Gateway {
-            res.add("tansu_gateway_cpu_s_per_gb_produce", gw_p, 3);
-            res.add("tansu_gateway_cpu_s_per_gb_consume", gw_c, 3);
+        if arm.through_gateway() {
+            res.add(format!("tansu_{n}_cpu_s_per_gb_produce"), gw_p, 3);
+            res.add(format!("tansu_{n}_cpu_s_per_gb_consume"), gw_c, 3);
         }
     }
+    let pos = |a: Arm| {
+        arms.iter()
+            .position(|&x| x == a)
+            .expect("direct and gateway always run")
+    };
+    let (di, gi) = (pos(Arm::Direct), pos(Arm::Gateway));
     s.row(vec![
         "gateway / direct".into(),
-        f3(fig[1][0] / fig[0][0]),
-        f3(fig[1][1] / fig[0][1]),
+        f3(fig[gi][0] / fig[di][0]),
+        f3(fig[gi][1] / fig[di][1]),
         String::new(),
         String::new(),
         String::new(),
@@ -1844,22 +2319,104 @@ fn run_tansu(args: &Args) -> Result<()> {
         "added by gateway".into(),
         String::new(),
         String::new(),
-        signed(fig[1][2] - fig[0][2], 2),
-        signed(fig[1][3] - fig[0][3], 2),
-        signed(fig[1][4] - fig[0][4], 1),
-        signed(fig[1][5] - fig[0][5], 1),
+        signed(fig[gi][2] - fig[di][2], 2),
+        signed(fig[gi][3] - fig[di][3], 2),
+        signed(fig[gi][4] - fig[di][4], 1),
+        signed(fig[gi][5] - fig[di][5], 1),
         String::new(),
         String::new(),
     ]);
     println!("summary (throughput: median over blocks; latencies: pooled over blocks; CPU: totals / GB of values):");
     s.print();
-    res.add("tansu_produce_ratio", fig[1][0] / fig[0][0], 3);
-    res.add("tansu_consume_ratio", fig[1][1] / fig[0][1], 3);
-    res.add("tansu_produce_added_p50_ms", fig[1][2] - fig[0][2], 2);
-    res.add("tansu_produce_added_p99_ms", fig[1][3] - fig[0][3], 2);
-    res.add("tansu_rtt_added_p50_us", fig[1][4] - fig[0][4], 1);
-    res.add("tansu_rtt_added_p99_us", fig[1][5] - fig[0][5], 1);
+    res.add("tansu_produce_ratio", fig[gi][0] / fig[di][0], 3);
+    res.add("tansu_consume_ratio", fig[gi][1] / fig[di][1], 3);
+    res.add("tansu_produce_added_p50_ms", fig[gi][2] - fig[di][2], 2);
+    res.add("tansu_produce_added_p99_ms", fig[gi][3] - fig[di][3], 2);
+    res.add("tansu_rtt_added_p50_us", fig[gi][4] - fig[di][4], 1);
+    res.add("tansu_rtt_added_p99_us", fig[gi][5] - fig[di][5], 1);
     println!();
+
+    if arms.len() > 2 {
+        let by_block = |i: usize, f: fn(&TansuBlock) -> f64| -> Vec<(usize, f64)> {
+            blocks[i].iter().map(f).enumerate().collect()
+        };
+        let mut it = Table::new(&[
+            "arm",
+            "produce MB/s",
+            "consume MB/s",
+            "prod vs gw",
+            "cons vs gw",
+            "prod vs direct",
+            "cons vs direct",
+            "rtt p50 +us vs gw",
+            "calls/record p",
+            "+CPU us/call p|c",
+            "target (produce)",
+        ]);
+        let (gw_p_cpu, gw_c_cpu, gw_gb) = cpu[gi];
+        for (i, &arm) in arms.iter().enumerate() {
+            if arm.interceptors().is_empty() {
+                continue;
+            }
+            let prod = |b: &TansuBlock| b.produce_mbps;
+            let cons = |b: &TansuBlock| b.consume_mbps;
+            let p_gw = paired_ratio(&by_block(i, prod), &by_block(gi, prod));
+            let c_gw = paired_ratio(&by_block(i, cons), &by_block(gi, cons));
+            let p_d = paired_ratio(&by_block(i, prod), &by_block(di, prod));
+            let c_d = paired_ratio(&by_block(i, cons), &by_block(di, cons));
+            let calls_p: f64 = blocks[i].iter().map(|b| b.calls_produce).sum();
+            let calls_c: f64 = blocks[i].iter().map(|b| b.calls_consume).sum();
+            let records = (per_block * blocks[i].len() as u64) as f64;
+            // Gateway CPU beyond the plain gateway's for the same bytes, per plugin call.
+            let (p_cpu, c_cpu, gb) = cpu[i];
+            let us_p = (p_cpu - gw_p_cpu / gw_gb * gb) / calls_p * 1e6;
+            let us_c = (c_cpu - gw_c_cpu / gw_gb * gb) / calls_c * 1e6;
+            let target = arm.target().unwrap_or(f64::NAN);
+            it.row(vec![
+                arm.name().into(),
+                f1(fig[i][0]),
+                f1(fig[i][1]),
+                f3(p_gw),
+                f3(c_gw),
+                f3(p_d),
+                f3(c_d),
+                signed(fig[i][4] - fig[gi][4], 1),
+                format!("{:.4}", calls_p / records),
+                format!("{}|{}", f1(us_p), f1(us_c)),
+                format!(
+                    ">= {target:.2} {}",
+                    if p_gw >= target { "met" } else { "MISSED" }
+                ),
+            ]);
+            let n = format!("tansu_{}", arm.key());
+            res.add(format!("{n}_produce_ratio"), p_gw, 3);
+            res.add(format!("{n}_consume_ratio"), c_gw, 3);
+            res.add(format!("{n}_produce_ratio_direct"), p_d, 3);
+            res.add(format!("{n}_consume_ratio_direct"), c_d, 3);
+            res.add(format!("{n}_rtt_added_p50_us"), fig[i][4] - fig[gi][4], 1);
+            res.add(
+                format!("{n}_calls_per_record_produce"),
+                calls_p / records,
+                4,
+            );
+            res.add(format!("{n}_us_per_call_produce"), us_p, 2);
+            res.add(format!("{n}_us_per_call_consume"), us_c, 2);
+        }
+        println!(
+            "interceptor arms ({} records per arm; MB/s: median over blocks; vs gw / vs direct: \
+             median of per-block ratios):",
+            per_block * args.blocks as u64
+        );
+        it.print();
+        println!(
+            "  +CPU us/call: gateway CPU (all its threads) beyond the plain gateway's for the same \
+             bytes, per plugin call; noisy here (a shared 2-core machine), see mock mode"
+        );
+        println!(
+            "  target: the project's throughput goal vs the plain gateway (a figure, not a test)"
+        );
+        println!();
+    }
     println!(
         "machine (end): nproc={} loadavg={end_load} cpu pressure (some, avg10)={end_pressure}",
         nproc()
