@@ -100,7 +100,7 @@ lint: wasm-target
 	$(CARGO) clippy --manifest-path tests/plugins/Cargo.toml --target $(WASM_TARGET) --target-dir $(WASM_DIR) -- -D warnings
 
 ## Ratio benchmark (release build): tansu arms, then the mock-broker ceiling.
-bench: deps tansu
+bench: deps tansu plugins
 	$(CARGO) build --release -p sluice-tests --bin sluice-bench
 	./target/release/sluice-bench --mode tansu $(BENCH_ARGS)
 	./target/release/sluice-bench --mode mock $(BENCH_ARGS)

@@ -18,7 +18,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use crate::interceptors::{log_failure, FailurePolicy, Installed, Who};
+use crate::interceptors::{log_failure, FailurePolicy, Hook, Installed, Who};
 use crate::metrics::Metrics;
 use crate::records::{self, Batch, Offsets, Record, RecordSet};
 use crate::wasm::bindings::sluice::interceptor::types as wit;
@@ -140,7 +140,7 @@ pub fn on_request(
             let ctx = context(inst, meta);
             let t = Instant::now();
             let result = inst.instances.on_request(&ctx, body.clone());
-            metrics.interceptor_call(&inst.name, "on-request", t.elapsed());
+            inst.observe(Hook::Request, t.elapsed());
             match result {
                 Ok(wit::RequestAction::Forward) => {}
                 Ok(wit::RequestAction::Replace(b)) => {
@@ -403,7 +403,7 @@ fn produce_hook(
     let ctx = context(inst, meta);
     let t = Instant::now();
     let result = inst.instances.on_records(false, &ctx, view);
-    metrics.interceptor_call(&inst.name, "on-produce", t.elapsed());
+    inst.observe(Hook::Produce, t.elapsed());
     let view = match result {
         Ok((_, Err(e))) => return Err(reject(meta, body, e.code, &e.message)),
         Ok((view, Ok(()))) => view,
@@ -523,7 +523,7 @@ pub fn on_response(
             let ctx = context(inst, req);
             let t = Instant::now();
             let result = inst.instances.on_response(&ctx, body.clone());
-            metrics.interceptor_call(&inst.name, "on-response", t.elapsed());
+            inst.observe(Hook::Response, t.elapsed());
             match result {
                 Ok(wit::ResponseAction::Forward) => {}
                 Ok(wit::ResponseAction::Replace(b)) => {
@@ -531,6 +531,17 @@ pub fn on_response(
                     changed = true;
                 }
                 Err(failure) => {
+                    if meta.request_body.is_empty() && key == ApiKey::Produce {
+                        // The request was not kept (large): answer from the response, which
+                        // names the same partitions.
+                        metrics.interceptor_failure(&inst.name, failure.kind());
+                        log_failure(&inst.name, inst.spec.failure_policy, &failure);
+                        if inst.spec.failure_policy == FailurePolicy::FailOpen {
+                            continue;
+                        }
+                        let message = format!("interceptor {} failed: {failure}", inst.name);
+                        return produce_error_from_response(&body, req, &message).map(Some);
+                    }
                     if let Some(out) = failed(inst, &failure, metrics, req, &meta.request_body) {
                         return match out {
                             Outcome::Respond(f) => Ok(Some(f)),
@@ -628,7 +639,7 @@ fn fetch_hook(
     let ctx = context(inst, meta);
     let t = Instant::now();
     let result = inst.instances.on_records(true, &ctx, view);
-    metrics.interceptor_call(&inst.name, "on-fetch", t.elapsed());
+    inst.observe(Hook::Fetch, t.elapsed());
     let view = match result {
         Ok((_, Err(e))) => return Err(FetchFailure::Reject(e.code, e.message)),
         Ok((view, Ok(()))) => view,
@@ -679,6 +690,29 @@ fn reject_fetch_partition(p: &mut PartitionData, code: i16) {
     p.error_code = code;
     p.records = Some(Bytes::new());
     p.aborted_transactions = Some(Vec::new());
+}
+
+/// A Produce response failing every partition the broker's `body` names.
+fn produce_error_from_response(
+    body: &Bytes,
+    req: &RequestMeta<'_>,
+    message: &str,
+) -> Result<Bytes, String> {
+    let mut resp = ProduceResponse::decode(&mut body.clone(), req.version)
+        .map_err(|e| format!("undecodable Produce response: {e:#}"))?;
+    for t in &mut resp.responses {
+        for p in &mut t.partition_responses {
+            p.error_code = codes::UNKNOWN_SERVER_ERROR;
+            p.base_offset = -1;
+            p.error_message = Some(StrBytes::from_string(message.to_string()));
+        }
+    }
+    Ok(encode_response(
+        ApiKey::Produce,
+        req.version,
+        req.correlation_id,
+        &resp,
+    ))
 }
 
 fn merge_produce(resp: &mut ProduceResponse, extras: &[PartitionResult]) {
@@ -888,6 +922,39 @@ mod tests {
             error_response(ApiKey::CreateTopics as i16, 5, 1, &Bytes::new(), 44, "no").is_none()
         );
         assert!(error_response(9999, 0, 1, &Bytes::new(), 44, "no").is_none());
+    }
+
+    #[test]
+    fn produce_error_built_from_the_response() {
+        let resp = ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
+            .with_name(TopicName(StrBytes::from_static_str("a")))
+            .with_partition_responses(vec![
+                PartitionProduceResponse::default()
+                    .with_index(0)
+                    .with_base_offset(7),
+                PartitionProduceResponse::default().with_index(1),
+            ])]);
+        let mut body = BytesMut::new();
+        resp.encode(&mut body, 9).unwrap();
+        let client = Client::default();
+        let meta = RequestMeta {
+            api_key: 0,
+            version: 9,
+            correlation_id: 3,
+            header_len: 0,
+            client: &client,
+        };
+        let frame = produce_error_from_response(&body.freeze(), &meta, "boom").unwrap();
+        let mut b = frame.slice(4..);
+        let header =
+            ResponseHeader::decode(&mut b, ApiKey::Produce.response_header_version(9)).unwrap();
+        assert_eq!(header.correlation_id, 3);
+        let got = ProduceResponse::decode(&mut b, 9).unwrap();
+        for p in &got.responses[0].partition_responses {
+            assert_eq!((p.error_code, p.base_offset), (-1, -1));
+            assert_eq!(p.error_message.as_deref(), Some("boom"));
+        }
+        assert_eq!(got.responses[0].partition_responses.len(), 2);
     }
 
     #[test]

@@ -23,6 +23,8 @@ use crate::state::{check_name, StateStore};
 use crate::wasm::host::KvStore;
 use crate::wasm::services::{Kms, Published, Services};
 use crate::wasm::{Capabilities, Instances, Plugin, PluginError, Runtime, MAX_MEMORY_MB};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 
 /// Document kinds in the state store.
 const PLUGINS: &str = "plugins";
@@ -177,6 +179,30 @@ pub struct Installed {
     pub caps: Capabilities,
     /// Configured instances.
     pub instances: Arc<Instances>,
+    /// Call counters and durations per hook (request, response, produce, fetch).
+    hooks: [(Counter, Histogram); 4],
+}
+
+/// Hook indices of [`Installed::observe`].
+#[derive(Debug, Clone, Copy)]
+pub enum Hook {
+    /// `on-request`.
+    Request = 0,
+    /// `on-response`.
+    Response = 1,
+    /// `on-produce`.
+    Produce = 2,
+    /// `on-fetch`.
+    Fetch = 3,
+}
+
+impl Installed {
+    /// Counts one call of `hook` that took `elapsed`.
+    pub fn observe(&self, hook: Hook, elapsed: Duration) {
+        let (calls, seconds) = &self.hooks[hook as usize];
+        calls.inc();
+        seconds.observe(elapsed.as_secs_f64());
+    }
 }
 
 /// One immutable set of installed interceptors.
@@ -424,8 +450,11 @@ impl Registry {
                 vec![e.to_string()],
             )
         })?;
+        let hooks = ["on-request", "on-response", "on-produce", "on-fetch"]
+            .map(|h| self.metrics.interceptor_hook(name, h));
         Ok(Arc::new(Installed {
             name: name.to_string(),
+            hooks,
             caps,
             spec,
             instances,

@@ -165,6 +165,19 @@ impl Outbox {
     }
 }
 
+/// Requests kept for error answers are copied out of the read buffer when small; large ones
+/// (produce batches) are not kept at all: holding a slice would pin the whole read buffer until
+/// the response arrives, and the gateway builds a produce error answer from the response.
+const KEEP_REQUEST_MAX: usize = 64 * 1024;
+
+fn detach_small(body: Bytes) -> Bytes {
+    if body.len() <= KEEP_REQUEST_MAX {
+        Bytes::copy_from_slice(&body)
+    } else {
+        Bytes::new()
+    }
+}
+
 /// Serves one client connection until it closes.
 pub(crate) async fn run(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, route: Route) {
     let (client_r, client_w) = client.into_split();
@@ -399,7 +412,9 @@ impl RequestSide {
                     intercept_response = Some(Box::new(ResponseIntercept {
                         chain: chain.clone(),
                         client: self.ident.clone(),
-                        request_body: forward.slice(frame::LENGTH_PREFIX + header_len..),
+                        request_body: detach_small(
+                            forward.slice(frame::LENGTH_PREFIX + header_len..),
+                        ),
                         produce_extra,
                     }));
                 }
