@@ -246,6 +246,96 @@ fn read_i16(buf: &[u8], pos: usize) -> Option<i16> {
     Some(i16::from_be_bytes([bytes[0], bytes[1]]))
 }
 
+/// Checks the structure of a Produce request body (v3-13) before it is decoded: every array
+/// count must fit in the bytes that remain. kafka-protocol reserves `count` elements up front,
+/// so a forged count of billions would otherwise make the allocation fail and abort the
+/// process.
+pub fn check_produce_body(body: &[u8], version: i16) -> bool {
+    check_produce(body, version).is_some()
+}
+
+fn check_produce(b: &[u8], version: i16) -> Option<()> {
+    let flexible = version >= 9;
+    let mut pos = 0usize;
+    // transactional_id
+    pos = skip_string(b, pos, flexible, true)?;
+    pos = pos.checked_add(2 + 4)?; // acks, timeout_ms
+    let (topics, p) = array_len(b, pos, flexible)?;
+    pos = p;
+    for _ in 0..topics {
+        pos = if version >= 13 {
+            pos.checked_add(16)? // topic_id
+        } else {
+            skip_string(b, pos, flexible, false)?
+        };
+        let (partitions, p) = array_len(b, pos, flexible)?;
+        pos = p;
+        for _ in 0..partitions {
+            pos = pos.checked_add(4)?; // index
+            pos = skip_bytes(b, pos, flexible)?;
+            if flexible {
+                pos = skip_tagged_fields(b, pos)?;
+            }
+        }
+        if flexible {
+            pos = skip_tagged_fields(b, pos)?;
+        }
+    }
+    if flexible {
+        pos = skip_tagged_fields(b, pos)?;
+    }
+    (pos <= b.len()).then_some(())
+}
+
+/// An array length that fits in what remains (each element takes at least one byte).
+fn array_len(b: &[u8], pos: usize, flexible: bool) -> Option<(usize, usize)> {
+    let (n, pos) = if flexible {
+        let (n, p) = read_uvarint(b, pos)?;
+        (i64::from(n) - 1, p)
+    } else {
+        (
+            i64::from(i32::from_be_bytes(b.get(pos..pos + 4)?.try_into().ok()?)),
+            pos + 4,
+        )
+    };
+    if n < 0 {
+        return Some((0, pos)); // null array
+    }
+    let n = n as usize;
+    (n <= b.len().saturating_sub(pos)).then_some((n, pos))
+}
+
+fn skip_string(b: &[u8], pos: usize, flexible: bool, nullable: bool) -> Option<usize> {
+    let (len, pos) = if flexible {
+        let (n, p) = read_uvarint(b, pos)?;
+        (i64::from(n) - 1, p)
+    } else {
+        (i64::from(read_i16(b, pos)?), pos + 2)
+    };
+    if len < 0 {
+        return nullable.then_some(pos);
+    }
+    let end = pos.checked_add(len as usize)?;
+    (end <= b.len()).then_some(end)
+}
+
+fn skip_bytes(b: &[u8], pos: usize, flexible: bool) -> Option<usize> {
+    let (len, pos) = if flexible {
+        let (n, p) = read_uvarint(b, pos)?;
+        (i64::from(n) - 1, p)
+    } else {
+        (
+            i64::from(i32::from_be_bytes(b.get(pos..pos + 4)?.try_into().ok()?)),
+            pos + 4,
+        )
+    };
+    if len < 0 {
+        return Some(pos);
+    }
+    let end = pos.checked_add(len as usize)?;
+    (end <= b.len()).then_some(end)
+}
+
 /// Correlation id of a response frame body (without the length prefix).
 pub fn response_correlation_id(body: &[u8]) -> Result<i32, FrameError> {
     if body.len() < 4 {
@@ -368,6 +458,45 @@ mod tests {
             peek_request(&[0, 3, 0, 12, 0, 0, 0, 1, 0xff, 0xff, 1, 0, 9]),
             Err(FrameError::BadTaggedFields)
         );
+    }
+
+    #[test]
+    fn produce_structure_check() {
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::TopicName;
+        for version in 3i16..=13 {
+            let req = ProduceRequest::default()
+                .with_acks(-1)
+                .with_transactional_id(Some(StrBytes::from_static_str("tx").into()))
+                .with_topic_data(vec![
+                    TopicProduceData::default()
+                        .with_name(TopicName(StrBytes::from_static_str("t")))
+                        .with_partition_data(vec![
+                            PartitionProduceData::default()
+                                .with_index(0)
+                                .with_records(Some(bytes::Bytes::from_static(b"abc"))),
+                            PartitionProduceData::default().with_index(1),
+                        ]),
+                    TopicProduceData::default(),
+                ]);
+            let mut body = BytesMut::new();
+            req.encode(&mut body, version).unwrap();
+            assert!(check_produce_body(&body, version), "v{version}");
+            assert!(
+                !check_produce_body(&body[..body.len() - 3], version),
+                "v{version} cut"
+            );
+            // A forged topic count is refused before any decoder sees it.
+            let mut forged = body.to_vec();
+            let at = 2 + 1 + 2 + 2 + 4 - usize::from(version < 9); // after txn id "tx", acks, timeout
+            let at = if version >= 9 { 1 + 2 + 2 + 4 } else { at };
+            if version >= 9 {
+                forged.splice(at..at + 1, [0xff, 0xff, 0xff, 0xff, 0x07]);
+            } else {
+                forged[at..at + 4].copy_from_slice(&i32::MAX.to_be_bytes());
+            }
+            assert!(!check_produce_body(&forged, version), "v{version} forged");
+        }
     }
 
     #[test]

@@ -184,7 +184,10 @@ pub fn on_request(
     }
     if key == Some(ApiKey::Produce) && !extras.is_empty() {
         // Every partition answered by the gateway: nothing left to forward.
-        let empty = ProduceRequest::decode(&mut body.clone(), meta.version)
+        let empty = crate::frame::check_produce_body(&body, meta.version)
+            .then(|| ProduceRequest::decode(&mut body.clone(), meta.version).ok())
+            .flatten()
+            .ok_or(())
             .map(|r| r.topic_data.iter().all(|t| t.partition_data.is_empty()))
             .unwrap_or(false);
         if empty {
@@ -387,6 +390,9 @@ fn produce_hook(
     metrics: &Metrics,
     topic_names: &TopicNames,
 ) -> Result<Option<Bytes>, Outcome> {
+    if !crate::frame::check_produce_body(body, meta.version) {
+        return Err(Outcome::Close("malformed Produce request".into()));
+    }
     let mut req = ProduceRequest::decode(&mut body.clone(), meta.version)
         .map_err(|e| Outcome::Close(format!("undecodable Produce request: {e:#}")))?;
     let mut sets = Vec::new();
@@ -786,6 +792,9 @@ pub fn error_response(
     let key = ApiKey::try_from(api_key).ok()?;
     match key {
         ApiKey::Produce => {
+            if !crate::frame::check_produce_body(body, version) {
+                return None;
+            }
             let req = ProduceRequest::decode(&mut body.clone(), version).ok()?;
             let mut resp = ProduceResponse::default();
             let extras: Vec<_> = req

@@ -736,3 +736,35 @@ async fn idempotent_and_transactional_producers_keep_working_through_a_transform
     assert!(got.iter().all(|r| header_values(r, "t") == ["1"]));
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_produce_cannot_exhaust_memory_through_a_record_hook() {
+    init_logging();
+    let broker = Tansu::start().await.unwrap();
+    let gw = start_gateway(&broker.bootstrap()).await.unwrap();
+    upload_plugin(gw.admin_addr(), "noop-records", "noop-records").await;
+    install(
+        gw.admin_addr(),
+        "records",
+        json!({"plugin": "noop-records"}),
+    )
+    .await;
+    // Produce v9: null transactional id, acks, timeout, then a topic count of 2^32 - 2.
+    let mut frame = Vec::new();
+    let mut body = vec![0x00, 0x00, 0x09, 0x00, 0x00, 0x00, 0x07, 0x00, 0x00, 0x00]; // key 0, v9, cid 7, client id ""
+    body.push(0x00); // header tagged fields
+    body.push(0x00); // transactional id: null
+    body.extend_from_slice(&(-1i16).to_be_bytes());
+    body.extend_from_slice(&1000i32.to_be_bytes());
+    body.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0x0f]);
+    frame.extend_from_slice(&(body.len() as i32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    let mut c = RawClient::connect(gw.kafka_addr()).await.unwrap();
+    c.send_raw(&frame).await.unwrap();
+    assert!(c.closed_within(Duration::from_secs(5)).await);
+    // The gateway is still there for everyone else.
+    let mut ok = RawClient::connect(gw.kafka_addr()).await.unwrap();
+    let md = ok.call(&MetadataRequest::default(), 12).await.unwrap();
+    assert_eq!(md.brokers.len(), 1);
+    gw.shutdown().await;
+}
