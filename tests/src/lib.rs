@@ -406,3 +406,25 @@ pub async fn eventually<F: FnMut() -> bool>(within: Duration, mut cond: F) -> bo
     }
     cond()
 }
+
+/// Awaits `f` for at most `limit`; a step that hangs fails the test with `what`.
+pub async fn within<T>(limit: Duration, what: &str, f: impl std::future::Future<Output = T>) -> T {
+    match tokio::time::timeout(limit, f).await {
+        Ok(v) => v,
+        Err(_) => panic!("timed out after {limit:?}: {what}"),
+    }
+}
+
+/// The value of one Prometheus series (`name{labels}` exactly as rendered), 0 when absent.
+pub fn metric(gw: &sluice::Gateway, series: &str) -> u64 {
+    gw.metrics_text()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0, |v| v as u64)
+}

@@ -34,24 +34,7 @@ use tokio::net::TcpStream;
 const STEP: Duration = Duration::from_secs(30);
 
 async fn bounded<T>(what: &str, f: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(STEP, f).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out after {STEP:?}: {what}"),
-    }
-}
-
-/// The value of one Prometheus series (`name{labels}` exactly as rendered), 0 when absent.
-fn metric(gw: &Gateway, series: &str) -> u64 {
-    gw.metrics_text()
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix(series)?
-                .strip_prefix(' ')?
-                .trim()
-                .parse::<f64>()
-                .ok()
-        })
-        .map_or(0, |v| v as u64)
+    within(STEP, what, f).await
 }
 
 // ---------------------------------------------------------------------------------------------
