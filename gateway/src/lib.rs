@@ -34,7 +34,10 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod acl;
 mod admin;
+pub mod auth;
+pub mod authorize;
 pub mod cli;
 mod client;
 pub mod config;
@@ -47,7 +50,9 @@ pub mod records;
 pub mod rewrite;
 mod server;
 mod session;
+pub mod security;
 pub mod state;
+pub mod tls;
 pub mod upstream;
 pub mod wasm;
 

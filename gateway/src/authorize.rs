@@ -1,0 +1,1 @@
+//! Per-API enforcement of ACLs on requests and responses (see [`crate::acl`]).

@@ -1,0 +1,1 @@
+//! Service accounts, groups and ACLs: the security resources of the admin API.

@@ -1,0 +1,2 @@
+//! TLS on both sides: server configurations for client listeners, client configurations for
+//! broker connections (rustls).
