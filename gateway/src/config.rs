@@ -44,6 +44,206 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// Log output.
     pub logging: LoggingConfig,
+    /// How clients connect to the gateway: TLS, mTLS, SASL.
+    pub security: ListenerSecurity,
+    /// ACL enforcement (off by default).
+    pub authorization: Authorization,
+}
+
+/// Kafka's security protocols, as `security.protocol` names them.
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    /// No TLS, no authentication.
+    #[default]
+    #[serde(rename = "PLAINTEXT")]
+    Plaintext,
+    /// TLS; with `tls.clientAuth: required`, mTLS.
+    #[serde(rename = "SSL")]
+    Ssl,
+    /// SASL without TLS.
+    #[serde(rename = "SASL_PLAINTEXT")]
+    SaslPlaintext,
+    /// SASL inside TLS.
+    #[serde(rename = "SASL_SSL")]
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    /// Whether the transport is TLS.
+    pub fn tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    /// Whether clients authenticate with SASL.
+    pub fn sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+}
+
+/// Client-facing security of the Kafka listeners (bootstrap and broker ports alike).
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListenerSecurity {
+    /// `PLAINTEXT` (default), `SSL`, `SASL_PLAINTEXT` or `SASL_SSL`.
+    #[serde(default)]
+    pub protocol: SecurityProtocol,
+    /// Server certificate and client-certificate policy (SSL and SASL_SSL).
+    #[serde(default)]
+    pub tls: Option<ServerTls>,
+    /// SASL mechanisms and mode (SASL_PLAINTEXT and SASL_SSL).
+    #[serde(default)]
+    pub sasl: Option<SaslServerConfig>,
+}
+
+/// Whether clients must present a certificate.
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// No client certificate asked for.
+    #[default]
+    None,
+    /// Asked for; a client without one still connects (its principal then comes from SASL).
+    Requested,
+    /// Required: mTLS.
+    Required,
+}
+
+/// The gateway's TLS server identity.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ServerTls {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
+    /// Client certificates: `none` (default), `requested` or `required`.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// PEM CA bundle that client certificates must chain to.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+    /// Kafka-style `ssl.principal.mapping.rules` from the certificate subject to a principal
+    /// (`RULE:^CN=(.*?),.*$/$1/,DEFAULT`); default: the whole subject.
+    #[serde(default)]
+    pub principal_mapping_rules: Option<String>,
+}
+
+/// Who checks SASL credentials.
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum SaslMode {
+    /// The gateway checks credentials against its service accounts (and JWKS for OAUTHBEARER).
+    #[default]
+    GatewayManaged,
+    /// The client's SASL exchange is relayed to the broker, which decides; the gateway learns
+    /// the principal from the exchange.
+    Delegated,
+}
+
+/// SASL on the client listeners.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SaslServerConfig {
+    /// Enabled mechanisms: `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`, `OAUTHBEARER`.
+    pub mechanisms: Vec<String>,
+    /// `gateway-managed` (default) or `delegated`.
+    #[serde(default)]
+    pub mode: SaslMode,
+    /// Fixed delay before a failed authentication is answered (slows guessing).
+    #[serde(default = "default_failed_auth_delay")]
+    pub failed_auth_delay_ms: u64,
+    /// KIP-368: longest session before the client must re-authenticate (0: never). A token's
+    /// expiry shortens it.
+    #[serde(default)]
+    pub max_reauth_ms: u64,
+    /// OAUTHBEARER token validation (gateway-managed mode).
+    #[serde(default)]
+    pub oauthbearer: Option<OauthConfig>,
+}
+
+fn default_failed_auth_delay() -> u64 {
+    200
+}
+
+/// JWT validation for SASL/OAUTHBEARER.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OauthConfig {
+    /// A JWKS document on disk.
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// A JWKS document inline (JSON text).
+    #[serde(default)]
+    pub jwks: Option<String>,
+    /// Required `iss`.
+    #[serde(default)]
+    pub issuer: Option<String>,
+    /// Accepted `aud` values (any one); empty: not checked.
+    #[serde(default)]
+    pub audiences: Vec<String>,
+    /// Claim holding the principal name.
+    #[serde(default = "default_principal_claim")]
+    pub principal_claim: String,
+    /// Claim holding a list of group names, if any.
+    #[serde(default)]
+    pub groups_claim: Option<String>,
+    /// Clock skew tolerated on `exp`/`nbf`, seconds.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+}
+
+fn default_principal_claim() -> String {
+    "sub".into()
+}
+fn default_leeway() -> u64 {
+    30
+}
+
+/// ACL enforcement in the gateway.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Authorization {
+    /// Enforce ACLs. Off: every authenticated client may do anything the broker allows.
+    #[serde(default)]
+    pub enabled: bool,
+    /// Principals allowed everything.
+    #[serde(default)]
+    pub super_users: Vec<String>,
+}
+
+/// TLS towards the brokers.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// PEM CA bundle to verify brokers with; default: the platform's trust store is not used,
+    /// so set this (brokers usually have a private CA).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Client certificate chain for mTLS to the brokers.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// Its private key.
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Name to send in SNI and verify the certificate against; default: each broker's host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+/// The gateway's own SASL credentials towards the brokers.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpstreamSasl {
+    /// `PLAIN`, `SCRAM-SHA-256` or `SCRAM-SHA-512`.
+    pub mechanism: String,
+    /// User name.
+    pub username: String,
+    /// Password (better in `SLUICE_UPSTREAM_PASSWORD` than in the file).
+    #[serde(skip_serializing)]
+    pub password: Secret,
 }
 
 /// A secret string: never printed by `Debug`, compared in constant time.
@@ -55,6 +255,11 @@ impl Secret {
     /// Wraps a secret.
     pub fn new(s: impl Into<String>) -> Secret {
         Secret(s.into())
+    }
+
+    /// The secret itself, for the one place that must send it (e.g. to a broker).
+    pub fn expose(&self) -> &str {
+        &self.0
     }
 
     /// Constant-time comparison with a candidate.
@@ -82,6 +287,11 @@ pub struct UpstreamConfig {
     pub request_timeout_ms: u64,
     /// How often the gateway refreshes its view of the brokers.
     pub metadata_refresh_ms: u64,
+    /// TLS to the brokers; none: plaintext.
+    pub tls: Option<UpstreamTls>,
+    /// SASL to the brokers with the gateway's own credentials; none: no SASL (or, in
+    /// delegated mode, the clients' own exchange).
+    pub sasl: Option<UpstreamSasl>,
 }
 
 /// Port-per-broker addressing.
@@ -148,6 +358,8 @@ impl Default for Config {
                 connect_timeout_ms: 10_000,
                 request_timeout_ms: 30_000,
                 metadata_refresh_ms: 30_000,
+                tls: None,
+                sasl: None,
             },
             brokers: BrokerAddressing {
                 min_node_id: 0,
@@ -165,9 +377,16 @@ impl Default for Config {
                 format: LogFormat::Text,
                 level: "info".into(),
             },
+            security: ListenerSecurity::default(),
+            authorization: Authorization::default(),
         }
     }
 }
+
+/// SASL mechanisms the gateway serves to clients.
+pub const SERVER_MECHANISMS: [&str; 4] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"];
+/// SASL mechanisms the gateway uses towards brokers.
+pub const UPSTREAM_MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
 
 /// One configuration problem, with the path of the key it concerns.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -398,7 +617,11 @@ impl Config {
                 "metadataRefreshMs",
                 &mut config.upstream.metadata_refresh_ms,
             );
+            s.take("tls", &mut config.upstream.tls);
+            s.take("sasl", &mut config.upstream.sasl);
             s.finish(&[
+                "tls",
+                "sasl",
                 "bootstrap",
                 "connectTimeoutMs",
                 "requestTimeoutMs",
@@ -429,7 +652,11 @@ impl Config {
             s.take("level", &mut config.logging.level);
             s.finish(&["format", "level"]);
         }
+        root.take("security", &mut config.security);
+        root.take("authorization", &mut config.authorization);
         root.finish(&[
+            "security",
+            "authorization",
             "listen",
             "advertisedHost",
             "admin",
@@ -622,6 +849,7 @@ impl Config {
         if self.admin_token.as_ref().is_some_and(|t| t.0.len() < 16) {
             issue("adminToken", "must be at least 16 characters".into());
         }
+        self.security_issues(&mut issue);
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
             issue("logging.level", format!("not a valid log filter: {e}"));
         }
@@ -632,6 +860,102 @@ impl Config {
                 source_name: source_name.into(),
                 issues,
             })
+        }
+    }
+
+    /// Security settings that do not fit together.
+    fn security_issues(&self, issue: &mut impl FnMut(&str, String)) {
+        let sec = &self.security;
+        if sec.protocol.tls() && sec.tls.is_none() {
+            issue(
+                "security.tls",
+                "required when security.protocol is SSL or SASL_SSL".into(),
+            );
+        }
+        if !sec.protocol.tls() && sec.tls.is_some() {
+            issue(
+                "security.protocol",
+                "security.tls is set but the protocol is not SSL or SASL_SSL".into(),
+            );
+        }
+        if let Some(tls) = &sec.tls {
+            if tls.client_auth != ClientAuth::None && tls.client_ca_file.is_none() {
+                issue(
+                    "security.tls.clientCaFile",
+                    "required when clientAuth is requested or required".into(),
+                );
+            }
+        }
+        match (&sec.sasl, sec.protocol.sasl()) {
+            (None, true) => issue(
+                "security.sasl",
+                "required when security.protocol is SASL_PLAINTEXT or SASL_SSL".into(),
+            ),
+            (Some(_), false) => issue(
+                "security.protocol",
+                "security.sasl is set but the protocol is not SASL_PLAINTEXT or SASL_SSL".into(),
+            ),
+            _ => {}
+        }
+        if let Some(sasl) = &sec.sasl {
+            if sasl.mechanisms.is_empty() {
+                issue("security.sasl.mechanisms", "name at least one".into());
+            }
+            for (i, m) in sasl.mechanisms.iter().enumerate() {
+                if !SERVER_MECHANISMS.contains(&m.as_str()) {
+                    issue(
+                        &format!("security.sasl.mechanisms[{i}]"),
+                        format!(
+                            "unknown mechanism `{m}` (known: {})",
+                            SERVER_MECHANISMS.join(", ")
+                        ),
+                    );
+                }
+            }
+            let oauth = sasl.mechanisms.iter().any(|m| m == "OAUTHBEARER");
+            if oauth && sasl.mode == SaslMode::GatewayManaged {
+                match &sasl.oauthbearer {
+                    None => issue(
+                        "security.sasl.oauthbearer",
+                        "required for OAUTHBEARER in gateway-managed mode (jwks or jwksFile)"
+                            .into(),
+                    ),
+                    Some(o) if o.jwks.is_some() == o.jwks_file.is_some() => issue(
+                        "security.sasl.oauthbearer",
+                        "set exactly one of jwks and jwksFile".into(),
+                    ),
+                    _ => {}
+                }
+            }
+        }
+        if self.authorization.enabled
+            && !sec.protocol.sasl()
+            && !sec
+                .tls
+                .as_ref()
+                .is_some_and(|t| t.client_auth == ClientAuth::Required)
+        {
+            issue(
+                "authorization.enabled",
+                "ACLs need authenticated clients: use SASL or required client certificates".into(),
+            );
+        }
+        if let Some(sasl) = &self.upstream.sasl {
+            if !UPSTREAM_MECHANISMS.contains(&sasl.mechanism.as_str()) {
+                issue(
+                    "upstream.sasl.mechanism",
+                    format!(
+                        "unknown mechanism `{}` (known: {})",
+                        sasl.mechanism,
+                        UPSTREAM_MECHANISMS.join(", ")
+                    ),
+                );
+            }
+        }
+        if let Some(tls) = &self.upstream.tls {
+            if tls.cert_file.is_some() != tls.key_file.is_some() {
+                issue("upstream.tls", "certFile and keyFile go together".into());
+            }
         }
     }
 
