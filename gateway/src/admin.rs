@@ -1,5 +1,6 @@
 //! The admin HTTP listener: liveness, readiness, Prometheus metrics, and the resource API
-//! (`/api/v1/plugins`, `/api/v1/interceptors`) with its OpenAPI document.
+//! (`/api/v1/plugins`, `/api/v1/interceptors`, `/api/v1/service-accounts`, `/api/v1/groups`,
+//! `/api/v1/acls`) with its OpenAPI document.
 //!
 //! `GET /health` answers as long as the process serves; `GET /ready` checks that a bootstrap
 //! server answers ApiVersions right now (a load balancer should route only to ready
@@ -19,6 +20,7 @@ use tokio::net::TcpListener;
 use tracing::warn;
 
 use crate::interceptors::{ApiError, InterceptorSpec};
+use crate::security::{AclSpec, GroupSpec, SecurityStore, ServiceAccountSpec};
 use crate::server::Shared;
 use crate::upstream;
 
@@ -43,6 +45,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
                 .put(put_interceptor)
                 .delete(delete_interceptor),
         )
+        .merge(security_routes(shared.security.clone()))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(crate::wasm::MAX_PLUGIN_BYTES))
         .layer(middleware::from_fn_with_state(
@@ -277,6 +280,188 @@ async fn delete_interceptor(
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.into_response(),
     }
+}
+
+/// Largest security resource document accepted (a group of 10000 long DNs fits).
+const MAX_SECURITY_BODY: usize = 4 << 20;
+
+/// Service accounts, groups and ACLs; their own state so tests can serve them alone.
+fn security_routes<S: Clone + Send + Sync + 'static>(store: Arc<SecurityStore>) -> Router<S> {
+    Router::new()
+        .route("/api/v1/service-accounts", get(list_service_accounts))
+        .route(
+            "/api/v1/service-accounts/{name}",
+            get(get_service_account)
+                .put(put_service_account)
+                .delete(delete_service_account),
+        )
+        .route("/api/v1/groups", get(list_groups))
+        .route(
+            "/api/v1/groups/{name}",
+            get(get_group).put(put_group).delete(delete_group),
+        )
+        .route("/api/v1/acls", get(list_acls))
+        .route(
+            "/api/v1/acls/{name}",
+            get(get_acl).put(put_acl).delete(delete_acl),
+        )
+        .layer(DefaultBodyLimit::max(MAX_SECURITY_BODY))
+        .with_state(store)
+}
+
+/// Parses a JSON resource spec, bare or wrapped as `{"spec": {...}}` (the shape GET returns).
+///
+/// Serde's messages for these specs name fields and types, never values, so a mistyped
+/// password cannot echo back in an error.
+fn parse_spec<T: serde::de::DeserializeOwned>(
+    what: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<T, ApiError> {
+    if let Some(ct) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    {
+        let essence = ct
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        // curl's `-d` labels bodies as form data; the body is still read as JSON.
+        let json = essence == "application/json"
+            || essence.ends_with("+json")
+            || essence == "application/x-www-form-urlencoded";
+        if !json {
+            return Err(ApiError::new(
+                415,
+                format!("{what}s are sent as JSON"),
+                vec![format!("Content-Type `{ct}`; use application/json")],
+            ));
+        }
+    }
+    let body = body.map_err(|e| {
+        let status = e.status().as_u16();
+        ApiError::new(status, "cannot read the request body", vec![e.body_text()])
+    })?;
+    let value: serde_json::Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::new(400, "body is not valid JSON", vec![e.to_string()]))?;
+    let value = match value.get("spec") {
+        Some(spec)
+            if value
+                .as_object()
+                .is_some_and(|o| o.keys().all(|k| k == "spec" || k == "name")) =>
+        {
+            spec.clone()
+        }
+        _ => value,
+    };
+    serde_json::from_value(value)
+        .map_err(|e| ApiError::new(400, format!("invalid {what} spec"), vec![e.to_string()]))
+}
+
+fn answer(r: Result<serde_json::Value, ApiError>) -> Response {
+    match r {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn stored(r: Result<(serde_json::Value, bool), ApiError>) -> Response {
+    match r {
+        Ok((v, created)) => (created_or_ok(created), Json(v)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn deleted(r: Result<(), ApiError>) -> Response {
+    match r {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn list_service_accounts(State(store): State<Arc<SecurityStore>>) -> Response {
+    Json(json!({ "items": store.list_service_accounts() })).into_response()
+}
+
+async fn get_service_account(
+    State(store): State<Arc<SecurityStore>>,
+    Path(name): Path<String>,
+) -> Response {
+    answer(store.get_service_account(&name))
+}
+
+async fn put_service_account(
+    State(store): State<Arc<SecurityStore>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let spec: ServiceAccountSpec = match parse_spec("service account", &headers, body) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    // Deriving credentials runs PBKDF2: off the async workers.
+    stored(blocking(move || store.put_service_account(&name, spec)).await)
+}
+
+async fn delete_service_account(
+    State(store): State<Arc<SecurityStore>>,
+    Path(name): Path<String>,
+) -> Response {
+    deleted(store.delete_service_account(&name))
+}
+
+async fn list_groups(State(store): State<Arc<SecurityStore>>) -> Response {
+    Json(json!({ "items": store.list_groups() })).into_response()
+}
+
+async fn get_group(State(store): State<Arc<SecurityStore>>, Path(name): Path<String>) -> Response {
+    answer(store.get_group(&name))
+}
+
+async fn put_group(
+    State(store): State<Arc<SecurityStore>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    match parse_spec::<GroupSpec>("group", &headers, body) {
+        Ok(spec) => stored(blocking(move || store.put_group(&name, spec)).await),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn delete_group(
+    State(store): State<Arc<SecurityStore>>,
+    Path(name): Path<String>,
+) -> Response {
+    deleted(store.delete_group(&name))
+}
+
+async fn list_acls(State(store): State<Arc<SecurityStore>>) -> Response {
+    Json(json!({ "items": store.list_acls() })).into_response()
+}
+
+async fn get_acl(State(store): State<Arc<SecurityStore>>, Path(name): Path<String>) -> Response {
+    answer(store.get_acl(&name))
+}
+
+async fn put_acl(
+    State(store): State<Arc<SecurityStore>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    match parse_spec::<AclSpec>("acl", &headers, body) {
+        Ok(spec) => stored(blocking(move || store.put_acl(&name, spec)).await),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn delete_acl(State(store): State<Arc<SecurityStore>>, Path(name): Path<String>) -> Response {
+    deleted(store.delete_acl(&name))
 }
 
 async fn openapi() -> Response {

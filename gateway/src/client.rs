@@ -1,4 +1,7 @@
 //! The admin API client behind `sluice apply|get|delete|plugin push`.
+//!
+//! Kinds: plugins, interceptors, service accounts, groups and ACLs, written as users like
+//! them (`ServiceAccount`, `service-accounts`, `acl`, ...).
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
@@ -33,8 +36,20 @@ fn collection(kind: &str) -> Result<&'static str> {
     Ok(match kind.to_ascii_lowercase().as_str() {
         "plugin" | "plugins" => "plugins",
         "interceptor" | "interceptors" => "interceptors",
-        other => bail!("unknown kind `{other}` (known: plugin, interceptor)"),
+        "serviceaccount" | "serviceaccounts" | "service-account" | "service-accounts" | "sa" => {
+            "service-accounts"
+        }
+        "group" | "groups" => "groups",
+        "acl" | "acls" => "acls",
+        other => bail!(
+            "unknown kind `{other}` (known: plugin, interceptor, service-account, group, acl)"
+        ),
     })
+}
+
+/// The singular a collection's resources are printed with (`service-account/alice`).
+fn singular(collection: &str) -> &str {
+    collection.strip_suffix('s').unwrap_or(collection)
 }
 
 impl AdminClient {
@@ -182,9 +197,9 @@ pub fn apply(client: &AdminClient, file: &Path) -> Result<()> {
                 let (_, created) = client.put_wasm(&format!("plugins/{name}"), &bytes)?;
                 println!("plugin/{name} {}", verb(created));
             }
-            _ => {
-                let created = client.put_json(&format!("interceptors/{name}"), &doc.spec)?;
-                println!("interceptor/{name} {}", verb(created));
+            c => {
+                let created = client.put_json(&format!("{c}/{name}"), &doc.spec)?;
+                println!("{}/{name} {}", singular(c), verb(created));
             }
         }
     }
@@ -207,7 +222,7 @@ pub fn get(client: &AdminClient, kind: &str, name: Option<&str>) -> Result<()> {
 pub fn delete(client: &AdminClient, kind: &str, name: &str) -> Result<()> {
     let c = collection(kind)?;
     client.delete(&format!("{c}/{name}"))?;
-    println!("{}/{name} deleted", c.trim_end_matches('s'));
+    println!("{}/{name} deleted", singular(c));
     Ok(())
 }
 

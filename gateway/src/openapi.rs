@@ -25,10 +25,10 @@ pub fn document() -> Value {
     let name = json!([{"name": "name", "in": "path", "required": true,
         "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9._-]{0,62}$"}}]);
     let write_errors = ["400", "401", "403", "404", "409", "413", "415"];
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "Sluice admin API", "version": env!("CARGO_PKG_VERSION"),
-            "description": "Manage WebAssembly plugins and the interceptors that run them. Writes need `Authorization: Bearer <token>` when the gateway is started with an admin token."},
+            "description": "Manage WebAssembly plugins, the interceptors that run them, and the security resources (service accounts, groups, ACLs). Writes need `Authorization: Bearer <token>` when the gateway is started with an admin token."},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
@@ -49,7 +49,52 @@ pub fn document() -> Value {
                     "timeoutMs": {"type": "integer", "minimum": 1, "maximum": 10000, "default": 50},
                     "memoryMb": {"type": "integer", "minimum": 1, "maximum": 512, "default": 64}}},
                 "Interceptor": {"type": "object", "properties": {
-                    "name": {"type": "string"}, "spec": {"$ref": "#/components/schemas/InterceptorSpec"}}}
+                    "name": {"type": "string"}, "spec": {"$ref": "#/components/schemas/InterceptorSpec"}}},
+                "ScramCredential": {"type": "object", "required": ["salt", "iterations", "storedKey", "serverKey"],
+                    "additionalProperties": false, "properties": {
+                    "salt": {"type": "string", "contentEncoding": "base64"},
+                    "iterations": {"type": "integer", "minimum": 4096, "maximum": 16384},
+                    "storedKey": {"type": "string", "contentEncoding": "base64"},
+                    "serverKey": {"type": "string", "contentEncoding": "base64"}}},
+                "ServiceAccountSpec": {"type": "object", "additionalProperties": false,
+                    "description": "Exactly one of password and scram when creating; leave both out on an update to keep the current credentials. The password is write-only: only SCRAM credentials derived from it are stored.",
+                    "properties": {
+                    "password": {"type": "string", "writeOnly": true},
+                    "scram": {"type": "object", "description": "precomputed credentials by mechanism",
+                        "propertyNames": {"enum": ["SCRAM-SHA-256", "SCRAM-SHA-512"]},
+                        "additionalProperties": {"$ref": "#/components/schemas/ScramCredential"}},
+                    "groups": {"type": "array", "items": {"type": "string"}, "default": []},
+                    "vcluster": {"type": ["string", "null"]},
+                    "iterations": {"type": "integer", "minimum": 4096, "maximum": 16384, "default": 4096,
+                        "description": "PBKDF2 iterations for password"}}},
+                "ServiceAccount": {"type": "object", "properties": {
+                    "name": {"type": "string"},
+                    "spec": {"type": "object", "properties": {
+                        "groups": {"type": "array", "items": {"type": "string"}},
+                        "vcluster": {"type": ["string", "null"]},
+                        "mechanisms": {"type": "array", "items": {"enum": ["SCRAM-SHA-256", "SCRAM-SHA-512"]}},
+                        "iterations": {"type": "integer"}}}}},
+                "GroupSpec": {"type": "object", "additionalProperties": false, "properties": {
+                    "members": {"type": "array", "items": {"type": "string"}, "default": [],
+                        "description": "principals: service accounts, mTLS subjects, OAuth subjects"},
+                    "description": {"type": "string"}}},
+                "Group": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "spec": {"$ref": "#/components/schemas/GroupSpec"}}},
+                "AclSpec": {"type": "object", "additionalProperties": false,
+                    "required": ["resourceType", "name", "operations"],
+                    "description": "Exactly one of principal and group. A deny wins over any allow.",
+                    "properties": {
+                    "principal": {"type": "string", "description": "`*`: every authenticated principal"},
+                    "group": {"type": "string"},
+                    "resourceType": {"enum": ["topic", "group", "transactional-id", "cluster"]},
+                    "patternType": {"enum": ["literal", "prefixed"], "default": "literal"},
+                    "name": {"type": "string", "description": "literal `*`: every resource; cluster: `kafka-cluster` or `*`"},
+                    "operations": {"type": "array", "minItems": 1, "items": {"enum": [
+                        "all", "read", "write", "create", "delete", "alter", "describe", "cluster-action",
+                        "describe-configs", "alter-configs", "idempotent-write"]}},
+                    "permission": {"enum": ["allow", "deny"], "default": "allow"}}},
+                "Acl": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "spec": {"$ref": "#/components/schemas/AclSpec"}}}
             }
         },
         "paths": {
@@ -84,5 +129,41 @@ pub fn document() -> Value {
                     "responses": merge(json!({"204": {"description": "removed"}}), error_responses(&["401", "403", "404"]))}
             }
         }
-    })
+    });
+    let paths = doc["paths"].as_object_mut().expect("paths is an object");
+    for (collection, schema, what) in [
+        ("service-accounts", "ServiceAccount", "service account"),
+        ("groups", "Group", "group"),
+        ("acls", "Acl", "ACL"),
+    ] {
+        let (list, one) = resource_paths(collection, schema, what, &name);
+        paths.insert(format!("/api/v1/{collection}"), list);
+        paths.insert(format!("/api/v1/{collection}/{{name}}"), one);
+    }
+    doc
+}
+
+/// The collection and item paths of a JSON resource with `{name, spec}` documents.
+fn resource_paths(collection: &str, schema: &str, what: &str, name: &Value) -> (Value, Value) {
+    let item = json!({"$ref": format!("#/components/schemas/{schema}")});
+    let spec = json!({"$ref": format!("#/components/schemas/{schema}Spec")});
+    let list = json!({"get": {"summary": format!("List {collection}"), "responses": {"200": {
+        "description": collection,
+        "content": {"application/json": {"schema": {"type": "object", "properties": {
+            "items": {"type": "array", "items": item}}}}}}}}});
+    let one = json!({
+        "parameters": name,
+        "get": {"summary": format!("Show a {what}"), "responses": merge(json!({"200": {
+            "description": format!("the {what}"),
+            "content": {"application/json": {"schema": item}}}}), error_responses(&["404"]))},
+        "put": {"summary": format!("Create or replace a {what}"), "security": [{"bearer": []}],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": spec}}},
+            "responses": merge(json!({
+                "200": {"description": "replaced", "content": {"application/json": {"schema": item}}},
+                "201": {"description": "created", "content": {"application/json": {"schema": item}}}}),
+                error_responses(&["400", "401", "403", "413", "415"]))},
+        "delete": {"summary": format!("Delete a {what}"), "security": [{"bearer": []}],
+            "responses": merge(json!({"204": {"description": "deleted"}}), error_responses(&["401", "403", "404"]))}
+    });
+    (list, one)
 }

@@ -25,6 +25,7 @@ use crate::intercept::TopicNames;
 use crate::interceptors::Registry;
 use crate::metrics::Metrics;
 use crate::rewrite::AddressBook;
+use crate::security::SecurityStore;
 use crate::session::{self, Route};
 use crate::state::{FileStore, StateStore};
 use crate::upstream;
@@ -53,6 +54,8 @@ pub(crate) struct Shared {
     pub connections: Arc<Semaphore>,
     /// Installed plugins and interceptors; the live chain.
     pub registry: Arc<Registry>,
+    /// Service accounts, groups and ACLs; the live security snapshot.
+    pub security: Arc<SecurityStore>,
     /// Topic ids seen in Metadata responses.
     pub topic_names: TopicNames,
     nodes: RwLock<HashMap<i32, Node>>,
@@ -275,6 +278,13 @@ impl Gateway {
             metrics.clone(),
             shutdown.clone(),
         );
+        let security = Arc::new(SecurityStore::new(store.clone()));
+        {
+            let security = security.clone();
+            tokio::task::spawn_blocking(move || security.restore())
+                .await?
+                .context("restoring service accounts, groups and ACLs from the state directory")?;
+        }
         let registry = Arc::new(Registry::new(
             runtime,
             store,
@@ -290,6 +300,7 @@ impl Gateway {
         let shared = Arc::new(Shared {
             metrics,
             registry,
+            security,
             topic_names: TopicNames::default(),
             advertised_host: StrBytes::from_string(advertised),
             shutdown,
