@@ -89,7 +89,7 @@ async fn ready(State(shared): State<Arc<Shared>>) -> Response {
             .into_response();
     }
     let timeout = READY_TIMEOUT.min(shared.config.request_timeout());
-    match upstream::probe(&shared.config.upstream.bootstrap, timeout).await {
+    match upstream::probe(&shared.connector, &shared.config.upstream.bootstrap, timeout).await {
         Ok(broker) => Json(json!({ "status": "ready", "broker": broker })).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -758,7 +758,7 @@ pub fn response_frame(key: ApiKey, version: i16, correlation_id: i32, body: &[u8
     out.freeze()
 }
 
-fn encode_response<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, msg: &T) -> Bytes {
+pub(crate) fn encode_response<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, msg: &T) -> Bytes {
     let mut body = BytesMut::new();
     msg.encode(&mut body, version)
         .expect("gateway-built response encodes");

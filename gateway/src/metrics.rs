@@ -29,6 +29,17 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthLabels {
+    mechanism: String,
+    outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeniedLabels {
+    api: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HookLabels {
     interceptor: String,
     hook: String,
@@ -86,6 +97,8 @@ struct Families {
     upstream_seconds: Family<ApiLabel, Histogram, fn() -> Histogram>,
     local_responses: Family<ApiLabel, Counter>,
     protocol_errors: Family<KindLabel, Counter>,
+    authentications: Family<AuthLabels, Counter>,
+    authorization_denied: Family<DeniedLabels, Counter>,
     interceptor_calls: Family<HookLabels, Counter>,
     interceptor_seconds: Family<HookLabels, Histogram, fn() -> Histogram>,
     interceptor_failures: Family<FailureLabels, Counter>,
@@ -127,6 +140,8 @@ impl Metrics {
             upstream_seconds: Family::new_with_constructor(upstream_histogram),
             local_responses: Family::default(),
             protocol_errors: Family::default(),
+            authentications: Family::default(),
+            authorization_denied: Family::default(),
             interceptor_calls: Family::default(),
             interceptor_seconds: Family::new_with_constructor(plugin_histogram),
             interceptor_failures: Family::default(),
@@ -192,6 +207,16 @@ impl Metrics {
             "protocol_errors",
             "Connections closed for malformed or unacceptable input, by kind",
             families.protocol_errors.clone(),
+        );
+        registry.register(
+            "authentications",
+            "Client authentications, by mechanism (SASL name or SSL) and outcome",
+            families.authentications.clone(),
+        );
+        registry.register(
+            "authorization_denied",
+            "Requests the ACLs denied in whole or in part, by API",
+            families.authorization_denied.clone(),
         );
         let connections_open = Gauge::default();
         let connections_total = Counter::default();
@@ -271,6 +296,27 @@ impl Metrics {
                 local_responses: f.local_responses.get_or_create(&label).clone(),
             }
         })
+    }
+
+    /// Counts an authentication attempt (`outcome`: `success` or `failure`).
+    pub fn authentication(&self, mechanism: &str, outcome: &str) {
+        self.families
+            .authentications
+            .get_or_create(&AuthLabels {
+                mechanism: mechanism.into(),
+                outcome: outcome.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a request the ACLs denied in whole or in part.
+    pub fn authorization_denied(&self, api_key: i16) {
+        let api = kafka_protocol::messages::ApiKey::try_from(api_key)
+            .map_or_else(|_| format!("unknown_{api_key}"), |k| format!("{k:?}"));
+        self.families
+            .authorization_denied
+            .get_or_create(&DeniedLabels { api })
+            .inc();
     }
 
     /// Counts a connection closed for bad input.

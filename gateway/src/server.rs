@@ -58,6 +58,10 @@ pub(crate) struct Shared {
     pub security: Arc<SecurityStore>,
     /// Topic ids seen in Metadata responses.
     pub topic_names: TopicNames,
+    /// Opens broker connections (TLS, the gateway's own SASL).
+    pub connector: upstream::Connector,
+    /// Client authentication (TLS acceptor, SASL mechanisms).
+    pub auth: Arc<crate::auth::Authenticator>,
     nodes: RwLock<HashMap<i32, Node>>,
     listen_ip: std::net::IpAddr,
     base_port: u16,
@@ -159,8 +163,8 @@ impl Shared {
     /// Asks the cluster for its brokers and registers each.
     pub async fn refresh_brokers(self: &Arc<Self>) -> Result<usize> {
         let brokers = upstream::discover(
+            &self.connector,
             &self.config.upstream.bootstrap,
-            self.config.connect_timeout(),
             self.config.request_timeout(),
         )
         .await?;
@@ -258,6 +262,8 @@ impl Gateway {
     /// Validates the configuration, opens the listeners and starts serving.
     pub async fn start(config: Config) -> Result<Gateway> {
         config.validate("configuration")?;
+        let connector = upstream::Connector::from_config(&config).context("upstream.tls")?;
+        let auth = Arc::new(crate::auth::Authenticator::from_config(&config)?);
         let listen = config.listen_addr();
         let listener = TcpListener::bind(listen)
             .await
@@ -273,6 +279,7 @@ impl Gateway {
         let runtime = crate::wasm::Runtime::new(store.cache_dir())?;
         let shutdown = CancellationToken::new();
         let publisher = crate::wasm::publisher::spawn(
+            connector.clone(),
             config.upstream.bootstrap.clone(),
             config.request_timeout(),
             metrics.clone(),
@@ -302,6 +309,8 @@ impl Gateway {
             registry,
             security,
             topic_names: TopicNames::default(),
+            connector,
+            auth,
             advertised_host: StrBytes::from_string(advertised),
             shutdown,
             force_close: CancellationToken::new(),
@@ -313,7 +322,8 @@ impl Gateway {
             next_bootstrap: AtomicUsize::new(0),
             config,
         });
-        info!(listen = %kafka_addr, admin = %admin_addr, bootstrap = ?shared.config.upstream.bootstrap, "sluice gateway started");
+        info!(listen = %kafka_addr, admin = %admin_addr, bootstrap = ?shared.config.upstream.bootstrap,
+            security = ?shared.config.security.protocol, upstream = ?shared.connector, "sluice gateway started");
         spawn_accept_loop(shared.clone(), listener, Route::Bootstrap);
         spawn_discovery(shared.clone());
         let admin_task = tokio::spawn(crate::admin::serve(shared.clone(), admin_listener));

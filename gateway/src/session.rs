@@ -17,26 +17,41 @@
 //!
 //! Passthrough frames are never copied: each frame is split off the read buffer as a shared
 //! `Bytes`, queued in an [`Outbox`], and the queue is written with one vectored write.
+//!
+//! Security runs first on the request side: a TLS listener completes its handshake (and maps
+//! a client certificate to a principal) before the first frame; a SASL listener answers
+//! SaslHandshake and SaslAuthenticate itself (gateway-managed) or relays them to the broker
+//! and watches the answer (delegated), and closes a connection that sends anything but
+//! ApiVersions or SASL before it has authenticated or after its session expired (KIP-368).
+//! With authorization on, every other request then passes the ACLs before the interceptors.
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{
+    SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+};
+use kafka_protocol::protocol::{Decodable, StrBytes};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+use crate::acl::PrincipalPermits;
+use crate::auth::{self, Authenticated, Exchange, Step};
+use crate::authorize::{self, Decision, ResponseFix};
+use crate::config::SaslMode;
 use crate::frame::{self, FrameError, FrameStatus, RequestPeek};
 use crate::intercept::{self, Client, Outcome, PartitionResult, RequestMeta, ResponseMeta};
-use crate::interceptors::Installed;
+use crate::interceptors::{Installed, Who};
 use crate::metrics::secs;
 use crate::rewrite::{self, ResponseAction};
 use crate::server::{Shared, SharedBook};
-use crate::upstream;
+use crate::tls::{ReadHalf, WriteHalf};
 
 /// Which listener a connection arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +69,7 @@ const READ_CHUNK: usize = 64 * 1024;
 /// One expected response, in request order.
 enum Slot {
     /// The upstream connection is open; here is its read half.
-    Attach(OwnedReadHalf),
+    Attach(ReadHalf),
     /// A response the gateway produced (framed).
     Local { api_key: i16, bytes: Bytes },
     /// The next upstream frame answers this request.
@@ -80,6 +95,26 @@ struct Pending {
     queued: Instant,
     /// Response interception, when some interceptor wants this response.
     intercept: Option<Box<ResponseIntercept>>,
+    /// ACL completion of the response (denied parts merged back, listings filtered).
+    authz: Option<Box<(ResponseFix, Arc<PrincipalPermits>)>>,
+    /// A relayed SaslAuthenticate (delegated mode) whose answer decides the principal.
+    delegated: Option<DelegatedRound>,
+}
+
+/// One relayed SaslAuthenticate round.
+struct DelegatedRound {
+    mechanism: &'static str,
+    /// The principal the client claimed in its first message.
+    principal: Option<String>,
+    /// Whether a successful answer completes the exchange.
+    last: bool,
+    outcome: Arc<Mutex<Option<DelegatedOutcome>>>,
+}
+
+/// What the response side learnt from the broker's last SaslAuthenticate answer.
+struct DelegatedOutcome {
+    who: Authenticated,
+    lifetime: Option<Duration>,
 }
 
 /// What the response side needs to run the chain on a response.
@@ -101,6 +136,8 @@ enum End {
     Shutdown,
     /// Protocol error or upstream failure: close now.
     Abort,
+    /// Deliver the answers already queued (a failed authentication's error), then close.
+    Finish,
 }
 
 /// Aborts a spawned task when dropped, so a closed session leaves nothing behind.
@@ -180,7 +217,47 @@ fn detach_small(body: Bytes) -> Bytes {
 
 /// Serves one client connection until it closes.
 pub(crate) async fn run(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, route: Route) {
-    let (client_r, client_w) = client.into_split();
+    let mut tls_principal = None;
+    let (client_r, client_w): (ReadHalf, WriteHalf) = match shared.auth.tls() {
+        None => {
+            let (r, w) = client.into_split();
+            (Box::new(r), Box::new(w))
+        }
+        Some(acceptor) => {
+            let handshake =
+                tokio::time::timeout(shared.config.connect_timeout(), acceptor.accept(client))
+                    .await;
+            let stream = match handshake {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    shared.metrics.authentication("SSL", "failure");
+                    warn!(%peer, ?route, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    shared.metrics.authentication("SSL", "failure");
+                    warn!(%peer, ?route, "TLS handshake timed out");
+                    return;
+                }
+            };
+            match shared
+                .auth
+                .tls_principal(stream.get_ref().1.peer_certificates())
+            {
+                Ok(p) => tls_principal = p,
+                Err(e) => {
+                    shared.metrics.authentication("SSL", "failure");
+                    warn!(%peer, "client certificate refused: {e:#}");
+                    return;
+                }
+            }
+            if tls_principal.is_some() {
+                shared.metrics.authentication("SSL", "success");
+            }
+            let (r, w) = tokio::io::split(stream);
+            (Box::new(r), Box::new(w))
+        }
+    };
     let (tx, rx) = mpsc::channel(shared.config.limits.max_in_flight);
     let dead = CancellationToken::new();
     let mut writer = AbortOnDrop(tokio::spawn(response_side(
@@ -204,11 +281,30 @@ pub(crate) async fn run(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr
             ..Client::default()
         }),
         chain: (u64::MAX, Arc::from(Vec::new())),
+        auth: ConnAuth::default(),
+        permits: None,
     };
+    if !shared.auth.requires_sasl() && shared.config.security.protocol.tls() {
+        // SSL listeners: the certificate is the identity (Kafka's ANONYMOUS without one).
+        let principal = tls_principal.unwrap_or_else(|| auth::ANONYMOUS.to_string());
+        requests.set_identity(Authenticated {
+            principal,
+            token_groups: Vec::new(),
+            mechanism: "SSL",
+            expires_at: None,
+        });
+    } else if !shared.auth.requires_sasl() && shared.config.authorization.enabled {
+        requests.set_identity(Authenticated {
+            principal: auth::ANONYMOUS.to_string(),
+            token_groups: Vec::new(),
+            mechanism: "NONE",
+            expires_at: None,
+        });
+    }
     let end = requests.run(&dead).await;
     drop(requests); // closes the slot queue: the response side ends after the last slot
     match end {
-        End::Shutdown => {
+        End::Shutdown | End::Finish => {
             let _ = (&mut writer.0).await;
         }
         End::ClientClosed | End::Abort => {}
@@ -216,12 +312,33 @@ pub(crate) async fn run(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr
     debug!(%peer, ?route, "connection closed");
 }
 
+/// SASL state of one connection.
+#[derive(Default)]
+struct ConnAuth {
+    /// Who the connection is, once authenticated.
+    who: Option<Authenticated>,
+    /// When the session expires (KIP-368); past it only re-authentication is accepted.
+    deadline: Option<Instant>,
+    /// The mechanism of the exchange in progress.
+    mechanism: Option<&'static str>,
+    /// Gateway-managed exchange in progress.
+    exchange: Option<Exchange>,
+    /// SaslHandshake v0: the next frames are raw SASL tokens, not Kafka requests.
+    raw: bool,
+    /// Delegated: SaslAuthenticate rounds relayed in this exchange.
+    rounds: usize,
+    /// Delegated: the principal the client claimed in this exchange.
+    claimed: Option<String>,
+    /// Delegated: where the response side leaves what the broker decided.
+    outcome: Arc<Mutex<Option<DelegatedOutcome>>>,
+}
+
 struct RequestSide {
     shared: Arc<Shared>,
     route: Route,
     peer: SocketAddr,
-    client: OwnedReadHalf,
-    upstream: Option<OwnedWriteHalf>,
+    client: ReadHalf,
+    upstream: Option<WriteHalf>,
     slots: mpsc::Sender<Slot>,
     buf: BytesMut,
     client_id: Option<String>,
@@ -229,7 +346,15 @@ struct RequestSide {
     ident: Arc<Client>,
     /// The chain selected for this client, with the generation it was selected from.
     chain: (u64, Arc<[Arc<Installed>]>),
+    auth: ConnAuth,
+    /// ACL checks for the authenticated principal (authorization on).
+    permits: Option<Arc<PrincipalPermits>>,
 }
+
+/// SASL error codes.
+const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+const ILLEGAL_SASL_STATE: i16 = 34;
+const SASL_AUTHENTICATION_FAILED: i16 = 58;
 
 fn error_kind(e: &FrameError) -> &'static str {
     match e {
@@ -294,6 +419,14 @@ impl RequestSide {
                 }
                 Err(e) => return Some(self.reject(&e)),
             };
+            if self.auth.raw {
+                // After SaslHandshake v0 the client sends bare SASL tokens.
+                let token = self.buf.split_to(n).freeze().slice(frame::LENGTH_PREFIX..);
+                if let Err(end) = self.raw_token(&token, out).await {
+                    return Some(end);
+                }
+                continue;
+            }
             let received = Instant::now();
             let peek = match frame::peek_request(&self.buf[frame::LENGTH_PREFIX..n]) {
                 Ok(p) => p,
@@ -353,11 +486,93 @@ impl RequestSide {
             } else {
                 true
             };
+            let mut delegated = None;
+            if self.shared.auth.requires_sasl() {
+                let managed = self.shared.auth.mode() == SaslMode::GatewayManaged;
+                let step = match key {
+                    Some(ApiKey::ApiVersions) => Ok(()),
+                    Some(k @ (ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)) if managed => {
+                        let frame_bytes = self.buf.split_to(n).freeze();
+                        match self.sasl_local(k, &peek, &frame_bytes, out).await {
+                            Ok(()) => continue,
+                            Err(end) => return Some(end),
+                        }
+                    }
+                    // Delegated: relayed to the broker; a copy (a few bytes) is read here.
+                    Some(ApiKey::SaslHandshake) => {
+                        let copy = Bytes::copy_from_slice(&self.buf[..n]);
+                        self.delegated_handshake(&peek, &copy, out).await
+                    }
+                    Some(ApiKey::SaslAuthenticate) => {
+                        let copy = Bytes::copy_from_slice(&self.buf[..n]);
+                        self.delegated_authenticate(&peek, &copy)
+                            .map(|d| delegated = Some(d))
+                    }
+                    _ => self.check_authenticated(&peek),
+                };
+                if let Err(end) = step {
+                    return Some(end);
+                }
+            }
+            let mut frame_bytes = self.buf.split_to(n).freeze();
+            let mut authz = None;
+            if let Some(permits) = self.permits.clone().filter(|_| {
+                !matches!(
+                    key,
+                    Some(ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
+                )
+            }) {
+                match authorize::check_request(
+                    peek.api_key,
+                    peek.api_version,
+                    peek.correlation_id,
+                    peek.body_offset.unwrap_or(0),
+                    &frame_bytes,
+                    permits.as_ref(),
+                    &self.shared.topic_names,
+                ) {
+                    Decision::Forward { frame, fix } => {
+                        if let Some(f) = frame {
+                            self.shared.metrics.authorization_denied(peek.api_key);
+                            frame_bytes = f;
+                        }
+                        authz = fix.map(|f| Box::new((f, permits)));
+                    }
+                    Decision::Respond(bytes) => {
+                        self.shared.metrics.authorization_denied(peek.api_key);
+                        debug!(peer = %self.peer, principal = ?self.principal(), api = ?key, "request denied by ACLs");
+                        if expects_response {
+                            if let Err(end) = self
+                                .push(
+                                    Slot::Local {
+                                        api_key: peek.api_key,
+                                        bytes,
+                                    },
+                                    out,
+                                )
+                                .await
+                            {
+                                return Some(end);
+                            }
+                        }
+                        continue;
+                    }
+                    Decision::Drop => {
+                        // acks=0 produce to denied topics only: nothing to send, nothing to answer.
+                        self.shared.metrics.authorization_denied(peek.api_key);
+                        continue;
+                    }
+                    Decision::Close(reason) => {
+                        warn!(peer = %self.peer, principal = ?self.principal(), api = ?key, "closing connection: {reason}");
+                        self.shared.metrics.protocol_error("unauthorized");
+                        return Some(End::Abort);
+                    }
+                }
+            }
             let chain = self.current_chain();
             let mut intercept_response = None;
             let request: Bytes = if !chain.is_empty() && peek.body_offset.is_some() {
                 let header_len = peek.body_offset.unwrap_or(0);
-                let frame_bytes = self.buf.split_to(n).freeze();
                 let mut forward = frame_bytes;
                 let mut produce_extra = Vec::new();
                 if intercept::wants_request(&chain, peek.api_key) {
@@ -420,7 +635,7 @@ impl RequestSide {
                 }
                 forward
             } else {
-                self.buf.split_to(n).freeze()
+                frame_bytes
             };
             if self.upstream.is_none() {
                 if let Err(end) = self.open_upstream(&peek).await {
@@ -436,6 +651,8 @@ impl RequestSide {
                     gateway_request: received.elapsed(),
                     queued: Instant::now(),
                     intercept: intercept_response,
+                    authz,
+                    delegated,
                 };
                 if let Err(end) = self.push(Slot::Upstream(pending), out).await {
                     return Some(end);
@@ -496,9 +713,332 @@ impl RequestSide {
         End::Abort
     }
 
+    fn principal(&self) -> Option<&str> {
+        self.auth.who.as_ref().map(|w| w.principal.as_str())
+    }
+
+    /// Takes `who` as the connection's identity: interceptor scopes and contexts, ACLs.
+    fn set_identity(&mut self, who: Authenticated) {
+        let snapshot = self.shared.security.snapshot();
+        let groups = snapshot.groups_of(&who.principal, &who.token_groups);
+        let vcluster = snapshot.account_vcluster(&who.principal).map(String::from);
+        self.ident = Arc::new(Client {
+            who: Who {
+                vcluster,
+                username: Some(who.principal.clone()),
+                groups,
+            },
+            ..(*self.ident).clone()
+        });
+        // The chain depends on the identity: select it again.
+        self.chain.0 = u64::MAX;
+        let authz = &self.shared.config.authorization;
+        if authz.enabled {
+            self.permits = Some(Arc::new(PrincipalPermits::new(
+                self.shared.security.clone(),
+                who.principal.clone(),
+                who.token_groups.clone(),
+                &authz.super_users,
+            )));
+        }
+        self.auth.who = Some(who);
+    }
+
+    /// Lets a request through only from an authenticated connection whose session is live.
+    fn check_authenticated(&mut self, peek: &RequestPeek) -> Result<(), End> {
+        let decided = self.auth.outcome.lock().expect("sasl outcome lock").take();
+        if let Some(o) = decided {
+            self.auth.deadline = o.lifetime.map(|l| Instant::now() + l);
+            self.set_identity(o.who);
+        }
+        let expired = self.auth.deadline.is_some_and(|d| Instant::now() >= d);
+        if self.auth.who.is_some() && !expired {
+            return Ok(());
+        }
+        let api = ApiKey::try_from(peek.api_key).ok();
+        if expired {
+            info!(peer = %self.peer, principal = ?self.principal(), ?api,
+                "session expired without re-authentication; closing connection");
+            self.shared.metrics.protocol_error("session_expired");
+        } else {
+            warn!(peer = %self.peer, client_id = ?self.client_id, ?api,
+                "request before authentication; closing connection");
+            self.shared
+                .metrics
+                .protocol_error("unauthenticated_request");
+        }
+        Err(End::Abort)
+    }
+
+    /// Gateway-managed SaslHandshake and SaslAuthenticate, answered here.
+    async fn sasl_local(
+        &mut self,
+        key: ApiKey,
+        peek: &RequestPeek,
+        frame: &Bytes,
+        out: &mut Outbox,
+    ) -> Result<(), End> {
+        let Some(offset) = peek.body_offset else {
+            return Err(self.bad_sasl("unparsable header"));
+        };
+        let mut body = frame.slice(frame::LENGTH_PREFIX + offset..);
+        let (version, cid) = (peek.api_version, peek.correlation_id);
+        if key == ApiKey::SaslHandshake {
+            let req = SaslHandshakeRequest::decode(&mut body, version)
+                .map_err(|e| self.bad_sasl(&e.to_string()))?;
+            let mechanism = self.shared.auth.mechanism(&req.mechanism);
+            let names = self.shared.auth.mechanism_names();
+            let resp = SaslHandshakeResponse::default()
+                .with_error_code(if mechanism.is_some() {
+                    0
+                } else {
+                    UNSUPPORTED_SASL_MECHANISM
+                })
+                .with_mechanisms(names.iter().map(|n| StrBytes::from_static_str(n)).collect());
+            let bytes = intercept::encode_response(key, version, cid, &resp);
+            self.push(
+                Slot::Local {
+                    api_key: peek.api_key,
+                    bytes,
+                },
+                out,
+            )
+            .await?;
+            return match mechanism {
+                None => {
+                    warn!(peer = %self.peer, mechanism = %req.mechanism.escape_debug(), enabled = ?names,
+                        "client asked for a SASL mechanism that is not enabled; closing connection");
+                    self.shared.metrics.authentication("unsupported", "failure");
+                    Err(End::Finish)
+                }
+                Some(m) => {
+                    self.auth.exchange = Some(self.shared.auth.start(m));
+                    self.auth.mechanism = Some(m.name());
+                    self.auth.raw = version == 0;
+                    Ok(())
+                }
+            };
+        }
+        let req = SaslAuthenticateRequest::decode(&mut body, version)
+            .map_err(|e| self.bad_sasl(&e.to_string()))?;
+        let step = match self.auth.exchange.as_mut() {
+            Some(exchange) => exchange.step(&req.auth_bytes, &self.shared.security.snapshot()),
+            None => {
+                let resp = SaslAuthenticateResponse::default()
+                    .with_error_code(ILLEGAL_SASL_STATE)
+                    .with_error_message(Some(StrBytes::from_static_str(
+                        "SaslAuthenticate without a SaslHandshake",
+                    )));
+                let bytes = intercept::encode_response(key, version, cid, &resp);
+                self.push(
+                    Slot::Local {
+                        api_key: peek.api_key,
+                        bytes,
+                    },
+                    out,
+                )
+                .await?;
+                warn!(peer = %self.peer, "SaslAuthenticate without a SaslHandshake; closing connection");
+                self.shared.metrics.protocol_error("illegal_sasl_state");
+                return Err(End::Finish);
+            }
+        };
+        match self.after_step(step).await {
+            Ok((token, lifetime)) => {
+                let resp = SaslAuthenticateResponse::default()
+                    .with_auth_bytes(Bytes::from(token))
+                    .with_session_lifetime_ms(
+                        lifetime.map_or(0, |l| i64::try_from(l.as_millis()).unwrap_or(i64::MAX)),
+                    );
+                let bytes = intercept::encode_response(key, version, cid, &resp);
+                self.push(
+                    Slot::Local {
+                        api_key: peek.api_key,
+                        bytes,
+                    },
+                    out,
+                )
+                .await
+            }
+            Err(()) => {
+                let mechanism = self.auth.mechanism.unwrap_or("SASL");
+                let resp = SaslAuthenticateResponse::default()
+                    .with_error_code(SASL_AUTHENTICATION_FAILED)
+                    .with_error_message(Some(StrBytes::from_string(format!(
+                        "Authentication failed: invalid credentials with SASL mechanism {mechanism}"
+                    ))));
+                let bytes = intercept::encode_response(key, version, cid, &resp);
+                self.push(
+                    Slot::Local {
+                        api_key: peek.api_key,
+                        bytes,
+                    },
+                    out,
+                )
+                .await?;
+                Err(End::Finish)
+            }
+        }
+    }
+
+    /// A bare token after SaslHandshake v0; answered with a bare token.
+    async fn raw_token(&mut self, token: &Bytes, out: &mut Outbox) -> Result<(), End> {
+        let step = match self.auth.exchange.as_mut() {
+            Some(exchange) => exchange.step(token, &self.shared.security.snapshot()),
+            None => return Err(self.bad_sasl("a SASL token outside an exchange")),
+        };
+        match self.after_step(step).await {
+            Ok((answer, _)) => {
+                if self.auth.exchange.is_none() {
+                    self.auth.raw = false;
+                }
+                let mut framed = bytes::BytesMut::with_capacity(4 + answer.len());
+                framed.extend_from_slice(&(answer.len() as i32).to_be_bytes());
+                framed.extend_from_slice(&answer);
+                self.push(
+                    Slot::Local {
+                        api_key: ApiKey::SaslAuthenticate as i16,
+                        bytes: framed.freeze(),
+                    },
+                    out,
+                )
+                .await
+            }
+            // A v0 exchange has no error message: the connection just closes.
+            Err(()) => Err(End::Abort),
+        }
+    }
+
+    /// Applies an exchange step: `Ok((token to send, session lifetime once done))`; a failure
+    /// is logged, counted and delayed before the caller answers it.
+    async fn after_step(&mut self, step: Step) -> Result<(Vec<u8>, Option<Duration>), ()> {
+        let mechanism = self.auth.mechanism.unwrap_or("SASL");
+        let reason = match step {
+            Step::Continue(challenge) => return Ok((challenge, None)),
+            Step::Done(last, who) => {
+                self.auth.exchange = None;
+                match &self.auth.who {
+                    Some(prev) if prev.principal != who.principal => format!(
+                        "re-authentication as `{}` on a connection of `{}`",
+                        who.principal, prev.principal
+                    ),
+                    prev => {
+                        let reauth = prev.is_some();
+                        let lifetime = self.shared.auth.session_lifetime(who.expires_at);
+                        self.auth.deadline = lifetime.map(|l| Instant::now() + l);
+                        self.shared.metrics.authentication(who.mechanism, "success");
+                        info!(peer = %self.peer, principal = %who.principal, mechanism = who.mechanism,
+                            reauth, session_ms = lifetime.map(|l| l.as_millis() as u64), "client authenticated");
+                        self.set_identity(who);
+                        return Ok((last, lifetime));
+                    }
+                }
+            }
+            Step::Failed(reason) => {
+                self.auth.exchange = None;
+                reason
+            }
+        };
+        self.shared.metrics.authentication(mechanism, "failure");
+        warn!(peer = %self.peer, client_id = ?self.client_id, mechanism, "authentication failed: {reason}");
+        tokio::time::sleep(self.shared.auth.failed_delay()).await;
+        Err(())
+    }
+
+    fn bad_sasl(&self, what: &str) -> End {
+        warn!(peer = %self.peer, "malformed SASL request ({what}); closing connection");
+        self.shared.metrics.protocol_error("bad_sasl");
+        End::Abort
+    }
+
+    /// Delegated SaslHandshake: noted, then relayed. A mechanism that is not enabled is
+    /// refused here, as the broker would.
+    async fn delegated_handshake(
+        &mut self,
+        peek: &RequestPeek,
+        frame: &Bytes,
+        out: &mut Outbox,
+    ) -> Result<(), End> {
+        let Some(offset) = peek.body_offset else {
+            return Err(self.bad_sasl("unparsable header"));
+        };
+        let req = SaslHandshakeRequest::decode(
+            &mut frame.slice(frame::LENGTH_PREFIX + offset..),
+            peek.api_version,
+        )
+        .map_err(|e| self.bad_sasl(&e.to_string()))?;
+        if peek.api_version == 0 {
+            // v0 tokens carry no correlation id, so they cannot be matched with relayed
+            // answers; every client since Kafka 1.0 uses v1.
+            warn!(peer = %self.peer, "delegated SASL needs SaslHandshake v1 or later; closing connection");
+            self.shared.metrics.protocol_error("sasl_v0_delegated");
+            return Err(End::Abort);
+        }
+        match self.shared.auth.mechanism(&req.mechanism) {
+            Some(m) => {
+                self.auth.mechanism = Some(m.name());
+                self.auth.rounds = 0;
+                self.auth.claimed = None;
+                Ok(())
+            }
+            None => {
+                let names = self.shared.auth.mechanism_names();
+                let resp = SaslHandshakeResponse::default()
+                    .with_error_code(UNSUPPORTED_SASL_MECHANISM)
+                    .with_mechanisms(names.iter().map(|n| StrBytes::from_static_str(n)).collect());
+                let bytes = intercept::encode_response(
+                    ApiKey::SaslHandshake,
+                    peek.api_version,
+                    peek.correlation_id,
+                    &resp,
+                );
+                self.push(
+                    Slot::Local {
+                        api_key: peek.api_key,
+                        bytes,
+                    },
+                    out,
+                )
+                .await?;
+                self.shared.metrics.authentication("unsupported", "failure");
+                warn!(peer = %self.peer, mechanism = %req.mechanism.escape_debug(), "SASL mechanism not enabled; closing connection");
+                Err(End::Finish)
+            }
+        }
+    }
+
+    /// Delegated SaslAuthenticate: relayed; the claimed principal is read from the first token.
+    fn delegated_authenticate(
+        &mut self,
+        peek: &RequestPeek,
+        frame: &Bytes,
+    ) -> Result<DelegatedRound, End> {
+        let (Some(mechanism), Some(offset)) = (self.auth.mechanism, peek.body_offset) else {
+            return Err(self.bad_sasl("SaslAuthenticate without a SaslHandshake"));
+        };
+        let req = SaslAuthenticateRequest::decode(
+            &mut frame.slice(frame::LENGTH_PREFIX + offset..),
+            peek.api_version,
+        )
+        .map_err(|e| self.bad_sasl(&e.to_string()))?;
+        self.auth.rounds += 1;
+        if self.auth.rounds == 1 {
+            self.auth.claimed = auth::delegated_principal(
+                mechanism,
+                &req.auth_bytes,
+                self.shared.auth.principal_claim(),
+            );
+        }
+        Ok(DelegatedRound {
+            mechanism,
+            principal: self.auth.claimed.clone(),
+            last: self.auth.rounds >= auth::rounds(mechanism),
+            outcome: self.auth.outcome.clone(),
+        })
+    }
+
     async fn open_upstream(&mut self, peek: &RequestPeek) -> Result<(), End> {
         let shared = &self.shared;
-        let timeout = shared.config.connect_timeout();
         let candidates = match self.route {
             Route::Bootstrap => shared.bootstrap_order(),
             Route::Node(id) => {
@@ -522,8 +1062,16 @@ impl RequestSide {
                 }
             }
         };
+        // Delegated SASL: the client's own exchange authenticates this connection.
+        let delegated =
+            self.shared.auth.requires_sasl() && self.shared.auth.mode() == SaslMode::Delegated;
         for addr in &candidates {
-            match upstream::connect(addr, timeout).await {
+            let connected = if delegated {
+                shared.connector.transport(addr).await
+            } else {
+                shared.connector.connect(addr).await
+            };
+            match connected {
                 Ok(stream) => {
                     let (r, w) = stream.into_split();
                     self.upstream = Some(w);
@@ -560,8 +1108,8 @@ struct ResponseSide {
     shared: Arc<Shared>,
     /// acks=0 requests a non-conforming broker may still answer.
     no_response: std::collections::VecDeque<i32>,
-    client: OwnedWriteHalf,
-    upstream: Option<OwnedReadHalf>,
+    client: WriteHalf,
+    upstream: Option<ReadHalf>,
     buf: BytesMut,
     out: Outbox,
     delivered: Vec<Delivered>,
@@ -570,7 +1118,7 @@ struct ResponseSide {
 
 async fn response_side(
     shared: Arc<Shared>,
-    client: OwnedWriteHalf,
+    client: WriteHalf,
     mut slots: mpsc::Receiver<Slot>,
     dead: CancellationToken,
     peer: SocketAddr,
@@ -737,6 +1285,9 @@ impl ResponseSide {
             upstream: read_at.duration_since(p.queued),
         };
         let mut frame = frame.freeze();
+        if let Some(d) = &p.delegated {
+            self.delegated_answer(d, p.version, &frame);
+        }
         if let Some(ic) = &p.intercept {
             let meta = ResponseMeta {
                 request: RequestMeta {
@@ -765,6 +1316,25 @@ impl ResponseSide {
                 }
             }
         }
+        if let Some(authz) = &p.authz {
+            let (fix, permits) = authz.as_ref();
+            match authorize::fix_response(
+                fix,
+                p.api_key,
+                p.version,
+                frame.clone(),
+                permits.as_ref(),
+                &self.shared.topic_names,
+            ) {
+                Ok(b) => frame = b,
+                Err(e) => {
+                    self.shared.metrics.protocol_error("undecodable_response");
+                    warn!(peer = %self.peer, api_key = p.api_key, version = p.version,
+                        "cannot apply ACLs to broker response: {e:#}; closing connection");
+                    return Err(e);
+                }
+            }
+        }
         if p.action != ResponseAction::Passthrough {
             let key = ApiKey::try_from(p.api_key).expect("rewrite actions are for known keys");
             let book = SharedBook(&self.shared);
@@ -787,6 +1357,45 @@ impl ResponseSide {
         });
         self.out.push(frame);
         Ok(())
+    }
+
+    /// Reads the broker's verdict on a relayed SaslAuthenticate (delegated mode).
+    fn delegated_answer(&self, d: &DelegatedRound, version: i16, frame: &Bytes) {
+        let mut body = frame.slice(frame::LENGTH_PREFIX..);
+        let header_version = ApiKey::SaslAuthenticate.response_header_version(version);
+        let decoded = kafka_protocol::messages::ResponseHeader::decode(&mut body, header_version)
+            .and_then(|_| SaslAuthenticateResponse::decode(&mut body, version));
+        let resp = match decoded {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(peer = %self.peer, "undecodable SaslAuthenticate answer from the broker: {e}");
+                return;
+            }
+        };
+        if resp.error_code != 0 {
+            self.shared.metrics.authentication(d.mechanism, "failure");
+            warn!(peer = %self.peer, principal = ?d.principal, mechanism = d.mechanism, code = resp.error_code,
+                "the broker refused the client's credentials");
+            return;
+        }
+        if d.last {
+            let principal = d
+                .principal
+                .clone()
+                .unwrap_or_else(|| auth::ANONYMOUS.to_string());
+            self.shared.metrics.authentication(d.mechanism, "success");
+            info!(peer = %self.peer, principal = %principal, mechanism = d.mechanism, "client authenticated by the broker");
+            *d.outcome.lock().expect("sasl outcome lock") = Some(DelegatedOutcome {
+                who: Authenticated {
+                    principal,
+                    token_groups: Vec::new(),
+                    mechanism: d.mechanism,
+                    expires_at: None,
+                },
+                lifetime: (resp.session_lifetime_ms > 0)
+                    .then(|| Duration::from_millis(resp.session_lifetime_ms as u64)),
+            });
+        }
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {

@@ -3,19 +3,28 @@
 //! Client traffic is relayed over one upstream connection per client connection. The gateway
 //! also talks to the cluster on its own account, rarely: to learn the brokers (ApiVersions then
 //! Metadata) at start and periodically, and to answer `GET /ready`.
+//!
+//! Every connection goes through a [`Connector`]: TCP, then TLS when configured, then SASL
+//! with the gateway's own credentials when configured, so a connection is authenticated
+//! before the first client request is written to it. SCRAM cannot be replayed, so the
+//! gateway holds its own credentials rather than reusing a client's exchange.
 
 use anyhow::{anyhow, bail, Context, Result};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
-    RequestHeader, ResponseHeader,
+    RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslHandshakeRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::auth::scram::{ScramClient, ScramMechanism};
+use crate::config::{Config, UpstreamSasl};
 use crate::frame::{frame_len, FrameStatus};
+use crate::tls::Stream;
 
 /// A broker as the cluster advertises it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,9 +47,94 @@ pub async fn connect(addr: &str, timeout: Duration) -> Result<TcpStream> {
     Ok(stream)
 }
 
+/// Opens broker connections: TCP, TLS, then SASL with the gateway's own credentials.
+#[derive(Clone)]
+pub struct Connector {
+    timeout: Duration,
+    tls: Option<(Arc<rustls::ClientConfig>, Option<String>)>,
+    sasl: Option<UpstreamSasl>,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("tls", &self.tls.is_some())
+            .field(
+                "sasl",
+                &self.sasl.as_ref().map(|s| (&s.mechanism, &s.username)),
+            )
+            .finish()
+    }
+}
+
+impl Connector {
+    /// Plain TCP with no authentication.
+    pub fn plaintext(timeout: Duration) -> Connector {
+        Connector {
+            timeout,
+            tls: None,
+            sasl: None,
+        }
+    }
+
+    /// The connector `config.upstream` describes (reads the TLS files).
+    pub fn from_config(config: &Config) -> Result<Connector> {
+        let tls = match &config.upstream.tls {
+            Some(t) => Some((crate::tls::client_config(t)?, t.server_name.clone())),
+            None => None,
+        };
+        Ok(Connector {
+            timeout: config.connect_timeout(),
+            tls,
+            sasl: config.upstream.sasl.clone(),
+        })
+    }
+
+    /// Whether connections are TLS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// A connection with TLS when configured, without SASL (delegated mode: the client's own
+    /// exchange follows).
+    pub async fn transport(&self, addr: &str) -> Result<Stream> {
+        let tcp = connect(addr, self.timeout).await?;
+        match &self.tls {
+            None => Ok(Stream::Tcp(tcp)),
+            Some((config, name)) => {
+                let name = crate::tls::server_name(name.as_deref(), addr)?;
+                let tls = tokio::time::timeout(
+                    self.timeout,
+                    tokio_rustls::TlsConnector::from(config.clone()).connect(name, tcp),
+                )
+                .await
+                .map_err(|_| anyhow!("TLS handshake with {addr} timed out"))?
+                .with_context(|| format!("TLS handshake with {addr}"))?;
+                Ok(Stream::Tls(Box::new(tls)))
+            }
+        }
+    }
+
+    /// A connection ready for requests: TLS and the gateway's own SASL when configured.
+    pub async fn connect(&self, addr: &str) -> Result<Stream> {
+        let stream = self.transport(addr).await?;
+        match &self.sasl {
+            None => Ok(stream),
+            Some(sasl) => {
+                let mut client = MiniClient::over(stream);
+                tokio::time::timeout(self.timeout, client.authenticate(sasl))
+                    .await
+                    .map_err(|_| anyhow!("SASL authentication with {addr} timed out"))?
+                    .with_context(|| format!("SASL authentication with {addr}"))?;
+                Ok(client.stream)
+            }
+        }
+    }
+}
+
 /// A single-connection request/response client used for the gateway's own requests.
 pub struct MiniClient {
-    stream: TcpStream,
+    stream: Stream,
     correlation_id: i32,
     buf: BytesMut,
     max_frame: usize,
@@ -49,14 +143,82 @@ pub struct MiniClient {
 const CLIENT_ID: &str = "sluice-gateway";
 
 impl MiniClient {
-    /// Connects to a broker.
-    pub async fn connect(addr: &str, timeout: Duration) -> Result<MiniClient> {
-        Ok(MiniClient {
-            stream: connect(addr, timeout).await?,
+    /// Connects to a broker (TLS and SASL as the connector says).
+    pub async fn connect(connector: &Connector, addr: &str) -> Result<MiniClient> {
+        Ok(MiniClient::over(connector.connect(addr).await?))
+    }
+
+    fn over(stream: Stream) -> MiniClient {
+        MiniClient {
+            stream,
             correlation_id: 0,
             buf: BytesMut::with_capacity(64 * 1024),
             max_frame: 64 * 1024 * 1024,
-        })
+        }
+    }
+
+    /// SASL with the gateway's own credentials: SaslHandshake v1, then SaslAuthenticate
+    /// rounds until the mechanism completes.
+    async fn authenticate(&mut self, sasl: &UpstreamSasl) -> Result<()> {
+        let versions = self.api_versions().await?;
+        let auth_version = versions
+            .api_keys
+            .iter()
+            .find(|k| k.api_key == ApiKey::SaslAuthenticate as i16)
+            .map(|k| k.max_version.min(2))
+            .context("broker does not support SaslAuthenticate")?;
+        let hs = self
+            .send(
+                &SaslHandshakeRequest::default()
+                    .with_mechanism(StrBytes::from_string(sasl.mechanism.clone())),
+                1,
+            )
+            .await?;
+        if hs.error_code != 0 {
+            let offered: Vec<String> = hs.mechanisms.iter().map(|m| m.to_string()).collect();
+            bail!(
+                "broker refused mechanism {} (error {}; it offers {})",
+                sasl.mechanism,
+                hs.error_code,
+                offered.join(", ")
+            );
+        }
+        let password = sasl.password.expose();
+        match ScramMechanism::from_name(&sasl.mechanism) {
+            None => {
+                let token = crate::auth::plain::encode(&sasl.username, password);
+                self.sasl_round(token, auth_version).await?;
+            }
+            Some(mech) => {
+                let mut scram = ScramClient::new(mech, &sasl.username, password);
+                let server_first = self.sasl_round(scram.client_first(), auth_version).await?;
+                let client_final = scram
+                    .server_first(&server_first)
+                    .map_err(|e| anyhow!("SCRAM: {e}"))?;
+                let server_final = self.sasl_round(client_final, auth_version).await?;
+                scram
+                    .server_final(&server_final)
+                    .map_err(|e| anyhow!("SCRAM: {e}"))?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn sasl_round(&mut self, token: Vec<u8>, version: i16) -> Result<Bytes> {
+        let resp = self
+            .send(
+                &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
+                version,
+            )
+            .await?;
+        if resp.error_code != 0 {
+            bail!(
+                "broker refused the gateway's credentials (error {}: {})",
+                resp.error_code,
+                resp.error_message.as_deref().unwrap_or("")
+            );
+        }
+        Ok(resp.auth_bytes)
     }
 
     /// Sends one request at `version` and decodes its response.
@@ -156,14 +318,14 @@ impl MiniClient {
 
 /// Asks the first reachable bootstrap server for the cluster's brokers.
 pub async fn discover(
+    connector: &Connector,
     bootstrap: &[String],
-    connect_timeout: Duration,
     request_timeout: Duration,
 ) -> Result<Vec<BrokerInfo>> {
     let mut errors = Vec::new();
     for addr in bootstrap {
         let attempt = async {
-            let mut client = MiniClient::connect(addr, connect_timeout).await?;
+            let mut client = MiniClient::connect(connector, addr).await?;
             tokio::time::timeout(request_timeout, client.brokers())
                 .await
                 .map_err(|_| anyhow!("metadata request to {addr} timed out"))?
@@ -177,11 +339,15 @@ pub async fn discover(
 }
 
 /// Checks that some bootstrap server answers ApiVersions; returns its address.
-pub async fn probe(bootstrap: &[String], timeout: Duration) -> Result<String> {
+pub async fn probe(
+    connector: &Connector,
+    bootstrap: &[String],
+    timeout: Duration,
+) -> Result<String> {
     let mut errors = Vec::new();
     for addr in bootstrap {
         let attempt = async {
-            let mut client = MiniClient::connect(addr, timeout).await?;
+            let mut client = MiniClient::connect(connector, addr).await?;
             let resp = tokio::time::timeout(timeout, client.api_versions())
                 .await
                 .map_err(|_| anyhow!("ApiVersions timed out"))??;

@@ -1,6 +1,398 @@
-//! Authentication: SASL mechanisms, mTLS principals and the per-connection state machine.
+//! Authentication: SASL mechanisms, mTLS principals and the exchanges a connection runs.
+//!
+//! The [`Authenticator`] is built once from the listener configuration. A connection that must
+//! authenticate gets an [`Exchange`] per SaslHandshake (including KIP-368 re-authentication)
+//! and feeds it each SaslAuthenticate token:
+//!
+//! - *gateway-managed*: the gateway checks the credentials itself: PLAIN and SCRAM against
+//!   the service accounts (stored as salted SCRAM keys, never passwords), OAUTHBEARER against
+//!   the configured JWKS;
+//! - *delegated*: the exchange is relayed to the broker, which decides; the gateway only reads
+//!   the principal's name from the client's first message ([`delegated_principal`]) and takes
+//!   it once the broker accepts.
+//!
+//! A failed exchange is answered after a fixed delay and the connection is closed, as a broker
+//! does. Error texts sent to clients never say whether the user exists.
 
 pub mod mtls;
 pub mod oauth;
 pub mod plain;
 pub mod scram;
+
+use anyhow::{Context, Result};
+use rustls_pki_types::CertificateDer;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::config::{ClientAuth, Config, SaslMode, SecurityProtocol};
+use crate::security::SecuritySnapshot;
+use mtls::PrincipalMapper;
+use oauth::{JwtSettings, JwtValidator};
+use scram::{ScramMechanism, ScramServer};
+
+/// The principal of a connection that presented no credentials (Kafka's name for it).
+pub const ANONYMOUS: &str = "ANONYMOUS";
+
+/// A SASL mechanism the gateway serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    /// RFC 4616.
+    Plain,
+    /// RFC 5802 / 7677.
+    Scram(ScramMechanism),
+    /// RFC 7628 with JWTs.
+    OauthBearer,
+}
+
+impl Mechanism {
+    /// Parses a mechanism name as clients send it.
+    pub fn from_name(name: &str) -> Option<Mechanism> {
+        match name {
+            "PLAIN" => Some(Mechanism::Plain),
+            "OAUTHBEARER" => Some(Mechanism::OauthBearer),
+            other => ScramMechanism::from_name(other).map(Mechanism::Scram),
+        }
+    }
+
+    /// The mechanism's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mechanism::Plain => "PLAIN",
+            Mechanism::OauthBearer => "OAUTHBEARER",
+            Mechanism::Scram(m) => m.name(),
+        }
+    }
+}
+
+/// Who a connection turned out to be.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Authenticated {
+    /// The principal name (a service account, a mapped certificate subject, a token subject).
+    pub principal: String,
+    /// Groups carried by the credential itself (a token's groups claim).
+    pub token_groups: Vec<String>,
+    /// How it authenticated: a SASL mechanism name, or `SSL`.
+    pub mechanism: &'static str,
+    /// When the credential stops being valid (a token's expiry).
+    pub expires_at: Option<SystemTime>,
+}
+
+/// The outcome of one SaslAuthenticate token.
+#[derive(Debug)]
+pub enum Step {
+    /// Send this challenge; the exchange goes on.
+    Continue(Vec<u8>),
+    /// Authenticated: send this final message.
+    Done(Vec<u8>, Authenticated),
+    /// Failed: the reason is for the log (never for the client).
+    Failed(String),
+}
+
+/// The listener's authentication settings.
+pub struct Authenticator {
+    protocol: SecurityProtocol,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    client_auth: ClientAuth,
+    mapper: PrincipalMapper,
+    mode: SaslMode,
+    mechanisms: Vec<Mechanism>,
+    failed_delay: Duration,
+    max_reauth: Option<Duration>,
+    jwt: Option<JwtValidator>,
+    principal_claim: String,
+}
+
+impl std::fmt::Debug for Authenticator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Authenticator")
+            .field("protocol", &self.protocol)
+            .field("mode", &self.mode)
+            .field("mechanisms", &self.mechanisms)
+            .finish()
+    }
+}
+
+impl Authenticator {
+    /// Builds the authenticator `config.security` describes: reads certificates, keys and
+    /// the JWKS, parses mapping rules. Errors name the file or setting at fault.
+    pub fn from_config(config: &Config) -> Result<Authenticator> {
+        let sec = &config.security;
+        let tls = match &sec.tls {
+            Some(t) if sec.protocol.tls() => Some(tokio_rustls::TlsAcceptor::from(
+                crate::tls::server_config(t).context("security.tls")?,
+            )),
+            _ => None,
+        };
+        let mapper = match sec
+            .tls
+            .as_ref()
+            .and_then(|t| t.principal_mapping_rules.as_deref())
+        {
+            Some(rules) => PrincipalMapper::parse(rules)
+                .map_err(|e| anyhow::anyhow!("security.tls.principalMappingRules: {e}"))?,
+            None => PrincipalMapper::default_rules(),
+        };
+        let (mut mode, mut mechanisms, mut failed_delay, mut max_reauth, mut jwt) = (
+            SaslMode::GatewayManaged,
+            Vec::new(),
+            Duration::ZERO,
+            None,
+            None,
+        );
+        if let Some(sasl) = sec.sasl.as_ref().filter(|_| sec.protocol.sasl()) {
+            mode = sasl.mode;
+            mechanisms = sasl
+                .mechanisms
+                .iter()
+                .filter_map(|m| Mechanism::from_name(m))
+                .collect();
+            failed_delay = Duration::from_millis(sasl.failed_auth_delay_ms);
+            max_reauth =
+                (sasl.max_reauth_ms > 0).then(|| Duration::from_millis(sasl.max_reauth_ms));
+            if let (Some(o), SaslMode::GatewayManaged) = (&sasl.oauthbearer, mode) {
+                let jwks_json = match (&o.jwks, &o.jwks_file) {
+                    (Some(inline), _) => inline.clone(),
+                    (None, Some(path)) => std::fs::read_to_string(path).with_context(|| {
+                        format!(
+                            "security.sasl.oauthbearer.jwksFile: reading {}",
+                            path.display()
+                        )
+                    })?,
+                    (None, None) => anyhow::bail!("security.sasl.oauthbearer: no JWKS"),
+                };
+                jwt = Some(
+                    JwtValidator::new(JwtSettings {
+                        jwks_json,
+                        issuer: o.issuer.clone(),
+                        audiences: o.audiences.clone(),
+                        principal_claim: o.principal_claim.clone(),
+                        groups_claim: o.groups_claim.clone(),
+                        leeway_secs: o.leeway_secs,
+                    })
+                    .map_err(|e| anyhow::anyhow!("security.sasl.oauthbearer: {e}"))?,
+                );
+            }
+        }
+        Ok(Authenticator {
+            protocol: sec.protocol,
+            tls,
+            client_auth: sec.tls.as_ref().map_or(ClientAuth::None, |t| t.client_auth),
+            mapper,
+            mode,
+            mechanisms,
+            failed_delay,
+            max_reauth,
+            jwt,
+            principal_claim: sec
+                .sasl
+                .as_ref()
+                .and_then(|s| s.oauthbearer.as_ref())
+                .map_or_else(|| "sub".to_string(), |o| o.principal_claim.clone()),
+        })
+    }
+
+    /// The TLS acceptor, when the listeners speak TLS.
+    pub fn tls(&self) -> Option<&tokio_rustls::TlsAcceptor> {
+        self.tls.as_ref()
+    }
+
+    /// Whether clients must authenticate with SASL before other requests.
+    pub fn requires_sasl(&self) -> bool {
+        self.protocol.sasl()
+    }
+
+    /// Gateway-managed or delegated.
+    pub fn mode(&self) -> SaslMode {
+        self.mode
+    }
+
+    /// Enabled mechanism names, as SaslHandshake lists them.
+    pub fn mechanism_names(&self) -> Vec<&'static str> {
+        self.mechanisms.iter().map(|m| m.name()).collect()
+    }
+
+    /// The enabled mechanism called `name`.
+    pub fn mechanism(&self, name: &str) -> Option<Mechanism> {
+        Mechanism::from_name(name).filter(|m| self.mechanisms.contains(m))
+    }
+
+    /// Delay before a failed authentication is answered.
+    pub fn failed_delay(&self) -> Duration {
+        self.failed_delay
+    }
+
+    /// KIP-368 session lifetime for a credential that expires at `expires_at` (None: the
+    /// session does not expire).
+    pub fn session_lifetime(&self, expires_at: Option<SystemTime>) -> Option<Duration> {
+        let until_expiry = expires_at.map(|t| {
+            t.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+        });
+        match (self.max_reauth, until_expiry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The principal of a TLS connection: its certificate's subject through the mapping rules,
+    /// or `None` without a certificate. An error means the subject maps to nothing.
+    pub fn tls_principal(&self, certs: Option<&[CertificateDer<'_>]>) -> Result<Option<String>> {
+        let Some(leaf) = certs.and_then(|c| c.first()) else {
+            return Ok(None);
+        };
+        let dn = mtls::subject_dn(leaf).map_err(|e| anyhow::anyhow!("client certificate: {e}"))?;
+        match self.mapper.map(&dn) {
+            Some(p) => Ok(Some(p)),
+            None => anyhow::bail!("no principal mapping rule applies to `{dn}`"),
+        }
+    }
+
+    /// The token claim that names the principal (OAUTHBEARER).
+    pub fn principal_claim(&self) -> &str {
+        &self.principal_claim
+    }
+
+    /// Whether a client certificate is mandatory.
+    pub fn requires_client_cert(&self) -> bool {
+        self.client_auth == ClientAuth::Required
+    }
+
+    /// Starts a gateway-managed exchange for an enabled mechanism.
+    pub fn start(self: &Arc<Self>, mechanism: Mechanism) -> Exchange {
+        let state = match mechanism {
+            Mechanism::Plain => State::Plain,
+            Mechanism::Scram(m) => State::Scram(Box::new(ScramServer::new(m)), None),
+            Mechanism::OauthBearer => State::Oauth { failed: None },
+        };
+        Exchange {
+            auth: self.clone(),
+            state,
+        }
+    }
+}
+
+/// One gateway-managed SASL exchange.
+pub struct Exchange {
+    auth: Arc<Authenticator>,
+    state: State,
+}
+
+enum State {
+    Plain,
+    /// The server side and, after the first message, the user it is about.
+    Scram(Box<ScramServer>, Option<String>),
+    /// After an invalid token the server sends an error challenge and fails on the client's
+    /// next message (RFC 7628 §3.2.2).
+    Oauth {
+        failed: Option<String>,
+    },
+    Finished,
+}
+
+impl Exchange {
+    /// Feeds one client token.
+    pub fn step(&mut self, input: &[u8], accounts: &SecuritySnapshot) -> Step {
+        match std::mem::replace(&mut self.state, State::Finished) {
+            State::Finished => Step::Failed("the exchange is already over".into()),
+            State::Plain => {
+                let token = match plain::parse(input) {
+                    Ok(t) => t,
+                    Err(e) => return Step::Failed(format!("PLAIN: {e}")),
+                };
+                let known = ScramMechanism::ALL.iter().find_map(|m| {
+                    accounts
+                        .scram_credential(&token.username, *m)
+                        .map(|c| (c, *m))
+                });
+                match known {
+                    Some((cred, m)) if cred.verify_password(m, &token.password) => Step::Done(
+                        Vec::new(),
+                        Authenticated {
+                            principal: token.username,
+                            token_groups: Vec::new(),
+                            mechanism: "PLAIN",
+                            expires_at: None,
+                        },
+                    ),
+                    Some(_) => {
+                        Step::Failed(format!("PLAIN: wrong password for `{}`", token.username))
+                    }
+                    None => Step::Failed(format!("PLAIN: unknown user `{}`", token.username)),
+                }
+            }
+            State::Scram(mut server, None) => match server.client_first(input) {
+                Ok(user) => {
+                    let cred = accounts.scram_credential(&user, server.mechanism());
+                    let challenge = server.server_first(cred);
+                    self.state = State::Scram(server, Some(user));
+                    Step::Continue(challenge)
+                }
+                Err(e) => Step::Failed(format!("SCRAM: {e}")),
+            },
+            State::Scram(mut server, Some(user)) => match server.client_final(input) {
+                Ok(last) if accounts.account_exists(&user) => Step::Done(
+                    last,
+                    Authenticated {
+                        principal: user,
+                        token_groups: Vec::new(),
+                        mechanism: server.mechanism().name(),
+                        expires_at: None,
+                    },
+                ),
+                Ok(_) => Step::Failed(format!("SCRAM: unknown user `{user}`")),
+                Err(e) => Step::Failed(format!("SCRAM for `{user}`: {e}")),
+            },
+            State::Oauth {
+                failed: Some(reason),
+            } => Step::Failed(reason),
+            State::Oauth { failed: None } => {
+                let bearer = match oauth::parse_client_first(input) {
+                    Ok(b) => b,
+                    Err(e) => return Step::Failed(format!("OAUTHBEARER: {e}")),
+                };
+                let Some(jwt) = &self.auth.jwt else {
+                    return Step::Failed("OAUTHBEARER: no token validation configured".into());
+                };
+                match jwt.validate(&bearer.token) {
+                    Ok(v) => Step::Done(
+                        Vec::new(),
+                        Authenticated {
+                            principal: v.principal,
+                            token_groups: v.groups,
+                            mechanism: "OAUTHBEARER",
+                            expires_at: Some(v.expires_at),
+                        },
+                    ),
+                    Err(e) => {
+                        self.state = State::Oauth {
+                            failed: Some(format!("OAUTHBEARER: {e}")),
+                        };
+                        Step::Continue(oauth::failure_challenge("invalid_token"))
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The principal a delegated exchange is about, read from the client's first SaslAuthenticate
+/// token (the broker decides whether it is genuine).
+pub fn delegated_principal(mechanism: &str, token: &[u8], principal_claim: &str) -> Option<String> {
+    match Mechanism::from_name(mechanism)? {
+        Mechanism::Plain => plain::parse(token).ok().map(|t| t.username),
+        Mechanism::Scram(_) => scram::client_first_username(token),
+        Mechanism::OauthBearer => {
+            let bearer = oauth::parse_client_first(token).ok()?;
+            oauth::unverified_claim(&bearer.token, principal_claim)
+        }
+    }
+}
+
+/// How many SaslAuthenticate round trips a successful exchange of `mechanism` takes (a
+/// delegated exchange is complete after that many successful answers).
+pub fn rounds(mechanism: &str) -> usize {
+    match Mechanism::from_name(mechanism) {
+        Some(Mechanism::Scram(_)) => 2,
+        _ => 1,
+    }
+}

@@ -30,13 +30,14 @@ const METADATA_TTL: Duration = Duration::from_secs(30);
 
 /// Starts the publisher; returns the queue plugins feed.
 pub fn spawn(
+    connector: crate::upstream::Connector,
     bootstrap: Vec<String>,
     timeout: Duration,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
 ) -> mpsc::Sender<Published> {
     let (tx, rx) = mpsc::channel(QUEUE);
-    tokio::spawn(run(bootstrap, timeout, metrics, stop, rx));
+    tokio::spawn(run(connector, bootstrap, timeout, metrics, stop, rx));
     tx
 }
 
@@ -47,6 +48,7 @@ struct Layout {
 }
 
 async fn run(
+    connector: crate::upstream::Connector,
     bootstrap: Vec<String>,
     timeout: Duration,
     metrics: Arc<Metrics>,
@@ -76,6 +78,7 @@ async fn run(
         for (topic, items) in by_topic {
             let n = items.len() as u64;
             match send_topic(
+                &connector,
                 &bootstrap,
                 timeout,
                 &mut layouts,
@@ -103,11 +106,16 @@ async fn run(
     }
 }
 
-async fn layout(bootstrap: &[String], timeout: Duration, topic: &str) -> Result<Layout> {
+async fn layout(
+    connector: &crate::upstream::Connector,
+    bootstrap: &[String],
+    timeout: Duration,
+    topic: &str,
+) -> Result<Layout> {
     let mut last = None;
     for addr in bootstrap {
         let attempt = async {
-            let mut c = MiniClient::connect(addr, timeout).await?;
+            let mut c = MiniClient::connect(connector, addr).await?;
             let versions = c.api_versions().await?;
             let theirs = versions
                 .api_keys
@@ -158,6 +166,7 @@ async fn layout(bootstrap: &[String], timeout: Duration, topic: &str) -> Result<
 }
 
 async fn send_topic(
+    connector: &crate::upstream::Connector,
     bootstrap: &[String],
     timeout: Duration,
     layouts: &mut HashMap<String, Layout>,
@@ -170,7 +179,10 @@ async fn send_topic(
         .get(topic)
         .is_none_or(|l| l.fetched.elapsed() > METADATA_TTL)
     {
-        layouts.insert(topic.to_string(), layout(bootstrap, timeout, topic).await?);
+        layouts.insert(
+            topic.to_string(),
+            layout(connector, bootstrap, timeout, topic).await?,
+        );
     }
     let layout = &layouts[topic];
     let n = layout.leaders.len();
@@ -252,7 +264,10 @@ async fn send_topic(
                         .collect(),
                 )]);
         if !clients.contains_key(&leader) {
-            clients.insert(leader.clone(), MiniClient::connect(&leader, timeout).await?);
+            clients.insert(
+                leader.clone(),
+                MiniClient::connect(connector, &leader).await?,
+            );
         }
         let client = clients.get_mut(&leader).expect("just inserted");
         // Produce v9 (flexible) is supported by every broker since Kafka 2.4 and by tansu.
