@@ -48,6 +48,7 @@ pub mod metrics;
 mod openapi;
 pub mod records;
 pub mod rewrite;
+pub mod schema;
 mod server;
 mod session;
 pub mod security;
