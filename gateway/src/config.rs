@@ -241,13 +241,14 @@ pub struct UpstreamSasl {
     pub mechanism: String,
     /// User name.
     pub username: String,
-    /// Password (better in `SLUICE_UPSTREAM_PASSWORD` than in the file).
-    #[serde(skip_serializing)]
+    /// Password (better in the `SLUICE_UPSTREAM_PASSWORD` environment variable than in the
+    /// file, which it overrides).
+    #[serde(skip_serializing, default)]
     pub password: Secret,
 }
 
 /// A secret string: never printed by `Debug`, compared in constant time.
-#[derive(Clone, PartialEq, Eq, serde::Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
 #[serde(transparent)]
 pub struct Secret(String);
 
@@ -692,6 +693,12 @@ impl Config {
             },
         };
         config.apply(overrides);
+        if let (Ok(pw), Some(sasl)) = (
+            std::env::var("SLUICE_UPSTREAM_PASSWORD"),
+            config.upstream.sasl.as_mut(),
+        ) {
+            sasl.password = Secret(pw);
+        }
         if let Err(e) = config.validate(&source_name) {
             let reported: Vec<String> = issues.iter().map(|i| i.key.clone()).collect();
             issues.extend(e.issues.into_iter().filter(|i| {
@@ -941,6 +948,12 @@ impl Config {
             );
         }
         if let Some(sasl) = &self.upstream.sasl {
+            if sasl.password.0.is_empty() {
+                issue(
+                    "upstream.sasl.password",
+                    "required (in the file or SLUICE_UPSTREAM_PASSWORD)".into(),
+                );
+            }
             if !UPSTREAM_MECHANISMS.contains(&sasl.mechanism.as_str()) {
                 issue(
                     "upstream.sasl.mechanism",

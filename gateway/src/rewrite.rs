@@ -62,7 +62,23 @@ pub fn action_for(key: Option<ApiKey>, version: i16) -> ResponseAction {
 /// sends. API keys the gateway does not know are forwarded as opaque bytes and advertised as
 /// the broker advertises them.
 pub fn gateway_versions(key: ApiKey) -> VersionRange {
-    key.valid_versions()
+    // kafka-protocol's `valid_versions()` runs ahead of its decoders for a few APIs
+    // (OffsetCommit v10, OffsetFetch v10, InitProducerId v6 in 0.18): advertise only what the
+    // request *and* response types really decode.
+    let valid = key.valid_versions();
+    let (req, resp) = (
+        crate::schema::request_def(key as i16),
+        crate::schema::response_def(key as i16),
+    );
+    let min = [req.map(|d| d.min), resp.map(|d| d.min)]
+        .into_iter()
+        .flatten()
+        .fold(valid.min, i16::max);
+    let max = [req.map(|d| d.max), resp.map(|d| d.max)]
+        .into_iter()
+        .flatten()
+        .fold(valid.max, i16::min);
+    VersionRange { min, max }
 }
 
 /// Maps a broker (node id and its upstream address) to the address clients must use.
@@ -291,6 +307,25 @@ fn unsupported_api_versions_below(correlation_id: i32, refused: i16) -> Bytes {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn advertised_versions_are_decodable() {
+        use kafka_protocol::messages::{
+            InitProducerIdRequest, OffsetCommitRequest, OffsetFetchRequest,
+        };
+        fn roundtrip<T: Encodable + Decodable + Default>(key: ApiKey) {
+            let max = gateway_versions(key).max;
+            let mut buf = bytes::BytesMut::new();
+            T::default()
+                .encode(&mut buf, max)
+                .unwrap_or_else(|e| panic!("{key:?} v{max} advertised but not encodable: {e}"));
+            T::decode(&mut buf.freeze(), max)
+                .unwrap_or_else(|e| panic!("{key:?} v{max} advertised but not decodable: {e}"));
+        }
+        roundtrip::<OffsetCommitRequest>(ApiKey::OffsetCommit);
+        roundtrip::<OffsetFetchRequest>(ApiKey::OffsetFetch);
+        roundtrip::<InitProducerIdRequest>(ApiKey::InitProducerId);
+    }
+
     use super::*;
     use kafka_protocol::messages::api_versions_response::ApiVersion;
     use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
