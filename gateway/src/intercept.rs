@@ -790,11 +790,12 @@ pub fn error_response(
 ) -> Option<Bytes> {
     use kafka_protocol::messages::*;
     let key = ApiKey::try_from(api_key).ok()?;
+    // Decoding trusts array counts from the wire: check the structure first, for every API.
+    if !crate::frame::check_request_structure(api_key, version, body) {
+        return None;
+    }
     match key {
         ApiKey::Produce => {
-            if !crate::frame::check_produce_body(body, version) {
-                return None;
-            }
             let req = ProduceRequest::decode(&mut body.clone(), version).ok()?;
             let mut resp = ProduceResponse::default();
             let extras: Vec<_> = req
