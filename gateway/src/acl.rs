@@ -407,7 +407,7 @@ impl PrincipalPermits {
         super_users: &[String],
     ) -> PrincipalPermits {
         let principal = principal.into();
-        let super_user = !principal.is_empty() && super_users.iter().any(|s| *s == principal);
+        let super_user = !principal.is_empty() && super_users.contains(&principal);
         PrincipalPermits {
             store,
             principal,

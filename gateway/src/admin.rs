@@ -89,7 +89,13 @@ async fn ready(State(shared): State<Arc<Shared>>) -> Response {
             .into_response();
     }
     let timeout = READY_TIMEOUT.min(shared.config.request_timeout());
-    match upstream::probe(&shared.connector, &shared.config.upstream.bootstrap, timeout).await {
+    match upstream::probe(
+        &shared.connector,
+        &shared.config.upstream.bootstrap,
+        timeout,
+    )
+    .await
+    {
         Ok(broker) => Json(json!({ "status": "ready", "broker": broker })).into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -466,4 +472,182 @@ async fn delete_acl(State(store): State<Arc<SecurityStore>>, Path(name): Path<St
 
 async fn openapi() -> Response {
     Json(crate::openapi::document()).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::AdminClient;
+    use crate::state::FileStore;
+
+    /// Serves the security routes alone on a free port.
+    async fn serve_security(dir: &std::path::Path) -> (String, Arc<SecurityStore>) {
+        let store = Arc::new(SecurityStore::new(Arc::new(FileStore::open(dir).unwrap())));
+        store.restore().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = security_routes::<()>(store.clone()).fallback(not_found);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}"), store)
+    }
+
+    fn raw_put(
+        base: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> (u16, serde_json::Value) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let mut resp = agent
+            .put(&format!("{base}/api/v1/{path}"))
+            .content_type(content_type)
+            .send(body)
+            .unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.body_mut().read_to_string().unwrap();
+        (status, serde_json::from_str(&text).unwrap())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn security_resources_over_http() {
+        let dir = std::env::temp_dir().join(format!("sluice-admin-sec-{}", std::process::id()));
+        let (base, store) = serve_security(&dir).await;
+        let password = "s3cret-over-http";
+        tokio::task::spawn_blocking(move || {
+            let c = AdminClient::new(&base, None);
+            let alice = json!({"password": password, "groups": ["ops"]});
+            assert!(
+                c.put_json("service-accounts/alice", &alice).unwrap(),
+                "created"
+            );
+            assert!(
+                !c.put_json("service-accounts/alice", &alice).unwrap(),
+                "replaced"
+            );
+            let shown = c.get("service-accounts/alice").unwrap();
+            assert_eq!(
+                shown["spec"]["mechanisms"],
+                json!(["SCRAM-SHA-256", "SCRAM-SHA-512"])
+            );
+            assert_eq!(shown["spec"]["iterations"], 4096);
+            let listed = c.get("service-accounts").unwrap().to_string();
+            for secret in [password, "salt", "storedKey", "serverKey"] {
+                assert!(!listed.contains(secret) && !shown.to_string().contains(secret));
+            }
+            // The shape GET returns is accepted back.
+            let group = json!({"name": "ops", "spec": {"members": ["CN=app1,O=acme"]}});
+            assert!(c.put_json("groups/ops", &group).unwrap());
+            let acl = json!({"group": "ops", "resourceType": "topic", "patternType": "prefixed",
+                "name": "ops.", "operations": ["read"]});
+            assert!(c.put_json("acls/ops-read", &acl).unwrap());
+            assert_eq!(
+                c.get("acls").unwrap()["items"][0]["spec"]["permission"],
+                "allow"
+            );
+            assert_eq!(
+                c.get("groups/ops").unwrap()["spec"]["members"],
+                json!(["CN=app1,O=acme"])
+            );
+            // Errors: JSON with every detail, and never the password.
+            let e = c
+                .put_json(
+                    "acls/bad",
+                    &json!({"principal": "a", "group": "b", "resourceType": "cluster",
+                        "name": "x", "operations": ["read"]}),
+                )
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("HTTP 400") && e.contains("invalid acl spec"),
+                "{e}"
+            );
+            assert_eq!(e.matches("\n  - ").count(), 3, "{e}");
+            let e = c
+                .put_json(
+                    "service-accounts/bob",
+                    &json!({"password": password, "pasword": "x"}),
+                )
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("HTTP 400") && e.contains("unknown field"), "{e}");
+            assert!(!e.contains(password), "{e}");
+            let e = c
+                .put_json("service-accounts/bob", &json!({"password": 123456789}))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("HTTP 400") && !e.contains("123456789"), "{e}");
+            let e = c
+                .put_json("groups/Bad", &json!({}))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("HTTP 400") && e.contains("invalid group name"),
+                "{e}"
+            );
+            for path in ["acls/none", "groups/none", "service-accounts/none"] {
+                let e = c.delete(path).unwrap_err().to_string();
+                assert!(e.contains("HTTP 404"), "{e}");
+                let e = c.get(path).unwrap_err().to_string();
+                assert!(e.contains("HTTP 404"), "{e}");
+            }
+            let (status, body) = raw_put(&base, "groups/g", "application/wasm", b"{}");
+            assert_eq!(status, 415);
+            assert!(
+                body["error"].is_string() && body["details"].is_array(),
+                "{body}"
+            );
+            let (status, body) = raw_put(&base, "groups/g", "application/json", b"{not json");
+            assert_eq!(
+                (status, body["error"].as_str()),
+                (400, Some("body is not valid JSON"))
+            );
+            c.delete("service-accounts/alice").unwrap();
+        })
+        .await
+        .unwrap();
+        let snapshot = store.snapshot();
+        assert!(!snapshot.account_exists("alice"));
+        assert_eq!(snapshot.acl_count(), 1);
+        assert!(snapshot.permits(
+            "CN=app1,O=acme",
+            &[],
+            &[],
+            crate::acl::ResourceType::Topic,
+            "ops.logs",
+            crate::acl::Operation::Describe
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn openapi_documents_the_security_resources() {
+        let doc = crate::openapi::document();
+        for path in [
+            "/api/v1/service-accounts",
+            "/api/v1/service-accounts/{name}",
+            "/api/v1/groups/{name}",
+            "/api/v1/acls/{name}",
+        ] {
+            assert!(doc["paths"][path].is_object(), "{path}");
+        }
+        for schema in [
+            "ServiceAccountSpec",
+            "ServiceAccount",
+            "GroupSpec",
+            "Group",
+            "AclSpec",
+            "Acl",
+        ] {
+            assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+        }
+        // Every schema reference resolves.
+        let text = doc.to_string();
+        for r in text.split("\"#/components/schemas/").skip(1) {
+            let name = r.split('"').next().unwrap();
+            assert!(doc["components"]["schemas"][name].is_object(), "{name}");
+        }
+    }
 }

@@ -53,6 +53,8 @@ const MAX_PASSWORD_BYTES: usize = 1024;
 const MAX_NAME_BYTES: usize = 1024;
 /// Most entries in one list (group members, an account's groups).
 const MAX_LIST: usize = 10_000;
+/// Longest precomputed salt, in bytes (generated ones are 32).
+const MAX_SALT_BYTES: usize = 1024;
 /// Longest group description, in bytes.
 const MAX_DESCRIPTION_BYTES: usize = 4096;
 
@@ -371,9 +373,9 @@ fn decode_scram(
                 ));
                 v
             }
-            Ok(v) if v.len() > MAX_NAME_BYTES => {
+            Ok(v) if v.len() > MAX_SALT_BYTES => {
                 problems.push(format!(
-                    "{field}.{what}: longer than {MAX_NAME_BYTES} bytes"
+                    "{field}.{what}: longer than {MAX_SALT_BYTES} bytes"
                 ));
                 v
             }
@@ -389,7 +391,7 @@ fn decode_scram(
     let stored_key = bytes("storedKey", &input.stored_key, Some(mech.hash_len()));
     let server_key = bytes("serverKey", &input.server_key, Some(mech.hash_len()));
     check_iterations(&format!("{field}.iterations"), input.iterations, problems);
-    (problems.len() == before).then(|| ScramCredential {
+    (problems.len() == before).then_some(ScramCredential {
         salt,
         iterations: input.iterations,
         stored_key,
@@ -958,7 +960,7 @@ mod tests {
         ))
     }
 
-    fn open(dir: &PathBuf) -> SecurityStore {
+    fn open(dir: &std::path::Path) -> SecurityStore {
         let store = SecurityStore::new(Arc::new(FileStore::open(dir).unwrap()));
         store.restore().unwrap();
         store

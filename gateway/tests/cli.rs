@@ -256,3 +256,105 @@ fn admin_cli_push_apply_get_delete() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&state);
 }
+
+/// Every file under `dir`, concatenated.
+fn read_tree(dir: &std::path::Path) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.push_str(&read_tree(&path));
+        } else {
+            out.push_str(&String::from_utf8_lossy(&std::fs::read(&path).unwrap()));
+        }
+    }
+    out
+}
+
+#[test]
+fn apply_get_delete_security_resources() {
+    let admin_port = free_port();
+    let state = std::env::temp_dir().join(format!("sluice-cli-sec-{}", std::process::id()));
+    let token = "cli-security-token-0123456789";
+    let mut child = sluice()
+        .args([
+            "serve",
+            "--bootstrap",
+            "127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--admin", &format!("127.0.0.1:{admin_port}")])
+        .arg("--state-dir")
+        .arg(&state)
+        .env("SLUICE_ADMIN_TOKEN", token)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_get(admin_port, "/health").is_none() {
+        assert!(Instant::now() < deadline, "admin listener never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let password = "yaml-password-never-stored";
+    let file = state.join("security.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "kind: ServiceAccount\nmetadata: {{name: alice}}\nspec:\n  password: {password}\n  groups: [ops]\n\
+             ---\nkind: Group\nmetadata: {{name: auditors}}\nspec:\n  members: [alice, \"CN=app1,O=acme\"]\n\
+             ---\nkind: Acl\nmetadata: {{name: ops-read}}\nspec:\n  group: ops\n  resourceType: topic\n  \
+             patternType: prefixed\n  name: ops.\n  operations: [read, describe]\n"
+        ),
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let (code, _, err) = run(&["apply", "-f", path], &admin, None);
+    assert_eq!(code, 1);
+    assert!(err.contains("HTTP 401"), "{err}");
+    let (code, out, err) = run(&["apply", "-f", path], &admin, Some(token));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "service-account/alice created\ngroup/auditors created\nacl/ops-read created\n"
+    );
+    let (code, out, _) = run(&["apply", "-f", path], &admin, Some(token));
+    assert_eq!(code, 0);
+    assert!(out.contains("service-account/alice configured"), "{out}");
+    for (kind, name, expect) in [
+        ("service-accounts", None, "SCRAM-SHA-512"),
+        ("ServiceAccount", Some("alice"), "\"ops\""),
+        ("groups", None, "CN=app1,O=acme"),
+        ("acl", Some("ops-read"), "prefixed"),
+    ] {
+        let mut args = vec!["get", kind];
+        args.extend(name);
+        let (code, out, err) = run(&args, &admin, None);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains(expect), "{kind}: {out}");
+        assert!(
+            !out.contains(password) && !out.contains("storedKey"),
+            "{out}"
+        );
+    }
+    // Only derived credentials reach the state directory.
+    std::fs::remove_file(&file).unwrap();
+    let stored = read_tree(&state);
+    assert!(stored.contains("storedKey") && !stored.contains(password));
+    for (kind, name, label) in [
+        ("acl", "ops-read", "acl"),
+        ("groups", "auditors", "group"),
+        ("service-account", "alice", "service-account"),
+    ] {
+        let (code, out, err) = run(&["delete", kind, name], &admin, Some(token));
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out, format!("{label}/{name} deleted\n"));
+    }
+    let (code, _, err) = run(&["get", "acl", "ops-read"], &admin, None);
+    assert_eq!(code, 1);
+    assert!(err.contains("HTTP 404"), "{err}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&state);
+}
