@@ -1,1 +1,1156 @@
-//! oauth
+//! SASL OAUTHBEARER (RFC 7628) as Kafka uses it, with JWT validation against a JWKS.
+//!
+//! - [`parse_client_first`] reads the client's initial response
+//!   (`n,[a=authzid],\x01auth=Bearer <token>\x01[key=value\x01]*\x01`).
+//! - [`JwtValidator`] checks a token: signature by a key of the configured JWKS, an algorithm
+//!   that fits that key, a mandatory `exp`, `nbf`, issuer and audience; it then reads the
+//!   principal and groups from configurable claims.
+//! - [`failure_challenge`] is the JSON error the server sends when a token is refused; the
+//!   client then answers with a lone `\x01` ([`is_failure_ack`]) and the exchange fails.
+//! - [`unverified_claim`] reads a claim without any check, for the delegated mode in which
+//!   the broker behind the gateway validates the token.
+//!
+//! Symmetric keys (JWKS `oct`, `HS*` algorithms) and `alg: none` are refused outright: a
+//! gateway must never accept a token it could have minted itself or one with no signature.
+//! No error message contains the token.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::str::FromStr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use jsonwebtoken::jwk::Jwk;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde_json::{Map, Value};
+
+/// Largest token accepted (bytes); bounds parsing and signature work for hostile input.
+pub const MAX_TOKEN_LEN: usize = 64 * 1024;
+
+/// Largest clock-skew allowance accepted in [`JwtSettings::leeway_secs`].
+pub const MAX_LEEWAY_SECS: u64 = 3600;
+
+/// Why an OAUTHBEARER message, token or configuration was refused. Messages never contain
+/// the token.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OauthError {
+    /// The JWKS or the settings are unusable.
+    #[error("invalid OAUTHBEARER configuration: {0}")]
+    InvalidConfig(String),
+    /// The client's message does not follow RFC 7628.
+    #[error("malformed OAUTHBEARER message: {0}")]
+    Malformed(&'static str),
+    /// The token is not a well-formed JWT.
+    #[error("invalid token: {0}")]
+    InvalidToken(&'static str),
+    /// The token's algorithm is refused (`none`, HMAC) or unknown.
+    #[error("invalid token: algorithm {0} is not accepted")]
+    UnsupportedAlgorithm(&'static str),
+    /// No key of the JWKS has the token's key id (or none was given and the JWKS has several).
+    #[error("invalid token: no matching key in the JWKS")]
+    UnknownKey,
+    /// The token's algorithm does not fit the key that must verify it.
+    #[error("invalid token: algorithm does not match the key")]
+    AlgorithmMismatch,
+    /// The signature does not verify.
+    #[error("invalid token: bad signature")]
+    InvalidSignature,
+    /// `exp` has passed.
+    #[error("invalid token: expired")]
+    Expired,
+    /// `nbf` is in the future.
+    #[error("invalid token: not valid yet")]
+    NotYetValid,
+    /// `iss` is not the configured issuer.
+    #[error("invalid token: wrong issuer")]
+    WrongIssuer,
+    /// `aud` names none of the configured audiences.
+    #[error("invalid token: wrong audience")]
+    WrongAudience,
+    /// A required claim is absent or of the wrong type.
+    #[error("invalid token: missing or invalid claim `{0}`")]
+    MissingClaim(String),
+}
+
+impl OauthError {
+    /// The RFC 7628 / RFC 6750 status to put in [`failure_challenge`]: `invalid_request` for
+    /// malformed messages, `invalid_token` for refused tokens.
+    pub fn status(&self) -> &'static str {
+        match self {
+            OauthError::Malformed(_) => "invalid_request",
+            _ => "invalid_token",
+        }
+    }
+}
+
+/// How tokens are validated.
+#[derive(Debug, Clone)]
+pub struct JwtSettings {
+    /// The JSON Web Key Set (`{"keys":[...]}`) with the issuer's public keys.
+    pub jwks_json: String,
+    /// Required `iss`; `None` accepts any issuer.
+    pub issuer: Option<String>,
+    /// Accepted audiences: `aud` must name at least one. Empty: `aud` is not checked.
+    pub audiences: Vec<String>,
+    /// Claim holding the principal name (default `sub`). A dotted name (`a.b`) that is not a
+    /// top-level claim is looked up as a path into nested objects.
+    pub principal_claim: String,
+    /// Claim holding the groups: an array of strings, or a space-separated string.
+    pub groups_claim: Option<String>,
+    /// Clock skew allowed on `exp` and `nbf`, at most [`MAX_LEEWAY_SECS`].
+    pub leeway_secs: u64,
+}
+
+impl Default for JwtSettings {
+    fn default() -> Self {
+        JwtSettings {
+            jwks_json: String::new(),
+            issuer: None,
+            audiences: Vec::new(),
+            principal_claim: "sub".to_string(),
+            groups_claim: None,
+            leeway_secs: 30,
+        }
+    }
+}
+
+/// One verification key of the JWKS.
+struct VerificationKey {
+    kid: Option<String>,
+    key: DecodingKey,
+    /// The algorithms this key may verify.
+    algorithms: Vec<Algorithm>,
+}
+
+/// Validates JWT bearer tokens against a fixed JWKS. Cheap to share: build once per JWKS.
+pub struct JwtValidator {
+    keys: Vec<VerificationKey>,
+    settings: JwtSettings,
+}
+
+impl fmt::Debug for JwtValidator {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kids: Vec<&str> = self
+            .keys
+            .iter()
+            .map(|k| k.kid.as_deref().unwrap_or("<none>"))
+            .collect();
+        f.debug_struct("JwtValidator")
+            .field("key_ids", &kids)
+            .field("issuer", &self.settings.issuer)
+            .field("audiences", &self.settings.audiences)
+            .field("principal_claim", &self.settings.principal_claim)
+            .field("groups_claim", &self.settings.groups_claim)
+            .finish()
+    }
+}
+
+/// What a valid token says about its holder.
+#[derive(Debug, Clone)]
+pub struct ValidatedToken {
+    /// The principal name (from [`JwtSettings::principal_claim`]).
+    pub principal: String,
+    /// Groups (from [`JwtSettings::groups_claim`]); empty without that claim.
+    pub groups: Vec<String>,
+    /// When the token expires; the session must re-authenticate by then.
+    pub expires_at: SystemTime,
+}
+
+impl JwtValidator {
+    /// Parses the JWKS. Symmetric (`oct`) keys and keys declaring `alg` `none` or `HS*` are
+    /// refused; keys for encryption (`use: enc`), keys whose `key_ops` exclude `verify` and
+    /// key types or curves that cannot verify JWTs here (e.g. P-521) are skipped. At least
+    /// one usable key is required, and key ids must be unique.
+    pub fn new(settings: JwtSettings) -> Result<Self, OauthError> {
+        let config = |msg: String| OauthError::InvalidConfig(msg);
+        if settings.principal_claim.is_empty() {
+            return Err(config("principal claim must not be empty".into()));
+        }
+        if settings.groups_claim.as_deref() == Some("") {
+            return Err(config("groups claim must not be empty".into()));
+        }
+        if settings.leeway_secs > MAX_LEEWAY_SECS {
+            return Err(config(format!(
+                "leeway of {}s exceeds the maximum of {MAX_LEEWAY_SECS}s",
+                settings.leeway_secs
+            )));
+        }
+        let doc: Value = serde_json::from_str(&settings.jwks_json)
+            .map_err(|e| config(format!("JWKS is not JSON: {e}")))?;
+        let entries = doc
+            .get("keys")
+            .and_then(Value::as_array)
+            .ok_or_else(|| config("JWKS has no `keys` array".into()))?;
+        let mut keys = Vec::new();
+        let mut kids = HashSet::new();
+        for (index, entry) in entries.iter().enumerate() {
+            let Some(key) = parse_jwk(index, entry)? else {
+                continue;
+            };
+            if let Some(kid) = &key.kid {
+                if !kids.insert(kid.clone()) {
+                    return Err(config(format!("JWKS has two keys with kid `{kid}`")));
+                }
+            }
+            keys.push(key);
+        }
+        if keys.is_empty() {
+            return Err(config(
+                "JWKS has no usable signature verification key".into(),
+            ));
+        }
+        Ok(JwtValidator { keys, settings })
+    }
+
+    /// Validates a token and extracts the principal, groups and expiry.
+    ///
+    /// The verifying key is the one whose `kid` is the token's; a token without `kid`, or a
+    /// JWKS of a single key without `kid`, uses the only key. The token's `alg` must be one
+    /// the key fits (ES256 for P-256, ES384 for P-384, RS*/PS* for RSA, EdDSA for Ed25519, or
+    /// the key's own `alg`).
+    pub fn validate(&self, token: &str) -> Result<ValidatedToken, OauthError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(OauthError::InvalidToken("too long"));
+        }
+        // Look at the raw algorithm first: `none` is not even representable in the typed
+        // header, and deserves a precise error.
+        let raw = raw_header(token).ok_or(OauthError::InvalidToken("malformed header"))?;
+        match raw.get("alg").and_then(Value::as_str) {
+            None => return Err(OauthError::InvalidToken("header has no algorithm")),
+            Some(alg) if alg.eq_ignore_ascii_case("none") => {
+                return Err(OauthError::UnsupportedAlgorithm("none"))
+            }
+            Some(alg) if alg.starts_with("HS") => {
+                return Err(OauthError::UnsupportedAlgorithm("HMAC"))
+            }
+            Some(_) => {}
+        }
+        let header = jsonwebtoken::decode_header(token)
+            .map_err(|_| OauthError::UnsupportedAlgorithm("unknown"))?;
+        // By key id; without one (or with one when the JWKS has a single key that has no
+        // id, as hand-made key sets do) the only key.
+        let only_key = match self.keys.as_slice() {
+            [single] => Some(single),
+            _ => None,
+        };
+        let key = match &header.kid {
+            Some(kid) => self
+                .keys
+                .iter()
+                .find(|k| k.kid.as_deref() == Some(kid.as_str()))
+                .or(only_key.filter(|k| k.kid.is_none())),
+            None => only_key,
+        }
+        .ok_or(OauthError::UnknownKey)?;
+        if !key.algorithms.contains(&header.alg) {
+            return Err(OauthError::AlgorithmMismatch);
+        }
+
+        let mut validation = Validation::new(header.alg);
+        validation.leeway = self.settings.leeway_secs;
+        validation.validate_exp = true;
+        validation.validate_nbf = true;
+        let mut required = vec!["exp"];
+        // jsonwebtoken checks `iss` and `aud` only when present: make them mandatory when
+        // configured.
+        if let Some(issuer) = &self.settings.issuer {
+            validation.set_issuer(&[issuer]);
+            required.push("iss");
+        }
+        if self.settings.audiences.is_empty() {
+            validation.validate_aud = false;
+        } else {
+            validation.set_audience(&self.settings.audiences);
+            required.push("aud");
+        }
+        validation.set_required_spec_claims(&required);
+
+        let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.key, &validation)
+            .map_err(map_jwt_error)?;
+        let claims = data.claims;
+
+        let principal = lookup_claim(&claims, &self.settings.principal_claim)
+            .and_then(Value::as_str)
+            .filter(|p| !p.is_empty())
+            .ok_or_else(|| OauthError::MissingClaim(self.settings.principal_claim.clone()))?
+            .to_string();
+        let groups = match &self.settings.groups_claim {
+            Some(name) => groups_from(lookup_claim(&claims, name)),
+            None => Vec::new(),
+        };
+        let exp = claims
+            .get("exp")
+            .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f as u64)))
+            .ok_or_else(|| OauthError::MissingClaim("exp".to_string()))?;
+        let expires_at = UNIX_EPOCH
+            .checked_add(Duration::from_secs(exp))
+            .ok_or_else(|| OauthError::MissingClaim("exp".to_string()))?;
+        Ok(ValidatedToken {
+            principal,
+            groups,
+            expires_at,
+        })
+    }
+}
+
+/// Turns one JWKS entry into a verification key; `Ok(None)` for keys that are skipped.
+fn parse_jwk(index: usize, entry: &Value) -> Result<Option<VerificationKey>, OauthError> {
+    let err = |msg: &str| OauthError::InvalidConfig(format!("JWKS key #{index}: {msg}"));
+    let obj = entry.as_object().ok_or_else(|| err("not an object"))?;
+    let kty = obj
+        .get("kty")
+        .and_then(Value::as_str)
+        .ok_or_else(|| err("no `kty`"))?;
+    if kty == "oct" {
+        return Err(err("symmetric (oct) keys are refused"));
+    }
+    let alg = match obj.get("alg") {
+        None => None,
+        Some(Value::String(alg)) => Some(alg.as_str()),
+        Some(_) => return Err(err("`alg` is not a string")),
+    };
+    if let Some(alg) = alg {
+        if alg.eq_ignore_ascii_case("none") {
+            return Err(err("`alg: none` is refused"));
+        }
+        if alg.starts_with("HS") {
+            return Err(err("HMAC algorithms are refused"));
+        }
+    }
+    if obj.get("use").and_then(Value::as_str) == Some("enc") {
+        return Ok(None);
+    }
+    if let Some(ops) = obj.get("key_ops").and_then(Value::as_array) {
+        if !ops.iter().any(|op| op.as_str() == Some("verify")) {
+            return Ok(None);
+        }
+    }
+    let crv = obj.get("crv").and_then(Value::as_str);
+    let fitting: &[Algorithm] = match (kty, crv) {
+        ("EC", Some("P-256")) => &[Algorithm::ES256],
+        ("EC", Some("P-384")) => &[Algorithm::ES384],
+        ("RSA", _) => &[
+            Algorithm::RS256,
+            Algorithm::RS384,
+            Algorithm::RS512,
+            Algorithm::PS256,
+            Algorithm::PS384,
+            Algorithm::PS512,
+        ],
+        ("OKP", Some("Ed25519")) => &[Algorithm::EdDSA],
+        // Other curves and key types cannot verify JWTs here.
+        _ => return Ok(None),
+    };
+    let algorithms = match alg {
+        None => fitting.to_vec(),
+        Some(alg) => match Algorithm::from_str(alg) {
+            Ok(a) if fitting.contains(&a) => vec![a],
+            Ok(_) => return Err(err(&format!("`alg` {alg} does not fit a {kty} key"))),
+            // An encryption or unknown algorithm: not a key for verifying JWTs.
+            Err(_) => return Ok(None),
+        },
+    };
+    // The algorithm is handled above; leaving it out keeps jsonwebtoken's stricter `alg`
+    // enumeration from rejecting otherwise valid keys.
+    let mut stripped = obj.clone();
+    stripped.remove("alg");
+    let jwk: Jwk = serde_json::from_value(Value::Object(stripped))
+        .map_err(|e| err(&format!("not a valid {kty} key: {e}")))?;
+    let key = DecodingKey::from_jwk(&jwk).map_err(|e| err(&format!("unusable key: {e}")))?;
+    Ok(Some(VerificationKey {
+        kid: jwk.common.key_id.clone(),
+        key,
+        algorithms,
+    }))
+}
+
+/// Maps jsonwebtoken's errors to fixed messages (its own can quote claim contents).
+fn map_jwt_error(e: jsonwebtoken::errors::Error) -> OauthError {
+    use jsonwebtoken::errors::ErrorKind;
+    match e.kind() {
+        ErrorKind::InvalidSignature => OauthError::InvalidSignature,
+        ErrorKind::ExpiredSignature => OauthError::Expired,
+        ErrorKind::ImmatureSignature => OauthError::NotYetValid,
+        ErrorKind::InvalidIssuer => OauthError::WrongIssuer,
+        ErrorKind::InvalidAudience => OauthError::WrongAudience,
+        ErrorKind::MissingRequiredClaim(claim) => OauthError::MissingClaim(claim.clone()),
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+            OauthError::AlgorithmMismatch
+        }
+        ErrorKind::InvalidEcdsaKey | ErrorKind::InvalidRsaKey(_) | ErrorKind::Crypto(_) => {
+            OauthError::InvalidSignature
+        }
+        ErrorKind::Json(_) => OauthError::InvalidToken("claims are not a JSON object"),
+        _ => OauthError::InvalidToken("malformed token"),
+    }
+}
+
+/// The decoded JSON object of one base64url JWT segment.
+fn decode_segment(segment: &str) -> Option<Map<String, Value>> {
+    // Padding is not allowed in JWS compact form, but tolerate it when only reading.
+    let bytes = URL_SAFE_NO_PAD.decode(segment.trim_end_matches('=')).ok()?;
+    match serde_json::from_slice(&bytes).ok()? {
+        Value::Object(map) => Some(map),
+        _ => None,
+    }
+}
+
+/// The three segments of a compact JWS.
+fn segments(token: &str) -> Option<[&str; 3]> {
+    let mut parts = token.split('.');
+    let segs = [parts.next()?, parts.next()?, parts.next()?];
+    parts.next().is_none().then_some(segs)
+}
+
+fn raw_header(token: &str) -> Option<Map<String, Value>> {
+    decode_segment(segments(token)?[0])
+}
+
+/// A claim by name; a dotted name not present at top level is followed as a path.
+fn lookup_claim<'a>(claims: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
+    if let Some(v) = claims.get(name) {
+        return Some(v);
+    }
+    if !name.contains('.') {
+        return None;
+    }
+    let mut parts = name.split('.');
+    let mut current = claims.get(parts.next()?)?;
+    for part in parts {
+        current = current.as_object()?.get(part)?;
+    }
+    Some(current)
+}
+
+/// Groups from a claim value: an array of strings, or a space-separated string.
+fn groups_from(value: Option<&Value>) -> Vec<String> {
+    match value {
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(Value::as_str)
+            .filter(|g| !g.is_empty())
+            .map(str::to_string)
+            .collect(),
+        Some(Value::String(s)) => s.split_whitespace().map(str::to_string).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Delegated mode: a claim of the token's payload, without verifying anything. Strings are
+/// returned as they are, numbers in their JSON form; `None` for anything else or a token
+/// that does not decode.
+pub fn unverified_claim(token: &str, claim: &str) -> Option<String> {
+    if token.len() > MAX_TOKEN_LEN {
+        return None;
+    }
+    let payload = decode_segment(segments(token)?[1])?;
+    match lookup_claim(&payload, claim)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The client's initial OAUTHBEARER response. `Debug` hides the token.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientBearer {
+    /// The bearer token.
+    pub token: String,
+    /// Authorization id from the GS2 header (`a=`), decoded.
+    pub authzid: Option<String>,
+    /// SASL extensions (Kafka's `key=value` pairs other than `auth`), in message order.
+    pub extensions: Vec<(String, String)>,
+}
+
+impl fmt::Debug for ClientBearer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientBearer")
+            .field("token", &"<redacted>")
+            .field("authzid", &self.authzid)
+            .field("extensions", &self.extensions)
+            .finish()
+    }
+}
+
+impl ClientBearer {
+    /// Encodes the initial response (for the gateway's own upstream connections):
+    /// `n,[a=authzid],\x01auth=Bearer <token>\x01[k=v\x01]*\x01`.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = String::from("n,");
+        if let Some(authzid) = &self.authzid {
+            out.push_str("a=");
+            out.push_str(&authzid.replace('=', "=3D").replace(',', "=2C"));
+        }
+        out.push_str(",\x01auth=Bearer ");
+        out.push_str(&self.token);
+        out.push('\x01');
+        for (k, v) in &self.extensions {
+            out.push_str(k);
+            out.push('=');
+            out.push_str(v);
+            out.push('\x01');
+        }
+        out.push('\x01');
+        out.into_bytes()
+    }
+}
+
+/// RFC 6750 `b64token`: `1*( ALPHA / DIGIT / "-" / "." / "_" / "~" / "+" / "/" ) *"="`.
+fn valid_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && body
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b))
+}
+
+/// Decodes a GS2 `saslname` (`=2C` → `,`, `=3D` → `=`).
+fn decode_saslname(s: &str) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(pos) = rest.find('=') {
+        out.push_str(&rest[..pos]);
+        match rest.get(pos + 1..pos + 3) {
+            Some("2C") => out.push(','),
+            Some("3D") => out.push('='),
+            _ => return None,
+        }
+        rest = &rest[pos + 3..];
+    }
+    out.push_str(rest);
+    Some(out)
+}
+
+/// Parses the client's initial response:
+/// GS2 header `n,[a=authzid],` then `\x01auth=Bearer <token>\x01[key=value\x01]*\x01`.
+/// Channel binding (`p=`) is refused; keys are letters only; values are printable (plus
+/// space, tab, CR, LF); keys must not repeat.
+pub fn parse_client_first(msg: &[u8]) -> Result<ClientBearer, OauthError> {
+    if msg.len() > MAX_TOKEN_LEN + 4096 {
+        return Err(OauthError::Malformed("message too long"));
+    }
+    let text = std::str::from_utf8(msg).map_err(|_| OauthError::Malformed("not UTF-8"))?;
+    let (cbind, rest) = text
+        .split_once(',')
+        .ok_or(OauthError::Malformed("missing GS2 header"))?;
+    match cbind {
+        "n" | "y" => {}
+        _ if cbind.starts_with("p=") => {
+            return Err(OauthError::Malformed("channel binding is not supported"))
+        }
+        _ => return Err(OauthError::Malformed("invalid channel binding flag")),
+    }
+    let (authzid, rest) = rest
+        .split_once(',')
+        .ok_or(OauthError::Malformed("missing GS2 header"))?;
+    let authzid = if authzid.is_empty() {
+        None
+    } else {
+        let name = authzid
+            .strip_prefix("a=")
+            .and_then(decode_saslname)
+            .filter(|n| !n.is_empty())
+            .ok_or(OauthError::Malformed("invalid authorization id"))?;
+        Some(name)
+    };
+    let pairs = rest
+        .strip_prefix('\x01')
+        .and_then(|r| r.strip_suffix('\x01'))
+        .ok_or(OauthError::Malformed(
+            "key/value section must be delimited by \\x01",
+        ))?;
+    if !pairs.is_empty() && !pairs.ends_with('\x01') {
+        return Err(OauthError::Malformed("unterminated key/value pair"));
+    }
+
+    let mut seen: HashSet<&str> = HashSet::new();
+    let mut token = None;
+    let mut extensions = Vec::new();
+    for pair in pairs.split_terminator('\x01') {
+        let (key, value) = pair
+            .split_once('=')
+            .ok_or(OauthError::Malformed("key/value pair without `=`"))?;
+        if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphabetic()) {
+            return Err(OauthError::Malformed("invalid key"));
+        }
+        if !value
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) || b" \t\r\n".contains(&b))
+        {
+            return Err(OauthError::Malformed("invalid value"));
+        }
+        if !seen.insert(key) {
+            return Err(OauthError::Malformed("repeated key"));
+        }
+        if key == "auth" {
+            let (scheme, credentials) = value
+                .split_once(' ')
+                .ok_or(OauthError::Malformed("auth value must be `Bearer <token>`"))?;
+            if !scheme.eq_ignore_ascii_case("bearer") {
+                return Err(OauthError::Malformed("auth scheme must be Bearer"));
+            }
+            let credentials = credentials.trim_start_matches(' ');
+            if !valid_b64token(credentials) {
+                return Err(OauthError::Malformed("invalid bearer token syntax"));
+            }
+            token = Some(credentials.to_string());
+        } else {
+            extensions.push((key.to_string(), value.to_string()));
+        }
+    }
+    let token = token.ok_or(OauthError::Malformed("missing auth"))?;
+    Ok(ClientBearer {
+        token,
+        authzid,
+        extensions,
+    })
+}
+
+/// The server's error challenge after a refused token (RFC 7628 section 3.2.2), e.g.
+/// `{"status":"invalid_token"}`. The client must answer with [`is_failure_ack`]'s `\x01`.
+pub fn failure_challenge(status: &str) -> Vec<u8> {
+    serde_json::json!({ "status": status })
+        .to_string()
+        .into_bytes()
+}
+
+/// True for the client's acknowledgement of a [`failure_challenge`] (a single `\x01`).
+pub fn is_failure_ack(msg: &[u8]) -> bool {
+    msg == b"\x01"
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jsonwebtoken::{EncodingKey, Header};
+    use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256, PKCS_ECDSA_P384_SHA384};
+    use serde_json::json;
+
+    const ISSUER: &str = "https://issuer.example";
+    const AUDIENCE: &str = "kafka";
+
+    struct TestKey {
+        encoding: EncodingKey,
+        jwk: Value,
+    }
+
+    /// A P-256 (or P-384) key: the signing key and its public JWK.
+    fn ec_key(kid: Option<&str>, p384: bool) -> TestKey {
+        let pair = if p384 {
+            KeyPair::generate_for(&PKCS_ECDSA_P384_SHA384).unwrap()
+        } else {
+            KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).unwrap()
+        };
+        let point = pair.public_key_raw();
+        assert_eq!(point[0], 0x04, "uncompressed point");
+        let half = (point.len() - 1) / 2;
+        let mut jwk = json!({
+            "kty": "EC",
+            "crv": if p384 { "P-384" } else { "P-256" },
+            "x": URL_SAFE_NO_PAD.encode(&point[1..1 + half]),
+            "y": URL_SAFE_NO_PAD.encode(&point[1 + half..]),
+            "use": "sig",
+        });
+        if let Some(kid) = kid {
+            jwk["kid"] = json!(kid);
+        }
+        TestKey {
+            encoding: EncodingKey::from_ec_der(&pair.serialize_der()),
+            jwk,
+        }
+    }
+
+    fn jwks(keys: &[&Value]) -> String {
+        json!({ "keys": keys }).to_string()
+    }
+
+    fn now() -> u64 {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    }
+
+    fn settings(jwks_json: String) -> JwtSettings {
+        JwtSettings {
+            jwks_json,
+            issuer: Some(ISSUER.to_string()),
+            audiences: vec![AUDIENCE.to_string(), "other".to_string()],
+            groups_claim: Some("groups".to_string()),
+            ..JwtSettings::default()
+        }
+    }
+
+    fn claims() -> Value {
+        json!({
+            "sub": "alice",
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "exp": now() + 600,
+            "iat": now(),
+            "groups": ["admins", "devs"],
+        })
+    }
+
+    fn sign(key: &TestKey, alg: Algorithm, kid: Option<&str>, claims: &Value) -> String {
+        let mut header = Header::new(alg);
+        header.kid = kid.map(str::to_string);
+        jsonwebtoken::encode(&header, claims, &key.encoding).unwrap()
+    }
+
+    /// A token with a hand-made header and signature.
+    fn forge(header: Value, claims: &Value, signature: &[u8]) -> String {
+        format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string()),
+            URL_SAFE_NO_PAD.encode(signature)
+        )
+    }
+
+    fn setup() -> (TestKey, JwtValidator) {
+        let key = ec_key(Some("k1"), false);
+        let validator = JwtValidator::new(settings(jwks(&[&key.jwk]))).unwrap();
+        (key, validator)
+    }
+
+    /// Asserts the refusal and that the message does not leak the token.
+    fn refused(validator: &JwtValidator, token: &str) -> OauthError {
+        let err = validator.validate(token).unwrap_err();
+        let text = err.to_string();
+        assert!(!text.contains(token), "{text}");
+        for part in token.split('.').filter(|p| p.len() > 8) {
+            assert!(!text.contains(part), "{text}");
+        }
+        assert_eq!(err.status(), "invalid_token");
+        err
+    }
+
+    #[test]
+    fn valid_token_is_accepted() {
+        let (key, validator) = setup();
+        let claims = claims();
+        let token = sign(&key, Algorithm::ES256, Some("k1"), &claims);
+        let valid = validator.validate(&token).unwrap();
+        assert_eq!(valid.principal, "alice");
+        assert_eq!(valid.groups, ["admins", "devs"]);
+        let exp = claims["exp"].as_u64().unwrap();
+        assert_eq!(valid.expires_at, UNIX_EPOCH + Duration::from_secs(exp));
+        // Audience given as an array containing one of ours.
+        let mut multi = claims.clone();
+        multi["aud"] = json!(["x", "other"]);
+        validator
+            .validate(&sign(&key, Algorithm::ES256, Some("k1"), &multi))
+            .unwrap();
+    }
+
+    #[test]
+    fn expired_and_immature_tokens() {
+        let (key, validator) = setup();
+        let mut c = claims();
+        c["exp"] = json!(now() - 600);
+        let token = sign(&key, Algorithm::ES256, Some("k1"), &c);
+        assert_eq!(refused(&validator, &token), OauthError::Expired);
+        // Within the leeway: still accepted.
+        c["exp"] = json!(now() - 5);
+        validator
+            .validate(&sign(&key, Algorithm::ES256, Some("k1"), &c))
+            .unwrap();
+        let mut c = claims();
+        c["nbf"] = json!(now() + 600);
+        let token = sign(&key, Algorithm::ES256, Some("k1"), &c);
+        assert_eq!(refused(&validator, &token), OauthError::NotYetValid);
+        let mut c = claims();
+        c.as_object_mut().unwrap().remove("exp");
+        let token = sign(&key, Algorithm::ES256, Some("k1"), &c);
+        assert_eq!(
+            refused(&validator, &token),
+            OauthError::MissingClaim("exp".into())
+        );
+        c["exp"] = json!("tomorrow");
+        let token = sign(&key, Algorithm::ES256, Some("k1"), &c);
+        assert_eq!(
+            refused(&validator, &token),
+            OauthError::MissingClaim("exp".into())
+        );
+    }
+
+    #[test]
+    fn issuer_and_audience() {
+        let (key, validator) = setup();
+        let mut c = claims();
+        c["iss"] = json!("https://evil.example");
+        let token = sign(&key, Algorithm::ES256, Some("k1"), &c);
+        assert_eq!(refused(&validator, &token), OauthError::WrongIssuer);
+        c.as_object_mut().unwrap().remove("iss");
+        let token = sign(&key, Algorithm::ES256, Some("k1"), &c);
+        assert_eq!(
+            refused(&validator, &token),
+            OauthError::MissingClaim("iss".into())
+        );
+
+        let mut c = claims();
+        c["aud"] = json!("someone-else");
+        let token = sign(&key, Algorithm::ES256, Some("k1"), &c);
+        assert_eq!(refused(&validator, &token), OauthError::WrongAudience);
+        c["aud"] = json!(["a", "b"]);
+        let token = sign(&key, Algorithm::ES256, Some("k1"), &c);
+        assert_eq!(refused(&validator, &token), OauthError::WrongAudience);
+        c.as_object_mut().unwrap().remove("aud");
+        let token = sign(&key, Algorithm::ES256, Some("k1"), &c);
+        assert_eq!(
+            refused(&validator, &token),
+            OauthError::MissingClaim("aud".into())
+        );
+
+        // Without configured issuer and audiences, neither is checked.
+        let open = JwtValidator::new(JwtSettings {
+            jwks_json: jwks(&[&key.jwk]),
+            ..JwtSettings::default()
+        })
+        .unwrap();
+        let mut c = claims();
+        c["iss"] = json!("anyone");
+        c["aud"] = json!("anything");
+        assert_eq!(
+            open.validate(&sign(&key, Algorithm::ES256, Some("k1"), &c))
+                .unwrap()
+                .principal,
+            "alice"
+        );
+    }
+
+    #[test]
+    fn signature_and_key_selection() {
+        let (_key, validator) = setup();
+        let other = ec_key(Some("k1"), false);
+        let token = sign(&other, Algorithm::ES256, Some("k1"), &claims());
+        assert_eq!(refused(&validator, &token), OauthError::InvalidSignature);
+
+        let (key, validator) = setup();
+        let token = sign(&key, Algorithm::ES256, Some("k2"), &claims());
+        assert_eq!(refused(&validator, &token), OauthError::UnknownKey);
+
+        // No kid: the single key is used.
+        let token = sign(&key, Algorithm::ES256, None, &claims());
+        assert_eq!(validator.validate(&token).unwrap().principal, "alice");
+
+        // A kid, and a single key without one: that key.
+        let mut anonymous = key.jwk.clone();
+        anonymous.as_object_mut().unwrap().remove("kid");
+        let single = JwtValidator::new(settings(jwks(&[&anonymous]))).unwrap();
+        single
+            .validate(&sign(&key, Algorithm::ES256, Some("whatever"), &claims()))
+            .unwrap();
+
+        // No kid with two keys: ambiguous.
+        let second = ec_key(Some("k2"), false);
+        let two = JwtValidator::new(settings(jwks(&[&key.jwk, &second.jwk]))).unwrap();
+        assert_eq!(refused(&two, &token), OauthError::UnknownKey);
+        // With kids, each key verifies its own tokens only.
+        two.validate(&sign(&key, Algorithm::ES256, Some("k1"), &claims()))
+            .unwrap();
+        two.validate(&sign(&second, Algorithm::ES256, Some("k2"), &claims()))
+            .unwrap();
+        let swapped = sign(&second, Algorithm::ES256, Some("k1"), &claims());
+        assert_eq!(refused(&two, &swapped), OauthError::InvalidSignature);
+
+        // A tampered payload breaks the signature.
+        let token = sign(&key, Algorithm::ES256, Some("k1"), &claims());
+        let parts: Vec<&str> = token.split('.').collect();
+        let mut evil = claims();
+        evil["sub"] = json!("root");
+        let tampered = format!(
+            "{}.{}.{}",
+            parts[0],
+            URL_SAFE_NO_PAD.encode(evil.to_string()),
+            parts[2]
+        );
+        assert_eq!(refused(&validator, &tampered), OauthError::InvalidSignature);
+    }
+
+    #[test]
+    fn p384_keys_verify_es384() {
+        let key = ec_key(Some("big"), true);
+        let validator = JwtValidator::new(settings(jwks(&[&key.jwk]))).unwrap();
+        let token = sign(&key, Algorithm::ES384, Some("big"), &claims());
+        assert_eq!(validator.validate(&token).unwrap().principal, "alice");
+    }
+
+    #[test]
+    fn refused_algorithms() {
+        let (key, validator) = setup();
+        let claims = claims();
+        let none = forge(json!({"alg": "none", "kid": "k1"}), &claims, b"");
+        assert_eq!(
+            refused(&validator, &none),
+            OauthError::UnsupportedAlgorithm("none")
+        );
+        let none = forge(json!({"alg": "None"}), &claims, b"");
+        assert_eq!(
+            refused(&validator, &none),
+            OauthError::UnsupportedAlgorithm("none")
+        );
+        // HS256 keyed with the public key: the classic confusion attack.
+        let public = serde_json::to_vec(&key.jwk).unwrap();
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some("k1".into());
+        let hs =
+            jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(&public)).unwrap();
+        assert_eq!(
+            refused(&validator, &hs),
+            OauthError::UnsupportedAlgorithm("HMAC")
+        );
+        // An algorithm of another family, or another curve, than the key's.
+        let rs = forge(json!({"alg": "RS256", "kid": "k1"}), &claims, &[1; 256]);
+        assert_eq!(refused(&validator, &rs), OauthError::AlgorithmMismatch);
+        let es384 = forge(json!({"alg": "ES384", "kid": "k1"}), &claims, &[1; 96]);
+        assert_eq!(refused(&validator, &es384), OauthError::AlgorithmMismatch);
+        let unknown = forge(json!({"alg": "XX999", "kid": "k1"}), &claims, &[1; 8]);
+        assert!(matches!(
+            refused(&validator, &unknown),
+            OauthError::UnsupportedAlgorithm(_)
+        ));
+        let missing = forge(json!({"kid": "k1"}), &claims, &[1; 8]);
+        assert!(matches!(
+            refused(&validator, &missing),
+            OauthError::InvalidToken(_)
+        ));
+    }
+
+    #[test]
+    fn malformed_tokens() {
+        let (_key, validator) = setup();
+        for token in [
+            "",
+            "a",
+            "a.b",
+            "a.b.c",
+            "a.b.c.d",
+            "....",
+            "eyJhbGciOiJFUzI1NiJ9",
+            "eyJhbGciOiJFUzI1NiJ9.!!!.abc",
+            "eyJhbGciOiJFUzI1NiJ9.e30.",
+            "W10.e30.abc",
+        ] {
+            assert!(validator.validate(token).is_err(), "accepted {token:?}");
+        }
+        let long = "a".repeat(MAX_TOKEN_LEN + 1);
+        assert_eq!(
+            validator.validate(&long).unwrap_err(),
+            OauthError::InvalidToken("too long")
+        );
+    }
+
+    #[test]
+    fn principal_and_group_claims() {
+        let key = ec_key(Some("k1"), false);
+        let validator = JwtValidator::new(JwtSettings {
+            principal_claim: "preferred_username".into(),
+            groups_claim: Some("realm_access.roles".into()),
+            ..settings(jwks(&[&key.jwk]))
+        })
+        .unwrap();
+        let mut c = claims();
+        c["preferred_username"] = json!("bob");
+        c["realm_access"] = json!({"roles": ["ops", 7, "", "sre"]});
+        let valid = validator
+            .validate(&sign(&key, Algorithm::ES256, Some("k1"), &c))
+            .unwrap();
+        assert_eq!(valid.principal, "bob");
+        assert_eq!(valid.groups, ["ops", "sre"]);
+
+        // Missing or non-string principal.
+        let c = claims();
+        let token = sign(&key, Algorithm::ES256, Some("k1"), &c);
+        assert_eq!(
+            refused(&validator, &token),
+            OauthError::MissingClaim("preferred_username".into())
+        );
+        let mut c = claims();
+        c["preferred_username"] = json!(42);
+        let token = sign(&key, Algorithm::ES256, Some("k1"), &c);
+        assert!(matches!(
+            refused(&validator, &token),
+            OauthError::MissingClaim(_)
+        ));
+
+        // Space-separated string groups; a claim name containing dots at top level.
+        let validator = JwtValidator::new(JwtSettings {
+            groups_claim: Some("https://example.com/groups".into()),
+            ..settings(jwks(&[&key.jwk]))
+        })
+        .unwrap();
+        let mut c = claims();
+        c["https://example.com/groups"] = json!("a b  c");
+        let valid = validator
+            .validate(&sign(&key, Algorithm::ES256, Some("k1"), &c))
+            .unwrap();
+        assert_eq!(valid.groups, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn jwks_parsing() {
+        let key = ec_key(Some("k1"), false);
+        let bad = |json: String| JwtValidator::new(settings(json)).unwrap_err();
+        assert!(matches!(
+            bad("not json".into()),
+            OauthError::InvalidConfig(_)
+        ));
+        assert!(matches!(bad("{}".into()), OauthError::InvalidConfig(_)));
+        assert!(matches!(bad(jwks(&[])), OauthError::InvalidConfig(_)));
+        let oct = json!({"kty": "oct", "k": "c2VjcmV0", "kid": "s"});
+        let err = bad(jwks(&[&key.jwk, &oct])).to_string();
+        assert!(err.contains("symmetric"), "{err}");
+        assert!(!err.contains("c2VjcmV0"), "{err}");
+        let mut none = key.jwk.clone();
+        none["alg"] = json!("none");
+        assert!(bad(jwks(&[&none])).to_string().contains("none"));
+        let mut hs = key.jwk.clone();
+        hs["alg"] = json!("HS256");
+        assert!(matches!(bad(jwks(&[&hs])), OauthError::InvalidConfig(_)));
+        let mut wrong_alg = key.jwk.clone();
+        wrong_alg["alg"] = json!("RS256");
+        assert!(matches!(
+            bad(jwks(&[&wrong_alg])),
+            OauthError::InvalidConfig(_)
+        ));
+        let twin = ec_key(Some("k1"), false);
+        assert!(bad(jwks(&[&key.jwk, &twin.jwk])).to_string().contains("k1"));
+        let mut broken = key.jwk.clone();
+        broken.as_object_mut().unwrap().remove("y");
+        assert!(matches!(
+            bad(jwks(&[&broken])),
+            OauthError::InvalidConfig(_)
+        ));
+        assert!(matches!(
+            bad(jwks(&[&json!("string")])),
+            OauthError::InvalidConfig(_)
+        ));
+        assert!(matches!(
+            JwtValidator::new(JwtSettings {
+                leeway_secs: MAX_LEEWAY_SECS + 1,
+                ..settings(jwks(&[&key.jwk]))
+            }),
+            Err(OauthError::InvalidConfig(_))
+        ));
+
+        // Encryption keys, unknown types and unsupported curves are skipped, not fatal.
+        let mut enc = ec_key(Some("e"), false).jwk;
+        enc["use"] = json!("enc");
+        let mut ops = ec_key(Some("o"), false).jwk;
+        ops["key_ops"] = json!(["encrypt"]);
+        let p521 = json!({"kty": "EC", "crv": "P-521", "x": "AA", "y": "AA", "kid": "p"});
+        let odd = json!({"kty": "XYZ", "kid": "x"});
+        let mut with_alg = key.jwk.clone();
+        with_alg["alg"] = json!("ES256");
+        let validator =
+            JwtValidator::new(settings(jwks(&[&enc, &ops, &p521, &odd, &with_alg]))).unwrap();
+        assert_eq!(validator.keys.len(), 1);
+        validator
+            .validate(&sign(&key, Algorithm::ES256, Some("k1"), &claims()))
+            .unwrap();
+        assert!(!format!("{validator:?}").contains(key.jwk["x"].as_str().unwrap()));
+        assert!(matches!(bad(jwks(&[&enc])), OauthError::InvalidConfig(_)));
+    }
+
+    #[test]
+    fn client_first_parsing() {
+        let msg = b"n,,\x01auth=Bearer eyJ.abc-_~+/.sig==\x01\x01";
+        let parsed = parse_client_first(msg).unwrap();
+        assert_eq!(parsed.token, "eyJ.abc-_~+/.sig==");
+        assert_eq!(parsed.authzid, None);
+        assert!(parsed.extensions.is_empty());
+
+        let msg =
+            b"n,a=us=2Cer,\x01auth=bearer tok\x01traceId=abc 123\x01logicalCluster=lc-1\x01\x01";
+        let parsed = parse_client_first(msg).unwrap();
+        assert_eq!(parsed.token, "tok");
+        assert_eq!(parsed.authzid.as_deref(), Some("us,er"));
+        assert_eq!(
+            parsed.extensions,
+            [
+                ("traceId".to_string(), "abc 123".to_string()),
+                ("logicalCluster".to_string(), "lc-1".to_string())
+            ]
+        );
+        // Round trip through the encoder.
+        assert_eq!(parse_client_first(&parsed.encode()).unwrap(), parsed);
+        let debug = format!("{parsed:?}");
+        assert!(!debug.contains("tok\""), "{debug}");
+        assert!(debug.contains("redacted"));
+    }
+
+    #[test]
+    fn client_first_malformed() {
+        let cases: &[&[u8]] = &[
+            b"",
+            b"\x01",
+            b"n",
+            b"n,",
+            b"n,,",
+            b"n,,\x01",
+            b"n,,\x01\x01",
+            b"n,,auth=Bearer t\x01\x01",
+            b"n,,\x01auth=Bearer t\x01",
+            b"n,,\x01auth=Bearer t",
+            b"p=tls-unique,,\x01auth=Bearer t\x01\x01",
+            b"x,,\x01auth=Bearer t\x01\x01",
+            b"n,b=x,\x01auth=Bearer t\x01\x01",
+            b"n,a=,\x01auth=Bearer t\x01\x01",
+            b"n,a=x=4,\x01auth=Bearer t\x01\x01",
+            b"n,,\x01auth=Basic dXNlcjpwdw==\x01\x01",
+            b"n,,\x01auth=Bearer\x01\x01",
+            b"n,,\x01auth=Bearer \x01\x01",
+            b"n,,\x01auth=Bearer t t\x01\x01",
+            b"n,,\x01auth=Bearer t!\x01\x01",
+            b"n,,\x01auth=Bearer ===\x01\x01",
+            b"n,,\x01auth=Bearer t\x01auth=Bearer u\x01\x01",
+            b"n,,\x01auth=Bearer t\x01k1=v\x01\x01",
+            b"n,,\x01auth=Bearer t\x01=v\x01\x01",
+            b"n,,\x01auth=Bearer t\x01kv\x01\x01",
+            b"n,,\x01auth=Bearer t\x01k=\x00\x01\x01",
+            b"n,,\x01auth=Bearer t\x01\x01k=v\x01\x01",
+            b"n,,\x01k=v\x01\x01",
+            b"n,,\x01auth=Bearer \xff\x01\x01",
+        ];
+        for case in cases {
+            let err = parse_client_first(case).unwrap_err();
+            assert_eq!(err.status(), "invalid_request", "{err}");
+        }
+        assert!(is_failure_ack(b"\x01"));
+        assert!(!is_failure_ack(b"\x01\x01"));
+    }
+
+    #[test]
+    fn failure_challenge_json() {
+        let challenge = failure_challenge("invalid_token");
+        assert_eq!(challenge, br#"{"status":"invalid_token"}"#);
+        let quoted: Value = serde_json::from_slice(&failure_challenge("a\"b")).unwrap();
+        assert_eq!(quoted["status"], "a\"b");
+    }
+
+    #[test]
+    fn unverified_claims() {
+        let key = ec_key(None, false);
+        let mut c = claims();
+        c["n"] = json!(12);
+        c["nested"] = json!({"name": "x"});
+        let token = sign(&key, Algorithm::ES256, None, &c);
+        assert_eq!(unverified_claim(&token, "sub").as_deref(), Some("alice"));
+        assert_eq!(unverified_claim(&token, "n").as_deref(), Some("12"));
+        assert_eq!(
+            unverified_claim(&token, "nested.name").as_deref(),
+            Some("x")
+        );
+        assert_eq!(unverified_claim(&token, "groups"), None);
+        assert_eq!(unverified_claim(&token, "absent"), None);
+        assert_eq!(unverified_claim("garbage", "sub"), None);
+        assert_eq!(unverified_claim("a.b.c", "sub"), None);
+        assert_eq!(unverified_claim("a.W10.c", "sub"), None);
+        // Unsigned tokens are read too: this mode trusts the broker to verify.
+        let unsigned = forge(json!({"alg": "none"}), &json!({"sub": "bob"}), b"");
+        assert_eq!(unverified_claim(&unsigned, "sub").as_deref(), Some("bob"));
+    }
+}

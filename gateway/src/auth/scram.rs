@@ -234,7 +234,8 @@ impl ScramCredential {
     }
 
     /// Constant-time check of a cleartext password (used to verify SASL/PLAIN against the
-    /// same store). Costs one PBKDF2 derivation.
+    /// same store). Costs one PBKDF2 derivation of `iterations` rounds, so stores should
+    /// [`validate`](Self::validate) credentials when loading them.
     pub fn verify_password(&self, mech: ScramMechanism, password: &str) -> bool {
         let salted = mech.salted_password(password, &self.salt, self.iterations);
         let (_client_key, stored_key, server_key) = mech.keys(&salted);
@@ -868,13 +869,16 @@ mod tests {
         ScramCredential::derive_with_salt(ScramMechanism::Sha256, "pencil", &salt, 4096)
     }
 
+    /// The server's verdict (server-final on success) and, if it accepted, the client's.
+    type Verdicts = (Result<Vec<u8>, ScramError>, Option<Result<(), ScramError>>);
+
     /// Runs a full exchange; returns the server's and client's verdicts.
     fn exchange(
         mech: ScramMechanism,
         user: &str,
         password: &str,
         stored: Option<&ScramCredential>,
-    ) -> (Result<Vec<u8>, ScramError>, Option<Result<(), ScramError>>) {
+    ) -> Verdicts {
         let mut client = ScramClient::new(mech, user, password);
         let mut server = ScramServer::new(mech);
         let first = client.client_first();
