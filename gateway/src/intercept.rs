@@ -790,13 +790,12 @@ pub fn error_response(
 ) -> Option<Bytes> {
     use kafka_protocol::messages::*;
     let key = ApiKey::try_from(api_key).ok()?;
-    // Decoding trusts array counts from the wire: check the structure first, for every API.
-    if !crate::frame::check_request_structure(api_key, version, body) {
-        return None;
-    }
+    // Decoding trusts array counts from the wire: check the structure of any request this
+    // decodes first.
+    let checked = || crate::frame::check_request_structure(api_key, version, body);
     match key {
         ApiKey::Produce => {
-            let req = ProduceRequest::decode(&mut body.clone(), version).ok()?;
+            let req = ProduceRequest::decode(&mut checked().then(|| body.clone())?, version).ok()?;
             let mut resp = ProduceResponse::default();
             let extras: Vec<_> = req
                 .topic_data
@@ -815,7 +814,7 @@ pub fn error_response(
             Some(encode_response(key, version, correlation_id, &resp))
         }
         ApiKey::Fetch => {
-            let req = FetchRequest::decode(&mut body.clone(), version).ok()?;
+            let req = FetchRequest::decode(&mut checked().then(|| body.clone())?, version).ok()?;
             let mut resp =
                 FetchResponse::default().with_error_code(if version >= 7 { code } else { 0 });
             resp.session_id = req.session_id;
@@ -843,7 +842,7 @@ pub fn error_response(
             Some(encode_response(key, version, correlation_id, &resp))
         }
         ApiKey::Metadata => {
-            let req = MetadataRequest::decode(&mut body.clone(), version).ok()?;
+            let req = MetadataRequest::decode(&mut checked().then(|| body.clone())?, version).ok()?;
             let mut resp = MetadataResponse::default();
             resp.topics = req
                 .topics
