@@ -29,7 +29,7 @@ enum Command {
     },
     /// Show resources: `sluice get interceptors`, `sluice get plugin NAME`.
     Get {
-        /// Kind: plugins or interceptors (singular works too).
+        /// Kind: plugins, interceptors, service-accounts, groups or acls (singular works too).
         kind: String,
         /// One resource; all when absent.
         name: Option<String>,
@@ -38,7 +38,7 @@ enum Command {
     },
     /// Delete a resource: `sluice delete interceptor NAME`.
     Delete {
-        /// Kind: plugin or interceptor.
+        /// Kind: plugin, interceptor, service-account, group or acl.
         kind: String,
         /// Name.
         name: String,
