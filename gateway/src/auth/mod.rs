@@ -354,6 +354,13 @@ impl Exchange {
                     return Step::Failed("OAUTHBEARER: no token validation configured".into());
                 };
                 match jwt.validate(&bearer.token) {
+                    Ok(v) if bearer.authzid.as_ref().is_some_and(|a| *a != v.principal) => {
+                        // Kafka refuses to act for another principal than the token's.
+                        Step::Failed(format!(
+                            "OAUTHBEARER: authorization id differs from the token's principal `{}`",
+                            v.principal
+                        ))
+                    }
                     Ok(v) => Step::Done(
                         Vec::new(),
                         Authenticated {
