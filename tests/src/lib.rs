@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+pub mod jwt;
 pub mod mock;
+pub mod pki;
 
 /// Where the tansu binary is: `$SLUICE_TANSU`, else the Makefile's install location.
 pub fn tansu_path() -> PathBuf {
@@ -64,6 +66,17 @@ impl Tansu {
 
     /// Starts a broker with the given storage engine URL (`memory://tansu/`, `null://sink`).
     pub async fn start_with_storage(storage: &str) -> Result<Tansu> {
+        Self::start_with_args(storage, &[]).await
+    }
+
+    /// Starts a broker with the given storage engine and extra `tansu broker` arguments.
+    ///
+    /// Readiness is an ApiVersions answer over plaintext. tansu 0.6.0 as packaged has no TLS
+    /// listener (`--cert` is accepted and ignored, `--cert` with `--key` is refused by its
+    /// argument parser) and cannot authenticate (`--authentication` needs SCRAM users, which
+    /// its only storage engines, memory and S3, do not keep): secured upstreams are tested
+    /// against [`mock::MockBroker`] instead.
+    pub async fn start_with_args(storage: &str, extra: &[&str]) -> Result<Tansu> {
         let bin = tansu_path();
         if !bin.exists() {
             bail!(
@@ -80,6 +93,7 @@ impl Tansu {
                 .args(["--listener-url", &url])
                 .args(["--advertised-listener-url", &url])
                 .args(["--storage-engine", storage])
+                .args(extra)
                 .env_remove("CLUSTER_ID")
                 .env("RUST_LOG", "error")
                 .stdin(Stdio::null())
@@ -106,9 +120,14 @@ impl Tansu {
             if let Some(status) = self.child.try_wait()? {
                 bail!("tansu exited early: {status}");
             }
-            if sluice::upstream::probe(std::slice::from_ref(&addr), Duration::from_secs(1))
-                .await
-                .is_ok()
+            let connector = sluice::upstream::Connector::plaintext(Duration::from_secs(1));
+            if sluice::upstream::probe(
+                &connector,
+                std::slice::from_ref(&addr),
+                Duration::from_secs(1),
+            )
+            .await
+            .is_ok()
             {
                 return Ok(());
             }
@@ -427,4 +446,339 @@ pub fn metric(gw: &sluice::Gateway, series: &str) -> u64 {
                 .ok()
         })
         .map_or(0, |v| v as u64)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Security: listener and client settings, admin resources, clients that record their errors.
+// ---------------------------------------------------------------------------------------------
+
+/// A `PUT` of a JSON document to the admin API; panics unless it is accepted (200 or 201).
+pub async fn admin_put(
+    admin: SocketAddr,
+    path: &str,
+    doc: &serde_json::Value,
+) -> serde_json::Value {
+    let (status, body) = http(
+        admin,
+        "PUT",
+        path,
+        &[("Content-Type", "application/json")],
+        doc.to_string().as_bytes(),
+    )
+    .await;
+    // The body may echo the request on failure; never print a password it might hold.
+    assert!(
+        status == 200 || status == 201,
+        "PUT {path}: {status} {}",
+        redact(&body)
+    );
+    body
+}
+
+/// Replaces every `password` value in a JSON document, for assertion messages.
+fn redact(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::Object(m) => serde_json::Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    let v = if k.eq_ignore_ascii_case("password") {
+                        serde_json::Value::String("***".into())
+                    } else {
+                        redact(v)
+                    };
+                    (k.clone(), v)
+                })
+                .collect(),
+        ),
+        serde_json::Value::Array(a) => serde_json::Value::Array(a.iter().map(redact).collect()),
+        other => other.clone(),
+    }
+}
+
+/// Creates or replaces a service account (`PUT /api/v1/service-accounts/{name}`).
+pub async fn put_service_account(admin: SocketAddr, name: &str, password: &str, groups: &[&str]) {
+    admin_put(
+        admin,
+        &format!("/api/v1/service-accounts/{name}"),
+        &serde_json::json!({ "password": password, "groups": groups }),
+    )
+    .await;
+}
+
+/// Creates or replaces a group (`PUT /api/v1/groups/{name}`).
+pub async fn put_group(admin: SocketAddr, name: &str, members: &[&str]) {
+    admin_put(
+        admin,
+        &format!("/api/v1/groups/{name}"),
+        &serde_json::json!({ "members": members }),
+    )
+    .await;
+}
+
+/// Creates or replaces an ACL (`PUT /api/v1/acls/{name}`), e.g.
+/// `json!({"principal": "alice", "resourceType": "topic", "patternType": "literal",
+/// "name": "orders", "operations": ["write", "describe"], "permission": "allow"})`.
+pub async fn put_acl(admin: SocketAddr, name: &str, acl: serde_json::Value) {
+    admin_put(admin, &format!("/api/v1/acls/{name}"), &acl).await;
+}
+
+/// The gateway's TLS identity from the test PKI ([`pki::pki`]), with a client-certificate
+/// policy; `principal_mapping_rules` as Kafka's `ssl.principal.mapping.rules`.
+pub fn server_tls(
+    client_auth: sluice::config::ClientAuth,
+    principal_mapping_rules: Option<&str>,
+) -> sluice::config::ServerTls {
+    let pki = pki::pki();
+    sluice::config::ServerTls {
+        cert_file: pki.server.cert_file.clone(),
+        key_file: pki.server.key_file.clone(),
+        client_auth,
+        client_ca_file: (client_auth != sluice::config::ClientAuth::None)
+            .then(|| pki.ca_file.clone()),
+        principal_mapping_rules: principal_mapping_rules.map(str::to_string),
+    }
+}
+
+/// SASL on the listener: these mechanisms, in this mode, with a short failed-auth delay so
+/// that wrong-password tests stay quick (the delay itself is still exercised).
+pub fn server_sasl(
+    mechanisms: &[&str],
+    mode: sluice::config::SaslMode,
+) -> sluice::config::SaslServerConfig {
+    sluice::config::SaslServerConfig {
+        mechanisms: mechanisms.iter().map(|m| m.to_string()).collect(),
+        mode,
+        failed_auth_delay_ms: 50,
+        max_reauth_ms: 0,
+        oauthbearer: None,
+    }
+}
+
+/// OAUTHBEARER validation against `idp`'s JWKS, with its issuer and audience.
+pub fn server_oauth(idp: &jwt::JwtIssuer) -> sluice::config::OauthConfig {
+    sluice::config::OauthConfig {
+        jwks_file: None,
+        jwks: Some(idp.jwks_json()),
+        issuer: Some(jwt::ISSUER.to_string()),
+        audiences: vec![jwt::AUDIENCE.to_string()],
+        principal_claim: "sub".into(),
+        groups_claim: None,
+        leeway_secs: 5,
+    }
+}
+
+/// Client-side security for librdkafka: how to reach a secured gateway or broker.
+#[derive(Clone, Default)]
+pub struct ClientSecurity {
+    /// TLS: trust the test CA (and verify the host name).
+    pub tls: bool,
+    /// mTLS: present this certificate (implies `tls`).
+    pub identity: Option<pki::Identity>,
+    /// SASL mechanism, user and password.
+    pub sasl: Option<(String, String, String)>,
+    /// SASL/OAUTHBEARER (the token comes from the client context).
+    pub oauthbearer: bool,
+}
+
+impl std::fmt::Debug for ClientSecurity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientSecurity")
+            .field("tls", &self.tls)
+            .field("identity", &self.identity)
+            .field("sasl", &self.sasl.as_ref().map(|(m, u, _)| (m, u)))
+            .field("oauthbearer", &self.oauthbearer)
+            .finish()
+    }
+}
+
+impl ClientSecurity {
+    /// TLS only.
+    pub fn tls() -> ClientSecurity {
+        ClientSecurity {
+            tls: true,
+            ..Default::default()
+        }
+    }
+
+    /// mTLS with `identity`.
+    pub fn mtls(identity: &pki::Identity) -> ClientSecurity {
+        ClientSecurity {
+            tls: true,
+            identity: Some(identity.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// SASL with a user name and password (`PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`).
+    pub fn sasl(tls: bool, mechanism: &str, user: &str, password: &str) -> ClientSecurity {
+        ClientSecurity {
+            tls,
+            sasl: Some((mechanism.into(), user.into(), password.into())),
+            ..Default::default()
+        }
+    }
+
+    /// SASL/OAUTHBEARER with tokens from the client context.
+    pub fn oauthbearer(tls: bool) -> ClientSecurity {
+        ClientSecurity {
+            tls,
+            oauthbearer: true,
+            ..Default::default()
+        }
+    }
+
+    /// Kafka's `security.protocol` for these settings.
+    pub fn protocol(&self) -> &'static str {
+        let tls = self.tls || self.identity.is_some();
+        let sasl = self.sasl.is_some() || self.oauthbearer;
+        match (tls, sasl) {
+            (false, false) => "plaintext",
+            (true, false) => "ssl",
+            (false, true) => "sasl_plaintext",
+            (true, true) => "sasl_ssl",
+        }
+    }
+
+    /// Applies these settings to a librdkafka configuration.
+    pub fn apply(&self, c: &mut ClientConfig) {
+        c.set("security.protocol", self.protocol());
+        if self.tls || self.identity.is_some() {
+            let pki = pki::pki();
+            c.set("ssl.ca.location", pki.ca_file.to_string_lossy().as_ref())
+                .set("ssl.endpoint.identification.algorithm", "https");
+        }
+        if let Some(id) = &self.identity {
+            c.set(
+                "ssl.certificate.location",
+                id.cert_file.to_string_lossy().as_ref(),
+            )
+            .set("ssl.key.location", id.key_file.to_string_lossy().as_ref());
+        }
+        if let Some((mechanism, user, password)) = &self.sasl {
+            c.set("sasl.mechanism", mechanism)
+                .set("sasl.username", user)
+                .set("sasl.password", password);
+        }
+        if self.oauthbearer {
+            c.set("sasl.mechanism", "OAUTHBEARER");
+        }
+    }
+}
+
+/// [`client_config`] with security settings applied.
+pub fn secure_client_config(bootstrap: &str, security: &ClientSecurity) -> ClientConfig {
+    let mut c = client_config(bootstrap);
+    security.apply(&mut c);
+    c
+}
+
+/// A librdkafka client context that records the client-level errors librdkafka reports
+/// (authentication failures, TLS failures, brokers down), and serves OAUTHBEARER tokens when
+/// given one.
+#[derive(Clone, Default)]
+pub struct RecordingContext {
+    errors: std::sync::Arc<std::sync::Mutex<Vec<(rdkafka::types::RDKafkaErrorCode, String)>>>,
+    token: Option<std::sync::Arc<(String, String)>>,
+}
+
+impl std::fmt::Debug for RecordingContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecordingContext")
+            .field("errors", &self.errors())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RecordingContext {
+    /// A context that hands librdkafka `token` (a JWT) for `principal` when asked.
+    pub fn with_token(token: String, principal: &str) -> RecordingContext {
+        RecordingContext {
+            errors: Default::default(),
+            token: Some(std::sync::Arc::new((token, principal.to_string()))),
+        }
+    }
+
+    /// Errors recorded so far: code and librdkafka's reason.
+    pub fn errors(&self) -> Vec<(rdkafka::types::RDKafkaErrorCode, String)> {
+        self.errors.lock().unwrap().clone()
+    }
+
+    /// Waits until an error with one of `codes` has been reported, for at most `within`.
+    pub async fn wait_for_error(
+        &self,
+        codes: &[rdkafka::types::RDKafkaErrorCode],
+        within: Duration,
+    ) -> Option<(rdkafka::types::RDKafkaErrorCode, String)> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(e) = self
+                .errors()
+                .into_iter()
+                .find(|(code, _)| codes.contains(code))
+            {
+                return Some(e);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl rdkafka::client::ClientContext for RecordingContext {
+    const ENABLE_REFRESH_OAUTH_TOKEN: bool = true;
+
+    fn error(&self, error: rdkafka::error::KafkaError, reason: &str) {
+        if let Some(code) = error.rdkafka_error_code() {
+            self.errors.lock().unwrap().push((code, reason.to_string()));
+        }
+    }
+
+    fn generate_oauth_token(
+        &self,
+        _oauthbearer_config: Option<&str>,
+    ) -> std::result::Result<rdkafka::client::OAuthToken, Box<dyn std::error::Error>> {
+        let Some(token) = &self.token else {
+            return Err("no OAUTHBEARER token configured for this client".into());
+        };
+        // librdkafka refuses a token whose lifetime has passed, so the lifetime it is told is
+        // always a minute ahead: whether the JWT itself has expired is for the server to find.
+        Ok(rdkafka::client::OAuthToken {
+            token: token.0.clone(),
+            principal_name: token.1.clone(),
+            lifetime_ms: (jwt::now_secs() + 60) * 1000,
+        })
+    }
+}
+
+impl rdkafka::consumer::ConsumerContext for RecordingContext {}
+
+impl RawClient {
+    /// Runs a SASL/PLAIN exchange (SaslHandshake v1, SaslAuthenticate v2); returns the
+    /// SaslAuthenticate error code (0: authenticated).
+    pub async fn sasl_plain(&mut self, user: &str, password: &str) -> Result<i16> {
+        use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+        let hs = self
+            .call(
+                &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+                1,
+            )
+            .await?;
+        if hs.error_code != 0 {
+            return Ok(hs.error_code);
+        }
+        let mut msg = Vec::new();
+        msg.push(0);
+        msg.extend_from_slice(user.as_bytes());
+        msg.push(0);
+        msg.extend_from_slice(password.as_bytes());
+        let auth = self
+            .call(
+                &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(msg)),
+                2,
+            )
+            .await?;
+        Ok(auth.error_code)
+    }
 }

@@ -5,6 +5,17 @@
 //! so that tests can make it misbehave on purpose ([`Fault`]) and benchmarks can measure the
 //! gateway without a broker's cost in the way. Several mocks can form a "cluster": each names
 //! all of them in Metadata.
+//!
+//! It can also demand security before it serves ([`MockSecurity`]): TLS, optionally with a
+//! client certificate chaining to a given CA, and SASL (`PLAIN`, `SCRAM-SHA-256`,
+//! `SCRAM-SHA-512`, Kafka framing: SaslHandshake v1 then SaslAuthenticate). Until a connection
+//! has authenticated it answers only ApiVersions and the SASL requests; any other request is
+//! counted ([`MockBroker::unauthenticated_requests`]) and the connection closed, as a broker
+//! does. Successful authentications are recorded ([`MockBroker::authentications`]) so a test
+//! can check who authenticated, and with what. This stands in for brokers where the real test
+//! broker has no such mode (tansu 0.6: no TLS listener, no SASL with its bundled storage); it
+//! is a test double, not a reference implementation. SCRAM verification uses the gateway's
+//! own SCRAM server, which the end-to-end tests pin to librdkafka independently.
 
 use anyhow::Result;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -21,14 +32,18 @@ use kafka_protocol::messages::produce_response::{
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsResponse, BrokerId, DescribeClusterResponse, FetchRequest, FetchResponse,
     FindCoordinatorRequest, FindCoordinatorResponse, MetadataRequest, MetadataResponse,
-    ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, TopicName,
+    ProduceRequest, ProduceResponse, RequestHeader, ResponseHeader, SaslAuthenticateRequest,
+    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use rustls_pki_types::CertificateDer;
+use sluice::auth::scram::{ScramCredential, ScramMechanism, ScramServer};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
@@ -66,6 +81,8 @@ pub struct MockOptions {
     pub fault: Fault,
     /// Record bytes returned for every fetched partition (empty: no records).
     pub fetch_payload: Bytes,
+    /// What a connection must do before it is served (default: nothing).
+    pub security: MockSecurity,
 }
 
 impl Default for MockOptions {
@@ -74,9 +91,70 @@ impl Default for MockOptions {
             node_id: 1,
             fault: Fault::None,
             fetch_payload: Bytes::new(),
+            security: MockSecurity::default(),
         }
     }
 }
+
+/// Security a mock broker demands of every connection.
+#[derive(Debug, Clone, Default)]
+pub struct MockSecurity {
+    /// TLS with this server configuration (e.g. [`crate::pki::Pki::server_config`]; with
+    /// client authentication in it, mTLS). None: plaintext.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// SASL required before anything but ApiVersions. None: no SASL.
+    pub sasl: Option<MockSasl>,
+}
+
+/// SASL a mock broker requires.
+#[derive(Clone)]
+pub struct MockSasl {
+    /// Mechanisms offered: any of `PLAIN`, `SCRAM-SHA-256`, `SCRAM-SHA-512`.
+    pub mechanisms: Vec<String>,
+    /// Users and their passwords.
+    pub users: Vec<(String, String)>,
+}
+
+impl std::fmt::Debug for MockSasl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Passwords stay out of test output.
+        f.debug_struct("MockSasl")
+            .field("mechanisms", &self.mechanisms)
+            .field(
+                "users",
+                &self.users.iter().map(|(u, _)| u).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl MockSasl {
+    /// One user, the given mechanisms.
+    pub fn new(mechanisms: &[&str], user: &str, password: &str) -> MockSasl {
+        MockSasl {
+            mechanisms: mechanisms.iter().map(|m| m.to_string()).collect(),
+            users: vec![(user.to_string(), password.to_string())],
+        }
+    }
+}
+
+/// One successful authentication seen by a mock broker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MockAuthentication {
+    /// The SASL mechanism, None when the connection needed no SASL.
+    pub mechanism: Option<String>,
+    /// The SASL user name, if any.
+    pub principal: Option<String>,
+    /// The client certificate (leaf) presented in the TLS handshake, if any.
+    pub client_cert: Option<CertificateDer<'static>>,
+}
+
+/// `SASL_AUTHENTICATION_FAILED`.
+const SASL_AUTHENTICATION_FAILED: i16 = 58;
+/// `UNSUPPORTED_SASL_MECHANISM`.
+const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+/// `ILLEGAL_SASL_STATE`.
+const ILLEGAL_SASL_STATE: i16 = 34;
 
 /// A running mock broker; stops on drop.
 pub struct MockBroker {
@@ -100,6 +178,16 @@ struct State {
     by_key: Vec<AtomicU64>,
     /// Request frames (length prefix excluded) with API keys unknown to kafka-protocol.
     unknown_frames: Mutex<Vec<Bytes>>,
+    /// Successful authentications (TLS client certificate and/or SASL), in order.
+    authentications: Mutex<Vec<MockAuthentication>>,
+    /// Requests other than ApiVersions and SASL received before authenticating.
+    unauthenticated: AtomicU64,
+    /// Failed SASL authentications.
+    auth_failures: AtomicU64,
+    /// Failed TLS handshakes.
+    tls_failures: AtomicU64,
+    /// SCRAM credentials of the configured users, derived once at start.
+    scram: HashMap<(ScramMechanism, String), ScramCredential>,
 }
 
 /// API keys below this bound are counted one by one ([`MockBroker::requests_for`]).
@@ -111,6 +199,25 @@ impl MockBroker {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let node_id = options.node_id;
+        let mut scram = HashMap::new();
+        if let Some(sasl) = &options.security.sasl {
+            for m in &sasl.mechanisms {
+                if let Some(mech) = ScramMechanism::from_name(m) {
+                    for (user, password) in &sasl.users {
+                        scram.insert(
+                            (mech, user.clone()),
+                            ScramCredential::derive(
+                                mech,
+                                password,
+                                ScramCredential::DEFAULT_ITERATIONS,
+                            ),
+                        );
+                    }
+                } else if m != "PLAIN" {
+                    anyhow::bail!("mock broker: unsupported SASL mechanism {m}");
+                }
+            }
+        }
         let state = Arc::new(State {
             options: Mutex::new(options),
             cluster: Mutex::new(vec![(node_id, addr)]),
@@ -118,12 +225,17 @@ impl MockBroker {
             produce_bytes: AtomicU64::new(0),
             by_key: (0..KEY_SLOTS).map(|_| AtomicU64::new(0)).collect(),
             unknown_frames: Mutex::new(Vec::new()),
+            authentications: Mutex::new(Vec::new()),
+            unauthenticated: AtomicU64::new(0),
+            auth_failures: AtomicU64::new(0),
+            tls_failures: AtomicU64::new(0),
+            scram,
         });
         let s = state.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(serve(s.clone(), stream));
+                tokio::spawn(accept(s.clone(), stream));
             }
         });
         Ok(MockBroker {
@@ -177,6 +289,28 @@ impl MockBroker {
         self.state.unknown_frames.lock().unwrap().clone()
     }
 
+    /// Successful authentications so far, in order (one per connection that authenticated;
+    /// with TLS client certificates and no SASL, one per connection that sent a request).
+    pub fn authentications(&self) -> Vec<MockAuthentication> {
+        self.state.authentications.lock().unwrap().clone()
+    }
+
+    /// Requests other than ApiVersions and SASL that arrived before their connection had
+    /// authenticated (each closed that connection).
+    pub fn unauthenticated_requests(&self) -> u64 {
+        self.state.unauthenticated.load(Ordering::Relaxed)
+    }
+
+    /// Failed SASL authentications.
+    pub fn auth_failures(&self) -> u64 {
+        self.state.auth_failures.load(Ordering::Relaxed)
+    }
+
+    /// Failed TLS handshakes (e.g. no or an untrusted client certificate under mTLS).
+    pub fn tls_failures(&self) -> u64 {
+        self.state.tls_failures.load(Ordering::Relaxed)
+    }
+
     /// Produce request bytes received so far.
     pub fn produce_bytes(&self) -> u64 {
         self.state.produce_bytes.load(Ordering::Relaxed)
@@ -194,7 +328,62 @@ impl Drop for MockBroker {
     }
 }
 
-async fn serve(state: Arc<State>, mut stream: TcpStream) {
+/// Runs the TLS handshake when configured, then serves the connection.
+async fn accept(state: Arc<State>, stream: TcpStream) {
+    let security = state.options.lock().unwrap().security.clone();
+    let Some(tls) = security.tls else {
+        serve(state, stream, Conn::new(security.sasl.is_some(), None)).await;
+        return;
+    };
+    match tokio_rustls::TlsAcceptor::from(tls).accept(stream).await {
+        Ok(stream) => {
+            let cert = stream
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(|c| c.clone().into_owned());
+            serve(state, stream, Conn::new(security.sasl.is_some(), cert)).await;
+        }
+        Err(_) => {
+            state.tls_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Authentication state of one connection.
+struct Conn {
+    /// Whether SASL must complete before other requests are served.
+    sasl_required: bool,
+    /// Whether the connection may send ordinary requests.
+    authenticated: bool,
+    /// Mechanism chosen by SaslHandshake.
+    mechanism: Option<String>,
+    /// The SCRAM exchange in progress, if any.
+    scram: Option<(ScramServer, String)>,
+    client_cert: Option<CertificateDer<'static>>,
+    /// Whether this connection's identity has been recorded (connections without SASL).
+    recorded: bool,
+}
+
+impl Conn {
+    fn new(sasl_required: bool, client_cert: Option<CertificateDer<'static>>) -> Conn {
+        Conn {
+            sasl_required,
+            authenticated: !sasl_required,
+            mechanism: None,
+            scram: None,
+            client_cert,
+            recorded: false,
+        }
+    }
+}
+
+async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
+    state: Arc<State>,
+    mut stream: S,
+    mut conn: Conn,
+) {
     let mut buf = BytesMut::with_capacity(256 * 1024);
     loop {
         while buf.len() >= 4 {
@@ -204,14 +393,25 @@ async fn serve(state: Arc<State>, mut stream: TcpStream) {
                 break;
             }
             let frame = buf.split_to(4 + n).freeze().slice(4..);
-            match answer(&state, frame) {
+            let reply = match authenticate(&state, &mut conn, &frame) {
+                Gate::Pass => answer(&state, frame),
+                Gate::Reply(reply) => reply,
+            };
+            match reply {
                 Reply::None => {}
                 Reply::Close => return,
+                Reply::Last(out) => {
+                    let _ = stream.write_all(&out).await;
+                    let _ = stream.flush().await;
+                    let _ = stream.shutdown().await;
+                    return;
+                }
                 Reply::Bytes(out, delay) => {
                     if !delay.is_zero() {
                         tokio::time::sleep(delay).await;
                     }
-                    if stream.write_all(&out).await.is_err() {
+                    // Flush: under TLS the write may sit in the session buffer.
+                    if stream.write_all(&out).await.is_err() || stream.flush().await.is_err() {
                         return;
                     }
                 }
@@ -231,6 +431,185 @@ enum Reply {
     None,
     Close,
     Bytes(Bytes, Duration),
+    /// Write this, then close.
+    Last(Bytes),
+}
+
+/// What the authentication gate decides about one request frame.
+enum Gate {
+    /// Serve it normally.
+    Pass,
+    /// Answer (or close) without serving it.
+    Reply(Reply),
+}
+
+/// Handles SASL requests and refuses everything but ApiVersions before authentication.
+fn authenticate(state: &State, conn: &mut Conn, frame: &Bytes) -> Gate {
+    if frame.len() < 8 {
+        return Gate::Pass;
+    }
+    let api_key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let is_sasl =
+        api_key == ApiKey::SaslHandshake as i16 || api_key == ApiKey::SaslAuthenticate as i16;
+    if !conn.sasl_required {
+        if is_sasl {
+            // Kafka answers SASL on a non-SASL listener by closing.
+            state.unauthenticated.fetch_add(1, Ordering::Relaxed);
+            return Gate::Reply(Reply::Close);
+        }
+        if !conn.recorded && api_key != ApiKey::ApiVersions as i16 {
+            // Without SASL, the first real request marks the connection as identified (by
+            // its TLS client certificate, if any).
+            conn.recorded = true;
+            state
+                .authentications
+                .lock()
+                .unwrap()
+                .push(MockAuthentication {
+                    mechanism: None,
+                    principal: None,
+                    client_cert: conn.client_cert.clone(),
+                });
+        }
+        return Gate::Pass;
+    }
+    if conn.authenticated && !is_sasl {
+        return Gate::Pass;
+    }
+    if api_key == ApiKey::ApiVersions as i16 {
+        return Gate::Pass;
+    }
+    if !is_sasl || conn.authenticated {
+        // Before authentication only ApiVersions and SASL are served; re-authentication is
+        // not supported (the mock never announces a session lifetime).
+        state.unauthenticated.fetch_add(1, Ordering::Relaxed);
+        return Gate::Reply(Reply::Close);
+    }
+    let Ok(key) = ApiKey::try_from(api_key) else {
+        return Gate::Reply(Reply::Close);
+    };
+    let mut body = frame.clone();
+    let Ok(header) = RequestHeader::decode(&mut body, key.request_header_version(version)) else {
+        return Gate::Reply(Reply::Close);
+    };
+    let cid = header.correlation_id;
+    let options = state.options.lock().unwrap().clone();
+    let sasl = options.security.sasl.expect("SASL configured");
+    if key == ApiKey::SaslHandshake {
+        // v0 means raw SASL tokens follow; only the Kafka framing (v1) is implemented.
+        let Ok(req) = SaslHandshakeRequest::decode(&mut body, version) else {
+            return Gate::Reply(Reply::Close);
+        };
+        if version < 1 || conn.mechanism.is_some() {
+            return Gate::Reply(Reply::Close);
+        }
+        let offered: Vec<StrBytes> = sasl
+            .mechanisms
+            .iter()
+            .map(|m| StrBytes::from_string(m.clone()))
+            .collect();
+        let ok = sasl.mechanisms.iter().any(|m| **m == *req.mechanism);
+        let resp = SaslHandshakeResponse::default()
+            .with_error_code(if ok { 0 } else { UNSUPPORTED_SASL_MECHANISM })
+            .with_mechanisms(offered);
+        if ok {
+            conn.mechanism = Some(req.mechanism.to_string());
+        }
+        return Gate::Reply(Reply::Bytes(
+            encode(key, cid, &resp, version),
+            Duration::ZERO,
+        ));
+    }
+    // SaslAuthenticate.
+    let Ok(req) = SaslAuthenticateRequest::decode(&mut body, version) else {
+        return Gate::Reply(Reply::Close);
+    };
+    let Some(mechanism) = conn.mechanism.clone() else {
+        let resp = SaslAuthenticateResponse::default()
+            .with_error_code(ILLEGAL_SASL_STATE)
+            .with_error_message(Some(StrBytes::from_static_str("no SaslHandshake first")));
+        return Gate::Reply(Reply::Bytes(
+            encode(key, cid, &resp, version),
+            Duration::ZERO,
+        ));
+    };
+    let outcome: Result<(Bytes, Option<String>), &'static str> = if mechanism == "PLAIN" {
+        plain(&sasl, &req.auth_bytes).map(|user| (Bytes::new(), Some(user)))
+    } else {
+        let mech = ScramMechanism::from_name(&mechanism).expect("offered mechanisms are known");
+        match conn.scram.take() {
+            None => {
+                let mut server = ScramServer::new(mech);
+                match server.client_first(&req.auth_bytes) {
+                    Ok(user) => {
+                        let cred = state.scram.get(&(mech, user.clone()));
+                        let first = server.server_first(cred);
+                        conn.scram = Some((server, user));
+                        Ok((Bytes::from(first), None))
+                    }
+                    Err(_) => Err("malformed client-first message"),
+                }
+            }
+            Some((mut server, user)) => match server.client_final(&req.auth_bytes) {
+                Ok(last) => Ok((Bytes::from(last), Some(user))),
+                Err(_) => Err("invalid credentials"),
+            },
+        }
+    };
+    match outcome {
+        Ok((bytes, done)) => {
+            if let Some(user) = done {
+                conn.authenticated = true;
+                conn.recorded = true;
+                state
+                    .authentications
+                    .lock()
+                    .unwrap()
+                    .push(MockAuthentication {
+                        mechanism: Some(mechanism),
+                        principal: Some(user),
+                        client_cert: conn.client_cert.clone(),
+                    });
+            }
+            let resp = SaslAuthenticateResponse::default().with_auth_bytes(bytes);
+            Gate::Reply(Reply::Bytes(
+                encode(key, cid, &resp, version),
+                Duration::ZERO,
+            ))
+        }
+        Err(why) => {
+            state.auth_failures.fetch_add(1, Ordering::Relaxed);
+            let resp = SaslAuthenticateResponse::default()
+                .with_error_code(SASL_AUTHENTICATION_FAILED)
+                .with_error_message(Some(StrBytes::from_static_str(why)));
+            // Answer, then close, as a broker does after a failed authentication.
+            Gate::Reply(Reply::Last(encode(key, cid, &resp, version)))
+        }
+    }
+}
+
+/// Checks a SASL/PLAIN message (`[authzid] NUL user NUL password`); returns the user.
+fn plain(sasl: &MockSasl, msg: &[u8]) -> Result<String, &'static str> {
+    let mut parts = msg.split(|b| *b == 0);
+    let (Some(authzid), Some(user), Some(password), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("malformed PLAIN message");
+    };
+    if !authzid.is_empty() && authzid != user {
+        return Err("authorization id differs from the user");
+    }
+    let user = std::str::from_utf8(user).map_err(|_| "user is not UTF-8")?;
+    let known = sasl
+        .users
+        .iter()
+        .any(|(u, p)| u == user && p.as_bytes() == password);
+    if known {
+        Ok(user.to_string())
+    } else {
+        Err("invalid credentials")
+    }
 }
 
 fn answer(state: &State, mut frame: Bytes) -> Reply {
@@ -289,7 +668,7 @@ fn answer(state: &State, mut frame: Bytes) -> Reply {
     let cluster = state.cluster.lock().unwrap().clone();
     let out = match key {
         ApiKey::ApiVersions => {
-            let keys = [
+            let mut keys = vec![
                 ApiKey::Produce,
                 ApiKey::Fetch,
                 ApiKey::Metadata,
@@ -297,6 +676,9 @@ fn answer(state: &State, mut frame: Bytes) -> Reply {
                 ApiKey::FindCoordinator,
                 ApiKey::DescribeCluster,
             ];
+            if options.security.sasl.is_some() {
+                keys.extend([ApiKey::SaslHandshake, ApiKey::SaslAuthenticate]);
+            }
             let resp = ApiVersionsResponse::default().with_api_keys(
                 keys.iter()
                     .map(|k| {

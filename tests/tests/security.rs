@@ -1,0 +1,1359 @@
+//! Security end to end: TLS, mTLS and SASL (PLAIN, SCRAM-SHA-256/512, OAUTHBEARER) between
+//! clients and the gateway, gateway-managed and delegated; the gateway's own TLS, mTLS and SASL
+//! towards brokers; service accounts, groups and ACLs through the admin API. Clients are
+//! librdkafka (the `rdkafka` crate) with its usual settings (`security.protocol`,
+//! `sasl.mechanism`, `ssl.ca.location`, ...), plus raw kafka-protocol frames where a client
+//! must misbehave.
+//!
+//! Brokers: tansu (plaintext) wherever the broker's side is not under test. tansu 0.6.0 has no
+//! TLS listener and cannot authenticate with the storage engines it is packaged with (see
+//! `tansu_offers_no_tls_and_no_sasl`), so every secured upstream is the mock broker of
+//! `sluice_tests::mock`, which demands TLS / a client certificate / SASL before it serves and
+//! records who authenticated.
+//!
+//! Wrong credentials must fail fast with an authentication error: clients use short socket and
+//! message timeouts and the tests wait for librdkafka's error callback, never for a timeout.
+//!
+//! librdkafka calls that block run inside `block_in_place`; every client is dropped before the
+//! gateway shuts down.
+
+use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
+use rdkafka::types::RDKafkaErrorCode;
+use rdkafka::{Message, Offset, TopicPartitionList};
+use sluice::config::{ClientAuth, Config, SaslMode, SecurityProtocol, UpstreamSasl, UpstreamTls};
+use sluice_tests::jwt::{JwtIssuer, ISSUER};
+use sluice_tests::mock::{MockBroker, MockOptions, MockSasl, MockSecurity};
+use sluice_tests::pki::pki;
+use sluice_tests::*;
+use std::time::Duration;
+
+/// Upper bound for one blocking librdkafka call.
+const CALL: Duration = Duration::from_secs(15);
+/// How long a client may take to report an authentication failure. librdkafka reports it on
+/// the first connection attempt; this only bounds a slow machine.
+const FAIL_FAST: Duration = Duration::from_secs(10);
+/// Kafka's principal-mapping rule that keeps the CN of a certificate subject.
+const CN_RULE: &str = "RULE:^CN=(.*?),.*$/$1/,DEFAULT";
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    tokio::task::block_in_place(f)
+}
+
+/// Closes a librdkafka client (its close talks to the brokers, so it blocks).
+fn close<T: Send>(client: T) {
+    blocking(move || drop(client));
+}
+
+async fn tansu() -> Tansu {
+    init_logging();
+    within(Duration::from_secs(30), "tansu start", Tansu::start())
+        .await
+        .expect("starting tansu")
+}
+
+async fn gateway(config: Config) -> sluice::Gateway {
+    within(
+        Duration::from_secs(30),
+        "gateway start",
+        start_gateway_with(config),
+    )
+    .await
+    .expect("starting the gateway")
+}
+
+async fn stop(gw: sluice::Gateway) {
+    within(Duration::from_secs(20), "gateway shutdown", gw.shutdown()).await;
+}
+
+/// A gateway configuration in front of `bootstrap` with this client-facing security.
+fn secured_config(
+    bootstrap: &str,
+    protocol: SecurityProtocol,
+    tls: Option<sluice::config::ServerTls>,
+    sasl: Option<sluice::config::SaslServerConfig>,
+) -> Config {
+    let mut c = gateway_config(bootstrap);
+    c.security.protocol = protocol;
+    c.security.tls = tls;
+    c.security.sasl = sasl;
+    c
+}
+
+/// Client settings that make failures show quickly.
+fn fast(c: &mut ClientConfig) -> &mut ClientConfig {
+    c.set("socket.timeout.ms", "5000")
+        .set("message.timeout.ms", "8000")
+        .set("reconnect.backoff.ms", "200")
+        .set("reconnect.backoff.max.ms", "1000")
+}
+
+fn producer(
+    bootstrap: &str,
+    security: &ClientSecurity,
+    ctx: RecordingContext,
+) -> FutureProducer<RecordingContext> {
+    let mut c = secure_client_config(bootstrap, security);
+    fast(&mut c);
+    c.create_with_context(ctx).expect("producer")
+}
+
+fn consumer(
+    bootstrap: &str,
+    group: &str,
+    security: &ClientSecurity,
+    ctx: RecordingContext,
+) -> StreamConsumer<RecordingContext> {
+    let mut c = consumer_config(bootstrap, group);
+    security.apply(&mut c);
+    fast(&mut c);
+    c.create_with_context(ctx).expect("consumer")
+}
+
+fn admin_client(bootstrap: &str, security: &ClientSecurity) -> AdminClient<RecordingContext> {
+    let mut c = secure_client_config(bootstrap, security);
+    fast(&mut c);
+    c.create_with_context(RecordingContext::default())
+        .expect("admin client")
+}
+
+fn admin_opts() -> AdminOptions {
+    AdminOptions::new()
+        .request_timeout(Some(Duration::from_secs(10)))
+        .operation_timeout(Some(Duration::from_secs(10)))
+}
+
+/// Produces `n` records to partition 0 of `topic`; the first failure is returned.
+async fn produce_n(
+    p: &FutureProducer<RecordingContext>,
+    topic: &str,
+    n: usize,
+) -> Result<(), KafkaError> {
+    for i in 0..n {
+        let key = format!("key-{i}");
+        let value = format!("value-{i}");
+        let record = FutureRecord::to(topic)
+            .key(&key)
+            .payload(&value)
+            .partition(0);
+        within(
+            Duration::from_secs(30),
+            "delivery report",
+            p.send(record, Duration::from_secs(0)),
+        )
+        .await
+        .map_err(|(e, _)| e)?;
+    }
+    Ok(())
+}
+
+/// Reads `n` records from partition 0 of `topic` from the beginning (no group join); the
+/// first consumer error is returned.
+async fn consume_n(
+    c: &StreamConsumer<RecordingContext>,
+    topic: &str,
+    n: usize,
+) -> Result<Vec<(String, String)>, KafkaError> {
+    let mut tpl = TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, Offset::Beginning)
+        .expect("tpl");
+    c.assign(&tpl).expect("assign");
+    let mut got = Vec::new();
+    while got.len() < n {
+        let m = within(Duration::from_secs(30), "consuming", c.recv()).await?;
+        got.push((
+            String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
+            String::from_utf8_lossy(m.payload().unwrap_or_default()).into_owned(),
+        ));
+    }
+    Ok(got)
+}
+
+/// Produces `n` records and reads them back through `bootstrap`, with `security` on both
+/// clients.
+async fn round_trip(bootstrap: &str, security: &ClientSecurity, topic: &str, n: usize) {
+    let ctx = RecordingContext::default();
+    let p = producer(bootstrap, security, ctx.clone());
+    produce_n(&p, topic, n)
+        .await
+        .unwrap_or_else(|e| panic!("producing to {topic}: {e} (client errors: {ctx:?})"));
+    close(p);
+    let ctx = RecordingContext::default();
+    let c = consumer(bootstrap, &format!("{topic}-reader"), security, ctx.clone());
+    let got = consume_n(&c, topic, n)
+        .await
+        .unwrap_or_else(|e| panic!("consuming {topic}: {e} (client errors: {ctx:?})"));
+    close(c);
+    let want: Vec<_> = (0..n)
+        .map(|i| (format!("key-{i}"), format!("value-{i}")))
+        .collect();
+    assert_eq!(got, want, "records read back through the gateway");
+}
+
+/// Asserts that a producer with `security` cannot deliver, and that librdkafka reports one of
+/// `codes` promptly (not a timeout minutes later).
+async fn assert_rejected(
+    bootstrap: &str,
+    security: &ClientSecurity,
+    ctx: RecordingContext,
+    codes: &[RDKafkaErrorCode],
+    what: &str,
+) -> (RDKafkaErrorCode, String) {
+    let p = producer(bootstrap, security, ctx.clone());
+    let record = FutureRecord::to("security-rejected")
+        .key("k")
+        .payload("v")
+        .partition(0);
+    let delivery = p.send_result(record).expect("enqueueing");
+    let seen = ctx.wait_for_error(codes, FAIL_FAST).await;
+    let Some(seen) = seen else {
+        panic!(
+            "{what}: no {codes:?} within {FAIL_FAST:?}; client errors: {:?}",
+            ctx.errors()
+        );
+    };
+    // The record must not have been delivered; purge it rather than wait out its timeout.
+    p.purge(PurgeConfig::default().queue().inflight());
+    let outcome = within(Duration::from_secs(30), "delivery report", delivery).await;
+    assert!(
+        !matches!(outcome, Ok(Ok(_))),
+        "{what}: a record was delivered despite the rejection"
+    );
+    close(p);
+    seen
+}
+
+/// The error code of a `KafkaError` (panics on a success-shaped error).
+fn code(e: &KafkaError) -> RDKafkaErrorCode {
+    e.rdkafka_error_code()
+        .unwrap_or_else(|| panic!("error without a code: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// The test fixtures themselves: PKI, JWTs, the mock broker's security, tansu's limits
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn jwt_tokens_verify_only_when_they_should() {
+    use jsonwebtoken::{decode, decode_header, jwk::JwkSet, Algorithm, DecodingKey, Validation};
+    let idp = JwtIssuer::new("kid-1");
+    let jwks: JwkSet = serde_json::from_str(&idp.jwks_json()).expect("JWKS parses");
+    let check = |token: &str| {
+        let header = decode_header(token).expect("header");
+        let jwk = jwks
+            .find(header.kid.as_deref().expect("kid"))
+            .expect("kid known");
+        let mut v = Validation::new(Algorithm::ES256);
+        v.set_issuer(&[ISSUER]);
+        v.set_audience(&[sluice_tests::jwt::AUDIENCE]);
+        v.leeway = 5;
+        decode::<serde_json::Value>(token, &DecodingKey::from_jwk(jwk).unwrap(), &v)
+    };
+    let good = idp.mint(&idp.claims("alice", 300));
+    assert_eq!(check(&good).expect("valid token").claims["sub"], "alice");
+    assert!(sluice_tests::jwt::expiry_of(&good).unwrap() > sluice_tests::jwt::now_secs());
+
+    let expired = idp.mint(&idp.claims("alice", -600));
+    assert!(check(&expired).is_err(), "expired token accepted");
+
+    let mut wrong_iss = idp.claims("alice", 300);
+    wrong_iss["iss"] = "https://elsewhere.invalid/".into();
+    assert!(
+        check(&idp.mint(&wrong_iss)).is_err(),
+        "wrong issuer accepted"
+    );
+
+    let mut wrong_aud = idp.claims("alice", 300);
+    wrong_aud["aud"] = "someone-else".into();
+    assert!(
+        check(&idp.mint(&wrong_aud)).is_err(),
+        "wrong audience accepted"
+    );
+
+    // Same kid, another key: the signature must not verify.
+    let forger = JwtIssuer::new("kid-1");
+    assert!(
+        check(&forger.mint(&idp.claims("alice", 300))).is_err(),
+        "token signed by another key accepted"
+    );
+}
+
+#[test]
+fn pki_writes_pem_files_with_the_expected_subjects() {
+    let pki = pki();
+    for f in [
+        &pki.ca_file,
+        &pki.server.cert_file,
+        &pki.server.key_file,
+        &pki.alice.cert_file,
+        &pki.alice.key_file,
+        &pki.rogue.cert_file,
+        &pki.rogue_ca_file,
+    ] {
+        let text = std::fs::read_to_string(f).expect("PEM file written");
+        assert!(text.starts_with("-----BEGIN "), "{} is PEM", f.display());
+    }
+    assert_eq!(pki.alice.subject, "CN=alice,OU=apps,O=acme");
+    assert_eq!(pki.bob.subject, "CN=bob,OU=apps,O=acme");
+    // Building both rustls configurations checks that keys and certificates match.
+    let _ = pki.server_config(true);
+    let _ = pki.client_config(Some(&pki.alice));
+}
+
+/// The mock broker demands TLS and SCRAM before serving, and librdkafka's settings used by the
+/// gateway tests (CA file, IP SAN verification, SCRAM) work against it directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_broker_with_tls_and_scram_serves_only_authenticated_clients() {
+    init_logging();
+    let mock = MockBroker::start(MockOptions {
+        security: MockSecurity {
+            tls: Some(pki().server_config(false)),
+            sasl: Some(MockSasl::new(
+                &["SCRAM-SHA-256", "SCRAM-SHA-512", "PLAIN"],
+                "alice",
+                "alice-secret",
+            )),
+        },
+        ..MockOptions::default()
+    })
+    .await
+    .unwrap();
+    for mechanism in ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] {
+        let sec = ClientSecurity::sasl(true, mechanism, "alice", "alice-secret");
+        let ctx = RecordingContext::default();
+        let p = producer(&mock.bootstrap(), &sec, ctx.clone());
+        produce_n(&p, "direct", 3)
+            .await
+            .unwrap_or_else(|e| panic!("{mechanism}: {e} ({ctx:?})"));
+        close(p);
+        let sec = ClientSecurity::sasl(true, mechanism, "alice", "wrong");
+        let (code, reason) = assert_rejected(
+            &mock.bootstrap(),
+            &sec,
+            RecordingContext::default(),
+            &[RDKafkaErrorCode::Authentication],
+            mechanism,
+        )
+        .await;
+        assert_eq!(code, RDKafkaErrorCode::Authentication, "{reason}");
+    }
+    let auths = mock.authentications();
+    for mechanism in ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] {
+        assert!(
+            auths
+                .iter()
+                .any(|a| a.mechanism.as_deref() == Some(mechanism)
+                    && a.principal.as_deref() == Some("alice")),
+            "{mechanism} authentication recorded: {auths:?}"
+        );
+    }
+    assert!(mock.auth_failures() >= 3);
+    assert_eq!(mock.unauthenticated_requests(), 0);
+}
+
+/// mTLS on the mock: a certificate from the test CA is served and recorded, one from an
+/// unknown CA fails the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_broker_with_mtls_rejects_unknown_ca() {
+    init_logging();
+    let pki = pki();
+    let mock = MockBroker::start(MockOptions {
+        security: MockSecurity {
+            tls: Some(pki.server_config(true)),
+            sasl: None,
+        },
+        ..MockOptions::default()
+    })
+    .await
+    .unwrap();
+    let ctx = RecordingContext::default();
+    let p = producer(
+        &mock.bootstrap(),
+        &ClientSecurity::mtls(&pki.alice),
+        ctx.clone(),
+    );
+    produce_n(&p, "direct", 2)
+        .await
+        .unwrap_or_else(|e| panic!("mTLS produce: {e} ({ctx:?})"));
+    close(p);
+    assert!(mock
+        .authentications()
+        .iter()
+        .any(|a| a.client_cert.as_ref() == Some(&pki.alice.cert_der)));
+
+    let (code, reason) = assert_rejected(
+        &mock.bootstrap(),
+        &ClientSecurity::mtls(&pki.rogue),
+        RecordingContext::default(),
+        &[
+            RDKafkaErrorCode::SSL,
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::AllBrokersDown,
+        ],
+        "unknown-CA client certificate",
+    )
+    .await;
+    eprintln!("unknown CA rejected: {code:?} {reason}");
+    assert!(reason.contains("unknown ca"), "{reason}");
+    assert!(mock.tls_failures() >= 1);
+}
+
+/// A canary for the test broker's limits. If a newer tansu grows a TLS listener or SASL with
+/// memory storage, this fails: move the upstream tests from the mock broker to tansu then.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tansu_offers_no_tls_and_no_sasl() {
+    init_logging();
+    let pki = pki();
+    let cert = pki.server.cert_file.to_string_lossy().into_owned();
+    // `--cert` is accepted, but the listener stays plaintext Kafka: ApiVersions answers in the
+    // clear (readiness) and a TLS handshake gets no ServerHello.
+    let broker = within(
+        Duration::from_secs(30),
+        "tansu start",
+        Tansu::start_with_args("memory://tansu/", &["--cert", &cert]),
+    )
+    .await
+    .expect("tansu with --cert starts (plaintext)");
+    let tcp = tokio::net::TcpStream::connect(broker.addr).await.unwrap();
+    let connector = tokio_rustls::TlsConnector::from(pki.client_config(None));
+    let handshake = tokio::time::timeout(
+        Duration::from_secs(2),
+        connector.connect(
+            rustls_pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+            tcp,
+        ),
+    )
+    .await;
+    assert!(
+        !matches!(handshake, Ok(Ok(_))),
+        "tansu completed a TLS handshake: use it for upstream TLS tests"
+    );
+    // Without `--authentication` SASL is refused; with it, users cannot be stored.
+    let mut raw = RawClient::connect(broker.addr).await.unwrap();
+    let hs = raw
+        .call(
+            &kafka_protocol::messages::SaslHandshakeRequest::default().with_mechanism(
+                kafka_protocol::protocol::StrBytes::from_static_str("SCRAM-SHA-256"),
+            ),
+            1,
+        )
+        .await
+        .expect("SaslHandshake answered");
+    assert_eq!(hs.error_code, 33, "UNSUPPORTED_SASL_MECHANISM");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients → gateway: TLS and mTLS
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_produce_and_consume_through_the_gateway() {
+    let broker = tansu().await;
+    let gw = gateway(secured_config(
+        &broker.bootstrap(),
+        SecurityProtocol::Ssl,
+        Some(server_tls(ClientAuth::None, None)),
+        None,
+    ))
+    .await;
+    let bootstrap = gw.kafka_addr().to_string();
+    round_trip(&bootstrap, &ClientSecurity::tls(), "tls-orders", 20).await;
+
+    // A plaintext client on the TLS port gets nowhere.
+    let ctx = RecordingContext::default();
+    assert_rejected(
+        &bootstrap,
+        &ClientSecurity::default(),
+        ctx,
+        &[
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::AllBrokersDown,
+        ],
+        "plaintext client on a TLS listener",
+    )
+    .await;
+    stop(gw).await;
+}
+
+/// mTLS with principal mapping: alice's certificate maps to `alice` (by the CN rule), which an
+/// ACL lets produce; bob's valid certificate maps to `bob`, who is denied; a certificate from
+/// an unknown CA does not get past the handshake.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mtls_principal_from_certificate_and_unknown_ca_rejected() {
+    let broker = tansu().await;
+    let mut config = secured_config(
+        &broker.bootstrap(),
+        SecurityProtocol::Ssl,
+        Some(server_tls(ClientAuth::Required, Some(CN_RULE))),
+        None,
+    );
+    config.authorization.enabled = true;
+    let gw = gateway(config).await;
+    let admin = gw.admin_addr();
+    put_acl(
+        admin,
+        "alice-mtls",
+        serde_json::json!({
+            "principal": "alice", "resourceType": "topic", "patternType": "literal",
+            "name": "mtls-orders", "operations": ["write", "describe", "create"],
+            "permission": "allow"
+        }),
+    )
+    .await;
+    let bootstrap = gw.kafka_addr().to_string();
+    let pki = pki();
+
+    let ctx = RecordingContext::default();
+    let p = producer(&bootstrap, &ClientSecurity::mtls(&pki.alice), ctx.clone());
+    produce_n(&p, "mtls-orders", 5)
+        .await
+        .unwrap_or_else(|e| panic!("alice over mTLS: {e} ({ctx:?})"));
+    close(p);
+
+    let p = producer(
+        &bootstrap,
+        &ClientSecurity::mtls(&pki.bob),
+        RecordingContext::default(),
+    );
+    let err = produce_n(&p, "mtls-orders", 1)
+        .await
+        .expect_err("bob is not allowed to write");
+    assert_eq!(
+        code(&err),
+        RDKafkaErrorCode::TopicAuthorizationFailed,
+        "{err}"
+    );
+    close(p);
+
+    let (code, reason) = assert_rejected(
+        &bootstrap,
+        &ClientSecurity::mtls(&pki.rogue),
+        RecordingContext::default(),
+        &[
+            RDKafkaErrorCode::SSL,
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::AllBrokersDown,
+        ],
+        "client certificate from an unknown CA",
+    )
+    .await;
+    // A TLS alert: `unknown ca`, or `certificate required` when the gateway hints its CA
+    // names and the client therefore withholds a certificate from another CA.
+    eprintln!("unknown CA rejected: {code:?} {reason}");
+    assert!(reason.contains("alert"), "{code:?} {reason}");
+    // And no certificate at all.
+    assert_rejected(
+        &bootstrap,
+        &ClientSecurity::tls(),
+        RecordingContext::default(),
+        &[
+            RDKafkaErrorCode::SSL,
+            RDKafkaErrorCode::BrokerTransportFailure,
+            RDKafkaErrorCode::AllBrokersDown,
+        ],
+        "no client certificate under clientAuth: required",
+    )
+    .await;
+    stop(gw).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients → gateway: SASL, gateway-managed
+// ---------------------------------------------------------------------------------------------
+
+const MECHANISMS: [&str; 3] = ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"];
+
+/// Every password mechanism, right and wrong password, over `protocol`.
+async fn sasl_mechanisms(protocol: SecurityProtocol) {
+    let broker = tansu().await;
+    let tls = protocol.tls();
+    let gw = gateway(secured_config(
+        &broker.bootstrap(),
+        protocol,
+        tls.then(|| server_tls(ClientAuth::None, None)),
+        Some(server_sasl(&MECHANISMS, SaslMode::GatewayManaged)),
+    ))
+    .await;
+    let admin = gw.admin_addr();
+    put_service_account(admin, "alice", "alice-pass-1", &[]).await;
+    let bootstrap = gw.kafka_addr().to_string();
+    for mechanism in MECHANISMS {
+        let topic = format!("sasl-{}-{}", tls, mechanism.to_lowercase());
+        round_trip(
+            &bootstrap,
+            &ClientSecurity::sasl(tls, mechanism, "alice", "alice-pass-1"),
+            &topic,
+            5,
+        )
+        .await;
+        for (user, password) in [("alice", "wrong-pass"), ("nobody", "alice-pass-1")] {
+            let (code, reason) = assert_rejected(
+                &bootstrap,
+                &ClientSecurity::sasl(tls, mechanism, user, password),
+                RecordingContext::default(),
+                &[RDKafkaErrorCode::Authentication],
+                &format!("{mechanism} as {user} with a wrong password"),
+            )
+            .await;
+            assert!(
+                !reason.contains(password),
+                "the error names the password: {reason}"
+            );
+            assert_eq!(code, RDKafkaErrorCode::Authentication);
+        }
+    }
+    // A mechanism the listener does not enable is refused at the handshake.
+    assert_rejected(
+        &bootstrap,
+        &ClientSecurity::oauthbearer(tls),
+        RecordingContext::with_token("not-a-jwt".into(), "alice"),
+        &[RDKafkaErrorCode::Authentication],
+        "OAUTHBEARER not enabled",
+    )
+    .await;
+    // The password never shows in the gateway's metrics or its configuration's Debug form.
+    assert!(!gw.metrics_text().contains("alice-pass-1"));
+    stop(gw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_ssl_plain_and_scram_right_and_wrong_password() {
+    sasl_mechanisms(SecurityProtocol::SaslSsl).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_plaintext_plain_and_scram_right_and_wrong_password() {
+    sasl_mechanisms(SecurityProtocol::SaslPlaintext).await;
+}
+
+/// A password changed over the admin API applies to new connections at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn service_account_password_change_applies_to_new_connections() {
+    let broker = tansu().await;
+    let gw = gateway(secured_config(
+        &broker.bootstrap(),
+        SecurityProtocol::SaslPlaintext,
+        None,
+        Some(server_sasl(&["SCRAM-SHA-256"], SaslMode::GatewayManaged)),
+    ))
+    .await;
+    let admin = gw.admin_addr();
+    let bootstrap = gw.kafka_addr().to_string();
+    put_service_account(admin, "carol", "first-password", &[]).await;
+    round_trip(
+        &bootstrap,
+        &ClientSecurity::sasl(false, "SCRAM-SHA-256", "carol", "first-password"),
+        "rotate-1",
+        2,
+    )
+    .await;
+    put_service_account(admin, "carol", "second-password", &[]).await;
+    assert_rejected(
+        &bootstrap,
+        &ClientSecurity::sasl(false, "SCRAM-SHA-256", "carol", "first-password"),
+        RecordingContext::default(),
+        &[RDKafkaErrorCode::Authentication],
+        "old password after rotation",
+    )
+    .await;
+    round_trip(
+        &bootstrap,
+        &ClientSecurity::sasl(false, "SCRAM-SHA-256", "carol", "second-password"),
+        "rotate-2",
+        2,
+    )
+    .await;
+    // The admin API never returns the password or its derived keys.
+    let (status, body) = http(admin, "GET", "/api/v1/service-accounts/carol", &[], b"").await;
+    assert_eq!(status, 200, "{body}");
+    let text = body.to_string();
+    assert!(!text.contains("second-password") && !text.contains("first-password"));
+    stop(gw).await;
+}
+
+/// Before authenticating, a client may send ApiVersions and SASL only; a Metadata request gets
+/// the connection closed, and so does a failed authentication.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_before_authentication_close_the_connection() {
+    let broker = tansu().await;
+    let gw = gateway(secured_config(
+        &broker.bootstrap(),
+        SecurityProtocol::SaslPlaintext,
+        None,
+        Some(server_sasl(&["PLAIN"], SaslMode::GatewayManaged)),
+    ))
+    .await;
+    put_service_account(gw.admin_addr(), "alice", "alice-pass-1", &[]).await;
+    let addr = gw.kafka_addr();
+
+    let mut raw = RawClient::connect(addr).await.unwrap();
+    let versions = raw
+        .call(&ApiVersionsRequest::default(), 3)
+        .await
+        .expect("ApiVersions is answered before authentication");
+    assert_eq!(versions.error_code, 0);
+    let (_, frame) = raw.encode(&MetadataRequest::default().with_topics(None), 9);
+    raw.send_raw(&frame).await.unwrap();
+    assert!(
+        raw.closed_within(Duration::from_secs(5)).await,
+        "Metadata before authentication must close the connection"
+    );
+
+    let mut raw = RawClient::connect(addr).await.unwrap();
+    let (_, frame) = raw.encode(&MetadataRequest::default().with_topics(None), 9);
+    raw.send_raw(&frame).await.unwrap();
+    assert!(
+        raw.closed_within(Duration::from_secs(5)).await,
+        "Metadata as the very first request must close the connection"
+    );
+
+    let mut raw = RawClient::connect(addr).await.unwrap();
+    let code = raw.sasl_plain("alice", "wrong").await.expect("answered");
+    assert_eq!(code, 58, "SASL_AUTHENTICATION_FAILED");
+    assert!(
+        raw.closed_within(Duration::from_secs(5)).await,
+        "a failed authentication closes the connection"
+    );
+
+    let mut raw = RawClient::connect(addr).await.unwrap();
+    assert_eq!(raw.sasl_plain("alice", "alice-pass-1").await.unwrap(), 0);
+    let md = raw
+        .call(&MetadataRequest::default().with_topics(None), 9)
+        .await
+        .expect("Metadata after authentication");
+    assert!(!md.brokers.is_empty());
+    drop(raw);
+    stop(gw).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Clients → gateway: OAUTHBEARER
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauthbearer_valid_expired_and_forged_tokens() {
+    let broker = tansu().await;
+    let idp = JwtIssuer::new("idp-key-1");
+    let mut sasl = server_sasl(&["OAUTHBEARER"], SaslMode::GatewayManaged);
+    sasl.oauthbearer = Some(server_oauth(&idp));
+    let gw = gateway(secured_config(
+        &broker.bootstrap(),
+        SecurityProtocol::SaslSsl,
+        Some(server_tls(ClientAuth::None, None)),
+        Some(sasl),
+    ))
+    .await;
+    let bootstrap = gw.kafka_addr().to_string();
+    let sec = ClientSecurity::oauthbearer(true);
+
+    let good = idp.mint(&idp.claims("svc-orders", 300));
+    let ctx = RecordingContext::with_token(good, "svc-orders");
+    let p = producer(&bootstrap, &sec, ctx.clone());
+    produce_n(&p, "oauth-orders", 5)
+        .await
+        .unwrap_or_else(|e| panic!("valid token: {e} ({ctx:?})"));
+    close(p);
+
+    let forger = JwtIssuer::new("idp-key-1");
+    let mut wrong_iss = idp.claims("svc-orders", 300);
+    wrong_iss["iss"] = "https://elsewhere.invalid/".into();
+    let mut wrong_aud = idp.claims("svc-orders", 300);
+    wrong_aud["aud"] = "another-service".into();
+    let cases = [
+        ("expired", idp.mint(&idp.claims("svc-orders", -600))),
+        (
+            "signed by another key",
+            forger.mint(&idp.claims("svc-orders", 300)),
+        ),
+        ("wrong issuer", idp.mint(&wrong_iss)),
+        ("wrong audience", idp.mint(&wrong_aud)),
+        ("not a JWT", "garbage".to_string()),
+    ];
+    for (what, token) in cases {
+        let (_, reason) = assert_rejected(
+            &bootstrap,
+            &sec,
+            RecordingContext::with_token(token.clone(), "svc-orders"),
+            &[RDKafkaErrorCode::Authentication],
+            &format!("OAUTHBEARER token {what}"),
+        )
+        .await;
+        assert!(!reason.contains(&token), "the error echoes the token");
+    }
+    stop(gw).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// ACLs
+// ---------------------------------------------------------------------------------------------
+
+/// A gateway with SASL/PLAIN, ACLs on, super user `root`, and accounts:
+/// - `alice` (group `writers`): write/describe/create topics prefixed `acl-orders`;
+/// - `bob`: describe (not read) on `acl-orders`; read on `acl-public` and group `bob-ok`;
+/// - `carol`: nothing at all.
+struct AclEnv {
+    _broker: Tansu,
+    gw: sluice::Gateway,
+}
+
+const ACL_PASSWORD: &str = "acl-test-password";
+
+impl AclEnv {
+    async fn start() -> AclEnv {
+        let broker = tansu().await;
+        let mut config = secured_config(
+            &broker.bootstrap(),
+            SecurityProtocol::SaslPlaintext,
+            None,
+            Some(server_sasl(&["PLAIN"], SaslMode::GatewayManaged)),
+        );
+        config.authorization.enabled = true;
+        config.authorization.super_users = vec!["root".into()];
+        let gw = gateway(config).await;
+        let admin = gw.admin_addr();
+        for user in ["root", "alice", "bob", "carol"] {
+            put_service_account(admin, user, ACL_PASSWORD, &[]).await;
+        }
+        put_group(admin, "writers", &["alice"]).await;
+        put_acl(
+            admin,
+            "writers-orders",
+            serde_json::json!({
+                "group": "writers", "resourceType": "topic", "patternType": "prefixed",
+                "name": "acl-orders", "operations": ["write", "describe", "create"],
+                "permission": "allow"
+            }),
+        )
+        .await;
+        put_acl(
+            admin,
+            "bob-describe-orders",
+            serde_json::json!({
+                "principal": "bob", "resourceType": "topic", "patternType": "prefixed",
+                "name": "acl-orders", "operations": ["describe"], "permission": "allow"
+            }),
+        )
+        .await;
+        put_acl(
+            admin,
+            "bob-read-public",
+            serde_json::json!({
+                "principal": "bob", "resourceType": "topic", "patternType": "literal",
+                "name": "acl-public", "operations": ["read", "describe"], "permission": "allow"
+            }),
+        )
+        .await;
+        put_acl(
+            admin,
+            "bob-group",
+            serde_json::json!({
+                "principal": "bob", "resourceType": "group", "patternType": "literal",
+                "name": "bob-ok", "operations": ["read"], "permission": "allow"
+            }),
+        )
+        .await;
+        AclEnv {
+            _broker: broker,
+            gw,
+        }
+    }
+
+    fn bootstrap(&self) -> String {
+        self.gw.kafka_addr().to_string()
+    }
+
+    fn as_user(user: &str) -> ClientSecurity {
+        ClientSecurity::sasl(false, "PLAIN", user, ACL_PASSWORD)
+    }
+
+    /// Creates topics as the super user.
+    async fn create_topics(&self, names: &[&str]) {
+        let admin = admin_client(&self.bootstrap(), &Self::as_user("root"));
+        let topics: Vec<_> = names
+            .iter()
+            .map(|n| NewTopic::new(n, 1, TopicReplication::Fixed(1)))
+            .collect();
+        let results = within(
+            Duration::from_secs(20),
+            "create_topics",
+            admin.create_topics(&topics, &admin_opts()),
+        )
+        .await
+        .expect("create_topics request");
+        for r in results {
+            r.unwrap_or_else(|(t, e)| panic!("root creating {t}: {e:?}"));
+        }
+        close(admin);
+    }
+
+    async fn stop(self) {
+        stop(self.gw).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_produce_allowed_and_denied() {
+    let env = AclEnv::start().await;
+    let bootstrap = env.bootstrap();
+    env.create_topics(&["acl-orders-eu", "acl-public"]).await;
+
+    let ctx = RecordingContext::default();
+    let p = producer(&bootstrap, &AclEnv::as_user("alice"), ctx.clone());
+    produce_n(&p, "acl-orders-eu", 3)
+        .await
+        .unwrap_or_else(|e| panic!("alice (via group writers) may write: {e} ({ctx:?})"));
+    let err = produce_n(&p, "acl-public", 1)
+        .await
+        .expect_err("alice may not write acl-public");
+    assert_eq!(
+        code(&err),
+        RDKafkaErrorCode::TopicAuthorizationFailed,
+        "{err}"
+    );
+    close(p);
+
+    for user in ["bob", "carol"] {
+        let p = producer(
+            &bootstrap,
+            &AclEnv::as_user(user),
+            RecordingContext::default(),
+        );
+        let err = produce_n(&p, "acl-orders-eu", 1)
+            .await
+            .expect_err("no write permission");
+        assert_eq!(
+            code(&err),
+            RDKafkaErrorCode::TopicAuthorizationFailed,
+            "{user}: {err}"
+        );
+        close(p);
+    }
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_consume_denied_without_read() {
+    let env = AclEnv::start().await;
+    let bootstrap = env.bootstrap();
+    env.create_topics(&["acl-orders-us", "acl-public"]).await;
+    let root = producer(
+        &bootstrap,
+        &AclEnv::as_user("root"),
+        RecordingContext::default(),
+    );
+    produce_n(&root, "acl-orders-us", 3)
+        .await
+        .expect("root writes");
+    produce_n(&root, "acl-public", 3)
+        .await
+        .expect("root writes");
+    close(root);
+
+    // bob can read acl-public (assign: no group involved)...
+    let c = consumer(
+        &bootstrap,
+        "bob-ok",
+        &AclEnv::as_user("bob"),
+        RecordingContext::default(),
+    );
+    assert_eq!(
+        consume_n(&c, "acl-public", 3)
+            .await
+            .expect("bob reads")
+            .len(),
+        3
+    );
+    close(c);
+    // ...but only describe acl-orders-us.
+    let c = consumer(
+        &bootstrap,
+        "bob-ok",
+        &AclEnv::as_user("bob"),
+        RecordingContext::default(),
+    );
+    let err = consume_n(&c, "acl-orders-us", 1)
+        .await
+        .expect_err("bob may not read acl-orders-us");
+    assert_eq!(
+        code(&err),
+        RDKafkaErrorCode::TopicAuthorizationFailed,
+        "{err}"
+    );
+    close(c);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_group_join_denied() {
+    let env = AclEnv::start().await;
+    let bootstrap = env.bootstrap();
+    env.create_topics(&["acl-public"]).await;
+    let ctx = RecordingContext::default();
+    let c = consumer(
+        &bootstrap,
+        "not-bobs-group",
+        &AclEnv::as_user("bob"),
+        ctx.clone(),
+    );
+    c.subscribe(&["acl-public"]).expect("subscribe");
+    // The denial arrives either as a consumer error or through the error callback.
+    let from_recv = within(Duration::from_secs(30), "group join outcome", c.recv()).await;
+    let denied = match &from_recv {
+        Err(e) => e.rdkafka_error_code() == Some(RDKafkaErrorCode::GroupAuthorizationFailed),
+        Ok(_) => false,
+    } || ctx
+        .errors()
+        .iter()
+        .any(|(c, _)| *c == RDKafkaErrorCode::GroupAuthorizationFailed);
+    assert!(
+        denied,
+        "expected GROUP_AUTHORIZATION_FAILED, got {:?} / {:?}",
+        from_recv.map(|m| m.offset()),
+        ctx.errors()
+    );
+    close(c);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_topic_creation_denied() {
+    let env = AclEnv::start().await;
+    let bootstrap = env.bootstrap();
+    // alice may create under her prefix, not elsewhere.
+    let admin = admin_client(&bootstrap, &AclEnv::as_user("alice"));
+    let results = within(
+        Duration::from_secs(20),
+        "create_topics",
+        admin.create_topics(
+            &[
+                NewTopic::new("acl-orders-new", 1, TopicReplication::Fixed(1)),
+                NewTopic::new("elsewhere-new", 1, TopicReplication::Fixed(1)),
+            ],
+            &admin_opts(),
+        ),
+    )
+    .await
+    .expect("create_topics request");
+    for r in results {
+        match r {
+            Ok(t) => assert_eq!(t, "acl-orders-new"),
+            Err((t, e)) => {
+                assert_eq!(t, "elsewhere-new", "unexpected failure: {e:?}");
+                assert!(
+                    matches!(
+                        e,
+                        RDKafkaErrorCode::TopicAuthorizationFailed
+                            | RDKafkaErrorCode::ClusterAuthorizationFailed
+                    ),
+                    "{e:?}"
+                );
+            }
+        }
+    }
+    close(admin);
+    // carol has no create permission at all; auto-creation through Metadata is denied too.
+    let p = producer(
+        &bootstrap,
+        &AclEnv::as_user("carol"),
+        RecordingContext::default(),
+    );
+    let err = produce_n(&p, "carol-auto-created", 1)
+        .await
+        .expect_err("carol cannot create topics by producing");
+    assert_eq!(
+        code(&err),
+        RDKafkaErrorCode::TopicAuthorizationFailed,
+        "{err}"
+    );
+    close(p);
+    env.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_metadata_lists_only_describable_topics() {
+    let env = AclEnv::start().await;
+    let bootstrap = env.bootstrap();
+    env.create_topics(&["acl-orders-a", "acl-orders-b", "acl-public", "acl-secret"])
+        .await;
+    let names = |user: &str| {
+        let p = producer(
+            &bootstrap,
+            &AclEnv::as_user(user),
+            RecordingContext::default(),
+        );
+        let md = blocking(|| p.client().fetch_metadata(None, CALL)).expect("metadata");
+        let mut names: Vec<String> = md
+            .topics()
+            .iter()
+            .filter(|t| t.error().is_none())
+            .map(|t| t.name().to_string())
+            .filter(|n| n.starts_with("acl-"))
+            .collect();
+        names.sort();
+        close(p);
+        names
+    };
+    assert_eq!(names("alice"), ["acl-orders-a", "acl-orders-b"]);
+    assert_eq!(names("bob"), ["acl-orders-a", "acl-orders-b", "acl-public"]);
+    assert!(names("carol").is_empty());
+    assert_eq!(
+        names("root"),
+        ["acl-orders-a", "acl-orders-b", "acl-public", "acl-secret"]
+    );
+    env.stop().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Delegated SASL: the broker decides
+// ---------------------------------------------------------------------------------------------
+
+/// Delegated mode relays the client's SCRAM exchange to the broker, which decides. tansu cannot
+/// authenticate (see the canary above), so the broker is the mock, requiring SCRAM; the
+/// gateway's own connections (discovery) use its upstream credentials.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delegated_scram_is_decided_by_the_broker() {
+    init_logging();
+    let mock = MockBroker::start(MockOptions {
+        security: MockSecurity {
+            tls: None,
+            sasl: Some(MockSasl {
+                mechanisms: vec!["SCRAM-SHA-256".into(), "SCRAM-SHA-512".into()],
+                users: vec![
+                    ("gateway".into(), "gateway-secret".into()),
+                    ("alice".into(), "alice-at-broker".into()),
+                ],
+            }),
+        },
+        ..MockOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut config = secured_config(
+        &mock.bootstrap(),
+        SecurityProtocol::SaslPlaintext,
+        None,
+        Some(server_sasl(
+            &["SCRAM-SHA-256", "SCRAM-SHA-512"],
+            SaslMode::Delegated,
+        )),
+    );
+    config.upstream.sasl = Some(UpstreamSasl {
+        mechanism: "SCRAM-SHA-512".into(),
+        username: "gateway".into(),
+        password: sluice::config::Secret::new("gateway-secret"),
+    });
+    let gw = gateway(config).await;
+    let bootstrap = gw.kafka_addr().to_string();
+    for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
+        let ctx = RecordingContext::default();
+        let p = producer(
+            &bootstrap,
+            &ClientSecurity::sasl(false, mechanism, "alice", "alice-at-broker"),
+            ctx.clone(),
+        );
+        produce_n(&p, "delegated", 3)
+            .await
+            .unwrap_or_else(|e| panic!("{mechanism} with the broker's password: {e} ({ctx:?})"));
+        close(p);
+        assert!(
+            mock.authentications()
+                .iter()
+                .any(|a| a.principal.as_deref() == Some("alice")
+                    && a.mechanism.as_deref() == Some(mechanism)),
+            "the broker authenticated alice with {mechanism}: {:?}",
+            mock.authentications()
+        );
+        let failures = mock.auth_failures();
+        assert_rejected(
+            &bootstrap,
+            &ClientSecurity::sasl(false, mechanism, "alice", "not-her-password"),
+            RecordingContext::default(),
+            &[RDKafkaErrorCode::Authentication],
+            "delegated, wrong password",
+        )
+        .await;
+        assert!(
+            mock.auth_failures() > failures,
+            "the broker, not the gateway, refused the wrong password"
+        );
+    }
+    assert_eq!(mock.unauthenticated_requests(), 0);
+    stop(gw).await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gateway → broker: the gateway's own TLS, mTLS and SASL
+// ---------------------------------------------------------------------------------------------
+
+/// Produces through a plaintext gateway in front of `mock` and checks the mock served only
+/// authenticated connections.
+async fn produce_through(gw: &sluice::Gateway, mock: &MockBroker) {
+    let ctx = RecordingContext::default();
+    let p = producer(
+        &gw.kafka_addr().to_string(),
+        &ClientSecurity::default(),
+        ctx.clone(),
+    );
+    produce_n(&p, "upstream-secured", 5)
+        .await
+        .unwrap_or_else(|e| panic!("producing through the gateway: {e} ({ctx:?})"));
+    close(p);
+    assert!(mock.requests_for(0) >= 1, "Produce reached the broker");
+    assert_eq!(
+        mock.unauthenticated_requests(),
+        0,
+        "the gateway sent a request before authenticating"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_tls_and_scram_gateway_managed() {
+    init_logging();
+    let mock = MockBroker::start(MockOptions {
+        security: MockSecurity {
+            tls: Some(pki().server_config(false)),
+            sasl: Some(MockSasl::new(
+                &["SCRAM-SHA-512"],
+                "sluice-gw",
+                "upstream-secret",
+            )),
+        },
+        ..MockOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut config = gateway_config(&mock.bootstrap());
+    config.upstream.tls = Some(UpstreamTls {
+        ca_file: Some(pki().ca_file.clone()),
+        ..Default::default()
+    });
+    config.upstream.sasl = Some(UpstreamSasl {
+        mechanism: "SCRAM-SHA-512".into(),
+        username: "sluice-gw".into(),
+        password: sluice::config::Secret::new("upstream-secret"),
+    });
+    assert!(!format!("{config:?}").contains("upstream-secret"));
+    let gw = gateway(config).await;
+    produce_through(&gw, &mock).await;
+    let auths = mock.authentications();
+    assert!(!auths.is_empty());
+    assert!(
+        auths
+            .iter()
+            .all(|a| a.principal.as_deref() == Some("sluice-gw")
+                && a.mechanism.as_deref() == Some("SCRAM-SHA-512")),
+        "{auths:?}"
+    );
+    assert!(!gw.metrics_text().contains("upstream-secret"));
+    stop(gw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_sasl_plain() {
+    init_logging();
+    let mock = MockBroker::start(MockOptions {
+        security: MockSecurity {
+            tls: None,
+            sasl: Some(MockSasl::new(&["PLAIN"], "sluice-gw", "plain-secret")),
+        },
+        ..MockOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut config = gateway_config(&mock.bootstrap());
+    config.upstream.sasl = Some(UpstreamSasl {
+        mechanism: "PLAIN".into(),
+        username: "sluice-gw".into(),
+        password: sluice::config::Secret::new("plain-secret"),
+    });
+    let gw = gateway(config).await;
+    produce_through(&gw, &mock).await;
+    assert!(mock
+        .authentications()
+        .iter()
+        .all(|a| a.principal.as_deref() == Some("sluice-gw")));
+    stop(gw).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_mtls() {
+    init_logging();
+    let pki = pki();
+    let mock = MockBroker::start(MockOptions {
+        security: MockSecurity {
+            tls: Some(pki.server_config(true)),
+            sasl: None,
+        },
+        ..MockOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut config = gateway_config(&mock.bootstrap());
+    config.upstream.tls = Some(UpstreamTls {
+        ca_file: Some(pki.ca_file.clone()),
+        cert_file: Some(pki.gateway_client.cert_file.clone()),
+        key_file: Some(pki.gateway_client.key_file.clone()),
+        server_name: None,
+    });
+    let gw = gateway(config).await;
+    produce_through(&gw, &mock).await;
+    let auths = mock.authentications();
+    assert!(!auths.is_empty());
+    assert!(
+        auths
+            .iter()
+            .all(|a| a.client_cert.as_ref() == Some(&pki.gateway_client.cert_der)),
+        "every upstream connection presented the gateway's certificate"
+    );
+    assert_eq!(mock.tls_failures(), 0);
+    stop(gw).await;
+}
+
+/// Wrong upstream credentials fail the gateway's discovery promptly, with the broker's
+/// refusal, not a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_wrong_password_fails_fast() {
+    init_logging();
+    let mock = MockBroker::start(MockOptions {
+        security: MockSecurity {
+            tls: None,
+            sasl: Some(MockSasl::new(&["SCRAM-SHA-256"], "sluice-gw", "right")),
+        },
+        ..MockOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut config = gateway_config(&mock.bootstrap());
+    config.upstream.sasl = Some(UpstreamSasl {
+        mechanism: "SCRAM-SHA-256".into(),
+        username: "sluice-gw".into(),
+        password: sluice::config::Secret::new("wrong-upstream-password"),
+    });
+    let started = within(
+        Duration::from_secs(15),
+        "gateway start with wrong upstream credentials",
+        start_gateway_with(config),
+    )
+    .await;
+    let err = match started {
+        Ok(gw) => {
+            stop(gw).await;
+            panic!("the gateway discovered brokers with a wrong upstream password");
+        }
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(mock.auth_failures() >= 1, "the broker saw the attempt");
+    assert!(
+        !err.contains("wrong-upstream-password"),
+        "the error names the password: {err}"
+    );
+    assert_eq!(mock.unauthenticated_requests(), 0);
+}
