@@ -35,14 +35,16 @@ help:
 	@echo "make lint     cargo fmt --check and clippy -D warnings"
 	@echo "make plugins  build the interceptor plugins into target/plugins/ (and target/test-plugins/)"
 
-## System packages the build needs (C toolchain for librdkafka, pkg-config). Idempotent.
+## System packages the build needs (C toolchain for librdkafka, pkg-config, OpenSSL headers
+## for librdkafka's TLS and SASL/SCRAM in the tests). Idempotent.
 deps:
 	@missing=""; \
 	for tool in cc c++ make pkg-config python3; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	python3 -m pip --version >/dev/null 2>&1 || missing="$$missing pip"; \
+	pkg-config --exists openssl 2>/dev/null || missing="$$missing libssl-dev"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing build tools (missing:$$missing)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential pkg-config python3 python3-pip; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential pkg-config libssl-dev python3 python3-pip; \
 	fi
 
 ## The tansu broker binary, into $(TANSU_DIR) (outside the source tree). Idempotent.
