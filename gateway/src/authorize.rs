@@ -258,15 +258,10 @@ pub fn check_request(
     }
 }
 
-/// The structure check every request body passes before it is decoded.
+/// The structure check every request body passes before it is decoded: every array count
+/// must fit in the bytes that remain, so kafka-protocol never reserves memory for a forged one.
 fn structure_ok(api_key: i16, version: i16, body: &[u8]) -> bool {
-    // Switch to `crate::frame::check_request_structure(api_key, version, body)` once it covers
-    // every API; until then only Produce has a structural check.
-    if api_key == ApiKey::Produce as i16 {
-        crate::frame::check_produce_body(body, version)
-    } else {
-        true
-    }
+    crate::frame::check_request_structure(api_key, version, body)
 }
 
 /// One request being checked.
@@ -2569,6 +2564,18 @@ mod tests {
         let len = (forged.len() - 4) as i32;
         forged[..4].copy_from_slice(&len.to_be_bytes());
         let d = check_request(0, 9, 7, hl, &Bytes::from(forged), &writer(&["a"]), &none);
+        assert!(matches!(d, Decision::Close(_)), "{d:?}");
+        // Any API: a Metadata v9 request whose topic count claims billions of entries.
+        let req = MetadataRequest::default().with_topics(Some(vec![
+            metadata_request::MetadataRequestTopic::default().with_name(Some(tn("a"))),
+        ]));
+        let (f, hl) = frame(ApiKey::Metadata, 9, &req);
+        let mut forged = f.to_vec();
+        forged.splice(4 + hl..4 + hl + 1, [0xff, 0xff, 0xff, 0xff, 0x07]);
+        let len = (forged.len() - 4) as i32;
+        forged[..4].copy_from_slice(&len.to_be_bytes());
+        let acl = Acl::default().allow(Rt::Topic, "a", Op::Describe);
+        let d = check_request(3, 9, 7, hl, &Bytes::from(forged), &acl, &none);
         assert!(matches!(d, Decision::Close(_)), "{d:?}");
         // A header longer than the frame is refused too.
         let d = check_request(0, 9, 7, f.len(), &f, &writer(&["a"]), &none);
