@@ -65,8 +65,6 @@ use crate::intercept::{response_frame, TopicNames};
 
 /// Kafka error codes the authorizer answers with.
 pub mod codes {
-    /// UNKNOWN_TOPIC_OR_PARTITION.
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
     /// TOPIC_AUTHORIZATION_FAILED.
     pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
     /// GROUP_AUTHORIZATION_FAILED.
