@@ -41,6 +41,13 @@ pub fn spawn(
     tx
 }
 
+/// Where and how the publisher reaches the cluster.
+struct Cluster {
+    connector: crate::upstream::Connector,
+    bootstrap: Vec<String>,
+    timeout: Duration,
+}
+
 struct Layout {
     /// Leader address per partition.
     leaders: Vec<String>,
@@ -55,6 +62,11 @@ async fn run(
     stop: CancellationToken,
     mut rx: mpsc::Receiver<Published>,
 ) {
+    let cluster = Cluster {
+        connector,
+        bootstrap,
+        timeout,
+    };
     let mut layouts: HashMap<String, Layout> = HashMap::new();
     let mut clients: HashMap<String, MiniClient> = HashMap::new();
     let mut next = 0usize;
@@ -78,9 +90,7 @@ async fn run(
         for (topic, items) in by_topic {
             let n = items.len() as u64;
             match send_topic(
-                &connector,
-                &bootstrap,
-                timeout,
+                &cluster,
                 &mut layouts,
                 &mut clients,
                 &topic,
@@ -166,9 +176,7 @@ async fn layout(
 }
 
 async fn send_topic(
-    connector: &crate::upstream::Connector,
-    bootstrap: &[String],
-    timeout: Duration,
+    cluster: &Cluster,
     layouts: &mut HashMap<String, Layout>,
     clients: &mut HashMap<String, MiniClient>,
     topic: &str,
@@ -181,7 +189,13 @@ async fn send_topic(
     {
         layouts.insert(
             topic.to_string(),
-            layout(connector, bootstrap, timeout, topic).await?,
+            layout(
+                &cluster.connector,
+                &cluster.bootstrap,
+                cluster.timeout,
+                topic,
+            )
+            .await?,
         );
     }
     let layout = &layouts[topic];
@@ -250,7 +264,7 @@ async fn send_topic(
     for (leader, parts) in by_leader {
         let req = ProduceRequest::default()
             .with_acks(1)
-            .with_timeout_ms(timeout.as_millis() as i32)
+            .with_timeout_ms(cluster.timeout.as_millis() as i32)
             .with_topic_data(vec![TopicProduceData::default()
                 .with_name(TopicName(StrBytes::from_string(topic.to_string())))
                 .with_partition_data(
@@ -266,12 +280,12 @@ async fn send_topic(
         if !clients.contains_key(&leader) {
             clients.insert(
                 leader.clone(),
-                MiniClient::connect(connector, &leader).await?,
+                MiniClient::connect(&cluster.connector, &leader).await?,
             );
         }
         let client = clients.get_mut(&leader).expect("just inserted");
         // Produce v9 (flexible) is supported by every broker since Kafka 2.4 and by tansu.
-        let result = tokio::time::timeout(timeout, client.send(&req, 9)).await;
+        let result = tokio::time::timeout(cluster.timeout, client.send(&req, 9)).await;
         let resp = match result {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
