@@ -90,6 +90,12 @@ pub trait AddressBook {
     /// Records a topic id and its name (Metadata v10+ names both), so that stages seeing only
     /// ids (Fetch v13+) can name topics.
     fn learn_topic(&self, _id: uuid::Uuid, _name: &str) {}
+
+    /// Lowest version of `key` this gateway accepts, above what the codecs allow (ACLs need
+    /// Metadata v4+, the first version that lets the gateway turn auto-creation off).
+    fn version_floor(&self, _key: ApiKey) -> i16 {
+        0
+    }
 }
 
 /// Rewrites a response frame (length prefix included). `Ok(None)` means "forward the original".
@@ -103,7 +109,7 @@ pub fn rewrite_response(
     let mut body = frame.slice(LENGTH_PREFIX..);
     match action {
         ResponseAction::Passthrough => Ok(None),
-        ResponseAction::ApiVersions => rewrite_api_versions(body, version).map(Some),
+        ResponseAction::ApiVersions => rewrite_api_versions(body, version, book).map(Some),
         ResponseAction::Metadata => {
             let (header, mut msg) = decode::<MetadataResponse>(&mut body, key, version)?;
             for b in &mut msg.brokers {
@@ -232,7 +238,7 @@ pub fn encode<T: Encodable>(
     Ok(buf.freeze())
 }
 
-fn rewrite_api_versions(mut body: Bytes, version: i16) -> Result<Bytes> {
+fn rewrite_api_versions(mut body: Bytes, version: i16, book: &dyn AddressBook) -> Result<Bytes> {
     // ApiVersions responses always use header v0. A broker that does not support the request
     // version answers with UNSUPPORTED_VERSION and a v0 body; the error code comes first in
     // every version, so peek it to choose the body version.
@@ -252,6 +258,12 @@ fn rewrite_api_versions(mut body: Bytes, version: i16) -> Result<Bytes> {
     }
     let mut msg = ApiVersionsResponse::decode(&mut body, version)?;
     intersect_api_versions(&mut msg);
+    for entry in &mut msg.api_keys {
+        if let Ok(key) = ApiKey::try_from(entry.api_key) {
+            entry.min_version = entry.min_version.max(book.version_floor(key));
+        }
+    }
+    msg.api_keys.retain(|e| e.min_version <= e.max_version);
     let size = header.compute_size(0)? + msg.compute_size(version)?;
     let mut buf = BytesMut::with_capacity(LENGTH_PREFIX + size);
     buf.put_i32(i32::try_from(size)?);
@@ -650,6 +662,52 @@ mod tests {
                 "v{v}"
             );
         }
+    }
+
+    #[test]
+    fn api_versions_respect_the_version_floor() {
+        /// A book whose gateway runs with ACLs: Metadata from v4.
+        struct Floor;
+        impl AddressBook for Floor {
+            fn gateway_endpoint(&self, _: i32, _: &str, _: i32) -> (StrBytes, i32) {
+                unreachable!()
+            }
+            fn version_floor(&self, key: ApiKey) -> i16 {
+                if key == ApiKey::Metadata {
+                    4
+                } else {
+                    0
+                }
+            }
+        }
+        let msg = ApiVersionsResponse::default().with_api_keys(vec![
+            ApiVersion::default()
+                .with_api_key(ApiKey::Metadata as i16)
+                .with_min_version(0)
+                .with_max_version(12),
+            ApiVersion::default()
+                .with_api_key(ApiKey::Fetch as i16)
+                .with_min_version(4)
+                .with_max_version(12),
+        ]);
+        let out = rewrite_response(
+            ResponseAction::ApiVersions,
+            ApiKey::ApiVersions,
+            3,
+            api_versions_frame(3, &msg),
+            &Floor,
+        )
+        .unwrap()
+        .unwrap();
+        let mut body = out.slice(4..);
+        ResponseHeader::decode(&mut body, 0).unwrap();
+        let got = ApiVersionsResponse::decode(&mut body, 3).unwrap();
+        let ranges: Vec<_> = got
+            .api_keys
+            .iter()
+            .map(|k| (k.api_key, k.min_version, k.max_version))
+            .collect();
+        assert_eq!(ranges, vec![(3, 4, 12), (1, 4, 12)]);
     }
 
     #[test]

@@ -183,6 +183,17 @@ impl Shared {
     }
 }
 
+/// Lowest version of `key` clients may use: with ACLs on, Metadata needs v4+, the first
+/// version whose auto-creation flag the gateway can turn off for a principal that may not
+/// create topics.
+pub(crate) fn version_floor(config: &Config, key: kafka_protocol::messages::ApiKey) -> i16 {
+    if config.authorization.enabled && key == kafka_protocol::messages::ApiKey::Metadata {
+        4
+    } else {
+        0
+    }
+}
+
 /// An [`AddressBook`] over the shared registry, used by response rewriting.
 pub(crate) struct SharedBook<'a>(pub &'a Arc<Shared>);
 
@@ -190,6 +201,10 @@ impl AddressBook for SharedBook<'_> {
     fn gateway_endpoint(&self, node_id: i32, host: &str, port: i32) -> (StrBytes, i32) {
         let gw_port = self.0.ensure_node(node_id, host, port);
         (self.0.advertised_host.clone(), i32::from(gw_port))
+    }
+
+    fn version_floor(&self, key: kafka_protocol::messages::ApiKey) -> i16 {
+        version_floor(&self.0.config, key)
     }
 
     fn learn_topic(&self, id: uuid::Uuid, name: &str) {

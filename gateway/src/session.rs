@@ -468,7 +468,10 @@ impl RequestSide {
                 continue;
             }
             if let Some(k) = key {
-                let range = rewrite::gateway_versions(k);
+                let mut range = rewrite::gateway_versions(k);
+                range.min = range
+                    .min
+                    .max(crate::server::version_floor(&self.shared.config, k));
                 if peek.api_version < range.min || peek.api_version > range.max {
                     // The gateway never advertised this version: a broker closes the connection
                     // here too, and forwarding could leak what the gateway cannot rewrite.
