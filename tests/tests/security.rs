@@ -54,7 +54,7 @@ fn close<T: Send>(client: T) {
 }
 
 async fn tansu() -> Tansu {
-    init_logging();
+    capture_logs();
     within(Duration::from_secs(30), "tansu start", Tansu::start())
         .await
         .expect("starting tansu")
@@ -91,9 +91,41 @@ fn secured_config(
 /// Client settings that make failures show quickly.
 fn fast(c: &mut ClientConfig) -> &mut ClientConfig {
     c.set("socket.timeout.ms", "5000")
-        .set("message.timeout.ms", "8000")
         .set("reconnect.backoff.ms", "200")
         .set("reconnect.backoff.max.ms", "1000")
+}
+
+/// Sends ApiVersions over TLS with rustls (which, unlike OpenSSL, presents its certificate
+/// whatever CA names the server hints) and returns the raw response frame.
+async fn tls_api_versions(
+    addr: std::net::SocketAddr,
+    client: std::sync::Arc<rustls::ClientConfig>,
+) -> anyhow::Result<Vec<u8>> {
+    use bytes::BufMut;
+    use kafka_protocol::messages::RequestHeader;
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tcp = tokio::net::TcpStream::connect(addr).await?;
+    let mut tls = tokio_rustls::TlsConnector::from(client)
+        .connect(rustls_pki_types::ServerName::try_from("127.0.0.1")?, tcp)
+        .await?;
+    let header = RequestHeader::default()
+        .with_request_api_key(18)
+        .with_request_api_version(0)
+        .with_correlation_id(7)
+        .with_client_id(Some(StrBytes::from_static_str("raw-tls")));
+    let body = ApiVersionsRequest::default();
+    let size = header.compute_size(1)? + body.compute_size(0)?;
+    let mut frame = bytes::BytesMut::new();
+    frame.put_i32(size as i32);
+    header.encode(&mut frame, 1)?;
+    body.encode(&mut frame, 0)?;
+    tls.write_all(&frame).await?;
+    tls.flush().await?;
+    let n = tls.read_i32().await?;
+    let mut response = vec![0u8; usize::try_from(n)?];
+    tls.read_exact(&mut response).await?;
+    Ok(response)
 }
 
 fn producer(
@@ -102,7 +134,7 @@ fn producer(
     ctx: RecordingContext,
 ) -> FutureProducer<RecordingContext> {
     let mut c = secure_client_config(bootstrap, security);
-    fast(&mut c);
+    fast(&mut c).set("message.timeout.ms", "8000");
     c.create_with_context(ctx).expect("producer")
 }
 
@@ -312,7 +344,7 @@ fn pki_writes_pem_files_with_the_expected_subjects() {
 /// gateway tests (CA file, IP SAN verification, SCRAM) work against it directly.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mock_broker_with_tls_and_scram_serves_only_authenticated_clients() {
-    init_logging();
+    capture_logs();
     let mock = MockBroker::start(MockOptions {
         security: MockSecurity {
             tls: Some(pki().server_config(false)),
@@ -357,13 +389,14 @@ async fn mock_broker_with_tls_and_scram_serves_only_authenticated_clients() {
     }
     assert!(mock.auth_failures() >= 3);
     assert_eq!(mock.unauthenticated_requests(), 0);
+    capture_logs().assert_absent(&["wrong-upstream-password"]);
 }
 
 /// mTLS on the mock: a certificate from the test CA is served and recorded, one from an
 /// unknown CA fails the handshake.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mock_broker_with_mtls_rejects_unknown_ca() {
-    init_logging();
+    capture_logs();
     let pki = pki();
     let mock = MockBroker::start(MockOptions {
         security: MockSecurity {
@@ -410,7 +443,7 @@ async fn mock_broker_with_mtls_rejects_unknown_ca() {
 /// memory storage, this fails: move the upstream tests from the mock broker to tansu then.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tansu_offers_no_tls_and_no_sasl() {
-    init_logging();
+    capture_logs();
     let pki = pki();
     let cert = pki.server.cert_file.to_string_lossy().into_owned();
     // `--cert` is accepted, but the listener stays plaintext Kafka: ApiVersions answers in the
@@ -549,6 +582,26 @@ async fn mtls_principal_from_certificate_and_unknown_ca_rejected() {
     // names and the client therefore withholds a certificate from another CA.
     eprintln!("unknown CA rejected: {code:?} {reason}");
     assert!(reason.contains("alert"), "{code:?} {reason}");
+    // A client that does present the unknown CA's certificate is refused too; the same
+    // exchange with alice's certificate is answered.
+    let addr = gw.kafka_addr();
+    let answered = within(
+        Duration::from_secs(10),
+        "TLS ApiVersions with alice's certificate",
+        tls_api_versions(addr, pki.client_config(Some(&pki.alice))),
+    )
+    .await;
+    assert!(answered.is_ok(), "alice's certificate: {answered:?}");
+    let refused = within(
+        Duration::from_secs(10),
+        "TLS ApiVersions with the rogue certificate",
+        tls_api_versions(addr, pki.client_config(Some(&pki.rogue))),
+    )
+    .await;
+    assert!(
+        refused.is_err(),
+        "a certificate from an unknown CA was served"
+    );
     // And no certificate at all.
     assert_rejected(
         &bootstrap,
@@ -621,6 +674,7 @@ async fn sasl_mechanisms(protocol: SecurityProtocol) {
     .await;
     // The password never shows in the gateway's metrics or its configuration's Debug form.
     assert!(!gw.metrics_text().contains("alice-pass-1"));
+    capture_logs().assert_absent(&["alice-pass-1", "wrong-pass"]);
     stop(gw).await;
 }
 
@@ -676,6 +730,7 @@ async fn service_account_password_change_applies_to_new_connections() {
     assert_eq!(status, 200, "{body}");
     let text = body.to_string();
     assert!(!text.contains("second-password") && !text.contains("first-password"));
+    capture_logs().assert_absent(&["first-password", "second-password"]);
     stop(gw).await;
 }
 
@@ -731,6 +786,7 @@ async fn requests_before_authentication_close_the_connection() {
         .expect("Metadata after authentication");
     assert!(!md.brokers.is_empty());
     drop(raw);
+    capture_logs().assert_absent(&["alice-pass-1"]);
     stop(gw).await;
 }
 
@@ -755,6 +811,7 @@ async fn oauthbearer_valid_expired_and_forged_tokens() {
     let sec = ClientSecurity::oauthbearer(true);
 
     let good = idp.mint(&idp.claims("svc-orders", 300));
+    let good_copy = good.clone();
     let ctx = RecordingContext::with_token(good, "svc-orders");
     let p = producer(&bootstrap, &sec, ctx.clone());
     produce_n(&p, "oauth-orders", 5)
@@ -777,7 +834,11 @@ async fn oauthbearer_valid_expired_and_forged_tokens() {
         ("wrong audience", idp.mint(&wrong_aud)),
         ("not a JWT", "garbage".to_string()),
     ];
+    let mut tokens: Vec<String> = vec![good_copy];
     for (what, token) in cases {
+        if token.contains('.') {
+            tokens.push(token.clone());
+        }
         let (_, reason) = assert_rejected(
             &bootstrap,
             &sec,
@@ -788,6 +849,9 @@ async fn oauthbearer_valid_expired_and_forged_tokens() {
         .await;
         assert!(!reason.contains(&token), "the error echoes the token");
     }
+    // Whole tokens are bearer secrets: none may be logged.
+    let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    capture_logs().assert_absent(&tokens);
     stop(gw).await;
 }
 
@@ -895,6 +959,7 @@ impl AclEnv {
     }
 
     async fn stop(self) {
+        capture_logs().assert_absent(&[ACL_PASSWORD]);
         stop(self.gw).await;
     }
 }
@@ -1004,19 +1069,32 @@ async fn acl_group_join_denied() {
         ctx.clone(),
     );
     c.subscribe(&["acl-public"]).expect("subscribe");
-    // The denial arrives either as a consumer error or through the error callback.
-    let from_recv = within(Duration::from_secs(30), "group join outcome", c.recv()).await;
-    let denied = match &from_recv {
-        Err(e) => e.rdkafka_error_code() == Some(RDKafkaErrorCode::GroupAuthorizationFailed),
-        Ok(_) => false,
-    } || ctx
-        .errors()
-        .iter()
-        .any(|(c, _)| *c == RDKafkaErrorCode::GroupAuthorizationFailed);
+    // The denial arrives as a consumer error or through the error callback; other transient
+    // errors are skipped, a record would be a failure.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    let denied = loop {
+        if ctx
+            .errors()
+            .iter()
+            .any(|(c, _)| *c == RDKafkaErrorCode::GroupAuthorizationFailed)
+        {
+            break true;
+        }
+        match tokio::time::timeout_at(deadline, c.recv()).await {
+            Err(_) => break false,
+            Ok(Ok(m)) => panic!("bob consumed through a group he may not join: {m:?}"),
+            Ok(Err(e))
+                if e.rdkafka_error_code() == Some(RDKafkaErrorCode::GroupAuthorizationFailed) =>
+            {
+                break true
+            }
+            Ok(Err(e)) => seen.push(e.to_string()),
+        }
+    };
     assert!(
         denied,
-        "expected GROUP_AUTHORIZATION_FAILED, got {:?} / {:?}",
-        from_recv.map(|m| m.offset()),
+        "expected GROUP_AUTHORIZATION_FAILED; consumer errors {seen:?}, client errors {:?}",
         ctx.errors()
     );
     close(c);
@@ -1120,7 +1198,7 @@ async fn acl_metadata_lists_only_describable_topics() {
 /// gateway's own connections (discovery) use its upstream credentials.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delegated_scram_is_decided_by_the_broker() {
-    init_logging();
+    capture_logs();
     let mock = MockBroker::start(MockOptions {
         security: MockSecurity {
             tls: None,
@@ -1186,6 +1264,7 @@ async fn delegated_scram_is_decided_by_the_broker() {
         );
     }
     assert_eq!(mock.unauthenticated_requests(), 0);
+    capture_logs().assert_absent(&["alice-at-broker", "not-her-password", "gateway-secret"]);
     stop(gw).await;
 }
 
@@ -1216,7 +1295,7 @@ async fn produce_through(gw: &sluice::Gateway, mock: &MockBroker) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_tls_and_scram_gateway_managed() {
-    init_logging();
+    capture_logs();
     let mock = MockBroker::start(MockOptions {
         security: MockSecurity {
             tls: Some(pki().server_config(false)),
@@ -1253,12 +1332,13 @@ async fn upstream_tls_and_scram_gateway_managed() {
         "{auths:?}"
     );
     assert!(!gw.metrics_text().contains("upstream-secret"));
+    capture_logs().assert_absent(&["upstream-secret"]);
     stop(gw).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_sasl_plain() {
-    init_logging();
+    capture_logs();
     let mock = MockBroker::start(MockOptions {
         security: MockSecurity {
             tls: None,
@@ -1280,12 +1360,13 @@ async fn upstream_sasl_plain() {
         .authentications()
         .iter()
         .all(|a| a.principal.as_deref() == Some("sluice-gw")));
+    capture_logs().assert_absent(&["plain-secret"]);
     stop(gw).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_mtls() {
-    init_logging();
+    capture_logs();
     let pki = pki();
     let mock = MockBroker::start(MockOptions {
         security: MockSecurity {
@@ -1321,7 +1402,7 @@ async fn upstream_mtls() {
 /// refusal, not a hang.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_wrong_password_fails_fast() {
-    init_logging();
+    capture_logs();
     let mock = MockBroker::start(MockOptions {
         security: MockSecurity {
             tls: None,
@@ -1356,4 +1437,5 @@ async fn upstream_wrong_password_fails_fast() {
         "the error names the password: {err}"
     );
     assert_eq!(mock.unauthenticated_requests(), 0);
+    capture_logs().assert_absent(&["wrong-upstream-password"]);
 }
