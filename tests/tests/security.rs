@@ -1439,3 +1439,134 @@ async fn upstream_wrong_password_fails_fast() {
     assert_eq!(mock.unauthenticated_requests(), 0);
     capture_logs().assert_absent(&["wrong-upstream-password"]);
 }
+
+/// A deny ACL wins over an allow, and ACL changes over the admin API apply without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_deny_wins_and_changes_apply_live() {
+    let env = AclEnv::start().await;
+    let bootstrap = env.bootstrap();
+    let admin = env.gw.admin_addr();
+    env.create_topics(&["acl-orders-blocked", "acl-orders-open"])
+        .await;
+    put_acl(
+        admin,
+        "alice-deny-blocked",
+        serde_json::json!({
+            "principal": "alice", "resourceType": "topic", "patternType": "literal",
+            "name": "acl-orders-blocked", "operations": ["write"], "permission": "deny"
+        }),
+    )
+    .await;
+    let p = producer(
+        &bootstrap,
+        &AclEnv::as_user("alice"),
+        RecordingContext::default(),
+    );
+    produce_n(&p, "acl-orders-open", 1)
+        .await
+        .expect("the prefixed allow still applies elsewhere");
+    let err = produce_n(&p, "acl-orders-blocked", 1)
+        .await
+        .expect_err("deny beats the group's prefixed allow");
+    assert_eq!(
+        code(&err),
+        RDKafkaErrorCode::TopicAuthorizationFailed,
+        "{err}"
+    );
+    close(p);
+
+    // carol may not write; an allow ACL added now lets a new connection of hers write.
+    let p = producer(
+        &bootstrap,
+        &AclEnv::as_user("carol"),
+        RecordingContext::default(),
+    );
+    let err = produce_n(&p, "acl-orders-open", 1)
+        .await
+        .expect_err("carol has no ACL yet");
+    assert_eq!(
+        code(&err),
+        RDKafkaErrorCode::TopicAuthorizationFailed,
+        "{err}"
+    );
+    close(p);
+    put_acl(
+        admin,
+        "carol-write-open",
+        serde_json::json!({
+            "principal": "carol", "resourceType": "topic", "patternType": "literal",
+            "name": "acl-orders-open", "operations": ["write"], "permission": "allow"
+        }),
+    )
+    .await;
+    let ctx = RecordingContext::default();
+    let p = producer(&bootstrap, &AclEnv::as_user("carol"), ctx.clone());
+    produce_n(&p, "acl-orders-open", 1)
+        .await
+        .unwrap_or_else(|e| panic!("carol after the new ACL: {e} ({ctx:?})"));
+    close(p);
+    env.stop().await;
+}
+
+/// OAUTHBEARER identities take part in ACLs: the principal comes from the configured claim and
+/// group memberships from the groups claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauthbearer_principal_and_groups_claim_drive_acls() {
+    let broker = tansu().await;
+    let idp = JwtIssuer::new("idp-key-acl");
+    let mut oauth = server_oauth(&idp);
+    oauth.principal_claim = "client_id".into();
+    oauth.groups_claim = Some("groups".into());
+    let mut sasl = server_sasl(&["OAUTHBEARER"], SaslMode::GatewayManaged);
+    sasl.oauthbearer = Some(oauth);
+    let mut config = secured_config(
+        &broker.bootstrap(),
+        SecurityProtocol::SaslPlaintext,
+        None,
+        Some(sasl),
+    );
+    config.authorization.enabled = true;
+    let gw = gateway(config).await;
+    let admin = gw.admin_addr();
+    put_acl(
+        admin,
+        "producers-write",
+        serde_json::json!({
+            "group": "producers", "resourceType": "topic", "patternType": "prefixed",
+            "name": "oauth-acl-", "operations": ["write", "describe", "create"],
+            "permission": "allow"
+        }),
+    )
+    .await;
+    let bootstrap = gw.kafka_addr().to_string();
+    let token = |client_id: &str, groups: &[&str]| {
+        let mut claims = idp.claims("ignored-subject", 300);
+        claims["client_id"] = client_id.into();
+        claims["groups"] = serde_json::json!(groups);
+        idp.mint(&claims)
+    };
+    let sec = ClientSecurity::oauthbearer(false);
+
+    let ctx = RecordingContext::with_token(token("svc-a", &["producers"]), "svc-a");
+    let p = producer(&bootstrap, &sec, ctx.clone());
+    produce_n(&p, "oauth-acl-orders", 2)
+        .await
+        .unwrap_or_else(|e| panic!("member of producers: {e} ({ctx:?})"));
+    close(p);
+
+    let p = producer(
+        &bootstrap,
+        &sec,
+        RecordingContext::with_token(token("svc-b", &["readers"]), "svc-b"),
+    );
+    let err = produce_n(&p, "oauth-acl-orders", 1)
+        .await
+        .expect_err("not a member of producers");
+    assert_eq!(
+        code(&err),
+        RDKafkaErrorCode::TopicAuthorizationFailed,
+        "{err}"
+    );
+    close(p);
+    stop(gw).await;
+}
