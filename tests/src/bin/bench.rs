@@ -13,6 +13,20 @@
 //!   a raw kafka-protocol load generator pipelines pre-encoded ~1 MiB Produce and Fetch
 //!   requests. Plus a small-request latency arm (one 1 KiB Produce at a time).
 //!
+//! Security arms (tansu mode, unless `--no-security`): the gateway with client-facing TLS,
+//! the gateway reaching the broker in plaintext as in every arm. `gw-tls`: `security.protocol
+//! = SSL` (rustls with the ring provider on the gateway, OpenSSL in librdkafka; a server
+//! certificate for 127.0.0.1 from a throwaway CA generated at start, no client certificate).
+//! `gw-sasl-ssl`: `SASL_SSL` with SCRAM-SHA-512 checked by the gateway (gateway-managed) against
+//! a service account created over the admin API before the clients start (random password,
+//! never printed). Each gets its own fresh gateway per block, like every gateway arm, and runs
+//! interleaved with `direct` and `gateway` in every block. Reported against the plaintext
+//! `gateway` arm and against `direct`: produce and consume throughput ratios (median of
+//! per-block ratios), gateway CPU per GB and its ratio, the CPU TLS adds in the gateway and in
+//! the clients (librdkafka threads), and the latency added to unloaded round trips and to
+//! loaded delivery. Project target (a figure, not a test): TLS passthrough at least 0.85x the
+//! plaintext gateway's throughput on 1 KiB records, printed next to the ratios.
+//!
 //! Interceptor arms (both modes, unless `--no-interceptors` or the plugins are not built by
 //! `make plugins`): the gateway with 1 and with 10 `noop` interceptors (generic on-request /
 //! on-response hooks for every API key, forwarding unchanged), and with 1 `noop-records`
@@ -46,8 +60,12 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
+use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
+use sluice::config::{
+    ClientAuth, Config, ListenerSecurity, SaslMode, SaslServerConfig, SecurityProtocol, ServerTls,
+};
 use sluice_tests::mock::{self, MockBroker, MockOptions};
+use sluice_tests::pki::{self, Pki};
 use sluice_tests::{client_config, gateway_config, start_gateway_with, RawClient, Tansu};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -63,6 +81,8 @@ use tokio::sync::Semaphore;
 const MB: f64 = 1e6;
 const GW_THREAD: &str = "sluice-gw";
 const LOAD_THREAD: &str = "sluice-load";
+/// Prefix of librdkafka's thread names (`rdk:main`, `rdk:broker1`, ...).
+const RDKAFKA_THREAD: &str = "rdk:";
 
 // ---------------------------------------------------------------------------------------------
 // Command line
@@ -99,6 +119,7 @@ struct Args {
     latency_n: usize,
     load_threads: usize,
     no_interceptors: bool,
+    no_security: bool,
 }
 
 const USAGE: &str = "\
@@ -117,6 +138,8 @@ tansu mode (real broker, librdkafka clients):
   --gateway-threads N   gateway runtime worker threads                 (default: nproc)
   --producer-set K=V    extra librdkafka producer property (repeatable)
   --consumer-set K=V    extra librdkafka consumer property (repeatable)
+  --no-security         skip the gw-tls and gw-sasl-ssl arms (client side TLS / SASL_SSL
+                        with SCRAM-SHA-512 to the gateway, plaintext to the broker)
 mock mode (mock broker, raw pipelined requests, gateway on 1 worker thread):
   --seconds S           measured seconds per arm and block             (default 5)
   --warmup S            unmeasured seconds before each arm             (default 0.3)
@@ -152,6 +175,7 @@ fn parse_args() -> Result<Args> {
         latency_n: 20_000,
         load_threads: 1,
         no_interceptors: false,
+        no_security: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -161,6 +185,10 @@ fn parse_args() -> Result<Args> {
         }
         if arg == "--no-interceptors" {
             a.no_interceptors = true;
+            continue;
+        }
+        if arg == "--no-security" {
+            a.no_security = true;
             continue;
         }
         let (flag, inline) = match arg.split_once('=') {
@@ -596,6 +624,11 @@ enum Arm {
     Direct,
     /// Through the gateway, no interceptor.
     Gateway,
+    /// Through the gateway, clients on TLS (`SSL`), the gateway to the broker in plaintext.
+    Tls,
+    /// Through the gateway, clients on `SASL_SSL` with SCRAM-SHA-512 checked by the gateway
+    /// (a service account), the gateway to the broker in plaintext.
+    SaslSsl,
     /// Through the gateway with 1 `noop` interceptor (generic hooks, every API key).
     Noop1,
     /// Through the gateway with 10 `noop` interceptors.
@@ -604,9 +637,11 @@ enum Arm {
     Records1,
 }
 
-const ALL_ARMS: [Arm; 5] = [
+const ALL_ARMS: [Arm; 7] = [
     Arm::Direct,
     Arm::Gateway,
+    Arm::Tls,
+    Arm::SaslSsl,
     Arm::Noop1,
     Arm::Noop10,
     Arm::Records1,
@@ -620,6 +655,8 @@ impl Arm {
         match self {
             Arm::Direct => "direct",
             Arm::Gateway => "gateway",
+            Arm::Tls => "gw-tls",
+            Arm::SaslSsl => "gw-sasl-ssl",
             Arm::Noop1 => "gw+1noop",
             Arm::Noop10 => "gw+10noop",
             Arm::Records1 => "gw+1records",
@@ -631,6 +668,8 @@ impl Arm {
         match self {
             Arm::Direct => "direct",
             Arm::Gateway => "gateway",
+            Arm::Tls => "gw_tls",
+            Arm::SaslSsl => "gw_sasl_ssl",
             Arm::Noop1 => "gw_1noop",
             Arm::Noop10 => "gw_10noop",
             Arm::Records1 => "gw_1records",
@@ -649,7 +688,7 @@ impl Arm {
         match self {
             Arm::Noop1 | Arm::Noop10 => &["noop"],
             Arm::Records1 => &["noop-records"],
-            Arm::Direct | Arm::Gateway => &[],
+            Arm::Direct | Arm::Gateway | Arm::Tls | Arm::SaslSsl => &[],
         }
     }
 
@@ -666,7 +705,7 @@ impl Arm {
                 .collect()
         };
         match self {
-            Arm::Direct | Arm::Gateway => Vec::new(),
+            Arm::Direct | Arm::Gateway | Arm::Tls | Arm::SaslSsl => Vec::new(),
             Arm::Noop1 => noops(1),
             Arm::Noop10 => noops(10),
             Arm::Records1 => vec![(
@@ -682,9 +721,113 @@ impl Arm {
             Arm::Noop1 => Some(0.95),
             Arm::Noop10 => Some(0.85),
             Arm::Records1 => Some(0.90),
+            // TLS passthrough: at least 0.85x the plaintext throughput. SASL_SSL is the same
+            // TLS stream once the (per-connection) SCRAM exchange is done.
+            Arm::Tls | Arm::SaslSsl => Some(0.85),
             Arm::Direct | Arm::Gateway => None,
         }
     }
+
+    /// The client-facing security protocol of the arm's gateway (plaintext for the others).
+    fn security(self) -> Option<SecurityProtocol> {
+        match self {
+            Arm::Tls => Some(SecurityProtocol::Ssl),
+            Arm::SaslSsl => Some(SecurityProtocol::SaslSsl),
+            _ => None,
+        }
+    }
+}
+
+/// The SCRAM mechanism and the service account of the `gw-sasl-ssl` arm.
+const SASL_MECHANISM: &str = "SCRAM-SHA-512";
+const SASL_USER: &str = "bench";
+
+/// What the security arms need: the test CA that signed the gateway's certificate (clients
+/// trust it) and the service account's password, random per run. The password is never
+/// printed (no `Debug`).
+struct BenchSecurity {
+    pki: &'static Pki,
+    password: String,
+}
+
+impl BenchSecurity {
+    /// Generates the PKI (once per process) and a password of 128 random bits.
+    fn new() -> Result<BenchSecurity> {
+        let mut bytes = [0u8; 16];
+        std::fs::File::open("/dev/urandom")
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+            .context("reading /dev/urandom for the service account's password")?;
+        Ok(BenchSecurity {
+            pki: pki::pki(),
+            password: bytes.iter().map(|b| format!("{b:02x}")).collect(),
+        })
+    }
+
+    /// The gateway configuration of `arm` in front of `bootstrap`: the harness's, plus the
+    /// client-facing security of the arm. The broker side stays plaintext in every arm.
+    fn gateway_config(&self, arm: Arm, bootstrap: &str) -> Config {
+        let mut c = gateway_config(bootstrap);
+        let Some(protocol) = arm.security() else {
+            return c;
+        };
+        c.security = ListenerSecurity {
+            protocol,
+            tls: Some(ServerTls {
+                cert_file: self.pki.server.cert_file.clone(),
+                key_file: self.pki.server.key_file.clone(),
+                client_auth: ClientAuth::None,
+                client_ca_file: None,
+                principal_mapping_rules: None,
+            }),
+            sasl: protocol.sasl().then(|| SaslServerConfig {
+                mechanisms: vec![SASL_MECHANISM.into()],
+                mode: SaslMode::GatewayManaged,
+                failed_auth_delay_ms: 200,
+                max_reauth_ms: 0,
+                oauthbearer: None,
+            }),
+        };
+        c
+    }
+
+    /// Creates the service account the `gw-sasl-ssl` clients log in with (gateway-managed
+    /// SASL checks the SCRAM exchange against it).
+    async fn create_account(&self, admin: SocketAddr) -> Result<()> {
+        let body = serde_json::json!({ "password": self.password }).to_string();
+        let path = format!("/api/v1/service-accounts/{SASL_USER}");
+        let headers = [("Content-Type", "application/json")];
+        let (status, _) = sluice_tests::http(admin, "PUT", &path, &headers, body.as_bytes()).await;
+        // The reply is not printed: it might echo the request, password included.
+        if !(200..300).contains(&status) {
+            bail!("admin API PUT {path}: {status}");
+        }
+        Ok(())
+    }
+
+    /// Sets the librdkafka properties that reach `arm`'s gateway (none for plaintext arms).
+    fn apply(&self, arm: Arm, c: &mut ClientConfig) {
+        let Some(protocol) = arm.security() else {
+            return;
+        };
+        c.set(
+            "ssl.ca.location",
+            self.pki.ca_file.to_string_lossy().as_ref(),
+        )
+        .set("ssl.endpoint.identification.algorithm", "https");
+        if protocol.sasl() {
+            c.set("security.protocol", "SASL_SSL")
+                .set("sasl.mechanism", SASL_MECHANISM)
+                .set("sasl.username", SASL_USER)
+                .set("sasl.password", &self.password);
+        } else {
+            c.set("security.protocol", "SSL");
+        }
+    }
+}
+
+/// Whether any of `arms` installs interceptors.
+fn has_interceptor_arms(arms: &[Arm]) -> bool {
+    arms.iter().any(|a| !a.interceptors().is_empty())
 }
 
 fn plugin_path(name: &str) -> PathBuf {
@@ -695,9 +838,13 @@ fn plugin_path(name: &str) -> PathBuf {
         .join(format!("{name}.wasm"))
 }
 
-/// The arms to run: all of them, unless interceptors are off or their plugins are not built.
+/// The arms to run: all of them, unless interceptors or security are off, or the plugins are
+/// not built. The security arms need librdkafka clients: tansu mode only.
 fn arms_to_run(args: &Args) -> Vec<Arm> {
-    let basic = vec![Arm::Direct, Arm::Gateway];
+    let mut basic = vec![Arm::Direct, Arm::Gateway];
+    if args.mode == Mode::Tansu && !args.no_security {
+        basic.extend([Arm::Tls, Arm::SaslSsl]);
+    }
     if args.no_interceptors {
         return basic;
     }
@@ -713,7 +860,8 @@ fn arms_to_run(args: &Args) -> Vec<Arm> {
         );
         return basic;
     }
-    ALL_ARMS.to_vec()
+    basic.extend([Arm::Noop1, Arm::Noop10, Arm::Records1]);
+    basic
 }
 
 /// One admin API call; the JSON answer, or an error unless 2xx.
@@ -1267,7 +1415,7 @@ fn run_mock(args: &Args) -> Result<usize> {
         "          Produce v10+ / Fetch v16+ responses are decoded by the gateway (KIP-951 node endpoints); \
          lower versions are pure passthrough"
     );
-    if arms.len() > 2 {
+    if has_interceptor_arms(&arms) {
         let secs = load_rt.block_on(upload_plugins(admin, &arms))?;
         println!(
             "          interceptor arms: gw+1noop = 1 `noop` (on-request + on-response, every API key), \
@@ -1506,7 +1654,7 @@ fn run_mock(args: &Args) -> Result<usize> {
     println!("  gw thr = all threads of the gateway runtime from /proc/self/task/*/schedstat, a cross-check");
     println!();
 
-    if arms.len() > 2 {
+    if has_interceptor_arms(&arms) {
         let mut it = Table::new(&[
             "workload",
             "arm",
@@ -1809,6 +1957,9 @@ struct TansuBlock {
     gw_cpu_consume: f64,
     tansu_cpu_produce: f64,
     tansu_cpu_consume: f64,
+    /// CPU of the clients: librdkafka's threads plus the thread driving them.
+    client_cpu_produce: f64,
+    client_cpu_consume: f64,
     gw_produce_mean_us: f64,
     gw_fetch_mean_us: f64,
     /// Machine CPU pressure over the produce and consume phases.
@@ -1818,13 +1969,19 @@ struct TansuBlock {
     calls_consume: f64,
 }
 
+/// CPU seconds of the librdkafka clients: their threads (`rdk:*`) plus the calling thread,
+/// which produces and polls. Differences are meaningful only while the same clients live.
+fn client_cpu() -> f64 {
+    thread_cpu_now() + threads_cpu(RDKAFKA_THREAD)
+}
+
+/// A producer on `c` (the arm's client settings: bootstrap and security).
 fn producer(
-    bootstrap: &str,
+    mut c: ClientConfig,
     args: &Args,
     linger_ms: u32,
     ctx: LatencyContext,
 ) -> Result<BaseProducer<LatencyContext>> {
-    let mut c = client_config(bootstrap);
     c.set("acks", "all")
         .set("linger.ms", linger_ms.to_string())
         .set("compression.type", "none")
@@ -1895,18 +2052,39 @@ fn tansu_block(
     main_rt: &Runtime,
     gw_rt: &Runtime,
     args: &Args,
+    security: Option<&BenchSecurity>,
     arm: Arm,
     block: usize,
     records: u64,
     rtt: usize,
 ) -> Result<TansuBlock> {
+    let security = match (arm.security(), security) {
+        (None, _) => None,
+        (Some(_), Some(s)) => Some(s),
+        (Some(_), None) => bail!("arm {} needs the security settings", arm.name()),
+    };
+    // The arm's client settings; the bootstrap is the gateway's or the broker's.
+    let client = |bootstrap: &str| {
+        let mut c = client_config(bootstrap);
+        if let Some(s) = security {
+            s.apply(arm, &mut c);
+        }
+        c
+    };
     let tansu = main_rt.block_on(Tansu::start())?;
     let gw = if arm.through_gateway() {
-        Some(gw_rt.block_on(start_gateway_with(gateway_config(&tansu.bootstrap())))?)
+        let config = match security {
+            Some(s) => s.gateway_config(arm, &tansu.bootstrap()),
+            None => gateway_config(&tansu.bootstrap()),
+        };
+        Some(gw_rt.block_on(start_gateway_with(config))?)
     } else {
         None
     };
     if let Some(g) = &gw {
+        if let Some(s) = security.filter(|_| arm.security().is_some_and(|p| p.sasl())) {
+            main_rt.block_on(s.create_account(g.admin_addr()))?;
+        }
         if !arm.interceptors().is_empty() {
             let admin = g.admin_addr();
             main_rt.block_on(async {
@@ -1950,7 +2128,7 @@ fn tansu_block(
 
     // ---- produce
     let p = producer(
-        &bootstrap,
+        client(&bootstrap),
         args,
         args.linger_ms,
         LatencyContext::new(base, records as usize + 1),
@@ -1981,6 +2159,7 @@ fn tansu_block(
     let (pressure0, phases0) = (cpu_pressure_us(), Instant::now());
     let gw_cpu0 = threads_cpu(GW_THREAD);
     let tansu_cpu0 = children_cpu("tansu").unwrap_or(f64::NAN);
+    let client_cpu0 = client_cpu();
     let calls0 = calls();
     let t0 = p.context().now_ns();
     for i in 0..records {
@@ -1993,6 +2172,7 @@ fn tansu_block(
     let t1 = p.context().last_ns.load(Ordering::Acquire);
     out.gw_cpu_produce = threads_cpu(GW_THREAD) - gw_cpu0;
     out.tansu_cpu_produce = children_cpu("tansu").unwrap_or(f64::NAN) - tansu_cpu0;
+    out.client_cpu_produce = client_cpu() - client_cpu0;
     out.calls_produce = calls() - calls0;
     out.produce_secs = (t1.saturating_sub(t0)) as f64 / 1e9;
     out.bytes = records * args.record_size as u64;
@@ -2001,7 +2181,7 @@ fn tansu_block(
     drop(p);
 
     // ---- consume (assign, no group: tansu's group joins are slow)
-    let mut cc = client_config(&bootstrap);
+    let mut cc = client(&bootstrap);
     cc.remove("message.timeout.ms"); // a producer property
     cc.set("group.id", format!("sluice-bench-{}", std::process::id()))
         .set("enable.auto.commit", "false")
@@ -2019,6 +2199,7 @@ fn tansu_block(
     let want = records + 1;
     let gw_cpu0 = threads_cpu(GW_THREAD);
     let tansu_cpu0 = children_cpu("tansu").unwrap_or(f64::NAN);
+    let client_cpu0 = client_cpu();
     let calls0 = calls();
     let c0 = Instant::now();
     consumer.assign(&tpl)?;
@@ -2043,6 +2224,7 @@ fn tansu_block(
     }
     out.gw_cpu_consume = threads_cpu(GW_THREAD) - gw_cpu0;
     out.tansu_cpu_consume = children_cpu("tansu").unwrap_or(f64::NAN) - tansu_cpu0;
+    out.client_cpu_consume = client_cpu() - client_cpu0;
     out.calls_consume = calls() - calls0;
     out.consume_secs = (last - c0).as_secs_f64();
     out.consume_mbps = bytes as f64 / MB / out.consume_secs;
@@ -2051,7 +2233,12 @@ fn tansu_block(
 
     // ---- unloaded round trips: one record at a time, linger 0
     if rtt > 0 {
-        let p = producer(&bootstrap, args, 0, LatencyContext::new(base, rtt + 10))?;
+        let p = producer(
+            client(&bootstrap),
+            args,
+            0,
+            LatencyContext::new(base, rtt + 10),
+        )?;
         let warm = 10u64;
         for i in 0..warm + rtt as u64 {
             send_one(&p, &topic, &payload)?;
@@ -2146,7 +2333,19 @@ fn run_tansu(args: &Args) -> Result<()> {
         args.gateway_threads,
         sluice_tests::tansu_path().display()
     );
-    if arms.len() > 2 {
+    let security = if arms.iter().any(|a| a.security().is_some()) {
+        let s = BenchSecurity::new()?;
+        println!(
+            "          security arms (client side only; the gateway reaches the broker in \
+             plaintext): gw-tls = SSL (rustls/ring on the gateway, server certificate from a throwaway \
+             CA, no client certificate); gw-sasl-ssl = SASL_SSL, {SASL_MECHANISM} checked by the \
+             gateway against a service account created over the admin API"
+        );
+        Some(s)
+    } else {
+        None
+    };
+    if has_interceptor_arms(&arms) {
         println!(
             "          interceptor arms (a fresh gateway per block, plugins uploaded and interceptors \
              installed before the clients start): gw+1noop = 1 `noop` (on-request + on-response, \
@@ -2170,14 +2369,24 @@ fn run_tansu(args: &Args) -> Result<()> {
         "rtt p50 us",
         "gw CPU s/GB p|c",
         "tansu CPU s/GB p|c",
+        "client CPU s/GB p|c",
         "gw mean us P|F",
         "plugin calls p|c",
         "cpu pressure",
     ]);
     for block in 0..args.blocks {
         for (i, &arm) in arms.iter().enumerate() {
-            let mut b = tansu_block(&main_rt, &gw_rt, args, arm, block, per_block, rtt_per_block)
-                .with_context(|| format!("block {} arm {}", block + 1, arm.name()))?;
+            let mut b = tansu_block(
+                &main_rt,
+                &gw_rt,
+                args,
+                security.as_ref(),
+                arm,
+                block,
+                per_block,
+                rtt_per_block,
+            )
+            .with_context(|| format!("block {} arm {}", block + 1, arm.name()))?;
             b.load_lat_ns.sort_unstable();
             b.rtt_ns.sort_unstable();
             let gb = b.bytes as f64 / 1e9;
@@ -2205,6 +2414,11 @@ fn run_tansu(args: &Args) -> Result<()> {
                     "{:.2}|{:.2}",
                     b.tansu_cpu_produce / gb,
                     b.tansu_cpu_consume / gb
+                ),
+                format!(
+                    "{:.2}|{:.2}",
+                    b.client_cpu_produce / gb,
+                    b.client_cpu_consume / gb
                 ),
                 if arm.through_gateway() {
                     format!("{:.0}|{:.0}", b.gw_produce_mean_us, b.gw_fetch_mean_us)
@@ -2241,10 +2455,13 @@ fn run_tansu(args: &Args) -> Result<()> {
         "rtt p99 us",
         "gw CPU s/GB p|c",
         "tansu CPU s/GB p|c",
+        "client CPU s/GB p|c",
     ]);
     let mut fig = vec![[0.0f64; 6]; arms.len()];
     // Per arm: gateway CPU seconds (produce, consume) and GB of values, totals over blocks.
     let mut cpu = vec![(0.0f64, 0.0f64, 0.0f64); arms.len()];
+    // Per arm, CPU seconds per GB of values (produce, consume): gateway, tansu, clients.
+    let mut cpu_gb = vec![[f64::NAN; 6]; arms.len()];
     for (i, &arm) in arms.iter().enumerate() {
         let bs = &blocks[i];
         let prod = median(&bs.iter().map(|b| b.produce_mbps).collect::<Vec<_>>());
@@ -2270,7 +2487,10 @@ fn run_tansu(args: &Args) -> Result<()> {
         let gw_c = sum(|b| b.gw_cpu_consume);
         let t_p = sum(|b| b.tansu_cpu_produce);
         let t_c = sum(|b| b.tansu_cpu_consume);
+        let c_p = sum(|b| b.client_cpu_produce);
+        let c_c = sum(|b| b.client_cpu_consume);
         cpu[i] = (gw_p * gb, gw_c * gb, gb);
+        cpu_gb[i] = [gw_p, gw_c, t_p, t_c, c_p, c_c];
         s.row(vec![
             arm.name().into(),
             f1(fig[i][0]),
@@ -2285,6 +2505,7 @@ fn run_tansu(args: &Args) -> Result<()> {
                 "-".into()
             },
             format!("{t_p:.2}|{t_c:.2}"),
+            format!("{c_p:.2}|{c_c:.2}"),
         ]);
         let n = arm.key();
         res.add(format!("tansu_{n}_produce_mbps"), fig[i][0], 1);
@@ -2297,6 +2518,8 @@ fn run_tansu(args: &Args) -> Result<()> {
             res.add(format!("tansu_{n}_cpu_s_per_gb_produce"), gw_p, 3);
             res.add(format!("tansu_{n}_cpu_s_per_gb_consume"), gw_c, 3);
         }
+        res.add(format!("tansu_{n}_client_cpu_s_per_gb_produce"), c_p, 3);
+        res.add(format!("tansu_{n}_client_cpu_s_per_gb_consume"), c_c, 3);
     }
     let pos = |a: Arm| {
         arms.iter()
@@ -2314,6 +2537,7 @@ fn run_tansu(args: &Args) -> Result<()> {
         String::new(),
         String::new(),
         String::new(),
+        String::new(),
     ]);
     s.row(vec![
         "added by gateway".into(),
@@ -2325,6 +2549,7 @@ fn run_tansu(args: &Args) -> Result<()> {
         signed(fig[gi][5] - fig[di][5], 1),
         String::new(),
         String::new(),
+        String::new(),
     ]);
     println!("summary (throughput: median over blocks; latencies: pooled over blocks; CPU: totals / GB of values):");
     s.print();
@@ -2334,12 +2559,140 @@ fn run_tansu(args: &Args) -> Result<()> {
     res.add("tansu_produce_added_p99_ms", fig[gi][3] - fig[di][3], 2);
     res.add("tansu_rtt_added_p50_us", fig[gi][4] - fig[di][4], 1);
     res.add("tansu_rtt_added_p99_us", fig[gi][5] - fig[di][5], 1);
+    println!(
+        "  client CPU: librdkafka's threads + the thread producing / polling (TLS and SASL on the \
+         client side land here)"
+    );
     println!();
 
-    if arms.len() > 2 {
-        let by_block = |i: usize, f: fn(&TansuBlock) -> f64| -> Vec<(usize, f64)> {
-            blocks[i].iter().map(f).enumerate().collect()
-        };
+    let by_block = |i: usize, f: fn(&TansuBlock) -> f64| -> Vec<(usize, f64)> {
+        blocks[i].iter().map(f).enumerate().collect()
+    };
+    let prod = |b: &TansuBlock| b.produce_mbps;
+    let cons = |b: &TansuBlock| b.consume_mbps;
+    if arms.iter().any(|a| a.security().is_some()) {
+        let mut tp = Table::new(&[
+            "arm",
+            "produce MB/s",
+            "consume MB/s",
+            "prod vs gw",
+            "cons vs gw",
+            "target vs gw p|c",
+            "prod vs direct",
+            "cons vs direct",
+        ]);
+        let mut cl = Table::new(&[
+            "arm",
+            "gw CPU s/GB p|c",
+            "gw CPU vs gw p|c",
+            "+gw CPU s/GB p|c",
+            "+client CPU s/GB p|c",
+            "rtt p50|p99 +us vs gw",
+            "rtt p50|p99 +us vs direct",
+            "prod p50|p99 +ms vs gw",
+        ]);
+        let [gw_p, gw_c, _, _, gw_cl_p, gw_cl_c] = cpu_gb[gi];
+        for (i, &arm) in arms.iter().enumerate() {
+            if arm.security().is_none() {
+                continue;
+            }
+            let p_gw = paired_ratio(&by_block(i, prod), &by_block(gi, prod));
+            let c_gw = paired_ratio(&by_block(i, cons), &by_block(gi, cons));
+            let p_d = paired_ratio(&by_block(i, prod), &by_block(di, prod));
+            let c_d = paired_ratio(&by_block(i, cons), &by_block(di, cons));
+            let target = arm.target().unwrap_or(f64::NAN);
+            let verdict = |r: f64| if r >= target { "met" } else { "MISSED" };
+            tp.row(vec![
+                arm.name().into(),
+                f1(fig[i][0]),
+                f1(fig[i][1]),
+                f3(p_gw),
+                f3(c_gw),
+                format!(">= {target:.2} {}|{}", verdict(p_gw), verdict(c_gw)),
+                f3(p_d),
+                f3(c_d),
+            ]);
+            let [p, c, _, _, cl_p, cl_c] = cpu_gb[i];
+            cl.row(vec![
+                arm.name().into(),
+                format!("{}|{}", f2(p), f2(c)),
+                format!("{}|{}", f2(p / gw_p), f2(c / gw_c)),
+                format!("{}|{}", signed(p - gw_p, 2), signed(c - gw_c, 2)),
+                format!(
+                    "{}|{}",
+                    signed(cl_p - gw_cl_p, 2),
+                    signed(cl_c - gw_cl_c, 2)
+                ),
+                format!(
+                    "{}|{}",
+                    signed(fig[i][4] - fig[gi][4], 1),
+                    signed(fig[i][5] - fig[gi][5], 1)
+                ),
+                format!(
+                    "{}|{}",
+                    signed(fig[i][4] - fig[di][4], 1),
+                    signed(fig[i][5] - fig[di][5], 1)
+                ),
+                format!(
+                    "{}|{}",
+                    signed(fig[i][2] - fig[gi][2], 2),
+                    signed(fig[i][3] - fig[gi][3], 2)
+                ),
+            ]);
+            let n = format!("tansu_{}", arm.key());
+            res.add(format!("{n}_produce_ratio"), p_gw, 3);
+            res.add(format!("{n}_consume_ratio"), c_gw, 3);
+            res.add(format!("{n}_produce_ratio_direct"), p_d, 3);
+            res.add(format!("{n}_consume_ratio_direct"), c_d, 3);
+            res.add(format!("{n}_cpu_ratio_produce"), p / gw_p, 3);
+            res.add(format!("{n}_cpu_ratio_consume"), c / gw_c, 3);
+            res.add(format!("{n}_rtt_added_p50_us"), fig[i][4] - fig[gi][4], 1);
+            res.add(format!("{n}_rtt_added_p99_us"), fig[i][5] - fig[gi][5], 1);
+            res.add(
+                format!("{n}_rtt_added_p50_us_direct"),
+                fig[i][4] - fig[di][4],
+                1,
+            );
+            res.add(
+                format!("{n}_rtt_added_p99_us_direct"),
+                fig[i][5] - fig[di][5],
+                1,
+            );
+            res.add(
+                format!("{n}_target_met_produce"),
+                f64::from(u8::from(p_gw >= target)),
+                0,
+            );
+            res.add(
+                format!("{n}_target_met_consume"),
+                f64::from(u8::from(c_gw >= target)),
+                0,
+            );
+        }
+        println!(
+            "security arms ({} records per arm; MB/s: median over blocks; vs gw / vs direct: \
+             median of per-block ratios; gw = the plaintext gateway arm):",
+            per_block * args.blocks as u64
+        );
+        tp.print();
+        println!(
+            "  target: TLS passthrough at least 0.85x the plaintext gateway's throughput (a figure, \
+             not a test); SASL_SSL is the same TLS stream after one SCRAM exchange per connection"
+        );
+        println!("security arms: CPU (totals / GB of values) and added latency:");
+        cl.print();
+        println!(
+            "  +gw CPU / +client CPU: CPU per GB beyond the plaintext gateway arm's, in the gateway \
+             (TLS server side) and in the clients (TLS client side)"
+        );
+        println!(
+            "  rtt: unloaded one-record produce round trips (the client hop's TLS record layer \
+             adds to each); prod p50|p99: per-record delivery latency under full load"
+        );
+        println!();
+    }
+
+    if has_interceptor_arms(&arms) {
         let mut it = Table::new(&[
             "arm",
             "produce MB/s",
@@ -2358,8 +2711,6 @@ fn run_tansu(args: &Args) -> Result<()> {
             if arm.interceptors().is_empty() {
                 continue;
             }
-            let prod = |b: &TansuBlock| b.produce_mbps;
-            let cons = |b: &TansuBlock| b.consume_mbps;
             let p_gw = paired_ratio(&by_block(i, prod), &by_block(gi, prod));
             let c_gw = paired_ratio(&by_block(i, cons), &by_block(gi, cons));
             let p_d = paired_ratio(&by_block(i, prod), &by_block(di, prod));
