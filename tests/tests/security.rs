@@ -1570,3 +1570,208 @@ async fn oauthbearer_principal_and_groups_claim_drive_acls() {
     close(p);
     stop(gw).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// SaslHandshake v0 (raw tokens) and KIP-368 re-authentication
+// ---------------------------------------------------------------------------------------------
+
+/// PLAIN token for `user`/`password`.
+fn plain_token(user: &str, password: &str) -> Vec<u8> {
+    [&[0u8][..], user.as_bytes(), &[0], password.as_bytes()].concat()
+}
+
+/// SaslHandshake v0: the tokens that follow are bare length-prefixed frames, not requests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sasl_handshake_v0_exchanges_raw_tokens() {
+    use kafka_protocol::messages::SaslHandshakeRequest;
+    use kafka_protocol::protocol::StrBytes;
+    let broker = tansu().await;
+    let gw = gateway(secured_config(
+        &broker.bootstrap(),
+        SecurityProtocol::SaslPlaintext,
+        None,
+        Some(server_sasl(&["PLAIN"], SaslMode::GatewayManaged)),
+    ))
+    .await;
+    put_service_account(gw.admin_addr(), "alice", "alice-pass-1", &[]).await;
+    let plain = SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN"));
+    let framed = |token: Vec<u8>| [(token.len() as i32).to_be_bytes().to_vec(), token].concat();
+
+    let mut raw = RawClient::connect(gw.kafka_addr()).await.unwrap();
+    let hs = raw.call(&plain, 0).await.unwrap();
+    assert_eq!(hs.error_code, 0);
+    raw.send_raw(&framed(plain_token("alice", "alice-pass-1")))
+        .await
+        .unwrap();
+    let answer = raw.read_frame().await.expect("a bare answer token");
+    assert!(answer.is_empty(), "PLAIN's final token is empty");
+    let md = raw
+        .call(&MetadataRequest::default().with_topics(None), 9)
+        .await
+        .expect("Metadata after a v0 exchange");
+    assert!(!md.brokers.is_empty());
+
+    let mut raw = RawClient::connect(gw.kafka_addr()).await.unwrap();
+    raw.call(&plain, 0).await.unwrap();
+    raw.send_raw(&framed(plain_token("alice", "wrong")))
+        .await
+        .unwrap();
+    assert!(
+        raw.closed_within(Duration::from_secs(5)).await,
+        "a failed v0 exchange closes the connection"
+    );
+    stop(gw).await;
+}
+
+/// KIP-368: the gateway announces a session lifetime, closes a connection that outlives it
+/// without re-authenticating, keeps one that re-authenticates, and refuses a re-authentication
+/// as somebody else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_expire_unless_the_client_reauthenticates() {
+    use kafka_protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+    use kafka_protocol::protocol::StrBytes;
+    const LIFETIME: Duration = Duration::from_millis(1500);
+    let broker = tansu().await;
+    let mut sasl = server_sasl(&["PLAIN"], SaslMode::GatewayManaged);
+    sasl.max_reauth_ms = LIFETIME.as_millis() as u64;
+    let gw = gateway(secured_config(
+        &broker.bootstrap(),
+        SecurityProtocol::SaslPlaintext,
+        None,
+        Some(sasl),
+    ))
+    .await;
+    put_service_account(gw.admin_addr(), "alice", "alice-pass-1", &[]).await;
+    put_service_account(gw.admin_addr(), "bob", "bob-pass-1", &[]).await;
+    async fn authenticate(raw: &mut RawClient, user: &str, password: &str) -> (i16, i64) {
+        let hs = raw
+            .call(
+                &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str("PLAIN")),
+                1,
+            )
+            .await
+            .unwrap();
+        assert_eq!(hs.error_code, 0);
+        let resp = raw
+            .call(
+                &SaslAuthenticateRequest::default()
+                    .with_auth_bytes(plain_token(user, password).into()),
+                2,
+            )
+            .await
+            .unwrap();
+        (resp.error_code, resp.session_lifetime_ms)
+    }
+    let metadata = MetadataRequest::default().with_topics(None);
+
+    // No re-authentication: the first request after the lifetime closes the connection.
+    let mut lapsing = RawClient::connect(gw.kafka_addr()).await.unwrap();
+    let (code, lifetime_ms) = authenticate(&mut lapsing, "alice", "alice-pass-1").await;
+    assert_eq!(code, 0);
+    assert!(
+        lifetime_ms > 0 && lifetime_ms <= LIFETIME.as_millis() as i64,
+        "session lifetime {lifetime_ms} ms announced"
+    );
+    assert!(lapsing.call(&metadata, 9).await.is_ok());
+
+    // Re-authentication before the lifetime ends keeps the connection.
+    let mut renewing = RawClient::connect(gw.kafka_addr()).await.unwrap();
+    assert_eq!(
+        authenticate(&mut renewing, "alice", "alice-pass-1").await.0,
+        0
+    );
+    let started = tokio::time::Instant::now();
+    // The session's end is the condition under test: wait for it to come.
+    tokio::time::sleep_until(started + LIFETIME / 2).await;
+    assert_eq!(
+        authenticate(&mut renewing, "alice", "alice-pass-1").await.0,
+        0
+    );
+    tokio::time::sleep_until(started + LIFETIME + Duration::from_millis(200)).await;
+
+    assert!(
+        renewing.call(&metadata, 9).await.is_ok(),
+        "a re-authenticated session goes on"
+    );
+    let (_, frame) = lapsing.encode(&metadata, 9);
+    lapsing.send_raw(&frame).await.unwrap();
+    assert!(
+        lapsing.closed_within(Duration::from_secs(5)).await,
+        "an expired session is closed at its next request"
+    );
+
+    // Re-authenticating as another principal fails and closes the connection.
+    let (code, _) = authenticate(&mut renewing, "bob", "bob-pass-1").await;
+    assert_eq!(code, 58, "SASL_AUTHENTICATION_FAILED");
+    assert!(renewing.closed_within(Duration::from_secs(5)).await);
+    assert!(gw
+        .metrics_text()
+        .contains("sluice_protocol_errors_total{kind=\"session_expired\"} 1"));
+    stop(gw).await;
+}
+
+/// librdkafka re-authenticates on its own when the gateway announces a lifetime, and keeps
+/// producing on the same connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn librdkafka_reauthenticates_and_keeps_producing() {
+    let broker = tansu().await;
+    let mut sasl = server_sasl(&["SCRAM-SHA-256"], SaslMode::GatewayManaged);
+    sasl.max_reauth_ms = 1000;
+    let gw = gateway(secured_config(
+        &broker.bootstrap(),
+        SecurityProtocol::SaslPlaintext,
+        None,
+        Some(sasl),
+    ))
+    .await;
+    put_service_account(gw.admin_addr(), "alice", "alice-pass-1", &[]).await;
+    let security = ClientSecurity::sasl(false, "SCRAM-SHA-256", "alice", "alice-pass-1");
+    let bootstrap = gw.kafka_addr().to_string();
+    let successes = |gw: &sluice::Gateway| {
+        metric(
+            gw,
+            "sluice_authentications_total{mechanism=\"SCRAM-SHA-256\",outcome=\"success\"}",
+        )
+    };
+    round_trip(&bootstrap, &security, "reauth-1", 3).await;
+    let producer = producer(&bootstrap, &security, RecordingContext::default());
+    producer
+        .send(
+            FutureRecord::<(), _>::to("reauth-1").payload("first"),
+            Duration::from_secs(10),
+        )
+        .await
+        .expect("first produce");
+    // From here on the producer's connections exist: new successes are re-authentications.
+    let before = successes(&gw);
+    // Produce across several session lifetimes: each send must succeed.
+    let until = tokio::time::Instant::now() + Duration::from_millis(3500);
+    let mut sent = 0;
+    while tokio::time::Instant::now() < until {
+        producer
+            .send(
+                FutureRecord::<(), _>::to("reauth-1").payload("x"),
+                Duration::from_secs(10),
+            )
+            .await
+            .expect("produce through re-authenticated connections");
+        sent += 1;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(sent > 10);
+    assert!(
+        successes(&gw) >= before + 2,
+        "librdkafka re-authenticated ({} -> {})",
+        before,
+        successes(&gw)
+    );
+    assert_eq!(
+        metric(
+            &gw,
+            "sluice_protocol_errors_total{kind=\"session_expired\"}"
+        ),
+        0
+    );
+    close(producer);
+    stop(gw).await;
+}
