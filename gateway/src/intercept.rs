@@ -758,7 +758,12 @@ pub fn response_frame(key: ApiKey, version: i16, correlation_id: i32, body: &[u8
     out.freeze()
 }
 
-pub(crate) fn encode_response<T: Encodable>(key: ApiKey, version: i16, correlation_id: i32, msg: &T) -> Bytes {
+pub(crate) fn encode_response<T: Encodable>(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    msg: &T,
+) -> Bytes {
     let mut body = BytesMut::new();
     msg.encode(&mut body, version)
         .expect("gateway-built response encodes");
@@ -795,7 +800,8 @@ pub fn error_response(
     let checked = || crate::frame::check_request_structure(api_key, version, body);
     match key {
         ApiKey::Produce => {
-            let req = ProduceRequest::decode(&mut checked().then(|| body.clone())?, version).ok()?;
+            let req =
+                ProduceRequest::decode(&mut checked().then(|| body.clone())?, version).ok()?;
             let mut resp = ProduceResponse::default();
             let extras: Vec<_> = req
                 .topic_data
@@ -842,7 +848,8 @@ pub fn error_response(
             Some(encode_response(key, version, correlation_id, &resp))
         }
         ApiKey::Metadata => {
-            let req = MetadataRequest::decode(&mut checked().then(|| body.clone())?, version).ok()?;
+            let req =
+                MetadataRequest::decode(&mut checked().then(|| body.clone())?, version).ok()?;
             let mut resp = MetadataResponse::default();
             resp.topics = req
                 .topics
