@@ -61,7 +61,7 @@ use std::hash::Hash;
 use uuid::Uuid;
 
 use crate::acl::{Operation as Op, Permits, ResourceType as Rt, CLUSTER_NAME};
-use crate::intercept::{response_frame, TopicNames};
+use crate::intercept::{response_frame, TopicLookup};
 
 /// Kafka error codes the authorizer answers with.
 pub mod codes {
@@ -227,7 +227,7 @@ pub fn check_request(
     header_len: usize,
     frame: &Bytes,
     permits: &dyn Permits,
-    topics: &TopicNames,
+    topics: &dyn TopicLookup,
 ) -> Decision {
     let Ok(key) = ApiKey::try_from(api_key) else {
         return Decision::Close(format!(
@@ -271,7 +271,7 @@ struct Req<'a> {
     frame: &'a Bytes,
     body: Bytes,
     permits: &'a dyn Permits,
-    topics: &'a TopicNames,
+    topics: &'a dyn TopicLookup,
 }
 
 /// A handler's result; `Err` carries an early decision (close, deny) for `?`.
@@ -370,14 +370,13 @@ impl Req<'_> {
     }
 }
 
-fn lookup(topics: &TopicNames, id: Uuid) -> Option<String> {
-    let map = topics.read().unwrap_or_else(|e| e.into_inner());
-    map.get(&id).cloned()
+fn lookup(topics: &dyn TopicLookup, id: Uuid) -> Option<String> {
+    topics.topic_name(id)
 }
 
 fn topic_check(
     permits: &dyn Permits,
-    topics: &TopicNames,
+    topics: &dyn TopicLookup,
     name: &str,
     id: Uuid,
     op: Op,
@@ -1768,7 +1767,7 @@ pub fn fix_response(
     version: i16,
     frame: Bytes,
     permits: &dyn Permits,
-    topics: &TopicNames,
+    topics: &dyn TopicLookup,
 ) -> anyhow::Result<Bytes> {
     let key =
         ApiKey::try_from(api_key).map_err(|()| anyhow::anyhow!("api key {api_key} is unknown"))?;
@@ -2077,7 +2076,7 @@ fn fix_metadata(
     m: &mut MetadataResponse,
     version: i16,
     p: &dyn Permits,
-    topics: &TopicNames,
+    topics: &dyn TopicLookup,
 ) {
     if f.none_forwarded {
         m.topics.clear();
@@ -2125,7 +2124,7 @@ fn fix_offset_fetch(
     version: i16,
     all_topics: &HashSet<String>,
     p: &dyn Permits,
-    topics: &TopicNames,
+    topics: &dyn TopicLookup,
 ) {
     if version >= 8 {
         for g in &mut m.groups {
@@ -2226,7 +2225,7 @@ mod tests {
         }
     }
 
-    fn names(pairs: &[(Uuid, &str)]) -> TopicNames {
+    fn names(pairs: &[(Uuid, &str)]) -> crate::intercept::TopicNames {
         RwLock::new(pairs.iter().map(|(id, n)| (*id, n.to_string())).collect())
     }
 
@@ -2264,7 +2263,7 @@ mod tests {
         version: i16,
         msg: &T,
         acl: &Acl,
-        topics: &TopicNames,
+        topics: &dyn TopicLookup,
     ) -> Decision {
         let (f, hl) = frame(key, version, msg);
         check_request(key as i16, version, 7, hl, &f, acl, topics)
@@ -2320,7 +2319,7 @@ mod tests {
         version: i16,
         resp: &T,
         acl: &Acl,
-        topics: &TopicNames,
+        topics: &dyn TopicLookup,
     ) -> R {
         let out = fix_response(
             fix,

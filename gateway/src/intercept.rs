@@ -37,6 +37,22 @@ pub mod codes {
 /// carries only ids (Fetch v13+, Produce v13+).
 pub type TopicNames = RwLock<HashMap<uuid::Uuid, String>>;
 
+/// Resolves topic ids to names, as one connection may see them (a virtual cluster sees only
+/// its own topics: another tenant's id resolves to nothing, as if it did not exist).
+pub trait TopicLookup {
+    /// The name of topic `id`, if known and visible.
+    fn topic_name(&self, id: uuid::Uuid) -> Option<String>;
+}
+
+impl TopicLookup for TopicNames {
+    fn topic_name(&self, id: uuid::Uuid) -> Option<String> {
+        self.read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+            .cloned()
+    }
+}
+
 /// Who is on the other end of a connection.
 #[derive(Debug, Clone, Default)]
 pub struct Client {
