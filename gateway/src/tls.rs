@@ -18,8 +18,21 @@ use tokio::net::TcpStream;
 
 use crate::config::{ClientAuth, ServerTls, UpstreamTls};
 
+/// ring, with the AES-128-GCM suites first: as safe for this use and about a third cheaper per
+/// byte than AES-256 (10 rounds instead of 14), which matters on a proxy that encrypts every
+/// byte twice.
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::CipherSuite::*;
+    let mut p = rustls::crypto::ring::default_provider();
+    p.cipher_suites.sort_by_key(|s| {
+        !matches!(
+            s.suite(),
+            TLS13_AES_128_GCM_SHA256
+                | TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256
+                | TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256
+        )
+    });
+    Arc::new(p)
 }
 
 const VERSIONS: &[&rustls::SupportedProtocolVersion] =
@@ -73,9 +86,12 @@ pub fn server_config(tls: &ServerTls) -> Result<Arc<ServerConfig>> {
             builder.with_client_cert_verifier(verifier.build().context("client CA bundle")?)
         }
     };
-    let config = builder
+    let mut config = builder
         .with_single_cert(load_certs(&tls.cert_file)?, load_key(&tls.key_file)?)
         .context("server certificate and key do not match or are unsupported")?;
+    // Choose by the gateway's preference (AES-128-GCM first, see `provider`) rather than the
+    // client's (OpenSSL asks for AES-256 first).
+    config.ignore_client_order = true;
     Ok(Arc::new(config))
 }
 
