@@ -25,6 +25,8 @@ WASM_OUT     := $(WASM_DIR)/$(WASM_TARGET)/release
 RUST_PLUGINS := noop noop-records add-header reject-large mask-fields
 TEST_PLUGINS := spin hog trap
 JS_STAMP     := plugins/js/stamp
+# The kafkajs client the Rust end-to-end tests drive (a second, non-librdkafka client).
+JS_CLIENT    := tests/js
 
 .PHONY: help run test lint bench deps tansu build release plugins wasm-target wasm-tools js-deps clean-tansu
 
@@ -127,9 +129,12 @@ plugins: wasm-target wasm-tools $(JS_STAMP)/dist/js-stamp.wasm
 	@cp $(JS_STAMP)/dist/js-stamp.wasm target/plugins/js-stamp.wasm
 	@plugins/verify.sh $(RUST_PLUGINS:%=target/plugins/%.wasm) target/plugins/js-stamp.wasm $(TEST_PLUGINS:%=target/test-plugins/%.wasm)
 
-## The JavaScript toolchain (jco, componentize-js), pinned by package-lock.json. Idempotent.
+## The JavaScript toolchain (jco, componentize-js) and the tests' kafkajs client, each pinned
+## by its package-lock.json. Idempotent.
 js-deps:
-	@cd $(JS_STAMP) && if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; fi
+	@for dir in $(JS_STAMP) $(JS_CLIENT); do \
+	  (cd $$dir && if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; fi) || exit 1; \
+	done
 
 ## The JavaScript plugin (componentize-js, ~30 s): rebuilt only when its sources change.
 $(JS_STAMP)/dist/js-stamp.wasm: $(JS_STAMP)/app.js $(JS_STAMP)/package-lock.json wit/interceptor.wit | js-deps

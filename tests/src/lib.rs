@@ -858,3 +858,141 @@ impl LogCapture {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Virtual clusters: tenants, alias topics, concentrated topics; a second (kafkajs) client.
+// ---------------------------------------------------------------------------------------------
+
+/// Creates or replaces a virtual cluster (`PUT /api/v1/virtual-clusters/{name}`), e.g.
+/// `json!({"prefix": "a.", "passthrough": false, "serviceAccounts": ["alice"],
+/// "limits": {"maxConnections": 2}})`; returns the API's answer.
+pub async fn put_vcluster(
+    admin: SocketAddr,
+    name: &str,
+    spec: serde_json::Value,
+) -> serde_json::Value {
+    admin_put(admin, &format!("/api/v1/virtual-clusters/{name}"), &spec).await
+}
+
+/// Creates or replaces an alias topic (`PUT /api/v1/alias-topics/{name}`): in `vcluster`,
+/// `logical` reads and writes the physical topic `physical`.
+pub async fn put_alias(
+    admin: SocketAddr,
+    name: &str,
+    vcluster: &str,
+    logical: &str,
+    physical: &str,
+) -> serde_json::Value {
+    admin_put(
+        admin,
+        &format!("/api/v1/alias-topics/{name}"),
+        &serde_json::json!({
+            "vcluster": vcluster, "logicalTopic": logical, "physicalTopic": physical
+        }),
+    )
+    .await
+}
+
+/// Creates or replaces a concentration rule (`PUT /api/v1/concentration-rules/{name}`): in
+/// `vcluster`, every logical topic matching the regular expression `pattern` is stored in the
+/// physical topic `physical`.
+pub async fn put_concentration_rule(
+    admin: SocketAddr,
+    name: &str,
+    vcluster: &str,
+    pattern: &str,
+    physical: &str,
+) -> serde_json::Value {
+    admin_put(
+        admin,
+        &format!("/api/v1/concentration-rules/{name}"),
+        &serde_json::json!({
+            "vcluster": vcluster, "logicalTopicPattern": pattern, "physicalTopic": physical
+        }),
+    )
+    .await
+}
+
+/// Creates or replaces a service account that belongs to virtual cluster `vcluster`.
+pub async fn put_tenant_account(admin: SocketAddr, name: &str, password: &str, vcluster: &str) {
+    admin_put(
+        admin,
+        &format!("/api/v1/service-accounts/{name}"),
+        &serde_json::json!({ "password": password, "groups": [], "vcluster": vcluster }),
+    )
+    .await;
+}
+
+/// Where the kafkajs test client lives (`tests/js/client.js`, dependencies installed by
+/// `make js-deps`).
+pub fn kafkajs_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("js")
+}
+
+/// Runs one command of the kafkajs client (`tests/js/client.js`: `create`, `produce`,
+/// `consume`, `topics`, `metadata`) against `bootstrap`, authenticating with SASL
+/// `(mechanism, user, password)` when given. Returns the client's JSON answer, or its
+/// `{"error": {"type", "message"}}` document as the error; panics if node cannot run it or it
+/// takes longer than `limit` (the process is killed then).
+pub async fn kafkajs(
+    bootstrap: &str,
+    sasl: Option<(&str, &str, &str)>,
+    args: &[&str],
+    limit: Duration,
+) -> std::result::Result<serde_json::Value, serde_json::Value> {
+    let dir = kafkajs_dir();
+    assert!(
+        dir.join("node_modules/kafkajs").is_dir(),
+        "kafkajs is not installed in {}: run `make js-deps`",
+        dir.display()
+    );
+    let mut cmd = Command::new("node");
+    cmd.arg(dir.join("client.js"))
+        .args(args)
+        .current_dir(&dir)
+        .env("KAFKA_BOOTSTRAP", bootstrap)
+        .env_remove("KAFKA_USER")
+        .env_remove("KAFKA_PASSWORD")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some((mechanism, user, password)) = sasl {
+        cmd.env("KAFKA_MECHANISM", mechanism)
+            .env("KAFKA_USER", user)
+            .env("KAFKA_PASSWORD", password);
+    }
+    let child = cmd.spawn().expect("running node (is Node.js installed?)");
+    let pid = child.id() as libc::pid_t;
+    let waiting = tokio::task::spawn_blocking(move || child.wait_with_output());
+    let output = match tokio::time::timeout(limit, waiting).await {
+        Ok(done) => done.expect("joining the node waiter").expect("node output"),
+        Err(_) => {
+            // SAFETY: kill(2) has no memory-safety preconditions. The pid is our own child's;
+            // its waiter has not returned, so it is not reaped and the pid not reused (the
+            // test panics right after either way).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("kafkajs {args:?} did not finish within {limit:?}");
+        }
+    };
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let answer: serde_json::Value = stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "kafkajs {args:?}: no JSON answer (status {}); stdout: {stdout} stderr: {stderr}",
+                output.status
+            )
+        });
+    if output.status.success() {
+        Ok(answer)
+    } else {
+        assert!(
+            answer.get("error").is_some(),
+            "kafkajs {args:?} failed without an error document: {answer} (stderr: {stderr})"
+        );
+        Err(answer["error"].clone())
+    }
+}

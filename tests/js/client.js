@@ -1,0 +1,194 @@
+#!/usr/bin/env node
+// A small kafkajs client for the Rust end-to-end tests: a second Kafka client implementation,
+// pure JavaScript, next to librdkafka.
+//
+// Connection settings come from the environment:
+//   KAFKA_BOOTSTRAP   host:port[,host:port...]            (required)
+//   KAFKA_USER        SASL user name (SASL/PLAIN when set)
+//   KAFKA_PASSWORD    SASL password
+//   KAFKA_MECHANISM   plain (default), scram-sha-256 or scram-sha-512
+//
+// Commands (one per run):
+//   create   TOPIC PARTITIONS        create a topic                  -> {"created": bool}
+//   produce  TOPIC COUNT PREFIX      COUNT records to partition 0,
+//                                    keys PREFIX-i, values PREFIX:i   -> {"offsets": [..]}
+//   consume  TOPIC GROUP COUNT       join GROUP, read TOPIC from the
+//                                    beginning until COUNT records    -> {"records": [..]}
+//   topics                           list the topics                 -> {"topics": [..]}
+//   metadata TOPIC                   metadata of one topic (never
+//                                    creates it)                     -> {"topics": [..]}
+//
+// The answer is one JSON line on stdout. A failure prints {"error": {"type", "message"}} on
+// stdout and exits with status 2, so the caller can assert which error it was. kafkajs' own
+// logs go to stderr.
+'use strict'
+
+const { Kafka, Partitioners, logLevel } = require('kafkajs')
+
+function usage() {
+  process.stderr.write('usage: client.js create|produce|consume|topics|metadata ARGS...\n')
+  process.exit(64)
+}
+
+function kafka() {
+  const bootstrap = process.env.KAFKA_BOOTSTRAP
+  if (!bootstrap) usage()
+  const user = process.env.KAFKA_USER
+  const sasl = user
+    ? {
+        mechanism: (process.env.KAFKA_MECHANISM || 'plain').toLowerCase(),
+        username: user,
+        password: process.env.KAFKA_PASSWORD || '',
+      }
+    : undefined
+  return new Kafka({
+    clientId: 'kafkajs-test',
+    brokers: bootstrap.split(','),
+    sasl,
+    connectionTimeout: 5000,
+    authenticationTimeout: 5000,
+    requestTimeout: 15000,
+    // Few, quick retries: a test waits for an answer, not for kafkajs' default back-off.
+    retry: { retries: 2, initialRetryTime: 200, maxRetryTime: 1000 },
+    logLevel: logLevel.WARN,
+    // Logs never mix with the JSON answer on stdout; credentials are not part of them.
+    logCreator: () => ({ level, log }) => {
+      process.stderr.write(`kafkajs ${level}: ${log.message} ${log.error || ''}\n`)
+    },
+  })
+}
+
+async function withAdmin(k, f) {
+  const admin = k.admin({ retry: { retries: 1 } })
+  await admin.connect()
+  try {
+    return await f(admin)
+  } finally {
+    await admin.disconnect()
+  }
+}
+
+async function create(k, topic, partitions) {
+  const created = await withAdmin(k, (admin) =>
+    admin.createTopics({
+      topics: [{ topic, numPartitions: Number(partitions), replicationFactor: 1 }],
+      waitForLeaders: true,
+    })
+  )
+  return { created }
+}
+
+async function produce(k, topic, count, prefix) {
+  const producer = k.producer({
+    allowAutoTopicCreation: false,
+    createPartitioner: Partitioners.DefaultPartitioner,
+  })
+  await producer.connect()
+  try {
+    const offsets = []
+    // One record per request keeps the offsets one apart and in order.
+    for (let i = 0; i < Number(count); i++) {
+      const [meta] = await producer.send({
+        topic,
+        acks: -1,
+        messages: [{ key: `${prefix}-${i}`, value: `${prefix}:${i}`, partition: 0 }],
+      })
+      if (meta.errorCode !== 0) throw new Error(`produce error code ${meta.errorCode}`)
+      offsets.push(Number(meta.baseOffset))
+    }
+    return { offsets }
+  } finally {
+    await producer.disconnect()
+  }
+}
+
+async function consume(k, topic, group, count) {
+  const want = Number(count)
+  const consumer = k.consumer({
+    groupId: group,
+    // tansu answers a join after about half the session timeout: keep it short.
+    sessionTimeout: 6000,
+    heartbeatInterval: 1000,
+    rebalanceTimeout: 10000,
+    allowAutoTopicCreation: false,
+    maxWaitTimeInMs: 200,
+  })
+  await consumer.connect()
+  try {
+    const records = []
+    let done
+    const finished = new Promise((resolve) => (done = resolve))
+    await consumer.subscribe({ topics: [topic], fromBeginning: true })
+    await consumer.run({
+      autoCommit: false,
+      eachMessage: async ({ topic: t, partition, message }) => {
+        if (records.length >= want) return
+        records.push({
+          topic: t,
+          partition,
+          offset: Number(message.offset),
+          key: message.key ? message.key.toString() : null,
+          value: message.value ? message.value.toString() : null,
+        })
+        if (records.length === want) done()
+      },
+    })
+    await finished
+    return { records }
+  } finally {
+    await consumer.disconnect()
+  }
+}
+
+async function topics(k) {
+  const list = await withAdmin(k, (admin) => admin.listTopics())
+  return { topics: list.sort() }
+}
+
+async function metadata(k, topic) {
+  const md = await withAdmin(k, (admin) => admin.fetchTopicMetadata({ topics: [topic] }))
+  return {
+    topics: md.topics.map((t) => ({ name: t.name, partitions: t.partitions.length })),
+  }
+}
+
+async function main() {
+  const [command, ...args] = process.argv.slice(2)
+  const k = kafka()
+  switch (command) {
+    case 'create':
+      if (args.length !== 2) usage()
+      return create(k, ...args)
+    case 'produce':
+      if (args.length !== 3) usage()
+      return produce(k, ...args)
+    case 'consume':
+      if (args.length !== 3) usage()
+      return consume(k, ...args)
+    case 'topics':
+      return topics(k)
+    case 'metadata':
+      if (args.length !== 1) usage()
+      return metadata(k, ...args)
+    default:
+      usage()
+  }
+}
+
+main().then(
+  (answer) => {
+    process.stdout.write(JSON.stringify(answer) + '\n')
+    process.exit(0)
+  },
+  (e) => {
+    // kafkajs wraps the broker's error (retries exceeded, non-retriable): the first wrapped
+    // error with a `type` names the Kafka error code.
+    let inner = e
+    while (inner && !inner.type && (inner.originalError || inner.cause)) {
+      inner = inner.originalError || inner.cause
+    }
+    const type = (inner && inner.type) || (e && e.name) || 'Error'
+    process.stdout.write(JSON.stringify({ error: { type, message: String(e && e.message) } }) + '\n')
+    process.exit(2)
+  }
+)
