@@ -1,6 +1,7 @@
 //! The admin HTTP listener: liveness, readiness, Prometheus metrics, and the resource API
 //! (`/api/v1/plugins`, `/api/v1/interceptors`, `/api/v1/service-accounts`, `/api/v1/groups`,
-//! `/api/v1/acls`) with its OpenAPI document.
+//! `/api/v1/acls`, `/api/v1/virtual-clusters`, `/api/v1/alias-topics`,
+//! `/api/v1/concentration-rules`) with its OpenAPI document.
 //!
 //! `GET /health` answers as long as the process serves; `GET /ready` checks that a bootstrap
 //! server answers ApiVersions right now (a load balancer should route only to ready
@@ -23,6 +24,9 @@ use crate::interceptors::{ApiError, InterceptorSpec};
 use crate::security::{AclSpec, GroupSpec, SecurityStore, ServiceAccountSpec};
 use crate::server::Shared;
 use crate::upstream;
+use crate::vcluster::{
+    AliasTopicSpec, ConcentrationRuleSpec, VirtualClusterSpec, VirtualClusterStore,
+};
 
 /// Longest a readiness probe waits for the cluster.
 const READY_TIMEOUT: Duration = Duration::from_secs(3);
@@ -46,6 +50,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
                 .delete(delete_interceptor),
         )
         .merge(security_routes(shared.security.clone()))
+        .merge(vcluster_routes(shared.vclusters.clone()))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(crate::wasm::MAX_PLUGIN_BYTES))
         .layer(middleware::from_fn_with_state(
@@ -470,6 +475,130 @@ async fn delete_acl(State(store): State<Arc<SecurityStore>>, Path(name): Path<St
     deleted(store.delete_acl(&name))
 }
 
+/// Largest tenancy resource document accepted (a vcluster listing 10000 long principals fits).
+const MAX_TENANCY_BODY: usize = 4 << 20;
+
+/// Virtual clusters, alias topics and concentration rules; their own state so tests can serve
+/// them alone.
+fn vcluster_routes<S: Clone + Send + Sync + 'static>(store: Arc<VirtualClusterStore>) -> Router<S> {
+    Router::new()
+        .route("/api/v1/virtual-clusters", get(list_virtual_clusters))
+        .route(
+            "/api/v1/virtual-clusters/{name}",
+            get(get_virtual_cluster)
+                .put(put_virtual_cluster)
+                .delete(delete_virtual_cluster),
+        )
+        .route("/api/v1/alias-topics", get(list_alias_topics))
+        .route(
+            "/api/v1/alias-topics/{name}",
+            get(get_alias_topic)
+                .put(put_alias_topic)
+                .delete(delete_alias_topic),
+        )
+        .route("/api/v1/concentration-rules", get(list_concentration_rules))
+        .route(
+            "/api/v1/concentration-rules/{name}",
+            get(get_concentration_rule)
+                .put(put_concentration_rule)
+                .delete(delete_concentration_rule),
+        )
+        .layer(DefaultBodyLimit::max(MAX_TENANCY_BODY))
+        .with_state(store)
+}
+
+async fn list_virtual_clusters(State(store): State<Arc<VirtualClusterStore>>) -> Response {
+    Json(json!({ "items": store.list_virtual_clusters() })).into_response()
+}
+
+async fn get_virtual_cluster(
+    State(store): State<Arc<VirtualClusterStore>>,
+    Path(name): Path<String>,
+) -> Response {
+    answer(store.get_virtual_cluster(&name))
+}
+
+async fn put_virtual_cluster(
+    State(store): State<Arc<VirtualClusterStore>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    match parse_spec::<VirtualClusterSpec>("virtual cluster", &headers, body) {
+        // The state store writes and fsyncs: off the async workers.
+        Ok(spec) => stored(blocking(move || store.put_virtual_cluster(&name, spec)).await),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn delete_virtual_cluster(
+    State(store): State<Arc<VirtualClusterStore>>,
+    Path(name): Path<String>,
+) -> Response {
+    deleted(store.delete_virtual_cluster(&name))
+}
+
+async fn list_alias_topics(State(store): State<Arc<VirtualClusterStore>>) -> Response {
+    Json(json!({ "items": store.list_alias_topics() })).into_response()
+}
+
+async fn get_alias_topic(
+    State(store): State<Arc<VirtualClusterStore>>,
+    Path(name): Path<String>,
+) -> Response {
+    answer(store.get_alias_topic(&name))
+}
+
+async fn put_alias_topic(
+    State(store): State<Arc<VirtualClusterStore>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    match parse_spec::<AliasTopicSpec>("alias topic", &headers, body) {
+        Ok(spec) => stored(blocking(move || store.put_alias_topic(&name, spec)).await),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn delete_alias_topic(
+    State(store): State<Arc<VirtualClusterStore>>,
+    Path(name): Path<String>,
+) -> Response {
+    deleted(store.delete_alias_topic(&name))
+}
+
+async fn list_concentration_rules(State(store): State<Arc<VirtualClusterStore>>) -> Response {
+    Json(json!({ "items": store.list_concentration_rules() })).into_response()
+}
+
+async fn get_concentration_rule(
+    State(store): State<Arc<VirtualClusterStore>>,
+    Path(name): Path<String>,
+) -> Response {
+    answer(store.get_concentration_rule(&name))
+}
+
+async fn put_concentration_rule(
+    State(store): State<Arc<VirtualClusterStore>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    match parse_spec::<ConcentrationRuleSpec>("concentration rule", &headers, body) {
+        // Compiling the pattern and writing the document: off the async workers.
+        Ok(spec) => stored(blocking(move || store.put_concentration_rule(&name, spec)).await),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn delete_concentration_rule(
+    State(store): State<Arc<VirtualClusterStore>>,
+    Path(name): Path<String>,
+) -> Response {
+    deleted(store.delete_concentration_rule(&name))
+}
+
 async fn openapi() -> Response {
     Json(crate::openapi::document()).into_response()
 }
@@ -622,6 +751,145 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    /// Serves the tenancy routes alone on a free port.
+    async fn serve_vclusters(dir: &std::path::Path) -> (String, Arc<VirtualClusterStore>) {
+        let store = Arc::new(VirtualClusterStore::new(Arc::new(
+            FileStore::open(dir).unwrap(),
+        )));
+        store.restore().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = vcluster_routes::<()>(store.clone()).fallback(not_found);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (format!("http://{addr}"), store)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn virtual_clusters_over_http() {
+        let dir = std::env::temp_dir().join(format!("sluice-admin-vc-{}", std::process::id()));
+        let (base, store) = serve_vclusters(&dir).await;
+        tokio::task::spawn_blocking(move || {
+            let c = AdminClient::new(&base, None);
+            let a = json!({"serviceAccounts": ["alice"], "sniHosts": ["a.kafka.example.com"],
+                "limits": {"maxConnections": 10}});
+            assert!(
+                c.put_json("virtual-clusters/tenant-a", &a).unwrap(),
+                "created"
+            );
+            assert!(
+                !c.put_json("virtual-clusters/tenant-a", &a).unwrap(),
+                "replaced"
+            );
+            let shown = c.get("virtual-clusters/tenant-a").unwrap();
+            assert_eq!(
+                shown,
+                json!({"name": "tenant-a", "spec": {"prefix": "tenant-a.", "passthrough": false,
+                    "serviceAccounts": ["alice"], "sniHosts": ["a.kafka.example.com"],
+                    "limits": {"maxTopics": null, "maxPartitions": null, "maxConnections": 10}}})
+            );
+            // The shape GET returns is accepted back.
+            assert!(!c.put_json("virtual-clusters/tenant-a", &shown).unwrap());
+            assert!(c
+                .put_json("virtual-clusters/ops", &json!({"passthrough": true}))
+                .unwrap());
+            assert!(c
+                .put_json(
+                    "alias-topics/a-orders",
+                    &json!({"vcluster": "tenant-a", "logicalTopic": "orders",
+                        "physicalTopic": "legacy.orders"}),
+                )
+                .unwrap());
+            assert!(c
+                .put_json(
+                    "concentration-rules/a-events",
+                    &json!({"vcluster": "tenant-a", "logicalTopicPattern": "events-.*",
+                        "physicalTopic": "tenant-a.concentrated"}),
+                )
+                .unwrap());
+            assert_eq!(
+                c.get("virtual-clusters").unwrap()["items"]
+                    .as_array()
+                    .unwrap()
+                    .len(),
+                2
+            );
+            assert_eq!(
+                c.get("alias-topics").unwrap()["items"][0]["spec"]["physicalTopic"],
+                "legacy.orders"
+            );
+            assert_eq!(
+                c.get("concentration-rules/a-events").unwrap()["spec"]["logicalTopicPattern"],
+                "events-.*"
+            );
+            // 409 naming the other vcluster; 400 with every detail.
+            let e = c
+                .put_json(
+                    "virtual-clusters/tenant-b",
+                    &json!({"prefix": "tenant-a.b.", "serviceAccounts": ["alice"]}),
+                )
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("HTTP 409") && e.contains("`tenant-a`"), "{e}");
+            assert_eq!(e.matches("\n  - ").count(), 2, "{e}");
+            let e = c
+                .put_json(
+                    "concentration-rules/bad",
+                    &json!({"vcluster": "ghost", "logicalTopicPattern": "(",
+                        "physicalTopic": "a/b"}),
+                )
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("HTTP 400") && e.contains("invalid concentration rule spec"),
+                "{e}"
+            );
+            assert_eq!(e.matches("\n  - ").count(), 3, "{e}");
+            let e = c
+                .put_json(
+                    "alias-topics/bad",
+                    &json!({"vcluster": "tenant-a", "logicalTopic": "x", "physical": "y"}),
+                )
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("HTTP 400") && e.contains("unknown field"), "{e}");
+            let e = c
+                .put_json("virtual-clusters/Bad", &json!({}))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("invalid virtual cluster name"), "{e}");
+            let e = c
+                .delete("virtual-clusters/tenant-a")
+                .unwrap_err()
+                .to_string();
+            assert!(
+                e.contains("HTTP 409") && e.contains("alias topic `a-orders`"),
+                "{e}"
+            );
+            for path in [
+                "virtual-clusters/none",
+                "alias-topics/none",
+                "concentration-rules/none",
+            ] {
+                assert!(c.get(path).unwrap_err().to_string().contains("HTTP 404"));
+                assert!(c.delete(path).unwrap_err().to_string().contains("HTTP 404"));
+            }
+            let (status, body) = raw_put(&base, "virtual-clusters/v", "text/plain", b"{}");
+            assert_eq!(status, 415);
+            assert!(body["error"].is_string() && body["details"].is_array());
+            c.delete("concentration-rules/a-events").unwrap();
+            c.delete("virtual-clusters/ops").unwrap();
+        })
+        .await
+        .unwrap();
+        let s = store.snapshot();
+        let a = s.for_sni("A.kafka.example.com").unwrap();
+        assert_eq!(a.physical_topic("orders"), "legacy.orders");
+        assert_eq!(a.physical_topic("events-1"), "tenant-a.events-1");
+        assert!(s.get("ops").is_none());
+        assert_eq!(s.for_principal("alice", None).unwrap().name, "tenant-a");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn openapi_documents_the_security_resources() {
         let doc = crate::openapi::document();
@@ -630,6 +898,10 @@ mod tests {
             "/api/v1/service-accounts/{name}",
             "/api/v1/groups/{name}",
             "/api/v1/acls/{name}",
+            "/api/v1/virtual-clusters",
+            "/api/v1/virtual-clusters/{name}",
+            "/api/v1/alias-topics/{name}",
+            "/api/v1/concentration-rules/{name}",
         ] {
             assert!(doc["paths"][path].is_object(), "{path}");
         }
@@ -640,6 +912,12 @@ mod tests {
             "Group",
             "AclSpec",
             "Acl",
+            "VirtualClusterSpec",
+            "VirtualCluster",
+            "AliasTopicSpec",
+            "AliasTopic",
+            "ConcentrationRuleSpec",
+            "ConcentrationRule",
         ] {
             assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
         }

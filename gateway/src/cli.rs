@@ -29,7 +29,8 @@ enum Command {
     },
     /// Show resources: `sluice get interceptors`, `sluice get plugin NAME`.
     Get {
-        /// Kind: plugins, interceptors, service-accounts, groups or acls (singular works too).
+        /// Kind: plugins, interceptors, service-accounts, groups, acls, virtual-clusters,
+        /// alias-topics or concentration-rules (singular and CamelCase work too).
         kind: String,
         /// One resource; all when absent.
         name: Option<String>,
@@ -38,7 +39,8 @@ enum Command {
     },
     /// Delete a resource: `sluice delete interceptor NAME`.
     Delete {
-        /// Kind: plugin, interceptor, service-account, group or acl.
+        /// Kind: plugin, interceptor, service-account, group, acl, virtual-cluster, alias-topic
+        /// or concentration-rule.
         kind: String,
         /// Name.
         name: String,

@@ -1,7 +1,8 @@
 //! The admin API client behind `sluice apply|get|delete|plugin push`.
 //!
-//! Kinds: plugins, interceptors, service accounts, groups and ACLs, written as users like
-//! them (`ServiceAccount`, `service-accounts`, `acl`, ...).
+//! Kinds: plugins, interceptors, service accounts, groups, ACLs, virtual clusters, alias
+//! topics and concentration rules, written as users like them (`ServiceAccount`,
+//! `service-accounts`, `acl`, `VirtualCluster`, `vcluster`, ...).
 
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
@@ -41,8 +42,16 @@ fn collection(kind: &str) -> Result<&'static str> {
         }
         "group" | "groups" => "groups",
         "acl" | "acls" => "acls",
+        "virtualcluster" | "virtualclusters" | "virtual-cluster" | "virtual-clusters"
+        | "vcluster" | "vclusters" => "virtual-clusters",
+        "aliastopic" | "aliastopics" | "alias-topic" | "alias-topics" => "alias-topics",
+        "concentrationrule"
+        | "concentrationrules"
+        | "concentration-rule"
+        | "concentration-rules" => "concentration-rules",
         other => bail!(
-            "unknown kind `{other}` (known: plugin, interceptor, service-account, group, acl)"
+            "unknown kind `{other}` (known: plugin, interceptor, service-account, group, acl, \
+             virtual-cluster, alias-topic, concentration-rule)"
         ),
     })
 }
@@ -182,8 +191,13 @@ pub fn apply(client: &AdminClient, file: &Path) -> Result<()> {
     if docs.is_empty() {
         bail!("{}: no resources", file.display());
     }
-    // Plugins first, so interceptors in the same file can use them.
-    docs.sort_by_key(|d| collection(&d.kind).map(|c| c != "plugins").unwrap_or(true));
+    // Plugins first, so interceptors in the same file can use them; virtual clusters before
+    // the alias topics and concentration rules that name them. Otherwise in file order.
+    docs.sort_by_key(|d| match collection(&d.kind) {
+        Ok("plugins") => 0,
+        Ok("virtual-clusters") => 1,
+        _ => 2,
+    });
     for doc in docs {
         let name = &doc.metadata.name;
         match collection(&doc.kind)? {

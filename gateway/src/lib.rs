@@ -55,6 +55,7 @@ mod session;
 pub mod state;
 pub mod tls;
 pub mod upstream;
+pub mod vcluster;
 pub mod wasm;
 
 pub use server::Gateway;

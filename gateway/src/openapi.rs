@@ -28,7 +28,7 @@ pub fn document() -> Value {
     let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "Sluice admin API", "version": env!("CARGO_PKG_VERSION"),
-            "description": "Manage WebAssembly plugins, the interceptors that run them, and the security resources (service accounts, groups, ACLs). Writes need `Authorization: Bearer <token>` when the gateway is started with an admin token."},
+            "description": "Manage WebAssembly plugins, the interceptors that run them, the security resources (service accounts, groups, ACLs) and the tenancy resources (virtual clusters, alias topics, concentration rules). Writes need `Authorization: Bearer <token>` when the gateway is started with an admin token."},
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
@@ -94,7 +94,46 @@ pub fn document() -> Value {
                         "describe-configs", "alter-configs", "idempotent-write"]}},
                     "permission": {"enum": ["allow", "deny"], "default": "allow"}}},
                 "Acl": {"type": "object", "properties": {
-                    "name": {"type": "string"}, "spec": {"$ref": "#/components/schemas/AclSpec"}}}
+                    "name": {"type": "string"}, "spec": {"$ref": "#/components/schemas/AclSpec"}}},
+                "TenantLimits": {"type": "object", "additionalProperties": false,
+                    "description": "null: unlimited", "properties": {
+                    "maxTopics": {"type": ["integer", "null"], "minimum": 0, "default": null},
+                    "maxPartitions": {"type": ["integer", "null"], "minimum": 0, "default": null,
+                        "description": "over all of the tenant's topics"},
+                    "maxConnections": {"type": ["integer", "null"], "minimum": 0, "default": null,
+                        "description": "open at once on this gateway instance; 0 suspends the tenant"}}},
+                "VirtualClusterSpec": {"type": "object", "additionalProperties": false,
+                    "description": "A tenant. Two non-passthrough prefixes where one is a prefix of the other conflict (409), as do a principal or SNI host in two virtual clusters.",
+                    "properties": {
+                    "prefix": {"type": "string", "pattern": "^[a-zA-Z0-9._-]{1,200}$",
+                        "description": "physical prefix of the tenant's topics, groups and transactional ids; default `<name>.`; not with passthrough"},
+                    "passthrough": {"type": "boolean", "default": false,
+                        "description": "the tenant sees the physical cluster unchanged"},
+                    "serviceAccounts": {"type": "array", "items": {"type": "string"}, "default": [],
+                        "description": "principals that land in this virtual cluster (a service account's own vcluster counts too)"},
+                    "sniHosts": {"type": "array", "items": {"type": "string", "format": "hostname"}, "default": [],
+                        "description": "TLS SNI host names that land a connection here (case-insensitive)"},
+                    "limits": {"$ref": "#/components/schemas/TenantLimits"}}},
+                "VirtualCluster": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "spec": {"$ref": "#/components/schemas/VirtualClusterSpec"}}},
+                "AliasTopicSpec": {"type": "object", "additionalProperties": false,
+                    "required": ["vcluster", "logicalTopic", "physicalTopic"],
+                    "description": "A logical topic of a virtual cluster that reads and writes an existing physical topic. One alias per logical topic and per physical topic in a virtual cluster; never inside another virtual cluster's prefix.",
+                    "properties": {
+                    "vcluster": {"type": "string"},
+                    "logicalTopic": {"type": "string", "pattern": "^[a-zA-Z0-9._-]{1,249}$"},
+                    "physicalTopic": {"type": "string", "pattern": "^[a-zA-Z0-9._-]{1,249}$"}}},
+                "AliasTopic": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "spec": {"$ref": "#/components/schemas/AliasTopicSpec"}}},
+                "ConcentrationRuleSpec": {"type": "object", "additionalProperties": false,
+                    "required": ["vcluster", "logicalTopicPattern", "physicalTopic"],
+                    "description": "Logical topics of a virtual cluster whose whole name matches the pattern are stored in one physical topic. Rules are tried in name order; an alias topic takes precedence.",
+                    "properties": {
+                    "vcluster": {"type": "string"},
+                    "logicalTopicPattern": {"type": "string", "format": "regex", "maxLength": 1024},
+                    "physicalTopic": {"type": "string", "pattern": "^[a-zA-Z0-9._-]{1,249}$"}}},
+                "ConcentrationRule": {"type": "object", "properties": {
+                    "name": {"type": "string"}, "spec": {"$ref": "#/components/schemas/ConcentrationRuleSpec"}}}
             }
         },
         "paths": {
@@ -131,20 +170,54 @@ pub fn document() -> Value {
         }
     });
     let paths = doc["paths"].as_object_mut().expect("paths is an object");
-    for (collection, schema, what) in [
-        ("service-accounts", "ServiceAccount", "service account"),
-        ("groups", "Group", "group"),
-        ("acls", "Acl", "ACL"),
+    // The tenancy resources check each other: writes and deletes can conflict (409).
+    for (collection, schema, what, conflicts) in [
+        (
+            "service-accounts",
+            "ServiceAccount",
+            "service account",
+            false,
+        ),
+        ("groups", "Group", "group", false),
+        ("acls", "Acl", "ACL", false),
+        (
+            "virtual-clusters",
+            "VirtualCluster",
+            "virtual cluster",
+            true,
+        ),
+        ("alias-topics", "AliasTopic", "alias topic", true),
+        (
+            "concentration-rules",
+            "ConcentrationRule",
+            "concentration rule",
+            true,
+        ),
     ] {
-        let (list, one) = resource_paths(collection, schema, what, &name);
+        let (list, one) = resource_paths(collection, schema, what, &name, conflicts);
         paths.insert(format!("/api/v1/{collection}"), list);
         paths.insert(format!("/api/v1/{collection}/{{name}}"), one);
     }
     doc
 }
 
-/// The collection and item paths of a JSON resource with `{name, spec}` documents.
-fn resource_paths(collection: &str, schema: &str, what: &str, name: &Value) -> (Value, Value) {
+/// The collection and item paths of a JSON resource with `{name, spec}` documents;
+/// `conflicts`: a write or delete may be refused with 409.
+fn resource_paths(
+    collection: &str,
+    schema: &str,
+    what: &str,
+    name: &Value,
+    conflicts: bool,
+) -> (Value, Value) {
+    let (put_errors, delete_errors): (&[&str], &[&str]) = if conflicts {
+        (
+            &["400", "401", "403", "409", "413", "415"],
+            &["401", "403", "404", "409"],
+        )
+    } else {
+        (&["400", "401", "403", "413", "415"], &["401", "403", "404"])
+    };
     let item = json!({"$ref": format!("#/components/schemas/{schema}")});
     let spec = json!({"$ref": format!("#/components/schemas/{schema}Spec")});
     let list = json!({"get": {"summary": format!("List {collection}"), "responses": {"200": {
@@ -161,9 +234,9 @@ fn resource_paths(collection: &str, schema: &str, what: &str, name: &Value) -> (
             "responses": merge(json!({
                 "200": {"description": "replaced", "content": {"application/json": {"schema": item}}},
                 "201": {"description": "created", "content": {"application/json": {"schema": item}}}}),
-                error_responses(&["400", "401", "403", "413", "415"]))},
+                error_responses(put_errors))},
         "delete": {"summary": format!("Delete a {what}"), "security": [{"bearer": []}],
-            "responses": merge(json!({"204": {"description": "deleted"}}), error_responses(&["401", "403", "404"]))}
+            "responses": merge(json!({"204": {"description": "deleted"}}), error_responses(delete_errors))}
     });
     (list, one)
 }

@@ -29,6 +29,7 @@ use crate::security::SecurityStore;
 use crate::session::{self, Route};
 use crate::state::{FileStore, StateStore};
 use crate::upstream;
+use crate::vcluster::VirtualClusterStore;
 
 /// A broker known to the gateway.
 #[derive(Debug, Clone)]
@@ -56,6 +57,8 @@ pub(crate) struct Shared {
     pub registry: Arc<Registry>,
     /// Service accounts, groups and ACLs; the live security snapshot.
     pub security: Arc<SecurityStore>,
+    /// Virtual clusters, alias topics and concentration rules; the live tenancy snapshot.
+    pub vclusters: Arc<VirtualClusterStore>,
     /// Topic ids seen in Metadata responses.
     pub topic_names: TopicNames,
     /// Opens broker connections (TLS, the gateway's own SASL).
@@ -307,6 +310,15 @@ impl Gateway {
                 .await?
                 .context("restoring service accounts, groups and ACLs from the state directory")?;
         }
+        let vclusters = Arc::new(VirtualClusterStore::new(store.clone()));
+        {
+            let vclusters = vclusters.clone();
+            tokio::task::spawn_blocking(move || vclusters.restore())
+                .await?
+                .context(
+                    "restoring virtual clusters, alias topics and concentration rules from the state directory",
+                )?;
+        }
         let registry = Arc::new(Registry::new(
             runtime,
             store,
@@ -323,6 +335,7 @@ impl Gateway {
             metrics,
             registry,
             security,
+            vclusters,
             topic_names: TopicNames::default(),
             connector,
             auth,

@@ -358,3 +358,102 @@ fn apply_get_delete_security_resources() {
     let _ = child.wait();
     let _ = std::fs::remove_dir_all(&state);
 }
+
+#[test]
+fn apply_get_delete_virtual_clusters() {
+    let admin_port = free_port();
+    let state = std::env::temp_dir().join(format!("sluice-cli-vc-{}", std::process::id()));
+    let token = "cli-vcluster-token-0123456789";
+    let mut child = sluice()
+        .args([
+            "serve",
+            "--bootstrap",
+            "127.0.0.1:1",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--admin", &format!("127.0.0.1:{admin_port}")])
+        .arg("--state-dir")
+        .arg(&state)
+        .env("SLUICE_ADMIN_TOKEN", token)
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let admin = format!("http://127.0.0.1:{admin_port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_get(admin_port, "/health").is_none() {
+        assert!(Instant::now() < deadline, "admin listener never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::fs::create_dir_all(&state).unwrap();
+    let file = state.join("tenants.yaml");
+    // The alias and the rule come first in the file: apply stores the vcluster before them.
+    std::fs::write(
+        &file,
+        "kind: AliasTopic\nmetadata: {name: a-orders}\nspec:\n  vcluster: tenant-a\n  \
+         logicalTopic: orders\n  physicalTopic: legacy.orders\n\
+         ---\nkind: ConcentrationRule\nmetadata: {name: a-events}\nspec:\n  vcluster: tenant-a\n  \
+         logicalTopicPattern: \"events-.*\"\n  physicalTopic: tenant-a.concentrated\n\
+         ---\nkind: VirtualCluster\nmetadata: {name: tenant-a}\nspec:\n  serviceAccounts: [alice]\n  \
+         sniHosts: [tenant-a.kafka.example.com]\n  limits: {maxConnections: 100}\n",
+    )
+    .unwrap();
+    let path = file.to_str().unwrap();
+    let (code, out, err) = run(&["apply", "-f", path], &admin, Some(token));
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out,
+        "virtual-cluster/tenant-a created\nalias-topic/a-orders created\nconcentration-rule/a-events created\n"
+    );
+    let (code, out, _) = run(&["apply", "-f", path], &admin, Some(token));
+    assert_eq!(code, 0);
+    assert!(out.contains("virtual-cluster/tenant-a configured"), "{out}");
+    for (kind, name, expect) in [
+        ("VirtualCluster", Some("tenant-a"), "\"tenant-a.\""),
+        ("vclusters", None, "tenant-a.kafka.example.com"),
+        ("alias-topics", None, "legacy.orders"),
+        ("AliasTopic", Some("a-orders"), "\"orders\""),
+        ("concentration-rule", Some("a-events"), "events-.*"),
+        ("ConcentrationRules", None, "tenant-a.concentrated"),
+    ] {
+        let mut args = vec!["get", kind];
+        args.extend(name);
+        let (code, out, err) = run(&args, &admin, None);
+        assert_eq!(code, 0, "{kind}: {err}");
+        assert!(out.contains(expect), "{kind}: {out}");
+    }
+    // A conflicting tenant is refused with the API's reason, naming the other vcluster.
+    std::fs::write(
+        &file,
+        "kind: VirtualCluster\nmetadata: {name: tenant-b}\nspec:\n  serviceAccounts: [alice]\n",
+    )
+    .unwrap();
+    let (code, _, err) = run(&["apply", "-f", path], &admin, Some(token));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("HTTP 409") && err.contains("virtual cluster `tenant-a`"),
+        "{err}"
+    );
+    // In use: the vcluster cannot go before its alias and rule.
+    let (code, _, err) = run(&["delete", "vcluster", "tenant-a"], &admin, Some(token));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("HTTP 409") && err.contains("a-orders"),
+        "{err}"
+    );
+    for (kind, name, label) in [
+        ("AliasTopic", "a-orders", "alias-topic"),
+        ("concentration-rules", "a-events", "concentration-rule"),
+        ("virtual-cluster", "tenant-a", "virtual-cluster"),
+    ] {
+        let (code, out, err) = run(&["delete", kind, name], &admin, Some(token));
+        assert_eq!(code, 0, "{err}");
+        assert_eq!(out, format!("{label}/{name} deleted\n"));
+    }
+    let (code, _, err) = run(&["get", "vcluster", "tenant-a"], &admin, None);
+    assert_eq!(code, 1);
+    assert!(err.contains("HTTP 404"), "{err}");
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&state);
+}
