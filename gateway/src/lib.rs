@@ -40,6 +40,7 @@ pub mod auth;
 pub mod authorize;
 pub mod cli;
 mod client;
+pub mod concentrate;
 pub mod config;
 pub mod frame;
 pub mod intercept;
