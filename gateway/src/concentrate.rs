@@ -1840,6 +1840,68 @@ mod tests {
     }
 
     #[test]
+    fn describe_topic_partitions_and_offset_delete_are_renamed_both_ways() {
+        use kafka_protocol::messages::describe_topic_partitions_request::{
+            Cursor as RequestCursor, TopicRequest,
+        };
+        use kafka_protocol::messages::describe_topic_partitions_response::{
+            Cursor as ResponseCursor, DescribeTopicPartitionsResponseTopic,
+        };
+        use kafka_protocol::messages::offset_delete_request::OffsetDeleteRequestTopic;
+        use kafka_protocol::messages::offset_delete_response::OffsetDeleteResponseTopic;
+        let t = tenant();
+        let req = DescribeTopicPartitionsRequest::default()
+            .with_topics(vec![
+                TopicRequest::default().with_name(name("events-a")),
+                TopicRequest::default().with_name(name("orders")),
+            ])
+            .with_cursor(Some(
+                RequestCursor::default().with_topic_name(name("events-a")),
+            ));
+        let (body, c) = prepare(&t, ApiKey::DescribeTopicPartitions, 0, enc(&req, 0));
+        let out: DescribeTopicPartitionsRequest = dec(&body, 0);
+        assert_eq!(str_of(&out.topics[0].name), EVENTS);
+        assert_eq!(str_of(&out.topics[1].name), "orders");
+        assert_eq!(str_of(&out.cursor.unwrap().topic_name), EVENTS);
+        let id = uuid::Uuid::from_u128(5);
+        let resp = DescribeTopicPartitionsResponse::default()
+            .with_topics(vec![
+                DescribeTopicPartitionsResponseTopic::default()
+                    .with_name(Some(name(EVENTS)))
+                    .with_topic_id(id),
+                DescribeTopicPartitionsResponseTopic::default()
+                    .with_name(Some(name("orders")))
+                    .with_topic_id(id),
+            ])
+            .with_next_cursor(Some(
+                ResponseCursor::default().with_topic_name(name(EVENTS)),
+            ));
+        let got: DescribeTopicPartitionsResponse = dec(
+            &finish(&c, ApiKey::DescribeTopicPartitions, 0, enc(&resp, 0)),
+            0,
+        );
+        assert_eq!(got.topics[0].name.as_ref().map(str_of), Some("events-a"));
+        assert_eq!(got.topics[0].topic_id, uuid::Uuid::nil());
+        assert_eq!(got.topics[1].name.as_ref().map(str_of), Some("orders"));
+        assert_eq!(got.topics[1].topic_id, id);
+        assert_eq!(str_of(&got.next_cursor.unwrap().topic_name), "events-a");
+
+        let req = OffsetDeleteRequest::default()
+            .with_group_id(StrBytes::from_static_str("g").into())
+            .with_topics(vec![
+                OffsetDeleteRequestTopic::default().with_name(name("logs-9"))
+            ]);
+        let (body, c) = prepare(&t, ApiKey::OffsetDelete, 0, enc(&req, 0));
+        let out: OffsetDeleteRequest = dec(&body, 0);
+        assert_eq!(str_of(&out.topics[0].name), LOGS);
+        let resp = OffsetDeleteResponse::default().with_topics(vec![
+            OffsetDeleteResponseTopic::default().with_name(name(LOGS)),
+        ]);
+        let got: OffsetDeleteResponse = dec(&finish(&c, ApiKey::OffsetDelete, 0, enc(&resp, 0)), 0);
+        assert_eq!(str_of(&got.topics[0].name), "logs-9");
+    }
+
+    #[test]
     fn create_topics_answers_concentrated_topics_locally() {
         let t = tenant();
         for version in [2i16, 4, 5, 7] {
