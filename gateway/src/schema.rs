@@ -25,6 +25,7 @@
 use std::fmt;
 use std::ops::Range;
 
+pub mod rewrite;
 mod table;
 
 use table::{FIELDS, MESSAGES, REQUEST_INDEX, RESPONSE_INDEX, STRUCTS};
