@@ -54,6 +54,7 @@ pub mod security;
 mod server;
 mod session;
 pub mod state;
+pub mod tenancy;
 pub mod tls;
 pub mod upstream;
 pub mod vcluster;

@@ -41,17 +41,21 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::acl::PrincipalPermits;
+use crate::acl::{Permits, PrincipalPermits};
 use crate::auth::{self, Authenticated, Exchange, Step};
 use crate::authorize::{self, Decision, ResponseFix};
 use crate::config::SaslMode;
 use crate::frame::{self, FrameError, FrameStatus, RequestPeek};
-use crate::intercept::{self, Client, Outcome, PartitionResult, RequestMeta, ResponseMeta};
+use crate::intercept::{
+    self, Client, Outcome, PartitionResult, RequestMeta, ResponseMeta, TopicLookup,
+};
 use crate::interceptors::{Installed, Who};
 use crate::metrics::secs;
 use crate::rewrite::{self, ResponseAction};
 use crate::server::{Shared, SharedBook};
+use crate::tenancy;
 use crate::tls::{ReadHalf, WriteHalf};
+use crate::vcluster::{ConnectionGuard, Tenant};
 
 /// Which listener a connection arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +100,9 @@ struct Pending {
     /// Response interception, when some interceptor wants this response.
     intercept: Option<Box<ResponseIntercept>>,
     /// ACL completion of the response (denied parts merged back, listings filtered).
-    authz: Option<Box<(ResponseFix, Arc<PrincipalPermits>)>>,
+    authz: Option<Box<(ResponseFix, Arc<dyn Permits + Send + Sync>)>>,
+    /// The virtual cluster whose names the response is mapped back to.
+    tenant: Option<Arc<Tenant>>,
     /// A relayed SaslAuthenticate (delegated mode) whose answer decides the principal.
     delegated: Option<DelegatedRound>,
 }
@@ -227,6 +233,7 @@ fn tls_reader(tcp: TcpStream) -> tokio::io::BufReader<TcpStream> {
 /// Serves one client connection until it closes.
 pub(crate) async fn run(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, route: Route) {
     let mut tls_principal = None;
+    let mut sni = None;
     let (client_r, client_w): (ReadHalf, WriteHalf) = match shared.auth.tls() {
         None => {
             let (r, w) = client.into_split();
@@ -265,6 +272,7 @@ pub(crate) async fn run(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr
             if tls_principal.is_some() {
                 shared.metrics.authentication("SSL", "success");
             }
+            sni = stream.get_ref().1.server_name().map(str::to_string);
             let (r, w) = tokio::io::split(stream);
             (Box::new(r), Box::new(w))
         }
@@ -293,24 +301,33 @@ pub(crate) async fn run(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr
         }),
         chain: (u64::MAX, Arc::from(Vec::new())),
         auth: ConnAuth::default(),
-        permits: None,
+        authz: None,
+        tenant: None,
+        _tenant_slot: None,
+        sni,
     };
     if !shared.auth.requires_sasl() && shared.config.security.protocol.tls() {
         // SSL listeners: the certificate is the identity (Kafka's ANONYMOUS without one).
         let principal = tls_principal.unwrap_or_else(|| auth::ANONYMOUS.to_string());
-        requests.set_identity(Authenticated {
+        let identity = Authenticated {
             principal,
             token_groups: Vec::new(),
             mechanism: "SSL",
             expires_at: None,
-        });
+        };
+        if requests.set_identity(identity).is_err() {
+            return;
+        }
     } else if !shared.auth.requires_sasl() && shared.config.authorization.enabled {
-        requests.set_identity(Authenticated {
+        let identity = Authenticated {
             principal: auth::ANONYMOUS.to_string(),
             token_groups: Vec::new(),
             mechanism: "NONE",
             expires_at: None,
-        });
+        };
+        if requests.set_identity(identity).is_err() {
+            return;
+        }
     }
     let end = requests.run(&dead).await;
     drop(requests); // closes the slot queue: the response side ends after the last slot
@@ -358,8 +375,15 @@ struct RequestSide {
     /// The chain selected for this client, with the generation it was selected from.
     chain: (u64, Arc<[Arc<Installed>]>),
     auth: ConnAuth,
-    /// ACL checks for the authenticated principal (authorization on).
-    permits: Option<Arc<PrincipalPermits>>,
+    /// What the ACL stage asks: the principal's ACLs (authorization on), within its
+    /// virtual cluster's walls (a tenant connection always has them).
+    authz: Option<Arc<dyn Permits + Send + Sync>>,
+    /// The connection's virtual cluster, unless none or passthrough.
+    tenant: Option<Arc<Tenant>>,
+    /// Holds the connection's place in its virtual cluster's connection limit.
+    _tenant_slot: Option<ConnectionGuard>,
+    /// The TLS server name the client asked for (virtual cluster by host).
+    sni: Option<String>,
 }
 
 /// SASL error codes.
@@ -529,13 +553,41 @@ impl RequestSide {
                 }
             }
             let mut frame_bytes = self.buf.split_to(n).freeze();
+            let gateway_api = matches!(
+                key,
+                Some(ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
+            );
+            // Virtual cluster: the tenant's names become physical names first; the ACLs (and
+            // the tenant's walls) then judge physical names.
+            let tenant = self.tenant.clone().filter(|_| !gateway_api);
+            if let Some(t) = &tenant {
+                match tenancy::map_request(
+                    t,
+                    peek.api_key,
+                    peek.api_version,
+                    peek.body_offset.unwrap_or(0),
+                    &frame_bytes,
+                ) {
+                    Ok(Some(mapped)) => frame_bytes = mapped,
+                    Ok(None) => {}
+                    Err(e) => {
+                        warn!(peer = %self.peer, principal = ?self.principal(), vcluster = %t.name, api = ?key,
+                            "closing connection: {e:#}");
+                        self.shared.metrics.protocol_error("unmappable_request");
+                        return Some(End::Abort);
+                    }
+                }
+            }
             let mut authz = None;
-            if let Some(permits) = self.permits.clone().filter(|_| {
-                !matches!(
-                    key,
-                    Some(ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
-                )
-            }) {
+            if let Some(permits) = self.authz.clone().filter(|_| !gateway_api) {
+                let tenant_view = tenant.as_deref().map(|t| tenancy::TenantTopics {
+                    tenant: t,
+                    names: &self.shared.topic_names,
+                });
+                let topics: &dyn TopicLookup = match &tenant_view {
+                    Some(v) => v,
+                    None => &self.shared.topic_names,
+                };
                 match authorize::check_request(
                     peek.api_key,
                     peek.api_version,
@@ -543,7 +595,7 @@ impl RequestSide {
                     peek.body_offset.unwrap_or(0),
                     &frame_bytes,
                     permits.as_ref(),
-                    &self.shared.topic_names,
+                    topics,
                 ) {
                     Decision::Forward { frame, fix } => {
                         if let Some(f) = frame {
@@ -552,9 +604,19 @@ impl RequestSide {
                         }
                         authz = fix.map(|f| Box::new((f, permits)));
                     }
-                    Decision::Respond(bytes) => {
+                    Decision::Respond(mut bytes) => {
                         self.shared.metrics.authorization_denied(peek.api_key);
                         debug!(peer = %self.peer, principal = ?self.principal(), api = ?key, "request denied by ACLs");
+                        if let Some(t) = &tenant {
+                            match tenancy::unmap_response(t, peek.api_key, peek.api_version, bytes)
+                            {
+                                Ok(b) => bytes = b,
+                                Err(e) => {
+                                    warn!(peer = %self.peer, "closing connection: {e:#}");
+                                    return Some(End::Abort);
+                                }
+                            }
+                        }
                         if expects_response {
                             if let Err(end) = self
                                 .push(
@@ -613,7 +675,21 @@ impl RequestSide {
                             }
                             produce_extra = extra;
                         }
-                        Outcome::Respond(bytes) => {
+                        Outcome::Respond(mut bytes) => {
+                            if let Some(t) = &tenant {
+                                match tenancy::unmap_response(
+                                    t,
+                                    peek.api_key,
+                                    peek.api_version,
+                                    bytes,
+                                ) {
+                                    Ok(b) => bytes = b,
+                                    Err(e) => {
+                                        warn!(peer = %self.peer, "closing connection: {e:#}");
+                                        return Some(End::Abort);
+                                    }
+                                }
+                            }
                             if expects_response {
                                 if let Err(end) = self
                                     .push(
@@ -667,6 +743,7 @@ impl RequestSide {
                     intercept: intercept_response,
                     authz,
                     delegated,
+                    tenant,
                 };
                 if let Err(end) = self.push(Slot::Upstream(pending), out).await {
                     return Some(end);
@@ -731,11 +808,39 @@ impl RequestSide {
         self.auth.who.as_ref().map(|w| w.principal.as_str())
     }
 
-    /// Takes `who` as the connection's identity: interceptor scopes and contexts, ACLs.
-    fn set_identity(&mut self, who: Authenticated) {
+    /// Takes `who` as the connection's identity: virtual cluster, interceptor scopes and
+    /// contexts, ACLs. Fails when the virtual cluster is at its connection limit.
+    fn set_identity(&mut self, who: Authenticated) -> Result<(), End> {
         let snapshot = self.shared.security.snapshot();
         let groups = snapshot.groups_of(&who.principal, &who.token_groups);
-        let vcluster = snapshot.account_vcluster(&who.principal).map(String::from);
+        let tenancy = self.shared.vclusters.snapshot();
+        let account_vcluster = snapshot.account_vcluster(&who.principal);
+        let tenant = tenancy
+            .for_principal(&who.principal, account_vcluster)
+            .or_else(|| self.sni.as_deref().and_then(|h| tenancy.for_sni(h)));
+        if let (None, Some(missing)) = (&tenant, account_vcluster) {
+            // Fail closed: an account meant for a tenant never sees the physical cluster.
+            warn!(peer = %self.peer, principal = %who.principal, vcluster = missing,
+                "the principal's virtual cluster does not exist; closing connection");
+            self.shared.metrics.protocol_error("unknown_vcluster");
+            return Err(End::Abort);
+        }
+        if self.auth.who.is_none() {
+            if let Some(t) = &tenant {
+                match t.try_connect() {
+                    Some(slot) => self._tenant_slot = Some(slot),
+                    None => {
+                        warn!(peer = %self.peer, principal = %who.principal, vcluster = %t.name,
+                            "virtual cluster connection limit reached; closing connection");
+                        self.shared
+                            .metrics
+                            .protocol_error("vcluster_connection_limit");
+                        return Err(End::Abort);
+                    }
+                }
+            }
+        }
+        let vcluster = tenant.as_ref().map(|t| t.name.clone());
         self.ident = Arc::new(Client {
             who: Who {
                 vcluster,
@@ -746,16 +851,26 @@ impl RequestSide {
         });
         // The chain depends on the identity: select it again.
         self.chain.0 = u64::MAX;
-        let authz = &self.shared.config.authorization;
-        if authz.enabled {
-            self.permits = Some(Arc::new(PrincipalPermits::new(
+        let config = &self.shared.config.authorization;
+        let acls = config.enabled.then(|| {
+            Arc::new(PrincipalPermits::new(
                 self.shared.security.clone(),
                 who.principal.clone(),
                 who.token_groups.clone(),
-                &authz.super_users,
-            )));
-        }
+                &config.super_users,
+            ))
+        });
+        self.tenant = tenant.filter(|t| !t.passthrough);
+        self.authz = match (&self.tenant, acls) {
+            (Some(t), inner) => Some(Arc::new(tenancy::TenantPermits {
+                tenant: t.clone(),
+                inner,
+            })),
+            (None, Some(acls)) => Some(acls),
+            (None, None) => None,
+        };
         self.auth.who = Some(who);
+        Ok(())
     }
 
     /// Lets a request through only from an authenticated connection whose session is live.
@@ -763,7 +878,7 @@ impl RequestSide {
         let decided = self.auth.outcome.lock().expect("sasl outcome lock").take();
         if let Some(o) = decided {
             self.auth.deadline = o.lifetime.map(|l| Instant::now() + l);
-            self.set_identity(o.who);
+            self.set_identity(o.who)?;
         }
         let expired = self.auth.deadline.is_some_and(|d| Instant::now() >= d);
         if self.auth.who.is_some() && !expired {
@@ -939,12 +1054,17 @@ impl RequestSide {
                     prev => {
                         let reauth = prev.is_some();
                         let lifetime = self.shared.auth.session_lifetime(who.expires_at);
-                        self.auth.deadline = lifetime.map(|l| Instant::now() + l);
-                        self.shared.metrics.authentication(who.mechanism, "success");
-                        info!(peer = %self.peer, principal = %who.principal, mechanism = who.mechanism,
-                            reauth, session_ms = lifetime.map(|l| l.as_millis() as u64), "client authenticated");
-                        self.set_identity(who);
-                        return Ok((last, lifetime));
+                        let (principal, mechanism) = (who.principal.clone(), who.mechanism);
+                        if self.set_identity(who).is_err() {
+                            // Its virtual cluster is full: refused like a failed login.
+                            "its virtual cluster is at its connection limit".to_string()
+                        } else {
+                            self.auth.deadline = lifetime.map(|l| Instant::now() + l);
+                            self.shared.metrics.authentication(mechanism, "success");
+                            info!(peer = %self.peer, principal = %principal, mechanism,
+                                reauth, session_ms = lifetime.map(|l| l.as_millis() as u64), "client authenticated");
+                            return Ok((last, lifetime));
+                        }
                     }
                 }
             }
@@ -1332,13 +1452,21 @@ impl ResponseSide {
         }
         if let Some(authz) = &p.authz {
             let (fix, permits) = authz.as_ref();
+            let tenant_view = p.tenant.as_deref().map(|t| tenancy::TenantTopics {
+                tenant: t,
+                names: &self.shared.topic_names,
+            });
+            let topics: &dyn TopicLookup = match &tenant_view {
+                Some(v) => v,
+                None => &self.shared.topic_names,
+            };
             match authorize::fix_response(
                 fix,
                 p.api_key,
                 p.version,
                 frame.clone(),
                 permits.as_ref(),
-                &self.shared.topic_names,
+                topics,
             ) {
                 Ok(b) => frame = b,
                 Err(e) => {
@@ -1359,6 +1487,18 @@ impl ResponseSide {
                     self.shared.metrics.protocol_error("undecodable_response");
                     warn!(peer = %self.peer, api = ?key, version = p.version,
                         "cannot rewrite broker response: {e:#}; closing connection");
+                    return Err(e);
+                }
+            }
+        }
+        // After the address rewriting, which learns topic ids with their physical names.
+        if let Some(t) = &p.tenant {
+            match tenancy::unmap_response(t, p.api_key, p.version, frame.clone()) {
+                Ok(b) => frame = b,
+                Err(e) => {
+                    self.shared.metrics.protocol_error("undecodable_response");
+                    warn!(peer = %self.peer, api_key = p.api_key, version = p.version, vcluster = %t.name,
+                        "cannot map broker response back to the tenant's names: {e:#}; closing connection");
                     return Err(e);
                 }
             }

@@ -1,0 +1,300 @@
+//! Virtual clusters in the request path: a tenant's names mapped to physical names on the way
+//! in and back on the way out, and everything outside the tenant made invisible.
+//!
+//! The mapping is generic: the schema walker ([`crate::schema`]) knows every string of every
+//! request and response with its entity type, and [`crate::schema::rewrite`] rewrites all the
+//! topic names, group ids and transactional ids of a body in one pass. Fields that name a topic
+//! or a group without an entity type in the schema (FindCoordinator keys, config resource
+//! names, ConsumerGroupHeartbeat regexes) are special-cased here.
+//!
+//! Isolation does not rest on the mapping alone: a tenant can still reach another tenant's
+//! topic by *id*, and listings (Metadata of all topics, ListGroups, ...) name everything. The
+//! ACL enforcement of [`crate::authorize`] runs for every tenant connection with
+//! [`TenantPermits`], which denies whatever the tenant does not own (and the cluster itself),
+//! and with [`TenantTopics`], which resolves only the tenant's own topic ids; its listing
+//! filters then drop other tenants' entries, and an unknown id answers `UNKNOWN_TOPIC_ID`, as
+//! if the topic did not exist.
+
+use anyhow::{Context, Result};
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    AlterConfigsRequest, AlterConfigsResponse, ApiKey, ConsumerGroupHeartbeatRequest,
+    DescribeConfigsRequest, DescribeConfigsResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    ResponseHeader,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use std::sync::Arc;
+
+use crate::acl::{Operation, Permits, PrincipalPermits, ResourceType};
+use crate::intercept::{TopicLookup, TopicNames};
+use crate::schema::rewrite::{rewrite_strings, Direction};
+use crate::schema::Entity;
+use crate::vcluster::Tenant;
+
+/// Config resource types (DescribeConfigs and friends).
+const CONFIG_TOPIC: i8 = 2;
+const CONFIG_GROUP: i8 = 32;
+
+/// ACL answers for a tenant connection: only the tenant's own topics, groups and
+/// transactional ids exist; the cluster's own resources are out of reach; inside, the
+/// principal's ACLs (if enforced) decide, on the names the tenant uses.
+pub struct TenantPermits {
+    /// The tenant.
+    pub tenant: Arc<Tenant>,
+    /// The principal's ACLs (authorization on), else everything the tenant owns is allowed.
+    pub inner: Option<Arc<PrincipalPermits>>,
+}
+
+impl Permits for TenantPermits {
+    fn permits(&self, resource_type: ResourceType, name: &str, op: Operation) -> bool {
+        let t = &self.tenant;
+        let logical = match resource_type {
+            ResourceType::Topic => {
+                if !t.owns_topic(name) {
+                    return false;
+                }
+                t.logical_topic(name)
+                    .map_or_else(|| name.to_string(), |l| l.into_owned())
+            }
+            ResourceType::Group => match t.logical_group(name) {
+                Some(l) => l.into_owned(),
+                None => return false,
+            },
+            ResourceType::TransactionalId => match t.logical_transactional_id(name) {
+                Some(l) => l.into_owned(),
+                None => return false,
+            },
+            // Brokers, cluster configs, ACLs, quotas: not a tenant's business. Denying the
+            // cluster also keeps listings (ListGroups) filtered.
+            ResourceType::Cluster => return false,
+        };
+        self.inner
+            .as_ref()
+            .is_none_or(|p| p.permits(resource_type, &logical, op))
+    }
+}
+
+/// Topic ids a tenant may resolve: its own topics only.
+pub struct TenantTopics<'a> {
+    /// The tenant.
+    pub tenant: &'a Tenant,
+    /// Every id the gateway learnt.
+    pub names: &'a TopicNames,
+}
+
+impl TopicLookup for TenantTopics<'_> {
+    fn topic_name(&self, id: uuid::Uuid) -> Option<String> {
+        self.names
+            .topic_name(id)
+            .filter(|n| self.tenant.owns_topic(n))
+    }
+}
+
+/// Splits a request frame into (length prefix + header, body).
+fn split_request(frame: &Bytes, header_len: usize) -> Result<(Bytes, Bytes)> {
+    let at = 4usize
+        .checked_add(header_len)
+        .filter(|&a| a <= frame.len())
+        .context("request header longer than the frame")?;
+    Ok((frame.slice(..at), frame.slice(at..)))
+}
+
+/// Joins a header (length prefix included, recomputed here) and a new body.
+fn join(head: &[u8], body: &[u8]) -> Bytes {
+    let mut out = BytesMut::with_capacity(head.len() + body.len());
+    out.put_i32((head.len() - 4 + body.len()) as i32);
+    out.put_slice(&head[4..]);
+    out.put_slice(body);
+    out.freeze()
+}
+
+fn decode<T: Decodable>(body: &Bytes, version: i16) -> Result<T> {
+    T::decode(&mut body.clone(), version).context("undecodable body")
+}
+
+fn encode<T: Encodable>(msg: &T, version: i16) -> Result<Bytes> {
+    let mut out = BytesMut::new();
+    msg.encode(&mut out, version).context("re-encoding")?;
+    Ok(out.freeze())
+}
+
+fn s(v: impl Into<String>) -> StrBytes {
+    StrBytes::from_string(v.into())
+}
+
+/// Maps a tenant's request to physical names. `Ok(None)`: nothing to change. Errors mean the
+/// request cannot be mapped (the connection is closed).
+pub fn map_request(
+    tenant: &Tenant,
+    api_key: i16,
+    version: i16,
+    header_len: usize,
+    frame: &Bytes,
+) -> Result<Option<Bytes>> {
+    let (head, body) = split_request(frame, header_len)?;
+    let generic = rewrite_strings(
+        Direction::Request,
+        api_key,
+        version,
+        &body,
+        &mut |r, current| match r.entity {
+            Entity::TopicName => Some(tenant.physical_topic(current).into_owned()),
+            Entity::GroupId => Some(tenant.physical_group(current).into_owned()),
+            Entity::TransactionalId => Some(tenant.physical_transactional_id(current).into_owned()),
+            _ => None,
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("cannot map names: {e}"))?;
+    let changed = generic.is_some();
+    let mapped = generic.unwrap_or_else(|| body.clone());
+    let special = match ApiKey::try_from(api_key) {
+        Ok(ApiKey::FindCoordinator) => {
+            let mut req: FindCoordinatorRequest = decode(&mapped, version)?;
+            let map = |k: &StrBytes| -> StrBytes {
+                match req.key_type {
+                    1 => s(tenant.physical_transactional_id(k).into_owned()),
+                    _ => s(tenant.physical_group(k).into_owned()),
+                }
+            };
+            req.key = map(&req.key);
+            req.coordinator_keys = req.coordinator_keys.iter().map(map).collect();
+            Some(encode(&req, version)?)
+        }
+        Ok(ApiKey::DescribeConfigs) => {
+            let mut req: DescribeConfigsRequest = decode(&mapped, version)?;
+            for r in &mut req.resources {
+                r.resource_name = map_resource(tenant, r.resource_type, &r.resource_name);
+            }
+            Some(encode(&req, version)?)
+        }
+        Ok(ApiKey::AlterConfigs) => {
+            let mut req: AlterConfigsRequest = decode(&mapped, version)?;
+            for r in &mut req.resources {
+                r.resource_name = map_resource(tenant, r.resource_type, &r.resource_name);
+            }
+            Some(encode(&req, version)?)
+        }
+        Ok(ApiKey::IncrementalAlterConfigs) => {
+            let mut req: IncrementalAlterConfigsRequest = decode(&mapped, version)?;
+            for r in &mut req.resources {
+                r.resource_name = map_resource(tenant, r.resource_type, &r.resource_name);
+            }
+            Some(encode(&req, version)?)
+        }
+        Ok(ApiKey::ConsumerGroupHeartbeat) => {
+            let mut req: ConsumerGroupHeartbeatRequest = decode(&mapped, version)?;
+            match req.subscribed_topic_regex.take() {
+                Some(re) if !re.is_empty() => {
+                    req.subscribed_topic_regex = Some(s(tenant_regex(tenant, &re)));
+                    Some(encode(&req, version)?)
+                }
+                other => {
+                    req.subscribed_topic_regex = other;
+                    None
+                }
+            }
+        }
+        _ => None,
+    };
+    Ok(match (special, changed) {
+        (Some(b), _) => Some(join(&head, &b)),
+        (None, true) => Some(join(&head, &mapped)),
+        (None, false) => None,
+    })
+}
+
+/// A subscription regex over logical names, as a regex over the tenant's physical names
+/// (Kafka matches the whole name).
+fn tenant_regex(tenant: &Tenant, logical: &str) -> String {
+    format!("{}(?:{logical})", regex::escape(&tenant.prefix))
+}
+
+fn map_resource(tenant: &Tenant, resource_type: i8, name: &StrBytes) -> StrBytes {
+    match resource_type {
+        CONFIG_TOPIC => s(tenant.physical_topic(name).into_owned()),
+        CONFIG_GROUP => s(tenant.physical_group(name).into_owned()),
+        _ => name.clone(),
+    }
+}
+
+fn unmap_resource(tenant: &Tenant, resource_type: i8, name: &StrBytes) -> StrBytes {
+    let logical = match resource_type {
+        CONFIG_TOPIC => tenant.logical_topic(name).map(|c| c.into_owned()),
+        CONFIG_GROUP => tenant.logical_group(name).map(|c| c.into_owned()),
+        _ => None,
+    };
+    logical.map_or_else(|| name.clone(), s)
+}
+
+/// Maps a response back to the tenant's names. Names the tenant does not own are left as
+/// they are: the ACL filtering before this has removed every listing entry they could be in.
+pub fn unmap_response(tenant: &Tenant, api_key: i16, version: i16, frame: Bytes) -> Result<Bytes> {
+    let key = ApiKey::try_from(api_key).map_err(|()| anyhow::anyhow!("unknown api key"))?;
+    anyhow::ensure!(frame.len() >= 4, "response frame without a length prefix");
+    let mut rest = frame.slice(4..);
+    let total = rest.len();
+    ResponseHeader::decode(&mut rest, key.response_header_version(version))?;
+    let header_len = total - rest.len();
+    let (head, body) = split_request(&frame, header_len)?;
+    let generic = rewrite_strings(
+        Direction::Response,
+        api_key,
+        version,
+        &body,
+        &mut |r, current| {
+            let logical = match r.entity {
+                Entity::TopicName => tenant.logical_topic(current),
+                Entity::GroupId => tenant.logical_group(current),
+                Entity::TransactionalId => tenant.logical_transactional_id(current),
+                _ => None,
+            };
+            logical.map(|l| l.into_owned())
+        },
+    )
+    .map_err(|e| anyhow::anyhow!("cannot map names back: {e}"))?;
+    let changed = generic.is_some();
+    let mapped = generic.unwrap_or_else(|| body.clone());
+    let special = match key {
+        ApiKey::FindCoordinator if version >= 4 => {
+            let mut resp: FindCoordinatorResponse = decode(&mapped, version)?;
+            for c in &mut resp.coordinators {
+                let logical = tenant
+                    .logical_group(&c.key)
+                    .or_else(|| tenant.logical_transactional_id(&c.key))
+                    .map(|l| l.into_owned());
+                if let Some(l) = logical {
+                    c.key = s(l);
+                }
+            }
+            Some(encode(&resp, version)?)
+        }
+        ApiKey::DescribeConfigs => {
+            let mut resp: DescribeConfigsResponse = decode(&mapped, version)?;
+            for r in &mut resp.results {
+                r.resource_name = unmap_resource(tenant, r.resource_type, &r.resource_name);
+            }
+            Some(encode(&resp, version)?)
+        }
+        ApiKey::AlterConfigs => {
+            let mut resp: AlterConfigsResponse = decode(&mapped, version)?;
+            for r in &mut resp.responses {
+                r.resource_name = unmap_resource(tenant, r.resource_type, &r.resource_name);
+            }
+            Some(encode(&resp, version)?)
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let mut resp: IncrementalAlterConfigsResponse = decode(&mapped, version)?;
+            for r in &mut resp.responses {
+                r.resource_name = unmap_resource(tenant, r.resource_type, &r.resource_name);
+            }
+            Some(encode(&resp, version)?)
+        }
+        _ => None,
+    };
+    Ok(match (special, changed) {
+        (Some(b), _) => join(&head, &b),
+        (None, true) => join(&head, &mapped),
+        (None, false) => frame,
+    })
+}
