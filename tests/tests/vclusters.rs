@@ -18,13 +18,16 @@
 //! gateway shuts down.
 
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::describe_topic_partitions_request::TopicRequest;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::metadata_response::MetadataResponseTopic;
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestGroup;
 use kafka_protocol::messages::{
-    DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
+    ApiVersionsRequest, DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse,
     FetchRequest, FetchResponse, GroupId, ListGroupsRequest, ListTransactionsRequest,
-    MetadataRequest, MetadataResponse, TopicName,
+    MetadataRequest, MetadataResponse, OffsetFetchRequest, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
@@ -52,6 +55,8 @@ const PASSWORD: &str = "vcluster-test-password";
 /// Kafka error codes the tests expect by number (raw responses).
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const UNKNOWN_TOPIC_ID: i16 = 100;
+/// A configuration value only tenant b's `orders` has.
+const B_RETENTION: &str = "4242424";
 
 // ---------------------------------------------------------------------------------------------
 // Environment
@@ -230,6 +235,30 @@ async fn try_create_topics(
 /// Creates topics; panics unless every one is created.
 async fn create_topics(bootstrap: &str, security: &ClientSecurity, topics: &[(&str, i32)]) {
     for r in try_create_topics(bootstrap, security, topics).await {
+        r.unwrap_or_else(|(t, e)| panic!("{security:?} creating {t}: {e:?}"));
+    }
+}
+
+/// Creates a one-partition topic with one configuration entry; panics unless created.
+async fn create_topic_with_config(
+    bootstrap: &str,
+    security: &ClientSecurity,
+    topic: &str,
+    (key, value): (&str, &str),
+) {
+    let admin: AdminClient<RecordingContext> = settings(bootstrap, security)
+        .create_with_context(RecordingContext::default())
+        .expect("admin client");
+    let new = NewTopic::new(topic, 1, TopicReplication::Fixed(1)).set(key, value);
+    let results = within(
+        Duration::from_secs(20),
+        "create_topics",
+        admin.create_topics([&new], &admin_opts()),
+    )
+    .await
+    .expect("create_topics request");
+    close(admin);
+    for r in results {
         r.unwrap_or_else(|(t, e)| panic!("{security:?} creating {t}: {e:?}"));
     }
 }
@@ -448,9 +477,9 @@ async fn fetch_by_id(raw: &mut RawClient, topic: &MetadataResponseTopic) -> Fetc
 async fn metadata_by_id(raw: &mut RawClient, topic: &MetadataResponseTopic) -> MetadataResponse {
     let req = MetadataRequest::default()
         .with_allow_auto_topic_creation(false)
-        .with_topics(Some(vec![
-            MetadataRequestTopic::default().with_topic_id(topic.topic_id)
-        ]));
+        .with_topics(Some(vec![MetadataRequestTopic::default()
+            .with_topic_id(topic.topic_id)
+            .with_name(None)]));
     within(CALL, "Metadata v12 by id", raw.call(&req, 12))
         .await
         .expect("Metadata v12 by id")
@@ -476,6 +505,59 @@ async fn list_groups(raw: &mut RawClient) -> BTreeSet<String> {
     .expect("ListGroups v4");
     assert_eq!(resp.error_code, 0, "ListGroups error");
     resp.groups.iter().map(|g| g.group_id.to_string()).collect()
+}
+
+/// OffsetFetch v8 of every topic of `group`: `(topic, partition) -> committed offset`.
+async fn offsets_of_group(raw: &mut RawClient, group: &str) -> BTreeMap<(String, i32), i64> {
+    let req = OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+        .with_group_id(GroupId(StrBytes::from_string(group.to_string())))
+        .with_topics(None)]);
+    let resp = within(CALL, "OffsetFetch v8", raw.call(&req, 8))
+        .await
+        .expect("OffsetFetch v8");
+    assert_eq!(resp.groups.len(), 1, "{resp:?}");
+    let g = &resp.groups[0];
+    assert_eq!(g.error_code, 0, "{resp:?}");
+    assert_eq!(g.group_id.as_str(), group, "answered under the asked id");
+    g.topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| ((t.name.to_string(), p.partition_index), p.committed_offset))
+        })
+        .collect()
+}
+
+/// DescribeTopicPartitions v0 of these topics (empty: every topic).
+async fn describe_topic_partitions(
+    raw: &mut RawClient,
+    topics: &[&str],
+) -> DescribeTopicPartitionsResponse {
+    let req = DescribeTopicPartitionsRequest::default()
+        .with_response_partition_limit(2000)
+        .with_topics(
+            topics
+                .iter()
+                .map(|t| TopicRequest::default().with_name(topic_name(t)))
+                .collect(),
+        );
+    within(CALL, "DescribeTopicPartitions v0", raw.call(&req, 0))
+        .await
+        .expect("DescribeTopicPartitions v0")
+}
+
+/// Whether the peer at `addr` advertises API `key` (ApiVersions v0, unauthenticated).
+async fn advertises(addr: SocketAddr, key: i16) -> bool {
+    let mut raw = RawClient::connect(addr).await.expect("connect");
+    let resp = within(
+        CALL,
+        "ApiVersions",
+        raw.call(&ApiVersionsRequest::default(), 0),
+    )
+    .await
+    .expect("ApiVersions");
+    resp.api_keys.iter().any(|k| k.api_key == key)
 }
 
 /// `names` that start with `prefix`, without it.
@@ -512,6 +594,9 @@ async fn tansu_serves_topic_ids_and_configs() {
     let bootstrap = broker.bootstrap();
     create_topics(&bootstrap, &direct(), &[("canary", 1)]).await;
     produce_as(&bootstrap, &direct(), "canary", &keys("c", 2)).await;
+    let got = read(&bootstrap, &direct(), "canary", 2).await;
+    assert_eq!(key_list(&got), keys("c", 2));
+    assert_eq!(high_watermark(&bootstrap, &direct(), "canary"), 2);
     let t = direct_topic(broker.addr, "canary").await;
     assert!(!t.topic_id.is_nil(), "tansu gives topics an id");
     let mut raw = RawClient::connect(broker.addr).await.expect("connect");
@@ -637,6 +722,14 @@ async fn tenants_share_a_group_id_but_not_the_group() {
     // DescribeGroups at the coordinator: each tenant's `g1`, one member, unprefixed.
     for user in ["alice", "bob"] {
         let mut raw = raw_as(env.broker_port(), user).await;
+        // OffsetFetch of all topics: the tenant's own `orders` only, its own offset.
+        let offsets = offsets_of_group(&mut raw, "g1").await;
+        let want = if user == "alice" { 2 } else { 3 };
+        assert_eq!(
+            offsets,
+            BTreeMap::from([(("orders".to_string(), 0), want)]),
+            "{user}'s OffsetFetch of g1, all topics"
+        );
         let d = describe_group(&mut raw, "g1").await;
         assert_eq!(d.groups.len(), 1, "{user}: {d:?}");
         let g = &d.groups[0];
@@ -739,49 +832,51 @@ async fn tenants_share_a_transactional_id_without_fencing() {
             .unwrap_or_else(|e| panic!("bob commits round {round}: {e}"));
     }
 
-    // ListTransactions, if tansu has it: each tenant's `tx`, unprefixed.
-    let mut direct_raw = RawClient::connect(env.broker.addr).await.expect("connect");
-    match within(
-        CALL,
-        "ListTransactions direct",
-        direct_raw.call(&ListTransactionsRequest::default(), 0),
-    )
-    .await
-    {
-        Ok(physical) if physical.error_code == 0 => {
-            let physical: BTreeSet<String> = physical
+    // ListTransactions, if tansu has it (0.6.0 does not): each tenant's `tx`, unprefixed.
+    const LIST_TRANSACTIONS: i16 = 66;
+    if advertises(env.broker.addr, LIST_TRANSACTIONS).await {
+        let mut direct_raw = RawClient::connect(env.broker.addr).await.expect("connect");
+        let physical = within(
+            CALL,
+            "ListTransactions direct",
+            direct_raw.call(&ListTransactionsRequest::default(), 0),
+        )
+        .await
+        .expect("ListTransactions direct");
+        assert_eq!(physical.error_code, 0, "{physical:?}");
+        let physical: BTreeSet<String> = physical
+            .transaction_states
+            .iter()
+            .map(|t| t.transactional_id.to_string())
+            .collect();
+        assert!(
+            physical.contains("a.tx") && physical.contains("b.tx"),
+            "tansu's transactions: {physical:?}"
+        );
+        for (user, prefix) in [("alice", "a."), ("bob", "b.")] {
+            let mut raw = raw_as(env.gw.kafka_addr(), user).await;
+            let listed = within(
+                CALL,
+                "ListTransactions",
+                raw.call(&ListTransactionsRequest::default(), 0),
+            )
+            .await
+            .expect("ListTransactions");
+            assert_eq!(listed.error_code, 0);
+            let listed: BTreeSet<String> = listed
                 .transaction_states
                 .iter()
                 .map(|t| t.transactional_id.to_string())
                 .collect();
-            assert!(
-                physical.contains("a.tx") && physical.contains("b.tx"),
-                "tansu's transactions: {physical:?}"
+            assert_eq!(
+                listed,
+                strip_all(&physical, prefix),
+                "{user}'s transactions"
             );
-            for (user, prefix) in [("alice", "a."), ("bob", "b.")] {
-                let mut raw = raw_as(env.gw.kafka_addr(), user).await;
-                let listed = within(
-                    CALL,
-                    "ListTransactions",
-                    raw.call(&ListTransactionsRequest::default(), 0),
-                )
-                .await
-                .expect("ListTransactions");
-                assert_eq!(listed.error_code, 0);
-                let listed: BTreeSet<String> = listed
-                    .transaction_states
-                    .iter()
-                    .map(|t| t.transactional_id.to_string())
-                    .collect();
-                assert_eq!(
-                    listed,
-                    strip_all(&physical, prefix),
-                    "{user}'s transactions"
-                );
-                assert!(listed.contains("tx"));
-            }
+            assert!(listed.contains("tx"));
         }
-        other => eprintln!("tansu has no usable ListTransactions ({other:?}): not checked"),
+    } else {
+        eprintln!("tansu has no ListTransactions: transaction listings not checked");
     }
     close(pa);
     close(pb);
@@ -817,7 +912,8 @@ async fn another_tenants_names_and_ids_do_not_exist() {
     env.tenants().await;
     let gw = env.bootstrap();
     create_topics(&gw, &plain("alice"), &[("orders", 1)]).await;
-    create_topics(&gw, &plain("bob"), &[("orders", 1), ("payments", 1)]).await;
+    create_topic_with_config(&gw, &plain("bob"), "orders", ("retention.ms", B_RETENTION)).await;
+    create_topics(&gw, &plain("bob"), &[("payments", 1)]).await;
     produce_as(&gw, &plain("bob"), "orders", &keys("b", 3)).await;
     produce_as(&gw, &plain("alice"), "orders", &keys("a", 1)).await;
 
@@ -854,6 +950,42 @@ async fn another_tenants_names_and_ids_do_not_exist() {
         md.topics.iter().all(|t| t.topic_id != b_orders.topic_id),
         "b's topic id is not in a's listing"
     );
+
+    // DescribeTopicPartitions: the same, named and listed.
+    let named = describe_topic_partitions(&mut raw, &["orders", "b.orders"]).await;
+    let by_name: BTreeMap<String, i16> = named
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                t.name.as_ref().map(|n| n.to_string()).unwrap_or_default(),
+                t.error_code,
+            )
+        })
+        .collect();
+    assert_eq!(by_name.get("orders"), Some(&0), "{named:?}");
+    assert_eq!(
+        by_name.get("b.orders"),
+        Some(&UNKNOWN_TOPIC_OR_PARTITION),
+        "{named:?}"
+    );
+    let mut direct_raw = RawClient::connect(env.broker.addr).await.expect("connect");
+    let physical_all = describe_topic_partitions(&mut direct_raw, &[]).await;
+    if physical_all.topics.len() > 1 {
+        let all = describe_topic_partitions(&mut raw, &[]).await;
+        let listed: BTreeSet<String> = all
+            .topics
+            .iter()
+            .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
+            .collect();
+        assert_eq!(
+            listed,
+            BTreeSet::from(["orders".to_string()]),
+            "alice's DescribeTopicPartitions of every topic: {all:?}"
+        );
+    } else {
+        eprintln!("tansu's DescribeTopicPartitions lists no topics when none is named");
+    }
 
     // b's topic id: unknown in Metadata and in Fetch, and no records come back.
     let by_id = metadata_by_id(&mut raw, &b_orders).await;
@@ -905,9 +1037,16 @@ async fn another_tenants_names_and_ids_do_not_exist() {
     let guessed = describe_topic_configs(&mut raw, "b.orders").await;
     let missing = describe_topic_configs(&mut raw, "no-such-topic").await;
     let (g, m) = (&guessed.results[0], &missing.results[0]);
-    assert_eq!(g.error_code, m.error_code, "{guessed:?} vs {missing:?}");
-    assert_ne!(g.error_code, 0, "{guessed:?}");
-    assert_eq!(g.configs, m.configs, "no configuration of b's topic");
+    // tansu answers an unknown topic with no error and no configs; Kafka with
+    // UNKNOWN_TOPIC_OR_PARTITION: either is "does not exist", b's retention.ms is not.
+    assert!(
+        g.error_code == m.error_code || g.error_code == UNKNOWN_TOPIC_OR_PARTITION,
+        "{guessed:?} vs {missing:?}"
+    );
+    assert!(
+        g.configs.is_empty(),
+        "no configuration of b's topic: {guessed:?}"
+    );
     assert_eq!(
         g.resource_name.as_str(),
         "b.orders",
@@ -916,6 +1055,24 @@ async fn another_tenants_names_and_ids_do_not_exist() {
     let own = describe_topic_configs(&mut raw, "orders").await;
     assert_eq!(own.results[0].error_code, 0, "{own:?}");
     assert_eq!(own.results[0].resource_name.as_str(), "orders");
+    assert!(
+        !own.results[0]
+            .configs
+            .iter()
+            .any(|c| c.value.as_ref().map(|v| v.as_str()) == Some(B_RETENTION)),
+        "alice's own topic does not show b's configuration: {own:?}"
+    );
+    // Control: bob sees his configuration under his logical name.
+    let mut bob = raw_as(env.gw.kafka_addr(), "bob").await;
+    let his = describe_topic_configs(&mut bob, "orders").await;
+    assert!(
+        his.results[0]
+            .configs
+            .iter()
+            .any(|c| c.name.as_str() == "retention.ms"
+                && c.value.as_ref().map(|v| v.as_str()) == Some(B_RETENTION)),
+        "bob's orders has his retention.ms: {his:?}"
+    );
 
     // Reading `orders` is reading a's; writing `b.orders` writes a's own `b.orders`.
     let got = read(&gw, &plain("alice"), "orders", 1).await;
