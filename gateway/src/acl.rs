@@ -63,6 +63,13 @@ pub const CLUSTER_NAME: &str = "kafka-cluster";
 pub trait Permits {
     /// Whether the operation is allowed.
     fn permits(&self, resource_type: ResourceType, name: &str, op: Operation) -> bool;
+
+    /// Whether the resource exists for this principal at all. A virtual cluster hides other
+    /// tenants' resources: they are answered as unknown, not as forbidden, so a tenant cannot
+    /// even learn that they exist.
+    fn visible(&self, _resource_type: ResourceType, _name: &str) -> bool {
+        true
+    }
 }
 
 /// How an ACL's resource name matches.

@@ -77,6 +77,8 @@ pub mod codes {
     pub const OPERATION_NOT_ATTEMPTED: i16 = 55;
     /// UNKNOWN_TOPIC_ID.
     pub const UNKNOWN_TOPIC_ID: i16 = 100;
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 }
 use codes::*;
 
@@ -2096,8 +2098,14 @@ fn fix_metadata(
             if f.all {
                 continue;
             }
+            let hidden = name.as_deref().is_some_and(|n| !p.visible(Rt::Topic, n));
+            let code = match (hidden, t.topic_id.is_nil()) {
+                (false, _) => TOPIC_AUTHORIZATION_FAILED,
+                (true, true) => UNKNOWN_TOPIC_OR_PARTITION,
+                (true, false) => UNKNOWN_TOPIC_ID,
+            };
             t = metadata_response::MetadataResponseTopic::default()
-                .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+                .with_error_code(code)
                 .with_name((version < 12).then(TopicName::default))
                 .with_topic_id(t.topic_id)
                 .with_topic_authorized_operations(OPS_OMITTED);

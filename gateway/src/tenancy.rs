@@ -73,6 +73,16 @@ impl Permits for TenantPermits {
             .as_ref()
             .is_none_or(|p| p.permits(resource_type, &logical, op))
     }
+
+    fn visible(&self, resource_type: ResourceType, name: &str) -> bool {
+        let t = &self.tenant;
+        match resource_type {
+            ResourceType::Topic => t.owns_topic(name),
+            ResourceType::Group => t.logical_group(name).is_some(),
+            ResourceType::TransactionalId => t.logical_transactional_id(name).is_some(),
+            ResourceType::Cluster => true,
+        }
+    }
 }
 
 /// Topic ids a tenant may resolve: its own topics only.
