@@ -96,6 +96,12 @@ pub trait AddressBook {
     fn version_floor(&self, _key: ApiKey) -> i16 {
         0
     }
+
+    /// Highest version of `key` to advertise, below what the codecs allow (concentrated topics
+    /// have no topic id, so Fetch and Produce stay at v12, which name topics).
+    fn version_ceiling(&self, _key: ApiKey) -> i16 {
+        i16::MAX
+    }
 }
 
 /// Rewrites a response frame (length prefix included). `Ok(None)` means "forward the original".
@@ -261,6 +267,7 @@ fn rewrite_api_versions(mut body: Bytes, version: i16, book: &dyn AddressBook) -
     for entry in &mut msg.api_keys {
         if let Ok(key) = ApiKey::try_from(entry.api_key) {
             entry.min_version = entry.min_version.max(book.version_floor(key));
+            entry.max_version = entry.max_version.min(book.version_ceiling(key));
         }
     }
     msg.api_keys.retain(|e| e.min_version <= e.max_version);

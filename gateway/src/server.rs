@@ -210,6 +210,23 @@ impl AddressBook for SharedBook<'_> {
         version_floor(&self.0.config, key)
     }
 
+    fn version_ceiling(&self, key: kafka_protocol::messages::ApiKey) -> i16 {
+        use kafka_protocol::messages::ApiKey;
+        let concentration = || {
+            self.0
+                .vclusters
+                .current()
+                .tenants()
+                .any(|t| t.has_concentration())
+        };
+        if matches!(key, ApiKey::Fetch | ApiKey::Produce) && concentration() {
+            crate::concentrate::MAX_NAMED_FETCH_VERSION
+                .min(crate::concentrate::MAX_NAMED_PRODUCE_VERSION)
+        } else {
+            i16::MAX
+        }
+    }
+
     fn learn_topic(&self, id: uuid::Uuid, name: &str) {
         let known = self
             .0

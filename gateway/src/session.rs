@@ -44,6 +44,7 @@ use tracing::{debug, info, warn};
 use crate::acl::{Permits, PrincipalPermits};
 use crate::auth::{self, Authenticated, Exchange, Step};
 use crate::authorize::{self, Decision, ResponseFix};
+use crate::concentrate::Concentrated;
 use crate::config::SaslMode;
 use crate::frame::{self, FrameError, FrameStatus, RequestPeek};
 use crate::intercept::{
@@ -101,8 +102,9 @@ struct Pending {
     intercept: Option<Box<ResponseIntercept>>,
     /// ACL completion of the response (denied parts merged back, listings filtered).
     authz: Option<Box<(ResponseFix, Arc<dyn Permits + Send + Sync>)>>,
-    /// The virtual cluster whose names the response is mapped back to.
-    tenant: Option<Arc<Tenant>>,
+    /// The virtual cluster whose names the response is mapped back to, and the concentrated
+    /// topics the request named.
+    tenant: Option<Box<(Arc<Tenant>, Option<Concentrated>)>>,
     /// A relayed SaslAuthenticate (delegated mode) whose answer decides the principal.
     delegated: Option<DelegatedRound>,
 }
@@ -560,6 +562,7 @@ impl RequestSide {
             // Virtual cluster: the tenant's names become physical names first; the ACLs (and
             // the tenant's walls) then judge physical names.
             let tenant = self.tenant.clone().filter(|_| !gateway_api);
+            let mut concentrated = None;
             if let Some(t) = &tenant {
                 match tenancy::map_request(
                     t,
@@ -568,9 +571,46 @@ impl RequestSide {
                     peek.body_offset.unwrap_or(0),
                     &frame_bytes,
                 ) {
-                    Ok(Some(mapped)) => frame_bytes = mapped,
-                    Ok(None) => {}
-                    Err(e) => {
+                    Ok(mapped) => {
+                        if let Some(f) = mapped.frame {
+                            frame_bytes = f;
+                        }
+                        concentrated = mapped.concentrated;
+                    }
+                    Err(tenancy::MapError::Refused { code, message }) => {
+                        debug!(peer = %self.peer, vcluster = %t.name, api = ?key, "request refused: {message}");
+                        let header_len = peek.body_offset.unwrap_or(0);
+                        let body = frame_bytes
+                            .slice((frame::LENGTH_PREFIX + header_len).min(frame_bytes.len())..);
+                        let Some(bytes) = intercept::error_response(
+                            peek.api_key,
+                            peek.api_version,
+                            peek.correlation_id,
+                            &body,
+                            code,
+                            &message,
+                        ) else {
+                            warn!(peer = %self.peer, vcluster = %t.name, api = ?key,
+                                "closing connection: {message} (no error form for this API)");
+                            return Some(End::Abort);
+                        };
+                        if expects_response {
+                            if let Err(end) = self
+                                .push(
+                                    Slot::Local {
+                                        api_key: peek.api_key,
+                                        bytes,
+                                    },
+                                    out,
+                                )
+                                .await
+                            {
+                                return Some(end);
+                            }
+                        }
+                        continue;
+                    }
+                    Err(tenancy::MapError::Broken(e)) => {
                         warn!(peer = %self.peer, principal = ?self.principal(), vcluster = %t.name, api = ?key,
                             "closing connection: {e:#}");
                         self.shared.metrics.protocol_error("unmappable_request");
@@ -608,8 +648,13 @@ impl RequestSide {
                         self.shared.metrics.authorization_denied(peek.api_key);
                         debug!(peer = %self.peer, principal = ?self.principal(), api = ?key, "request denied by ACLs");
                         if let Some(t) = &tenant {
-                            match tenancy::unmap_response(t, peek.api_key, peek.api_version, bytes)
-                            {
+                            match tenancy::unmap_response(
+                                t,
+                                concentrated.as_ref(),
+                                peek.api_key,
+                                peek.api_version,
+                                bytes,
+                            ) {
                                 Ok(b) => bytes = b,
                                 Err(e) => {
                                     warn!(peer = %self.peer, "closing connection: {e:#}");
@@ -679,6 +724,7 @@ impl RequestSide {
                             if let Some(t) = &tenant {
                                 match tenancy::unmap_response(
                                     t,
+                                    concentrated.as_ref(),
                                     peek.api_key,
                                     peek.api_version,
                                     bytes,
@@ -743,7 +789,7 @@ impl RequestSide {
                     intercept: intercept_response,
                     authz,
                     delegated,
-                    tenant,
+                    tenant: tenant.map(|t| Box::new((t, concentrated))),
                 };
                 if let Err(end) = self.push(Slot::Upstream(pending), out).await {
                     return Some(end);
@@ -1452,7 +1498,7 @@ impl ResponseSide {
         }
         if let Some(authz) = &p.authz {
             let (fix, permits) = authz.as_ref();
-            let tenant_view = p.tenant.as_deref().map(|t| tenancy::TenantTopics {
+            let tenant_view = p.tenant.as_deref().map(|(t, _)| tenancy::TenantTopics {
                 tenant: t,
                 names: &self.shared.topic_names,
             });
@@ -1492,8 +1538,14 @@ impl ResponseSide {
             }
         }
         // After the address rewriting, which learns topic ids with their physical names.
-        if let Some(t) = &p.tenant {
-            match tenancy::unmap_response(t, p.api_key, p.version, frame.clone()) {
+        if let Some((t, concentrated)) = p.tenant.as_deref() {
+            match tenancy::unmap_response(
+                t,
+                concentrated.as_ref(),
+                p.api_key,
+                p.version,
+                frame.clone(),
+            ) {
                 Ok(b) => frame = b,
                 Err(e) => {
                     self.shared.metrics.protocol_error("undecodable_response");

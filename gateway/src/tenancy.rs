@@ -27,6 +27,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::sync::Arc;
 
 use crate::acl::{Operation, Permits, PrincipalPermits, ResourceType};
+use crate::concentrate::{self, Concentrated};
 use crate::intercept::{TopicLookup, TopicNames};
 use crate::schema::rewrite::{rewrite_strings, Direction};
 use crate::schema::Entity;
@@ -133,22 +134,79 @@ fn s(v: impl Into<String>) -> StrBytes {
     StrBytes::from_string(v.into())
 }
 
-/// Maps a tenant's request to physical names. `Ok(None)`: nothing to change. Errors mean the
-/// request cannot be mapped (the connection is closed).
+/// A request in physical names.
+#[derive(Debug, Default)]
+pub struct Mapped {
+    /// The rewritten frame; `None`: forward the original.
+    pub frame: Option<Bytes>,
+    /// Concentrated topics the request named, to undo on the response.
+    pub concentrated: Option<Concentrated>,
+}
+
+/// Why a request cannot be mapped.
+#[derive(Debug)]
+pub enum MapError {
+    /// Refused with this Kafka error (e.g. idempotent produce to a concentrated topic).
+    Refused {
+        /// Kafka error code.
+        code: i16,
+        /// Why.
+        message: String,
+    },
+    /// Not mappable at all: the connection is closed.
+    Broken(anyhow::Error),
+}
+
+impl From<anyhow::Error> for MapError {
+    fn from(e: anyhow::Error) -> MapError {
+        MapError::Broken(e)
+    }
+}
+
+/// A name no topic can have (`!` is not allowed in topic names): what a tenant's logical name
+/// maps to when its plain physical form is one of the tenant's alias or concentration
+/// targets, so the raw topic cannot be reached under a second name.
+fn shadowed(tenant: &Tenant, logical: &str) -> String {
+    format!("{}!{logical}", tenant.prefix)
+}
+
+/// Maps a tenant's request to physical names. Errors mean the request is refused or cannot be
+/// mapped.
 pub fn map_request(
     tenant: &Tenant,
     api_key: i16,
     version: i16,
     header_len: usize,
     frame: &Bytes,
-) -> Result<Option<Bytes>> {
+) -> Result<Mapped, MapError> {
     let (head, body) = split_request(frame, header_len)?;
+    let (body, concentrated) = if tenant.has_concentration() {
+        match concentrate::prepare_request(tenant, api_key, version, &body) {
+            Ok(Some((b, c))) => (b, Some(c)),
+            Ok(None) => (body, None),
+            Err(r) => {
+                return Err(MapError::Refused {
+                    code: r.code,
+                    message: r.message,
+                })
+            }
+        }
+    } else {
+        (body, None)
+    };
+    // Concentrated topics are already physical.
+    let keep: std::collections::HashSet<&str> = concentrated
+        .iter()
+        .flat_map(|c| c.pairs().map(|(_, physical)| physical))
+        .collect();
     let generic = rewrite_strings(
         Direction::Request,
         api_key,
         version,
         &body,
         &mut |r, current| match r.entity {
+            Entity::TopicName if keep.contains(current) => None,
+            Entity::TopicName if tenant.is_shadowed(current) => Some(shadowed(tenant, current)),
             Entity::TopicName => Some(tenant.physical_topic(current).into_owned()),
             Entity::GroupId => Some(tenant.physical_group(current).into_owned()),
             Entity::TransactionalId => Some(tenant.physical_transactional_id(current).into_owned()),
@@ -207,10 +265,14 @@ pub fn map_request(
         }
         _ => None,
     };
-    Ok(match (special, changed) {
-        (Some(b), _) => Some(join(&head, &b)),
-        (None, true) => Some(join(&head, &mapped)),
-        (None, false) => None,
+    let changed = changed || concentrated.is_some();
+    Ok(Mapped {
+        frame: match (special, changed) {
+            (Some(b), _) => Some(join(&head, &b)),
+            (None, true) => Some(join(&head, &mapped)),
+            (None, false) => None,
+        },
+        concentrated,
     })
 }
 
@@ -239,7 +301,13 @@ fn unmap_resource(tenant: &Tenant, resource_type: i8, name: &StrBytes) -> StrByt
 
 /// Maps a response back to the tenant's names. Names the tenant does not own are left as
 /// they are: the ACL filtering before this has removed every listing entry they could be in.
-pub fn unmap_response(tenant: &Tenant, api_key: i16, version: i16, frame: Bytes) -> Result<Bytes> {
+pub fn unmap_response(
+    tenant: &Tenant,
+    concentrated: Option<&Concentrated>,
+    api_key: i16,
+    version: i16,
+    frame: Bytes,
+) -> Result<Bytes> {
     let key = ApiKey::try_from(api_key).map_err(|()| anyhow::anyhow!("unknown api key"))?;
     anyhow::ensure!(frame.len() >= 4, "response frame without a length prefix");
     let mut rest = frame.slice(4..);
@@ -247,12 +315,26 @@ pub fn unmap_response(tenant: &Tenant, api_key: i16, version: i16, frame: Bytes)
     ResponseHeader::decode(&mut rest, key.response_header_version(version))?;
     let header_len = total - rest.len();
     let (head, body) = split_request(&frame, header_len)?;
+    // Concentrated topics first: records filtered, physical names back to logical ones.
+    let finished = match concentrated {
+        Some(c) => concentrate::finish_response(c, api_key, version, &body)?,
+        None => None,
+    };
+    let finished_any = finished.is_some();
+    let body = finished.unwrap_or(body);
+    let logical_names: std::collections::HashSet<&str> = concentrated
+        .iter()
+        .flat_map(|c| c.pairs().map(|(logical, _)| logical))
+        .collect();
     let generic = rewrite_strings(
         Direction::Response,
         api_key,
         version,
         &body,
         &mut |r, current| {
+            if r.entity == Entity::TopicName && logical_names.contains(current) {
+                return None;
+            }
             let logical = match r.entity {
                 Entity::TopicName => tenant.logical_topic(current),
                 Entity::GroupId => tenant.logical_group(current),
@@ -302,7 +384,7 @@ pub fn unmap_response(tenant: &Tenant, api_key: i16, version: i16, frame: Bytes)
         }
         _ => None,
     };
-    Ok(match (special, changed) {
+    Ok(match (special, changed || finished_any) {
         (Some(b), _) => join(&head, &b),
         (None, true) => join(&head, &mapped),
         (None, false) => frame,

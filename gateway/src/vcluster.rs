@@ -415,6 +415,12 @@ impl Tenant {
         self.concentrated.contains(physical)
     }
 
+    /// Whether any concentration rule applies to this tenant (the request path skips
+    /// concentrated-topic work otherwise).
+    pub fn has_concentration(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
     /// Whether the logical name's plain mapping (prefix + name) lands on an alias target or a
     /// concentrated topic that this tenant reaches under another name: the request path
     /// should answer such a name as an unknown topic, or the tenant could write raw into a
