@@ -219,14 +219,19 @@ pub fn map_request(
     let special = match ApiKey::try_from(api_key) {
         Ok(ApiKey::FindCoordinator) => {
             let mut req: FindCoordinatorRequest = decode(&mapped, version)?;
+            let key_type = req.key_type;
+            // 0: group, 1: transactional id, 2: share key `group:topicId:partition` (the
+            // group comes first, so prefixing the whole key prefixes the group).
             let map = |k: &StrBytes| -> StrBytes {
-                match req.key_type {
+                match key_type {
                     1 => s(tenant.physical_transactional_id(k).into_owned()),
                     _ => s(tenant.physical_group(k).into_owned()),
                 }
             };
-            req.key = map(&req.key);
-            req.coordinator_keys = req.coordinator_keys.iter().map(map).collect();
+            let key = map(&req.key);
+            let keys = req.coordinator_keys.iter().map(map).collect();
+            req.key = key;
+            req.coordinator_keys = keys;
             Some(encode(&req, version)?)
         }
         Ok(ApiKey::DescribeConfigs) => {
