@@ -618,6 +618,42 @@ impl RequestSide {
                     }
                 }
             }
+            if let Some(t) = tenant
+                .as_ref()
+                .filter(|t| tenancy::limited(t, peek.api_key))
+            {
+                match self.tenant_limits(t, &peek, &frame_bytes).await {
+                    Ok(None) => {}
+                    Ok(Some(mut refusal)) => {
+                        if let Ok(b) = tenancy::unmap_response(
+                            t,
+                            None,
+                            peek.api_key,
+                            peek.api_version,
+                            refusal.clone(),
+                        ) {
+                            refusal = b;
+                        }
+                        if let Err(end) = self
+                            .push(
+                                Slot::Local {
+                                    api_key: peek.api_key,
+                                    bytes: refusal,
+                                },
+                                out,
+                            )
+                            .await
+                        {
+                            return Some(end);
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        warn!(peer = %self.peer, vcluster = %t.name, "closing connection: cannot check the tenant's limits: {e:#}");
+                        return Some(End::Abort);
+                    }
+                }
+            }
             let mut authz = None;
             if let Some(permits) = self.authz.clone().filter(|_| !gateway_api) {
                 let tenant_view = tenant.as_deref().map(|t| tenancy::TenantTopics {
@@ -848,6 +884,36 @@ impl RequestSide {
         warn!(peer = %self.peer, client_id = ?self.client_id, route = ?self.route, "closing connection: {e}");
         self.shared.metrics.protocol_error(error_kind(e));
         End::Abort
+    }
+
+    /// Checks a topic or partition creation against the tenant's limits, counting what the
+    /// cluster holds now.
+    async fn tenant_limits(
+        &mut self,
+        tenant: &Tenant,
+        peek: &RequestPeek,
+        frame: &Bytes,
+    ) -> anyhow::Result<Option<Bytes>> {
+        let usage = crate::upstream::topic_partitions(
+            &self.shared.connector,
+            &self.shared.bootstrap_order(),
+            self.shared.config.request_timeout(),
+        )
+        .await?;
+        let refusal = tenancy::check_limits(
+            tenant,
+            &usage,
+            peek.api_key,
+            peek.api_version,
+            peek.correlation_id,
+            peek.body_offset.unwrap_or(0),
+            frame,
+        )?;
+        if refusal.is_some() {
+            info!(peer = %self.peer, vcluster = %tenant.name, principal = ?self.principal(),
+                "topic or partition creation refused: over the virtual cluster's limits");
+        }
+        Ok(refusal)
     }
 
     fn principal(&self) -> Option<&str> {

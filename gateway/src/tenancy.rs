@@ -395,3 +395,135 @@ pub fn unmap_response(
         (None, false) => frame,
     })
 }
+
+/// POLICY_VIOLATION: what a request over a tenant's quota gets.
+const POLICY_VIOLATION: i16 = 44;
+
+/// Whether a request may grow the tenant past its `maxTopics` / `maxPartitions`.
+pub fn limited(tenant: &Tenant, api_key: i16) -> bool {
+    let l = &tenant.limits;
+    (l.max_topics.is_some() || l.max_partitions.is_some())
+        && matches!(
+            ApiKey::try_from(api_key),
+            Ok(ApiKey::CreateTopics | ApiKey::CreatePartitions)
+        )
+}
+
+/// Checks a CreateTopics or CreatePartitions request (physical names) against the tenant's
+/// limits, given the cluster's topics and partition counts now. `Ok(None)`: within limits;
+/// `Ok(Some(frame))`: the answer refusing every topic of the request with POLICY_VIOLATION.
+/// Two concurrent requests may both pass: the check is as of this request.
+pub fn check_limits(
+    tenant: &Tenant,
+    usage: &[(String, usize)],
+    api_key: i16,
+    version: i16,
+    correlation_id: i32,
+    header_len: usize,
+    frame: &Bytes,
+) -> Result<Option<Bytes>> {
+    use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+    use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+    use kafka_protocol::messages::{
+        CreatePartitionsRequest, CreatePartitionsResponse, CreateTopicsRequest,
+        CreateTopicsResponse,
+    };
+    let (_, body) = split_request(frame, header_len)?;
+    anyhow::ensure!(
+        crate::frame::check_request_structure(api_key, version, &body),
+        "malformed request"
+    );
+    let owned: Vec<(&str, usize)> = usage
+        .iter()
+        .filter(|(t, _)| tenant.owns_topic(t))
+        .map(|(t, n)| (t.as_str(), *n))
+        .collect();
+    let (topics_now, partitions_now) = (owned.len(), owned.iter().map(|(_, n)| n).sum::<usize>());
+    let limits = &tenant.limits;
+    let over = |topics: usize, partitions: usize| -> Option<String> {
+        if let Some(max) = limits.max_topics.filter(|&m| topics > m as usize) {
+            return Some(format!(
+                "virtual cluster `{}` may have at most {max} topics",
+                tenant.name
+            ));
+        }
+        limits
+            .max_partitions
+            .filter(|&m| partitions > m as usize)
+            .map(|max| {
+                format!(
+                    "virtual cluster `{}` may have at most {max} partitions",
+                    tenant.name
+                )
+            })
+    };
+    let key = ApiKey::try_from(api_key).map_err(|()| anyhow::anyhow!("unknown api key"))?;
+    match key {
+        ApiKey::CreateTopics => {
+            let req: CreateTopicsRequest = decode(&body, version)?;
+            let new: Vec<_> = req
+                .topics
+                .iter()
+                .filter(|t| !owned.iter().any(|(n, _)| **n == *t.name.0))
+                .collect();
+            // An unspecified count (-1) takes the broker's default: count at least one.
+            let partitions: usize = new
+                .iter()
+                .map(|t| {
+                    if t.assignments.is_empty() {
+                        t.num_partitions.max(1) as usize
+                    } else {
+                        t.assignments.len()
+                    }
+                })
+                .sum();
+            Ok(
+                over(topics_now + new.len(), partitions_now + partitions).map(|m| {
+                    let resp = CreateTopicsResponse::default().with_topics(
+                        req.topics
+                            .iter()
+                            .map(|t| {
+                                CreatableTopicResult::default()
+                                    .with_name(t.name.clone())
+                                    .with_error_code(POLICY_VIOLATION)
+                                    .with_error_message(Some(s(m.clone())))
+                                    .with_num_partitions(-1)
+                                    .with_replication_factor(-1)
+                            })
+                            .collect(),
+                    );
+                    crate::intercept::encode_response(key, version, correlation_id, &resp)
+                }),
+            )
+        }
+        ApiKey::CreatePartitions => {
+            let req: CreatePartitionsRequest = decode(&body, version)?;
+            let added: usize = req
+                .topics
+                .iter()
+                .map(|t| {
+                    let now = owned
+                        .iter()
+                        .find(|(n, _)| **n == *t.name.0)
+                        .map_or(0, |(_, c)| *c);
+                    (t.count.max(0) as usize).saturating_sub(now)
+                })
+                .sum();
+            Ok(over(topics_now, partitions_now + added).map(|m| {
+                let resp = CreatePartitionsResponse::default().with_results(
+                    req.topics
+                        .iter()
+                        .map(|t| {
+                            CreatePartitionsTopicResult::default()
+                                .with_name(t.name.clone())
+                                .with_error_code(POLICY_VIOLATION)
+                                .with_error_message(Some(s(m.clone())))
+                        })
+                        .collect(),
+                );
+                crate::intercept::encode_response(key, version, correlation_id, &resp)
+            }))
+        }
+        _ => Ok(None),
+    }
+}

@@ -286,6 +286,36 @@ impl MiniClient {
         }
     }
 
+    /// Every topic and its partition count (Metadata for all topics).
+    pub async fn topics(&mut self) -> Result<Vec<(String, usize)>> {
+        let version = self.metadata_version().await?;
+        let req = MetadataRequest::default()
+            .with_topics(None)
+            .with_allow_auto_topic_creation(false);
+        let resp: MetadataResponse = self.send(&req, version).await?;
+        Ok(resp
+            .topics
+            .into_iter()
+            .filter(|t| t.error_code == 0)
+            .filter_map(|t| Some((t.name?.to_string(), t.partitions.len())))
+            .collect())
+    }
+
+    async fn metadata_version(&mut self) -> Result<i16> {
+        let versions = self.api_versions().await?;
+        let ours = crate::rewrite::gateway_versions(ApiKey::Metadata);
+        let theirs = versions
+            .api_keys
+            .iter()
+            .find(|k| k.api_key == ApiKey::Metadata as i16)
+            .context("broker does not support Metadata")?;
+        let version = theirs.max_version.min(ours.max);
+        if version < theirs.min_version.max(ours.min) {
+            bail!("no Metadata version in common with the broker");
+        }
+        Ok(version)
+    }
+
     /// The brokers of the cluster, via Metadata at the highest version both sides support.
     pub async fn brokers(&mut self) -> Result<Vec<BrokerInfo>> {
         let versions = self.api_versions().await?;
@@ -314,6 +344,29 @@ impl MiniClient {
             })
             .collect())
     }
+}
+
+/// Every topic of the cluster with its partition count, from the first bootstrap server that
+/// answers (Metadata for all topics).
+pub async fn topic_partitions(
+    connector: &Connector,
+    bootstrap: &[String],
+    request_timeout: Duration,
+) -> Result<Vec<(String, usize)>> {
+    let mut errors = Vec::new();
+    for addr in bootstrap {
+        let attempt = async {
+            let mut client = MiniClient::connect(connector, addr).await?;
+            tokio::time::timeout(request_timeout, client.topics())
+                .await
+                .map_err(|_| anyhow!("metadata request to {addr} timed out"))?
+        };
+        match attempt.await {
+            Ok(topics) => return Ok(topics),
+            Err(e) => errors.push(format!("{addr}: {e:#}")),
+        }
+    }
+    bail!("no bootstrap server answered: {}", errors.join("; "))
 }
 
 /// Asks the first reachable bootstrap server for the cluster's brokers.
