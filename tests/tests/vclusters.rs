@@ -1588,3 +1588,79 @@ async fn kafkajs_client_is_isolated_too() {
     assert_eq!(key_list(&got), keys("a", 4));
     env.stop().await;
 }
+
+/// `maxTopics` and `maxPartitions`: CreateTopics past either is refused with
+/// POLICY_VIOLATION, counting only the tenant's own topics; another tenant is unaffected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_and_partition_limits_per_tenant() {
+    let env = Env::start().await;
+    env.tenants().await;
+    let admin = env.admin();
+    put_vcluster(
+        admin,
+        "a",
+        json!({"prefix": "a.", "limits": {"maxTopics": 2}}),
+    )
+    .await;
+    let gw = env.bootstrap();
+    create_topics(&gw, &plain("alice"), &[("t1", 1), ("t2", 1)]).await;
+    let refused = try_create_topics(&gw, &plain("alice"), &[("t3", 1)]).await;
+    assert!(
+        matches!(&refused[..], [Err((t, RDKafkaErrorCode::PolicyViolation))] if t == "t3"),
+        "alice's third topic: {refused:?}"
+    );
+    // bob's topics are his own count.
+    create_topics(&gw, &plain("bob"), &[("t1", 1), ("t2", 1), ("t3", 1)]).await;
+    let physical = topic_names(&env.direct(), &direct());
+    assert!(!physical.contains("a.t3"), "{physical:?}");
+    assert!(physical.contains("b.t3"), "{physical:?}");
+
+    // Partitions: two of three used; two more are too many, one fits.
+    put_vcluster(
+        admin,
+        "a",
+        json!({"prefix": "a.", "limits": {"maxPartitions": 3}}),
+    )
+    .await;
+    let refused = try_create_topics(&gw, &plain("alice"), &[("t3", 2)]).await;
+    assert!(
+        matches!(&refused[..], [Err((t, RDKafkaErrorCode::PolicyViolation))] if t == "t3"),
+        "two more partitions: {refused:?}"
+    );
+    create_topics(&gw, &plain("alice"), &[("t3", 1)]).await;
+    env.stop().await;
+}
+
+/// A tenant at its `maxTopics` cannot grow past it by auto-creation either: a Metadata
+/// request allowing auto-creation of a new topic creates nothing physically.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn topic_limit_covers_auto_creation() {
+    let env = Env::start().await;
+    env.tenants().await;
+    put_vcluster(
+        env.admin(),
+        "a",
+        json!({"prefix": "a.", "limits": {"maxTopics": 1}}),
+    )
+    .await;
+    let gw = env.bootstrap();
+    create_topics(&gw, &plain("alice"), &[("orders", 1)]).await;
+    let mut raw = raw_as(env.gw.kafka_addr(), "alice").await;
+    let req = MetadataRequest::default()
+        .with_allow_auto_topic_creation(true)
+        .with_topics(Some(vec![
+            MetadataRequestTopic::default().with_name(Some(topic_name("auto-created")))
+        ]));
+    let md = within(CALL, "Metadata v12", raw.call(&req, 12))
+        .await
+        .expect("Metadata v12");
+    let physical = topic_names(&env.direct(), &direct());
+    assert!(
+        !physical.contains("a.auto-created"),
+        "auto-creation took tenant a past maxTopics 1: tansu holds {physical:?}; alice was \
+         answered {:?}",
+        md.topics
+    );
+    assert_ne!(md.topics[0].error_code, 0, "{md:?}");
+    env.stop().await;
+}
