@@ -255,6 +255,21 @@ pub fn map_request(
             }
             Some(encode(&req, version)?)
         }
+        Ok(ApiKey::Metadata)
+            if version >= 4
+                && (tenant.limits.max_topics.is_some()
+                    || tenant.limits.max_partitions.is_some()) =>
+        {
+            // Auto-creation would pass the tenant's limits unseen (they are checked on
+            // CreateTopics): a limited tenant creates its topics explicitly.
+            let mut req: kafka_protocol::messages::MetadataRequest = decode(&mapped, version)?;
+            if req.allow_auto_topic_creation {
+                req.allow_auto_topic_creation = false;
+                Some(encode(&req, version)?)
+            } else {
+                None
+            }
+        }
         Ok(ApiKey::ConsumerGroupHeartbeat) => {
             let mut req: ConsumerGroupHeartbeatRequest = decode(&mapped, version)?;
             match req.subscribed_topic_regex.take() {
