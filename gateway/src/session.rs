@@ -388,6 +388,16 @@ struct RequestSide {
     sni: Option<String>,
 }
 
+/// A request the gateway answers itself, and what its answer needs.
+struct LocalAnswer<'a> {
+    peek: &'a RequestPeek,
+    /// Map the answer back to this tenant's names.
+    tenant: Option<&'a Tenant>,
+    concentrated: Option<&'a Concentrated>,
+    /// acks=0 produce: no answer at all.
+    expects_response: bool,
+}
+
 /// SASL error codes.
 const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
 const ILLEGAL_SASL_STATE: i16 = 34;
@@ -594,19 +604,16 @@ impl RequestSide {
                                 "closing connection: {message} (no error form for this API)");
                             return Some(End::Abort);
                         };
-                        if expects_response {
-                            if let Err(end) = self
-                                .push(
-                                    Slot::Local {
-                                        api_key: peek.api_key,
-                                        bytes,
-                                    },
-                                    out,
-                                )
-                                .await
-                            {
-                                return Some(end);
-                            }
+                        // The refused request was never mapped: its answer names what the
+                        // client sent.
+                        let local = LocalAnswer {
+                            peek: &peek,
+                            tenant: None,
+                            concentrated: None,
+                            expects_response,
+                        };
+                        if let Err(end) = self.answer_locally(local, bytes, out).await {
+                            return Some(end);
                         }
                         continue;
                     }
@@ -624,26 +631,14 @@ impl RequestSide {
             {
                 match self.tenant_limits(t, &peek, &frame_bytes).await {
                     Ok(None) => {}
-                    Ok(Some(mut refusal)) => {
-                        if let Ok(b) = tenancy::unmap_response(
-                            t,
-                            None,
-                            peek.api_key,
-                            peek.api_version,
-                            refusal.clone(),
-                        ) {
-                            refusal = b;
-                        }
-                        if let Err(end) = self
-                            .push(
-                                Slot::Local {
-                                    api_key: peek.api_key,
-                                    bytes: refusal,
-                                },
-                                out,
-                            )
-                            .await
-                        {
+                    Ok(Some(refusal)) => {
+                        let local = LocalAnswer {
+                            peek: &peek,
+                            tenant: Some(t),
+                            concentrated: concentrated.as_ref(),
+                            expects_response,
+                        };
+                        if let Err(end) = self.answer_locally(local, refusal, out).await {
                             return Some(end);
                         }
                         continue;
@@ -680,37 +675,17 @@ impl RequestSide {
                         }
                         authz = fix.map(|f| Box::new((f, permits)));
                     }
-                    Decision::Respond(mut bytes) => {
+                    Decision::Respond(bytes) => {
                         self.shared.metrics.authorization_denied(peek.api_key);
                         debug!(peer = %self.peer, principal = ?self.principal(), api = ?key, "request denied by ACLs");
-                        if let Some(t) = &tenant {
-                            match tenancy::unmap_response(
-                                t,
-                                concentrated.as_ref(),
-                                peek.api_key,
-                                peek.api_version,
-                                bytes,
-                            ) {
-                                Ok(b) => bytes = b,
-                                Err(e) => {
-                                    warn!(peer = %self.peer, "closing connection: {e:#}");
-                                    return Some(End::Abort);
-                                }
-                            }
-                        }
-                        if expects_response {
-                            if let Err(end) = self
-                                .push(
-                                    Slot::Local {
-                                        api_key: peek.api_key,
-                                        bytes,
-                                    },
-                                    out,
-                                )
-                                .await
-                            {
-                                return Some(end);
-                            }
+                        let local = LocalAnswer {
+                            peek: &peek,
+                            tenant: tenant.as_deref(),
+                            concentrated: concentrated.as_ref(),
+                            expects_response,
+                        };
+                        if let Err(end) = self.answer_locally(local, bytes, out).await {
+                            return Some(end);
                         }
                         continue;
                     }
@@ -756,35 +731,15 @@ impl RequestSide {
                             }
                             produce_extra = extra;
                         }
-                        Outcome::Respond(mut bytes) => {
-                            if let Some(t) = &tenant {
-                                match tenancy::unmap_response(
-                                    t,
-                                    concentrated.as_ref(),
-                                    peek.api_key,
-                                    peek.api_version,
-                                    bytes,
-                                ) {
-                                    Ok(b) => bytes = b,
-                                    Err(e) => {
-                                        warn!(peer = %self.peer, "closing connection: {e:#}");
-                                        return Some(End::Abort);
-                                    }
-                                }
-                            }
-                            if expects_response {
-                                if let Err(end) = self
-                                    .push(
-                                        Slot::Local {
-                                            api_key: peek.api_key,
-                                            bytes,
-                                        },
-                                        out,
-                                    )
-                                    .await
-                                {
-                                    return Some(end);
-                                }
+                        Outcome::Respond(bytes) => {
+                            let local = LocalAnswer {
+                                peek: &peek,
+                                tenant: tenant.as_deref(),
+                                concentrated: concentrated.as_ref(),
+                                expects_response,
+                            };
+                            if let Err(end) = self.answer_locally(local, bytes, out).await {
+                                return Some(end);
                             }
                             continue;
                         }
@@ -884,6 +839,40 @@ impl RequestSide {
         warn!(peer = %self.peer, client_id = ?self.client_id, route = ?self.route, "closing connection: {e}");
         self.shared.metrics.protocol_error(error_kind(e));
         End::Abort
+    }
+
+    /// Queues an answer the gateway made for a request, in the tenant's names.
+    async fn answer_locally(
+        &mut self,
+        local: LocalAnswer<'_>,
+        mut bytes: Bytes,
+        out: &mut Outbox,
+    ) -> Result<(), End> {
+        let peek = local.peek;
+        if let Some(t) = local.tenant {
+            bytes = tenancy::unmap_response(
+                t,
+                local.concentrated,
+                peek.api_key,
+                peek.api_version,
+                bytes,
+            )
+            .map_err(|e| {
+                warn!(peer = %self.peer, vcluster = %t.name, "closing connection: {e:#}");
+                End::Abort
+            })?;
+        }
+        if !local.expects_response {
+            return Ok(());
+        }
+        self.push(
+            Slot::Local {
+                api_key: peek.api_key,
+                bytes,
+            },
+            out,
+        )
+        .await
     }
 
     /// Checks a topic or partition creation against the tenant's limits, counting what the

@@ -286,22 +286,9 @@ impl MiniClient {
         }
     }
 
-    /// Every topic and its partition count (Metadata for all topics).
-    pub async fn topics(&mut self) -> Result<Vec<(String, usize)>> {
-        let version = self.metadata_version().await?;
-        let req = MetadataRequest::default()
-            .with_topics(None)
-            .with_allow_auto_topic_creation(false);
-        let resp: MetadataResponse = self.send(&req, version).await?;
-        Ok(resp
-            .topics
-            .into_iter()
-            .filter(|t| t.error_code == 0)
-            .filter_map(|t| Some((t.name?.to_string(), t.partitions.len())))
-            .collect())
-    }
-
-    async fn metadata_version(&mut self) -> Result<i16> {
+    /// Metadata at the highest version both sides support, for every topic (`all_topics`) or
+    /// for the brokers only; never creates topics.
+    pub async fn metadata(&mut self, all_topics: bool) -> Result<MetadataResponse> {
         let versions = self.api_versions().await?;
         let ours = crate::rewrite::gateway_versions(ApiKey::Metadata);
         let theirs = versions
@@ -313,78 +300,64 @@ impl MiniClient {
         if version < theirs.min_version.max(ours.min) {
             bail!("no Metadata version in common with the broker");
         }
-        Ok(version)
-    }
-
-    /// The brokers of the cluster, via Metadata at the highest version both sides support.
-    pub async fn brokers(&mut self) -> Result<Vec<BrokerInfo>> {
-        let versions = self.api_versions().await?;
-        let ours = ApiKey::Metadata.valid_versions();
-        let theirs = versions
-            .api_keys
-            .iter()
-            .find(|k| k.api_key == ApiKey::Metadata as i16)
-            .context("broker does not support Metadata")?;
-        let version = theirs.max_version.min(ours.max);
-        if version < theirs.min_version.max(ours.min) {
-            bail!("no Metadata version in common with the broker");
-        }
-        // An empty topic list (not null) asks for brokers only.
+        // A null topic list asks for every topic, an empty one for brokers only.
         let req = MetadataRequest::default()
-            .with_topics(Some(Vec::new()))
+            .with_topics((!all_topics).then(Vec::new))
             .with_allow_auto_topic_creation(false);
-        let resp: MetadataResponse = self.send(&req, version).await?;
-        Ok(resp
-            .brokers
-            .into_iter()
-            .map(|b| BrokerInfo {
-                node_id: b.node_id.0,
-                host: b.host.to_string(),
-                port: b.port,
-            })
-            .collect())
+        self.send(&req, version).await
     }
 }
 
-/// Every topic of the cluster with its partition count, from the first bootstrap server that
-/// answers (Metadata for all topics).
+/// Every topic of the cluster with its partition count.
 pub async fn topic_partitions(
     connector: &Connector,
     bootstrap: &[String],
     request_timeout: Duration,
 ) -> Result<Vec<(String, usize)>> {
-    let mut errors = Vec::new();
-    for addr in bootstrap {
-        let attempt = async {
-            let mut client = MiniClient::connect(connector, addr).await?;
-            tokio::time::timeout(request_timeout, client.topics())
-                .await
-                .map_err(|_| anyhow!("metadata request to {addr} timed out"))?
-        };
-        match attempt.await {
-            Ok(topics) => return Ok(topics),
-            Err(e) => errors.push(format!("{addr}: {e:#}")),
-        }
-    }
-    bail!("no bootstrap server answered: {}", errors.join("; "))
+    let resp = metadata(connector, bootstrap, request_timeout, true).await?;
+    Ok(resp
+        .topics
+        .into_iter()
+        .filter(|t| t.error_code == 0)
+        .filter_map(|t| Some((t.name?.to_string(), t.partitions.len())))
+        .collect())
 }
 
-/// Asks the first reachable bootstrap server for the cluster's brokers.
+/// The cluster's brokers.
 pub async fn discover(
     connector: &Connector,
     bootstrap: &[String],
     request_timeout: Duration,
 ) -> Result<Vec<BrokerInfo>> {
+    let resp = metadata(connector, bootstrap, request_timeout, false).await?;
+    Ok(resp
+        .brokers
+        .into_iter()
+        .map(|b| BrokerInfo {
+            node_id: b.node_id.0,
+            host: b.host.to_string(),
+            port: b.port,
+        })
+        .collect())
+}
+
+/// Metadata from the first bootstrap server that answers.
+async fn metadata(
+    connector: &Connector,
+    bootstrap: &[String],
+    request_timeout: Duration,
+    all_topics: bool,
+) -> Result<MetadataResponse> {
     let mut errors = Vec::new();
     for addr in bootstrap {
         let attempt = async {
             let mut client = MiniClient::connect(connector, addr).await?;
-            tokio::time::timeout(request_timeout, client.brokers())
+            tokio::time::timeout(request_timeout, client.metadata(all_topics))
                 .await
                 .map_err(|_| anyhow!("metadata request to {addr} timed out"))?
         };
         match attempt.await {
-            Ok(brokers) => return Ok(brokers),
+            Ok(resp) => return Ok(resp),
             Err(e) => errors.push(format!("{addr}: {e:#}")),
         }
     }
