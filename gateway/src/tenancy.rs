@@ -270,6 +270,20 @@ pub fn map_request(
                 None
             }
         }
+        Ok(ApiKey::ListTransactions) => {
+            let mut req: kafka_protocol::messages::ListTransactionsRequest =
+                decode(&mapped, version)?;
+            match req.transactional_id_pattern.take() {
+                Some(re) if !re.is_empty() => {
+                    req.transactional_id_pattern = Some(s(tenant_regex(tenant, &re)));
+                    Some(encode(&req, version)?)
+                }
+                other => {
+                    req.transactional_id_pattern = other;
+                    None
+                }
+            }
+        }
         Ok(ApiKey::ConsumerGroupHeartbeat) => {
             let mut req: ConsumerGroupHeartbeatRequest = decode(&mapped, version)?;
             match req.subscribed_topic_regex.take() {
@@ -296,10 +310,19 @@ pub fn map_request(
     })
 }
 
-/// A subscription regex over logical names, as a regex over the tenant's physical names
-/// (Kafka matches the whole name).
+/// A regex over logical names (a subscription, a transactional-id pattern), as a regex over
+/// the tenant's physical names (Kafka matches the whole name).
 fn tenant_regex(tenant: &Tenant, logical: &str) -> String {
     format!("{}(?:{logical})", regex::escape(&tenant.prefix))
+}
+
+/// The tenant's own regex back from [`tenant_regex`]'s form.
+fn logical_regex(tenant: &Tenant, physical: &str) -> Option<String> {
+    physical
+        .strip_prefix(&regex::escape(&tenant.prefix))?
+        .strip_prefix("(?:")?
+        .strip_suffix(')')
+        .map(str::to_string)
 }
 
 fn map_resource(tenant: &Tenant, resource_type: i8, name: &StrBytes) -> StrBytes {
@@ -380,6 +403,24 @@ pub fn unmap_response(
                 }
             }
             Some(encode(&resp, version)?)
+        }
+        ApiKey::ConsumerGroupDescribe => {
+            let mut resp: kafka_protocol::messages::ConsumerGroupDescribeResponse =
+                decode(&mapped, version)?;
+            let mut changed = false;
+            for member in resp.groups.iter_mut().flat_map(|g| g.members.iter_mut()) {
+                if let Some(re) = &member.subscribed_topic_regex {
+                    if let Some(logical) = logical_regex(tenant, re) {
+                        member.subscribed_topic_regex = Some(s(logical));
+                        changed = true;
+                    }
+                }
+            }
+            if changed {
+                Some(encode(&resp, version)?)
+            } else {
+                None
+            }
         }
         ApiKey::DescribeConfigs => {
             let mut resp: DescribeConfigsResponse = decode(&mapped, version)?;
@@ -540,5 +581,36 @@ pub fn check_limits(
             }))
         }
         _ => Ok(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn regexes_are_confined_to_the_prefix_and_come_back() {
+        let store = crate::vcluster::VirtualClusterStore::new(std::sync::Arc::new(
+            crate::state::FileStore::open(
+                &std::env::temp_dir().join(format!("sluice-tenancy-{}", std::process::id())),
+            )
+            .unwrap(),
+        ));
+        store
+            .put_virtual_cluster(
+                "a",
+                serde_json::from_value(serde_json::json!({"prefix": "a.b-"})).unwrap(),
+            )
+            .unwrap();
+        let tenant = store.snapshot().get("a").unwrap();
+        let physical = tenant_regex(&tenant, "orders|pay.*");
+        let re = regex::Regex::new(&format!("^(?:{physical})$")).unwrap();
+        assert!(re.is_match("a.b-orders") && re.is_match("a.b-payments"));
+        assert!(!re.is_match("orders") && !re.is_match("aXb-orders") && !re.is_match("z.orders"));
+        assert_eq!(
+            logical_regex(&tenant, &physical).as_deref(),
+            Some("orders|pay.*")
+        );
+        assert_eq!(logical_regex(&tenant, "other.*"), None);
     }
 }
