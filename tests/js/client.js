@@ -7,6 +7,7 @@
 //   KAFKA_USER        SASL user name (SASL/PLAIN when set)
 //   KAFKA_PASSWORD    SASL password
 //   KAFKA_MECHANISM   plain (default), scram-sha-256 or scram-sha-512
+//   KAFKA_CA          PEM CA bundle: connect with TLS, verifying the server against it
 //
 // Commands (one per run):
 //   create   TOPIC PARTITIONS        create a topic                  -> {"created": bool}
@@ -23,6 +24,7 @@
 // logs go to stderr.
 'use strict'
 
+const fs = require('fs')
 const { Kafka, Partitioners, logLevel } = require('kafkajs')
 
 function usage() {
@@ -41,10 +43,12 @@ function kafka() {
         password: process.env.KAFKA_PASSWORD || '',
       }
     : undefined
+  const ca = process.env.KAFKA_CA
   return new Kafka({
     clientId: 'kafkajs-test',
     brokers: bootstrap.split(','),
     sasl,
+    ssl: ca ? { ca: [fs.readFileSync(ca, 'utf8')] } : undefined,
     connectionTimeout: 5000,
     authenticationTimeout: 5000,
     requestTimeout: 15000,

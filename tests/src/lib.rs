@@ -10,7 +10,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, ResponseHeader};
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use rdkafka::config::ClientConfig;
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -940,6 +940,17 @@ pub async fn kafkajs(
     args: &[&str],
     limit: Duration,
 ) -> std::result::Result<serde_json::Value, serde_json::Value> {
+    kafkajs_tls(bootstrap, None, sasl, args, limit).await
+}
+
+/// [`kafkajs`] over TLS when `ca` (a PEM CA bundle to verify the server with) is given.
+pub async fn kafkajs_tls(
+    bootstrap: &str,
+    ca: Option<&Path>,
+    sasl: Option<(&str, &str, &str)>,
+    args: &[&str],
+    limit: Duration,
+) -> std::result::Result<serde_json::Value, serde_json::Value> {
     let dir = kafkajs_dir();
     assert!(
         dir.join("node_modules/kafkajs").is_dir(),
@@ -953,9 +964,13 @@ pub async fn kafkajs(
         .env("KAFKA_BOOTSTRAP", bootstrap)
         .env_remove("KAFKA_USER")
         .env_remove("KAFKA_PASSWORD")
+        .env_remove("KAFKA_CA")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
+    if let Some(ca) = ca {
+        cmd.env("KAFKA_CA", ca);
+    }
     if let Some((mechanism, user, password)) = sasl {
         cmd.env("KAFKA_MECHANISM", mechanism)
             .env("KAFKA_USER", user)

@@ -1775,3 +1775,72 @@ async fn librdkafka_reauthenticates_and_keeps_producing() {
     close(producer);
     stop(gw).await;
 }
+
+// ---------------------------------------------------------------------------------------------
+// A second client implementation: kafkajs (pure JavaScript)
+// ---------------------------------------------------------------------------------------------
+
+/// kafkajs over SASL_SSL with SCRAM-SHA-512: produces and consumes with the right password, is
+/// refused with an authentication error for a wrong one, and a plaintext kafkajs client gets
+/// nowhere on the TLS listener.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafkajs_over_sasl_ssl_with_scram() {
+    const JS: Duration = Duration::from_secs(60);
+    let broker = tansu().await;
+    let gw = gateway(secured_config(
+        &broker.bootstrap(),
+        SecurityProtocol::SaslSsl,
+        Some(server_tls(ClientAuth::None, None)),
+        Some(server_sasl(&["SCRAM-SHA-512"], SaslMode::GatewayManaged)),
+    ))
+    .await;
+    put_service_account(gw.admin_addr(), "alice", "alice-pass-1", &[]).await;
+    let bootstrap = gw.kafka_addr().to_string();
+    let ca = Some(pki().ca_file.as_path());
+    let alice = Some(("scram-sha-512", "alice", "alice-pass-1"));
+
+    let created = kafkajs_tls(&bootstrap, ca, alice, &["create", "js-tls", "1"], JS)
+        .await
+        .expect("kafkajs creates a topic over SASL_SSL");
+    assert_eq!(created["created"], true);
+    let produced = kafkajs_tls(&bootstrap, ca, alice, &["produce", "js-tls", "3", "k"], JS)
+        .await
+        .expect("kafkajs produces over SASL_SSL");
+    assert_eq!(produced["offsets"], serde_json::json!([0, 1, 2]));
+    let consumed = kafkajs_tls(
+        &bootstrap,
+        ca,
+        alice,
+        &["consume", "js-tls", "js-g", "3"],
+        JS,
+    )
+    .await
+    .expect("kafkajs consumes over SASL_SSL");
+    let keys: Vec<&str> = consumed["records"]
+        .as_array()
+        .expect("records")
+        .iter()
+        .filter_map(|r| r["key"].as_str())
+        .collect();
+    assert_eq!(keys, ["k-0", "k-1", "k-2"]);
+
+    let wrong = kafkajs_tls(
+        &bootstrap,
+        ca,
+        Some(("scram-sha-512", "alice", "wrong-pass")),
+        &["topics"],
+        JS,
+    )
+    .await
+    .expect_err("a wrong password is refused");
+    assert!(
+        wrong.to_string().contains("SASL") || wrong.to_string().contains("uthenticat"),
+        "kafkajs says why: {wrong}"
+    );
+    let plaintext = kafkajs(&bootstrap, alice, &["topics"], JS)
+        .await
+        .expect_err("plaintext on the TLS listener gets nowhere");
+    assert!(plaintext.get("type").is_some(), "{plaintext}");
+    capture_logs().assert_absent(&["alice-pass-1", "wrong-pass"]);
+    stop(gw).await;
+}
