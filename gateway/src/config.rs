@@ -46,8 +46,50 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// How clients connect to the gateway: TLS, mTLS, SASL.
     pub security: ListenerSecurity,
+    /// Further listener sets besides the default one (`listen`, `advertisedHost`, `security`),
+    /// as a Kafka broker has several listeners: each with its own bootstrap and broker ports,
+    /// advertised host and client security.
+    pub listeners: Vec<ListenerConfig>,
     /// ACL enforcement (off by default).
     pub authorization: Authorization,
+}
+
+/// The name of the listener set made of the top-level `listen`, `advertisedHost` and `security`.
+pub const DEFAULT_LISTENER: &str = "default";
+
+/// One listener set: a bootstrap port, one port per broker after it, the host clients are told
+/// to use and how they must connect. Clients on one set are only ever told that set's
+/// addresses.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Unique name (`[a-z0-9-]`), used in logs and to look the set up; `default` is the
+    /// top-level set's.
+    pub name: String,
+    /// Bootstrap address; broker `n` is served on `port + 1 + (n - brokers.minNodeId)`.
+    /// Port 0 picks free ports for this set.
+    pub listen: String,
+    /// Host advertised to this set's clients; defaults to the listen host.
+    #[serde(default)]
+    pub advertised_host: Option<String>,
+    /// How clients connect to this set.
+    #[serde(default)]
+    pub security: ListenerSecurity,
+}
+
+impl ListenerConfig {
+    /// The listen address (validated).
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen.parse().expect("validated listen address")
+    }
+
+    /// The host advertised to this set's clients.
+    pub fn advertised_host(&self) -> String {
+        match &self.advertised_host {
+            Some(h) => h.clone(),
+            None => self.listen_addr().ip().to_string(),
+        }
+    }
 }
 
 /// Kafka's security protocols, as `security.protocol` names them.
@@ -379,6 +421,7 @@ impl Default for Config {
                 level: "info".into(),
             },
             security: ListenerSecurity::default(),
+            listeners: Vec::new(),
             authorization: Authorization::default(),
         }
     }
@@ -654,9 +697,33 @@ impl Config {
             s.finish(&["format", "level"]);
         }
         root.take("security", &mut config.security);
+        {
+            // Entry by entry, so that a problem is reported at `listeners[i]`.
+            let mut entries = None::<Vec<Value>>;
+            root.take("listeners", &mut entries);
+            let mut failed = false;
+            for (i, entry) in entries.into_iter().flatten().enumerate() {
+                match serde_norway::from_value::<ListenerConfig>(entry) {
+                    Ok(l) => config.listeners.push(l),
+                    Err(e) => {
+                        failed = true;
+                        root.issues.push(ConfigIssue {
+                            key: format!("listeners[{i}]"),
+                            message: e.to_string(),
+                        });
+                    }
+                }
+            }
+            if failed {
+                // Validation keys are positions: with an entry missing they would name the
+                // wrong entries, so the list is validated once every entry parses.
+                config.listeners.clear();
+            }
+        }
         root.take("authorization", &mut config.authorization);
         root.finish(&[
             "security",
+            "listeners",
             "authorization",
             "listen",
             "advertisedHost",
@@ -857,6 +924,7 @@ impl Config {
             issue("adminToken", "must be at least 16 characters".into());
         }
         self.security_issues(&mut issue);
+        self.listener_issues(listen.as_ref().ok(), &mut issue);
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
             issue("logging.level", format!("not a valid log filter: {e}"));
         }
@@ -872,76 +940,8 @@ impl Config {
 
     /// Security settings that do not fit together.
     fn security_issues(&self, issue: &mut impl FnMut(&str, String)) {
-        let sec = &self.security;
-        if sec.protocol.tls() && sec.tls.is_none() {
-            issue(
-                "security.tls",
-                "required when security.protocol is SSL or SASL_SSL".into(),
-            );
-        }
-        if !sec.protocol.tls() && sec.tls.is_some() {
-            issue(
-                "security.protocol",
-                "security.tls is set but the protocol is not SSL or SASL_SSL".into(),
-            );
-        }
-        if let Some(tls) = &sec.tls {
-            if tls.client_auth != ClientAuth::None && tls.client_ca_file.is_none() {
-                issue(
-                    "security.tls.clientCaFile",
-                    "required when clientAuth is requested or required".into(),
-                );
-            }
-        }
-        match (&sec.sasl, sec.protocol.sasl()) {
-            (None, true) => issue(
-                "security.sasl",
-                "required when security.protocol is SASL_PLAINTEXT or SASL_SSL".into(),
-            ),
-            (Some(_), false) => issue(
-                "security.protocol",
-                "security.sasl is set but the protocol is not SASL_PLAINTEXT or SASL_SSL".into(),
-            ),
-            _ => {}
-        }
-        if let Some(sasl) = &sec.sasl {
-            if sasl.mechanisms.is_empty() {
-                issue("security.sasl.mechanisms", "name at least one".into());
-            }
-            for (i, m) in sasl.mechanisms.iter().enumerate() {
-                if !SERVER_MECHANISMS.contains(&m.as_str()) {
-                    issue(
-                        &format!("security.sasl.mechanisms[{i}]"),
-                        format!(
-                            "unknown mechanism `{m}` (known: {})",
-                            SERVER_MECHANISMS.join(", ")
-                        ),
-                    );
-                }
-            }
-            let oauth = sasl.mechanisms.iter().any(|m| m == "OAUTHBEARER");
-            if oauth && sasl.mode == SaslMode::GatewayManaged {
-                match &sasl.oauthbearer {
-                    None => issue(
-                        "security.sasl.oauthbearer",
-                        "required for OAUTHBEARER in gateway-managed mode (jwks or jwksFile)"
-                            .into(),
-                    ),
-                    Some(o) if o.jwks.is_some() == o.jwks_file.is_some() => issue(
-                        "security.sasl.oauthbearer",
-                        "set exactly one of jwks and jwksFile".into(),
-                    ),
-                    _ => {}
-                }
-            }
-        }
-        if self.authorization.enabled
-            && !sec.protocol.sasl()
-            && !sec
-                .tls
-                .as_ref()
-                .is_some_and(|t| t.client_auth == ClientAuth::Required)
-        {
+        listener_security_issues("security", &self.security, issue);
+        if self.authorization.enabled && !authenticates(&self.security) {
             issue(
                 "authorization.enabled",
                 "ACLs need authenticated clients: use SASL or required client certificates".into(),
@@ -972,6 +972,120 @@ impl Config {
         }
     }
 
+    /// The extra listener sets: names, addresses, advertised hosts, security, and port ranges
+    /// that must not overlap the default set's or each other's (`main`: the default set's
+    /// listen address, when valid).
+    fn listener_issues(&self, main: Option<&SocketAddr>, issue: &mut impl FnMut(&str, String)) {
+        let max_nodes = self.brokers.max_nodes;
+        // A fixed bootstrap port reserves `port ..= port + maxNodes`; port 0 reserves nothing.
+        let range = |addr: &SocketAddr| {
+            let first = u32::from(addr.port());
+            (first, first + max_nodes)
+        };
+        let mut fixed: Vec<(String, SocketAddr)> = main
+            .filter(|a| a.port() != 0)
+            .map(|a| (DEFAULT_LISTENER.to_string(), *a))
+            .into_iter()
+            .collect();
+        let mut names: Vec<&str> = Vec::new();
+        for (i, l) in self.listeners.iter().enumerate() {
+            let key = |k: &str| format!("listeners[{i}].{k}");
+            let valid_name = !l.name.is_empty()
+                && l.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !valid_name {
+                issue(
+                    &key("name"),
+                    format!("`{}` must be non-empty and only use a-z, 0-9 and -", l.name),
+                );
+            } else if l.name == DEFAULT_LISTENER {
+                issue(
+                    &key("name"),
+                    format!(
+                        "`{DEFAULT_LISTENER}` is the top-level listener set's name (listen, \
+                         advertisedHost, security)"
+                    ),
+                );
+            } else if let Some(j) = names.iter().position(|n| *n == l.name) {
+                issue(
+                    &key("name"),
+                    format!("duplicate listener name `{}` (also listeners[{j}])", l.name),
+                );
+            }
+            names.push(&l.name);
+            let listen = l.listen.parse::<SocketAddr>();
+            match (&listen, &l.advertised_host) {
+                (Err(e), _) => issue(
+                    &key("listen"),
+                    format!("`{}` is not an IP:port address ({e})", l.listen),
+                ),
+                (_, Some(h)) if !is_host(h) => issue(
+                    &key("advertisedHost"),
+                    format!("`{h}` must be a host name or IP address, without a port"),
+                ),
+                (Ok(addr), None) if addr.ip().is_unspecified() => issue(
+                    &key("advertisedHost"),
+                    format!(
+                        "required when listening on the wildcard address {} (clients need a \
+                         reachable host name)",
+                        addr.ip()
+                    ),
+                ),
+                _ => {}
+            }
+            if let Some(addr) = listen.as_ref().ok().copied().filter(|a| a.port() != 0) {
+                let (first, last) = range(&addr);
+                if last > u32::from(u16::MAX) {
+                    issue(
+                        &key("listen"),
+                        format!(
+                            "broker ports {}..={last} run past 65535; lower brokers.maxNodes or \
+                             this listen port",
+                            first + 1
+                        ),
+                    );
+                }
+                for (other, other_addr) in &fixed {
+                    let (o_first, o_last) = range(other_addr);
+                    if ips_overlap(&addr, other_addr) && first <= o_last && o_first <= last {
+                        issue(
+                            &key("listen"),
+                            format!(
+                                "ports {first}..={last} (bootstrap and brokers.maxNodes broker \
+                                 ports) overlap listener `{other}`'s ports {o_first}..={o_last}"
+                            ),
+                        );
+                    }
+                }
+                fixed.push((l.name.clone(), addr));
+            }
+            listener_security_issues(&key("security"), &l.security, issue);
+            if self.authorization.enabled && !authenticates(&l.security) {
+                issue(
+                    &key("security"),
+                    "authorization.enabled: ACLs need authenticated clients on every listener: \
+                     use SASL or required client certificates"
+                        .into(),
+                );
+            }
+        }
+    }
+
+    /// Every listener set, the default one (top-level `listen`, `advertisedHost`, `security`,
+    /// named `default`) first, then `listeners` in order.
+    pub fn listener_sets(&self) -> Vec<ListenerConfig> {
+        let default = ListenerConfig {
+            name: DEFAULT_LISTENER.to_string(),
+            listen: self.listen.clone(),
+            advertised_host: self.advertised_host.clone(),
+            security: self.security.clone(),
+        };
+        std::iter::once(default)
+            .chain(self.listeners.iter().cloned())
+            .collect()
+    }
+
     /// The Kafka listen address (validated).
     pub fn listen_addr(&self) -> SocketAddr {
         self.listen.parse().expect("validated listen address")
@@ -999,6 +1113,93 @@ impl Config {
     pub fn request_timeout(&self) -> Duration {
         Duration::from_millis(self.upstream.request_timeout_ms)
     }
+}
+
+/// Whether a listener with these settings authenticates its clients (SASL, or required client
+/// certificates): what ACLs need.
+fn authenticates(sec: &ListenerSecurity) -> bool {
+    sec.protocol.sasl()
+        || sec
+            .tls
+            .as_ref()
+            .is_some_and(|t| t.client_auth == ClientAuth::Required)
+}
+
+/// Client-facing security settings that do not fit together; keys start with `prefix`
+/// (`security`, or `listeners[i].security`).
+fn listener_security_issues(
+    prefix: &str,
+    sec: &ListenerSecurity,
+    issue: &mut impl FnMut(&str, String),
+) {
+    let key = |k: &str| format!("{prefix}.{k}");
+    if sec.protocol.tls() && sec.tls.is_none() {
+        issue(
+            &key("tls"),
+            format!("required when {prefix}.protocol is SSL or SASL_SSL"),
+        );
+    }
+    if !sec.protocol.tls() && sec.tls.is_some() {
+        issue(
+            &key("protocol"),
+            format!("{prefix}.tls is set but the protocol is not SSL or SASL_SSL"),
+        );
+    }
+    if let Some(tls) = &sec.tls {
+        if tls.client_auth != ClientAuth::None && tls.client_ca_file.is_none() {
+            issue(
+                &key("tls.clientCaFile"),
+                "required when clientAuth is requested or required".into(),
+            );
+        }
+    }
+    match (&sec.sasl, sec.protocol.sasl()) {
+        (None, true) => issue(
+            &key("sasl"),
+            format!("required when {prefix}.protocol is SASL_PLAINTEXT or SASL_SSL"),
+        ),
+        (Some(_), false) => issue(
+            &key("protocol"),
+            format!("{prefix}.sasl is set but the protocol is not SASL_PLAINTEXT or SASL_SSL"),
+        ),
+        _ => {}
+    }
+    if let Some(sasl) = &sec.sasl {
+        if sasl.mechanisms.is_empty() {
+            issue(&key("sasl.mechanisms"), "name at least one".into());
+        }
+        for (i, m) in sasl.mechanisms.iter().enumerate() {
+            if !SERVER_MECHANISMS.contains(&m.as_str()) {
+                issue(
+                    &key(&format!("sasl.mechanisms[{i}]")),
+                    format!(
+                        "unknown mechanism `{m}` (known: {})",
+                        SERVER_MECHANISMS.join(", ")
+                    ),
+                );
+            }
+        }
+        let oauth = sasl.mechanisms.iter().any(|m| m == "OAUTHBEARER");
+        if oauth && sasl.mode == SaslMode::GatewayManaged {
+            match &sasl.oauthbearer {
+                None => issue(
+                    &key("sasl.oauthbearer"),
+                    "required for OAUTHBEARER in gateway-managed mode (jwks or jwksFile)".into(),
+                ),
+                Some(o) if o.jwks.is_some() == o.jwks_file.is_some() => issue(
+                    &key("sasl.oauthbearer"),
+                    "set exactly one of jwks and jwksFile".into(),
+                ),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Whether two listen addresses can contend for the same ports: the same IP, or either the
+/// wildcard (which takes the port on every address).
+fn ips_overlap(a: &SocketAddr, b: &SocketAddr) -> bool {
+    a.ip() == b.ip() || a.ip().is_unspecified() || b.ip().is_unspecified()
 }
 
 fn is_host(h: &str) -> bool {
@@ -1108,6 +1309,125 @@ logging: { format: xml }
                 "limits.maxInFlight"
             ]
         );
+    }
+
+    #[test]
+    fn listener_sets_parse_and_validate() {
+        let c = Config::from_yaml(
+            r#"
+listen: 127.0.0.1:7000
+upstream: { bootstrap: a:1 }
+brokers: { maxNodes: 8 }
+listeners:
+  - name: internal
+    listen: 127.0.0.1:7100
+    security:
+      protocol: SASL_SSL
+      tls: { certFile: s.pem, keyFile: s.key }
+      sasl: { mechanisms: [SCRAM-SHA-512] }
+  - name: ext-2
+    listen: 0.0.0.0:0
+    advertisedHost: kafka.example.com
+"#,
+            "l.yaml",
+        )
+        .unwrap();
+        c.validate("l.yaml").unwrap();
+        let sets = c.listener_sets();
+        let names: Vec<_> = sets.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, vec![DEFAULT_LISTENER, "internal", "ext-2"]);
+        assert_eq!(sets[0].listen, "127.0.0.1:7000");
+        assert_eq!(sets[1].security.protocol, SecurityProtocol::SaslSsl);
+        assert_eq!(sets[1].advertised_host(), "127.0.0.1");
+        assert_eq!(sets[2].advertised_host(), "kafka.example.com");
+        assert_eq!(sets[2].security, ListenerSecurity::default());
+    }
+
+    #[test]
+    fn listener_sets_report_every_problem_with_its_key() {
+        let c = Config::from_yaml(
+            r#"
+listen: 127.0.0.1:7000
+upstream: { bootstrap: a:1 }
+brokers: { maxNodes: 8 }
+listeners:
+  - { name: internal, listen: 127.0.0.1:7008 }
+  - { name: internal, listen: 127.0.0.1:7200 }
+  - { name: Bad_Name, listen: 127.0.0.1:7205 }
+  - { name: default, listen: 0.0.0.0:0 }
+  - { name: other-ip, listen: 127.0.0.2:7000 }
+  - { name: wild, listen: 0.0.0.0:7203, advertisedHost: gw }
+  - { name: tls, listen: 127.0.0.1:0, security: { protocol: SSL } }
+  - { name: top, listen: 127.0.0.1:65530 }
+"#,
+            "l.yaml",
+        )
+        .unwrap();
+        let err = c.validate("l.yaml").unwrap_err();
+        let keys: Vec<_> = err.issues.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "listeners[0].listen",
+                "listeners[1].name",
+                "listeners[2].name",
+                "listeners[2].listen",
+                "listeners[3].name",
+                "listeners[3].advertisedHost",
+                "listeners[5].listen",
+                "listeners[5].listen",
+                "listeners[6].security.tls",
+                "listeners[7].listen",
+            ],
+            "{err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("overlap listener `default`'s ports 7000..=7008"),
+            "{text}"
+        );
+        assert!(
+            text.contains("duplicate listener name `internal` (also listeners[0])"),
+            "{text}"
+        );
+        assert!(text.contains("run past 65535"), "{text}");
+    }
+
+    #[test]
+    fn listener_entries_are_parsed_one_by_one() {
+        let err = Config::from_yaml(
+            r#"
+upstream: { bootstrap: a:1 }
+listeners:
+  - { name: ok, listen: 127.0.0.1:0 }
+  - { name: bad, listen: 127.0.0.1:0, tls: {} }
+  - { name: worse, listen: 127.0.0.1:0, security: { protocol: SSH } }
+"#,
+            "l.yaml",
+        )
+        .unwrap_err();
+        let keys: Vec<_> = err.issues.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, vec!["listeners[1]", "listeners[2]"], "{err}");
+    }
+
+    #[test]
+    fn acls_need_authentication_on_every_listener() {
+        let mut c = Config::from_yaml(
+            r#"
+upstream: { bootstrap: a:1 }
+security: { protocol: SASL_PLAINTEXT, sasl: { mechanisms: [PLAIN] } }
+authorization: { enabled: true }
+listeners:
+  - { name: open, listen: 127.0.0.1:0 }
+"#,
+            "l.yaml",
+        )
+        .unwrap();
+        let err = c.validate("l.yaml").unwrap_err();
+        let keys: Vec<_> = err.issues.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(keys, vec!["listeners[0].security"], "{err}");
+        c.listeners[0].security = c.security.clone();
+        c.validate("l.yaml").unwrap();
     }
 
     #[test]
