@@ -1664,3 +1664,64 @@ async fn topic_limit_covers_auto_creation() {
     assert_ne!(md.topics[0].error_code, 0, "{md:?}");
     env.stop().await;
 }
+
+/// Interceptors scoped to a group (the principal's groups: its service account's and every
+/// `Group` listing it) or to a username run for those principals only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interceptors_scoped_to_a_group_and_a_username() {
+    let env = Env::start().await;
+    let admin = env.admin();
+    put_service_account(admin, "alice", PASSWORD, &["apps"]).await;
+    put_service_account(admin, "bob", PASSWORD, &[]).await;
+    put_service_account(admin, "carol", PASSWORD, &[]).await;
+    put_group(admin, "ops", &["carol"]).await;
+    upload_plugin(admin, "add-header", "add-header").await;
+    install(
+        admin,
+        "apps-tag",
+        json!({"plugin": "add-header", "scope": {"group": "apps"},
+               "config": {"headers": {"x-scope": "apps"}}}),
+    )
+    .await;
+    install(
+        admin,
+        "ops-tag",
+        json!({"plugin": "add-header", "scope": {"group": "ops"},
+               "config": {"headers": {"x-scope": "ops"}}}),
+    )
+    .await;
+    install(
+        admin,
+        "bob-tag",
+        json!({"plugin": "add-header", "scope": {"username": "bob"},
+               "config": {"headers": {"x-scope": "bob"}}}),
+    )
+    .await;
+    let gw = env.bootstrap();
+    create_topics(&gw, &plain("alice"), &[("scoped", 1)]).await;
+    produce_as(&gw, &plain("alice"), "scoped", &keys("alice", 1)).await;
+    produce_as(&gw, &plain("bob"), "scoped", &keys("bob", 1)).await;
+    produce_as(&gw, &plain("carol"), "scoped", &keys("carol", 1)).await;
+    let got: Vec<(String, Vec<String>)> = read(&env.direct(), &direct(), "scoped", 3)
+        .await
+        .into_iter()
+        .map(|r| {
+            let tags = r
+                .headers
+                .iter()
+                .filter(|(k, _)| k == "x-scope")
+                .map(|(_, v)| v.clone())
+                .collect();
+            (r.key, tags)
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            ("alice-0".to_string(), vec!["apps".to_string()]),
+            ("bob-0".to_string(), vec!["bob".to_string()]),
+            ("carol-0".to_string(), vec!["ops".to_string()]),
+        ]
+    );
+    env.stop().await;
+}
