@@ -5,6 +5,12 @@
 //! broker ports are opened when a broker is first learnt, from the gateway's own discovery at
 //! start and periodically, or from any response that names a broker. With `listen` port 0
 //! every listener gets a free port instead (tests, single instances).
+//!
+//! Listener sets: the default set (top-level `listen`, `advertisedHost`, `security`) and each
+//! entry of `listeners` has its own bootstrap port, broker ports (same formula from its own
+//! base port), TLS acceptor and SASL settings. The registry keeps one port per (broker,
+//! listener set) and a connection knows its set, so a client is only ever told the addresses
+//! of the set it connected to: a SASL_SSL client is never redirected to a PLAINTEXT port.
 
 use anyhow::{Context, Result};
 use kafka_protocol::protocol::StrBytes;
@@ -18,9 +24,10 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info, warn, Instrument};
 
-use crate::config::Config;
+use crate::auth::Authenticator;
+use crate::config::{Config, ListenerConfig, DEFAULT_LISTENER};
 use crate::intercept::TopicNames;
 use crate::interceptors::Registry;
 use crate::metrics::Metrics;
@@ -36,17 +43,38 @@ use crate::vcluster::VirtualClusterStore;
 struct Node {
     /// Where the broker listens (as it advertises itself).
     upstream: String,
-    /// Gateway port that stands for it.
+    /// The gateway port standing for it in each listener set, in [`Shared::listeners`] order.
+    ports: Vec<NodePort>,
+}
+
+/// The gateway port of one broker in one listener set.
+#[derive(Debug, Clone, Copy, Default)]
+struct NodePort {
+    /// The port (the wanted one while it could not be opened).
     port: u16,
     /// Whether the gateway listener for it is open.
     listening: bool,
+}
+
+/// One listener set as served: its bootstrap address, the host its clients are told, and how
+/// they authenticate.
+pub(crate) struct Listener {
+    /// The set's name (`default` for the top-level one), for logs and lookups.
+    pub name: String,
+    /// Host advertised to this set's clients in broker lists.
+    pub advertised_host: StrBytes,
+    /// Client authentication on this set (TLS acceptor, SASL mechanisms).
+    pub auth: Arc<Authenticator>,
+    /// The bound bootstrap address.
+    pub bootstrap: SocketAddr,
+    /// Base port broker ports are counted from; 0: free ports.
+    base_port: u16,
 }
 
 /// State shared by every connection of one gateway.
 pub(crate) struct Shared {
     pub config: Config,
     pub metrics: Arc<Metrics>,
-    pub advertised_host: StrBytes,
     /// Stop accepting and reading new requests; drain in-flight ones.
     pub shutdown: CancellationToken,
     /// Close every connection now (drain timeout expired).
@@ -63,85 +91,101 @@ pub(crate) struct Shared {
     pub topic_names: TopicNames,
     /// Opens broker connections (TLS, the gateway's own SASL).
     pub connector: upstream::Connector,
-    /// Client authentication (TLS acceptor, SASL mechanisms).
-    pub auth: Arc<crate::auth::Authenticator>,
+    /// The listener sets, the default one first; connections refer to them by index.
+    pub listeners: Vec<Listener>,
     nodes: RwLock<HashMap<i32, Node>>,
-    listen_ip: std::net::IpAddr,
-    base_port: u16,
     next_bootstrap: AtomicUsize,
 }
 
 impl Shared {
-    /// The gateway port for `node_id` in deterministic mode, if it lies in the reserved range.
-    fn fixed_port(&self, node_id: i32) -> Option<u16> {
-        if self.base_port == 0 {
+    /// Listener set `index` (an index a connection was given at accept).
+    pub fn listener(&self, index: usize) -> &Listener {
+        &self.listeners[index]
+    }
+
+    /// The index of the listener set called `name`.
+    pub fn listener_index(&self, name: &str) -> Option<usize> {
+        self.listeners.iter().position(|l| l.name == name)
+    }
+
+    /// The gateway port for `node_id` in listener set `set` in deterministic mode, if it lies
+    /// in the reserved range.
+    fn fixed_port(&self, set: usize, node_id: i32) -> Option<u16> {
+        let base = self.listeners[set].base_port;
+        if base == 0 {
             return None;
         }
         let offset = i64::from(node_id) - i64::from(self.config.brokers.min_node_id);
         if offset < 0 || offset >= i64::from(self.config.brokers.max_nodes) {
             return None;
         }
-        u16::try_from(i64::from(self.base_port) + 1 + offset).ok()
+        u16::try_from(i64::from(base) + 1 + offset).ok()
     }
 
-    /// Records a broker and makes sure a listener stands for it; returns its gateway port.
-    pub fn ensure_node(self: &Arc<Self>, node_id: i32, host: &str, port: i32) -> u16 {
+    /// Records a broker and makes sure a listener stands for it in every listener set;
+    /// returns its gateway port in set `set` (the one the asking connection is on).
+    pub fn ensure_node(self: &Arc<Self>, node_id: i32, host: &str, port: i32, set: usize) -> u16 {
         let upstream = format!("{host}:{port}");
         {
             let nodes = self.nodes.read().expect("node registry lock");
             if let Some(n) = nodes.get(&node_id) {
-                if n.upstream == upstream && n.listening {
-                    return n.port;
+                if n.upstream == upstream && n.ports.iter().all(|p| p.listening) {
+                    return n.ports[set].port;
                 }
             }
         }
         let mut nodes = self.nodes.write().expect("node registry lock");
-        if let Some(n) = nodes.get_mut(&node_id) {
-            if n.upstream != upstream {
-                info!(node_id, old = %n.upstream, new = %upstream, "broker address changed");
-                n.upstream = upstream.clone();
-            }
-            if n.listening {
-                return n.port;
-            }
-        }
-        let wanted = self.fixed_port(node_id);
-        if wanted.is_none() && self.base_port != 0 {
-            warn!(
-                node_id,
-                min_node_id = self.config.brokers.min_node_id,
-                max_nodes = self.config.brokers.max_nodes,
-                "broker node id outside brokers.minNodeId..+maxNodes: serving it on a free port \
-                 (only valid for a single gateway instance; widen the range)"
-            );
-        }
-        let (port, listening) = match self.open_listener(node_id, wanted.unwrap_or(0)) {
-            Ok(port) => (port, true),
-            Err(e) => {
-                error!(node_id, port = wanted, "cannot open broker listener: {e:#}");
-                (wanted.unwrap_or(0), false)
-            }
-        };
-        let node = nodes.entry(node_id).or_insert(Node {
+        let node = nodes.entry(node_id).or_insert_with(|| Node {
             upstream: upstream.clone(),
-            port,
-            listening,
+            ports: vec![NodePort::default(); self.listeners.len()],
         });
-        node.upstream = upstream;
-        node.port = port;
-        node.listening = listening;
-        port
+        if node.upstream != upstream {
+            info!(node_id, old = %node.upstream, new = %upstream, "broker address changed");
+            node.upstream = upstream;
+        }
+        for (index, slot) in node.ports.iter_mut().enumerate() {
+            if slot.listening {
+                continue;
+            }
+            let name = &self.listeners[index].name;
+            let wanted = self.fixed_port(index, node_id);
+            if wanted.is_none() && self.listeners[index].base_port != 0 {
+                warn!(
+                    node_id,
+                    listener = %name,
+                    min_node_id = self.config.brokers.min_node_id,
+                    max_nodes = self.config.brokers.max_nodes,
+                    "broker node id outside brokers.minNodeId..+maxNodes: serving it on a free port \
+                     (only valid for a single gateway instance; widen the range)"
+                );
+            }
+            // A port that cannot be opened now is retried the next time the broker is named.
+            *slot = match self.open_listener(index, node_id, wanted.unwrap_or(0)) {
+                Ok(port) => NodePort {
+                    port,
+                    listening: true,
+                },
+                Err(e) => {
+                    error!(node_id, listener = %name, port = wanted, "cannot open broker listener: {e:#}");
+                    NodePort {
+                        port: wanted.unwrap_or(0),
+                        listening: false,
+                    }
+                }
+            };
+        }
+        node.ports[set].port
     }
 
-    fn open_listener(self: &Arc<Self>, node_id: i32, port: u16) -> Result<u16> {
-        let addr = SocketAddr::new(self.listen_ip, port);
+    fn open_listener(self: &Arc<Self>, set: usize, node_id: i32, port: u16) -> Result<u16> {
+        let addr = SocketAddr::new(self.listeners[set].bootstrap.ip(), port);
         let std_listener =
             std::net::TcpListener::bind(addr).with_context(|| format!("binding {addr}"))?;
         std_listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(std_listener)?;
         let local = listener.local_addr()?;
-        info!(node_id, listen = %local, "serving broker");
-        spawn_accept_loop(self.clone(), listener, Route::Node(node_id));
+        info!(node_id, listener = %self.listeners[set].name, listen = %local, "serving broker");
+        spawn_accept_loop(self.clone(), listener, Route::Node(node_id), set);
         Ok(local.port())
     }
 
@@ -172,15 +216,20 @@ impl Shared {
         )
         .await?;
         for b in &brokers {
-            self.ensure_node(b.node_id, &b.host, b.port);
+            // Opens the broker's port in every listener set; the default set's port is unused.
+            self.ensure_node(b.node_id, &b.host, b.port, 0);
         }
         Ok(brokers.len())
     }
 
-    /// Gateway addresses of every known broker.
-    pub fn broker_ports(&self) -> Vec<(i32, u16)> {
+    /// Gateway ports of every known broker in listener set `set`.
+    pub fn broker_ports(&self, set: usize) -> Vec<(i32, u16)> {
         let nodes = self.nodes.read().expect("node registry lock");
-        let mut v: Vec<_> = nodes.iter().map(|(id, n)| (*id, n.port)).collect();
+        let mut v: Vec<_> = nodes
+            .iter()
+            .filter(|(_, n)| n.ports[set].listening)
+            .map(|(id, n)| (*id, n.ports[set].port))
+            .collect();
         v.sort();
         v
     }
@@ -197,13 +246,17 @@ pub(crate) fn version_floor(config: &Config, key: kafka_protocol::messages::ApiK
     }
 }
 
-/// An [`AddressBook`] over the shared registry, used by response rewriting.
-pub(crate) struct SharedBook<'a>(pub &'a Arc<Shared>);
+/// An [`AddressBook`] over the shared registry for the connections of one listener set (the
+/// index), used by response rewriting: brokers are named by that set's host and ports only.
+pub(crate) struct SharedBook<'a>(pub &'a Arc<Shared>, pub usize);
 
 impl AddressBook for SharedBook<'_> {
     fn gateway_endpoint(&self, node_id: i32, host: &str, port: i32) -> (StrBytes, i32) {
-        let gw_port = self.0.ensure_node(node_id, host, port);
-        (self.0.advertised_host.clone(), i32::from(gw_port))
+        let gw_port = self.0.ensure_node(node_id, host, port, self.1);
+        (
+            self.0.listener(self.1).advertised_host.clone(),
+            i32::from(gw_port),
+        )
     }
 
     fn version_floor(&self, key: kafka_protocol::messages::ApiKey) -> i16 {
@@ -245,9 +298,11 @@ impl AddressBook for SharedBook<'_> {
     }
 }
 
-fn spawn_accept_loop(shared: Arc<Shared>, listener: TcpListener, route: Route) {
+/// Accepts connections on `listener` for listener set `set` until shutdown.
+fn spawn_accept_loop(shared: Arc<Shared>, listener: TcpListener, route: Route, set: usize) {
     let tracker = shared.tasks.clone();
     tracker.spawn(async move {
+        let name = shared.listener(set).name.clone();
         loop {
             let accepted = tokio::select! {
                 _ = shared.shutdown.cancelled() => break,
@@ -257,31 +312,36 @@ fn spawn_accept_loop(shared: Arc<Shared>, listener: TcpListener, route: Route) {
                 Ok(x) => x,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    warn!("accept failed: {e}");
+                    warn!(listener = %name, "accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             };
             let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
                 shared.metrics.connections_refused.inc();
-                warn!(%peer, limit = shared.config.limits.max_connections, "connection limit reached; closing");
+                warn!(%peer, listener = %name, limit = shared.config.limits.max_connections, "connection limit reached; closing");
                 drop(stream);
                 continue;
             };
             let _ = stream.set_nodelay(true);
             shared.metrics.connections_total.inc();
             let s = shared.clone();
-            shared.tasks.spawn(async move {
-                s.metrics.connections_open.inc();
-                tokio::select! {
-                    _ = session::run(s.clone(), stream, peer, route) => {}
-                    _ = s.force_close.cancelled() => debug!(%peer, "closed at shutdown"),
+            // Every log line of the connection names its listener set.
+            let span = tracing::info_span!("conn", listener = %name);
+            shared.tasks.spawn(
+                async move {
+                    s.metrics.connections_open.inc();
+                    tokio::select! {
+                        _ = session::run(s.clone(), stream, peer, route, set) => {}
+                        _ = s.force_close.cancelled() => debug!(%peer, "closed at shutdown"),
+                    }
+                    s.metrics.connections_open.dec();
+                    drop(permit);
                 }
-                s.metrics.connections_open.dec();
-                drop(permit);
-            });
+                .instrument(span),
+            );
         }
-        debug!(?route, "listener closed");
+        debug!(?route, listener = %name, "listener closed");
     });
 }
 
@@ -298,17 +358,18 @@ impl Gateway {
     pub async fn start(config: Config) -> Result<Gateway> {
         config.validate("configuration")?;
         let connector = upstream::Connector::from_config(&config).context("upstream.tls")?;
-        let auth = Arc::new(crate::auth::Authenticator::from_config(&config)?);
-        let listen = config.listen_addr();
-        let listener = TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("binding the Kafka listener {listen}"))?;
-        let kafka_addr = listener.local_addr()?;
+        let mut listeners = Vec::new();
+        let mut bootstrap_sockets = Vec::new();
+        for (index, set) in config.listener_sets().iter().enumerate() {
+            let (listener, socket) = bind_listener_set(set, index).await?;
+            listeners.push(listener);
+            bootstrap_sockets.push(socket);
+        }
+        let kafka_addr = listeners[0].bootstrap;
         let admin_listener = TcpListener::bind(config.admin_addr())
             .await
             .with_context(|| format!("binding the admin listener {}", config.admin))?;
         let admin_addr = admin_listener.local_addr()?;
-        let advertised = config.advertised_host();
         let metrics = Metrics::new();
         let store: Arc<dyn StateStore> = Arc::new(FileStore::open(&config.state_dir)?);
         let runtime = crate::wasm::Runtime::new(store.cache_dir())?;
@@ -355,21 +416,25 @@ impl Gateway {
             vclusters,
             topic_names: TopicNames::default(),
             connector,
-            auth,
-            advertised_host: StrBytes::from_string(advertised),
+            listeners,
             shutdown,
             force_close: CancellationToken::new(),
             tasks: TaskTracker::new(),
             connections: Arc::new(Semaphore::new(config.limits.max_connections)),
             nodes: RwLock::new(HashMap::new()),
-            listen_ip: listen.ip(),
-            base_port: listen.port(),
             next_bootstrap: AtomicUsize::new(0),
             config,
         });
         info!(listen = %kafka_addr, admin = %admin_addr, bootstrap = ?shared.config.upstream.bootstrap,
             security = ?shared.config.security.protocol, upstream = ?shared.connector, "sluice gateway started");
-        spawn_accept_loop(shared.clone(), listener, Route::Bootstrap);
+        for (index, socket) in bootstrap_sockets.into_iter().enumerate() {
+            let set = shared.listener(index);
+            if index > 0 {
+                info!(listener = %set.name, listen = %set.bootstrap, advertised_host = %set.advertised_host,
+                    security = ?shared.config.listeners[index - 1].security.protocol, "serving listener set");
+            }
+            spawn_accept_loop(shared.clone(), socket, Route::Bootstrap, index);
+        }
         spawn_discovery(shared.clone());
         let admin_task = tokio::spawn(crate::admin::serve(shared.clone(), admin_listener));
         Ok(Gateway {
@@ -390,13 +455,29 @@ impl Gateway {
         self.admin_addr
     }
 
-    /// The gateway address serving broker `node_id`, once that broker is known.
+    /// The gateway address serving broker `node_id` in the default listener set, once that
+    /// broker is known.
     pub fn broker_addr(&self, node_id: i32) -> Option<SocketAddr> {
+        self.listener_broker_addr(DEFAULT_LISTENER, node_id)
+    }
+
+    /// The bootstrap address of the listener set called `name` (`default`: the top-level
+    /// `listen`), if there is one.
+    pub fn listener_addr(&self, name: &str) -> Option<SocketAddr> {
+        let index = self.shared.listener_index(name)?;
+        Some(self.shared.listener(index).bootstrap)
+    }
+
+    /// The address serving broker `node_id` in the listener set called `name`, once that
+    /// broker is known and its port is open.
+    pub fn listener_broker_addr(&self, name: &str, node_id: i32) -> Option<SocketAddr> {
+        let index = self.shared.listener_index(name)?;
+        let ip = self.shared.listener(index).bootstrap.ip();
         self.shared
-            .broker_ports()
+            .broker_ports(index)
             .into_iter()
             .find(|(id, _)| *id == node_id)
-            .map(|(_, port)| SocketAddr::new(self.kafka_addr.ip(), port))
+            .map(|(_, port)| SocketAddr::new(ip, port))
     }
 
     /// Learns the brokers now (normally done in the background at start).
@@ -429,6 +510,32 @@ impl Gateway {
         let _ = self.admin_task.await;
         info!("shutdown complete");
     }
+}
+
+/// Builds listener set `index` (its authenticator) and binds its bootstrap port.
+async fn bind_listener_set(set: &ListenerConfig, index: usize) -> Result<(Listener, TcpListener)> {
+    let key = if index == 0 {
+        "security".to_string()
+    } else {
+        format!("listeners[{}].security", index - 1)
+    };
+    let auth = Arc::new(Authenticator::from_listener(&set.security, &key)?);
+    let listen = set.listen_addr();
+    let socket = TcpListener::bind(listen).await.with_context(|| {
+        if index == 0 {
+            format!("binding the Kafka listener {listen}")
+        } else {
+            format!("binding the Kafka listener `{}` {listen}", set.name)
+        }
+    })?;
+    let listener = Listener {
+        name: set.name.clone(),
+        advertised_host: StrBytes::from_string(set.advertised_host()),
+        auth,
+        bootstrap: socket.local_addr()?,
+        base_port: listen.port(),
+    };
+    Ok((listener, socket))
 }
 
 fn spawn_discovery(shared: Arc<Shared>) {

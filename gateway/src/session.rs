@@ -39,7 +39,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 use crate::acl::{Permits, PrincipalPermits};
 use crate::auth::{self, Authenticated, Exchange, Step};
@@ -232,11 +232,18 @@ fn tls_reader(tcp: TcpStream) -> tokio::io::BufReader<TcpStream> {
     tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, tcp)
 }
 
-/// Serves one client connection until it closes.
-pub(crate) async fn run(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr, route: Route) {
+/// Serves one client connection, accepted on listener set `set`, until it closes.
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    client: TcpStream,
+    peer: SocketAddr,
+    route: Route,
+    set: usize,
+) {
     let mut tls_principal = None;
     let mut sni = None;
-    let (client_r, client_w): (ReadHalf, WriteHalf) = match shared.auth.tls() {
+    let authn = shared.listener(set).auth.clone();
+    let (client_r, client_w): (ReadHalf, WriteHalf) = match authn.tls() {
         None => {
             let (r, w) = client.into_split();
             (Box::new(r), Box::new(w))
@@ -260,10 +267,7 @@ pub(crate) async fn run(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr
                     return;
                 }
             };
-            match shared
-                .auth
-                .tls_principal(stream.get_ref().1.peer_certificates())
-            {
+            match authn.tls_principal(stream.get_ref().1.peer_certificates()) {
                 Ok(p) => tls_principal = p,
                 Err(e) => {
                     shared.metrics.authentication("SSL", "failure");
@@ -281,16 +285,13 @@ pub(crate) async fn run(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr
     };
     let (tx, rx) = mpsc::channel(shared.config.limits.max_in_flight);
     let dead = CancellationToken::new();
-    let mut writer = AbortOnDrop(tokio::spawn(response_side(
-        shared.clone(),
-        client_w,
-        rx,
-        dead.clone(),
-        peer,
-    )));
+    let mut writer = AbortOnDrop(tokio::spawn(
+        response_side(shared.clone(), client_w, rx, dead.clone(), peer, set).in_current_span(),
+    ));
     let mut requests = RequestSide {
         shared: shared.clone(),
         route,
+        set,
         peer,
         client: client_r,
         upstream: None,
@@ -308,7 +309,7 @@ pub(crate) async fn run(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr
         _tenant_slot: None,
         sni,
     };
-    if !shared.auth.requires_sasl() && shared.config.security.protocol.tls() {
+    if !authn.requires_sasl() && authn.tls().is_some() {
         // SSL listeners: the certificate is the identity (Kafka's ANONYMOUS without one).
         let principal = tls_principal.unwrap_or_else(|| auth::ANONYMOUS.to_string());
         let identity = Authenticated {
@@ -320,7 +321,7 @@ pub(crate) async fn run(shared: Arc<Shared>, client: TcpStream, peer: SocketAddr
         if requests.set_identity(identity).is_err() {
             return;
         }
-    } else if !shared.auth.requires_sasl() && shared.config.authorization.enabled {
+    } else if !authn.requires_sasl() && shared.config.authorization.enabled {
         let identity = Authenticated {
             principal: auth::ANONYMOUS.to_string(),
             token_groups: Vec::new(),
@@ -366,6 +367,9 @@ struct ConnAuth {
 struct RequestSide {
     shared: Arc<Shared>,
     route: Route,
+    /// The listener set the connection arrived on (index into `Shared::listeners`): its
+    /// authentication, and the only addresses the client is told.
+    set: usize,
     peer: SocketAddr,
     client: ReadHalf,
     upstream: Option<WriteHalf>,
@@ -537,8 +541,9 @@ impl RequestSide {
                 true
             };
             let mut delegated = None;
-            if self.shared.auth.requires_sasl() {
-                let managed = self.shared.auth.mode() == SaslMode::GatewayManaged;
+            if self.shared.listener(self.set).auth.requires_sasl() {
+                let managed =
+                    self.shared.listener(self.set).auth.mode() == SaslMode::GatewayManaged;
                 let step = match key {
                     Some(ApiKey::ApiVersions) => Ok(()),
                     Some(k @ (ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)) if managed => {
@@ -1016,8 +1021,12 @@ impl RequestSide {
         if key == ApiKey::SaslHandshake {
             let req = SaslHandshakeRequest::decode(&mut body, version)
                 .map_err(|e| self.bad_sasl(&e.to_string()))?;
-            let mechanism = self.shared.auth.mechanism(&req.mechanism);
-            let names = self.shared.auth.mechanism_names();
+            let mechanism = self
+                .shared
+                .listener(self.set)
+                .auth
+                .mechanism(&req.mechanism);
+            let names = self.shared.listener(self.set).auth.mechanism_names();
             let resp = SaslHandshakeResponse::default()
                 .with_error_code(if mechanism.is_some() {
                     0
@@ -1042,7 +1051,7 @@ impl RequestSide {
                     Err(End::Finish)
                 }
                 Some(m) => {
-                    self.auth.exchange = Some(self.shared.auth.start(m));
+                    self.auth.exchange = Some(self.shared.listener(self.set).auth.start(m));
                     self.auth.mechanism = Some(m.name());
                     self.auth.raw = version == 0;
                     Ok(())
@@ -1154,7 +1163,11 @@ impl RequestSide {
                     ),
                     prev => {
                         let reauth = prev.is_some();
-                        let lifetime = self.shared.auth.session_lifetime(who.expires_at);
+                        let lifetime = self
+                            .shared
+                            .listener(self.set)
+                            .auth
+                            .session_lifetime(who.expires_at);
                         let (principal, mechanism) = (who.principal.clone(), who.mechanism);
                         if self.set_identity(who).is_err() {
                             // Its virtual cluster is full: refused like a failed login.
@@ -1176,7 +1189,7 @@ impl RequestSide {
         };
         self.shared.metrics.authentication(mechanism, "failure");
         warn!(peer = %self.peer, client_id = ?self.client_id, mechanism, "authentication failed: {reason}");
-        tokio::time::sleep(self.shared.auth.failed_delay()).await;
+        tokio::time::sleep(self.shared.listener(self.set).auth.failed_delay()).await;
         Err(())
     }
 
@@ -1209,7 +1222,12 @@ impl RequestSide {
             self.shared.metrics.protocol_error("sasl_v0_delegated");
             return Err(End::Abort);
         }
-        match self.shared.auth.mechanism(&req.mechanism) {
+        match self
+            .shared
+            .listener(self.set)
+            .auth
+            .mechanism(&req.mechanism)
+        {
             Some(m) => {
                 self.auth.mechanism = Some(m.name());
                 self.auth.rounds = 0;
@@ -1217,7 +1235,7 @@ impl RequestSide {
                 Ok(())
             }
             None => {
-                let names = self.shared.auth.mechanism_names();
+                let names = self.shared.listener(self.set).auth.mechanism_names();
                 let resp = SaslHandshakeResponse::default()
                     .with_error_code(UNSUPPORTED_SASL_MECHANISM)
                     .with_mechanisms(names.iter().map(|n| StrBytes::from_static_str(n)).collect());
@@ -1261,7 +1279,7 @@ impl RequestSide {
             self.auth.claimed = auth::delegated_principal(
                 mechanism,
                 &req.auth_bytes,
-                self.shared.auth.principal_claim(),
+                self.shared.listener(self.set).auth.principal_claim(),
             );
         }
         Ok(DelegatedRound {
@@ -1298,8 +1316,8 @@ impl RequestSide {
             }
         };
         // Delegated SASL: the client's own exchange authenticates this connection.
-        let delegated =
-            self.shared.auth.requires_sasl() && self.shared.auth.mode() == SaslMode::Delegated;
+        let delegated = self.shared.listener(self.set).auth.requires_sasl()
+            && self.shared.listener(self.set).auth.mode() == SaslMode::Delegated;
         for addr in &candidates {
             let connected = if delegated {
                 shared.connector.transport(addr).await
@@ -1341,6 +1359,8 @@ struct Delivered {
 
 struct ResponseSide {
     shared: Arc<Shared>,
+    /// The connection's listener set: brokers in responses are named by its addresses.
+    set: usize,
     /// acks=0 requests a non-conforming broker may still answer.
     no_response: std::collections::VecDeque<i32>,
     client: WriteHalf,
@@ -1357,9 +1377,11 @@ async fn response_side(
     mut slots: mpsc::Receiver<Slot>,
     dead: CancellationToken,
     peer: SocketAddr,
+    set: usize,
 ) {
     let mut side = ResponseSide {
         shared,
+        set,
         no_response: std::collections::VecDeque::new(),
         client,
         upstream: None,
@@ -1580,7 +1602,7 @@ impl ResponseSide {
         }
         if p.action != ResponseAction::Passthrough {
             let key = ApiKey::try_from(p.api_key).expect("rewrite actions are for known keys");
-            let book = SharedBook(&self.shared);
+            let book = SharedBook(&self.shared, self.set);
             match rewrite::rewrite_response(p.action, key, p.version, frame.clone(), &book) {
                 Ok(None) => {}
                 Ok(Some(rewritten)) => frame = rewritten,

@@ -24,7 +24,7 @@ use rustls_pki_types::CertificateDer;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::config::{ClientAuth, Config, SaslMode, SecurityProtocol};
+use crate::config::{ClientAuth, Config, ListenerSecurity, SaslMode, SecurityProtocol};
 use crate::security::SecuritySnapshot;
 use mtls::PrincipalMapper;
 use oauth::{JwtSettings, JwtValidator};
@@ -88,7 +88,7 @@ pub enum Step {
     Failed(String),
 }
 
-/// The listener's authentication settings.
+/// One listener set's authentication settings.
 pub struct Authenticator {
     protocol: SecurityProtocol,
     tls: Option<tokio_rustls::TlsAcceptor>,
@@ -113,13 +113,19 @@ impl std::fmt::Debug for Authenticator {
 }
 
 impl Authenticator {
-    /// Builds the authenticator `config.security` describes: reads certificates, keys and
-    /// the JWKS, parses mapping rules. Errors name the file or setting at fault.
+    /// Builds the authenticator `config.security` describes (the default listener set): reads
+    /// certificates, keys and the JWKS, parses mapping rules. Errors name the file or setting
+    /// at fault.
     pub fn from_config(config: &Config) -> Result<Authenticator> {
-        let sec = &config.security;
+        Authenticator::from_listener(&config.security, "security")
+    }
+
+    /// Builds the authenticator of one listener set from its security settings; `key` is where
+    /// they sit in the configuration (`security`, `listeners[1].security`), for error messages.
+    pub fn from_listener(sec: &ListenerSecurity, key: &str) -> Result<Authenticator> {
         let tls = match &sec.tls {
             Some(t) if sec.protocol.tls() => Some(tokio_rustls::TlsAcceptor::from(
-                crate::tls::server_config(t).context("security.tls")?,
+                crate::tls::server_config(t).with_context(|| format!("{key}.tls"))?,
             )),
             _ => None,
         };
@@ -129,7 +135,7 @@ impl Authenticator {
             .and_then(|t| t.principal_mapping_rules.as_deref())
         {
             Some(rules) => PrincipalMapper::parse(rules)
-                .map_err(|e| anyhow::anyhow!("security.tls.principalMappingRules: {e}"))?,
+                .map_err(|e| anyhow::anyhow!("{key}.tls.principalMappingRules: {e}"))?,
             None => PrincipalMapper::default_rules(),
         };
         let (mut mode, mut mechanisms, mut failed_delay, mut max_reauth, mut jwt) = (
@@ -154,11 +160,11 @@ impl Authenticator {
                     (Some(inline), _) => inline.clone(),
                     (None, Some(path)) => std::fs::read_to_string(path).with_context(|| {
                         format!(
-                            "security.sasl.oauthbearer.jwksFile: reading {}",
+                            "{key}.sasl.oauthbearer.jwksFile: reading {}",
                             path.display()
                         )
                     })?,
-                    (None, None) => anyhow::bail!("security.sasl.oauthbearer: no JWKS"),
+                    (None, None) => anyhow::bail!("{key}.sasl.oauthbearer: no JWKS"),
                 };
                 jwt = Some(
                     JwtValidator::new(JwtSettings {
@@ -169,7 +175,7 @@ impl Authenticator {
                         groups_claim: o.groups_claim.clone(),
                         leeway_secs: o.leeway_secs,
                     })
-                    .map_err(|e| anyhow::anyhow!("security.sasl.oauthbearer: {e}"))?,
+                    .map_err(|e| anyhow::anyhow!("{key}.sasl.oauthbearer: {e}"))?,
                 );
             }
         }
