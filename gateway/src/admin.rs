@@ -14,7 +14,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::json;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
@@ -293,38 +294,164 @@ async fn delete_interceptor(
     }
 }
 
+/// One kind of named JSON resource under `/api/v1`: the store holding it and the store's
+/// methods that list, show, create-or-replace and delete it. Everything HTTP about these
+/// kinds (status codes, JSON shapes, body parsing) is the same, so it lives in one set of
+/// generic handlers.
+trait Resource: 'static {
+    /// The store holding the resources, shared as the routes' state.
+    type Store: Send + Sync + 'static;
+    /// What a PUT body deserializes to.
+    type Spec: DeserializeOwned + Send + 'static;
+    /// The kind in words (`"service account"`), for error messages.
+    const KIND: &'static str;
+    /// Every resource of the kind, each as GET shows it.
+    fn list(store: &Self::Store) -> Vec<Value>;
+    /// One resource as GET shows it.
+    fn get(store: &Self::Store, name: &str) -> Result<Value, ApiError>;
+    /// Creates (`true`) or replaces (`false`) a resource. May block: see [`put_resource`].
+    fn put(store: &Self::Store, name: &str, spec: Self::Spec) -> Result<(Value, bool), ApiError>;
+    /// Deletes a resource.
+    fn delete(store: &Self::Store, name: &str) -> Result<(), ApiError>;
+}
+
+/// Declares a unit type per kind implementing [`Resource`] with the named store methods.
+macro_rules! resources {
+    ($($(#[$doc:meta])* $ty:ident($store:ty, $spec:ty, $kind:literal):
+        $list:ident, $get:ident, $put:ident, $delete:ident;)*) => {$(
+        $(#[$doc])*
+        struct $ty;
+
+        impl Resource for $ty {
+            type Store = $store;
+            type Spec = $spec;
+            const KIND: &'static str = $kind;
+            fn list(store: &$store) -> Vec<Value> {
+                store.$list()
+            }
+            fn get(store: &$store, name: &str) -> Result<Value, ApiError> {
+                store.$get(name)
+            }
+            fn put(store: &$store, name: &str, spec: $spec) -> Result<(Value, bool), ApiError> {
+                store.$put(name, spec)
+            }
+            fn delete(store: &$store, name: &str) -> Result<(), ApiError> {
+                store.$delete(name)
+            }
+        }
+    )*};
+}
+
+resources! {
+    /// `/api/v1/service-accounts`.
+    ServiceAccounts(SecurityStore, ServiceAccountSpec, "service account"):
+        list_service_accounts, get_service_account, put_service_account, delete_service_account;
+    /// `/api/v1/groups`.
+    Groups(SecurityStore, GroupSpec, "group"): list_groups, get_group, put_group, delete_group;
+    /// `/api/v1/acls`.
+    Acls(SecurityStore, AclSpec, "acl"): list_acls, get_acl, put_acl, delete_acl;
+    /// `/api/v1/virtual-clusters`.
+    VirtualClusters(VirtualClusterStore, VirtualClusterSpec, "virtual cluster"):
+        list_virtual_clusters, get_virtual_cluster, put_virtual_cluster, delete_virtual_cluster;
+    /// `/api/v1/alias-topics`.
+    AliasTopics(VirtualClusterStore, AliasTopicSpec, "alias topic"):
+        list_alias_topics, get_alias_topic, put_alias_topic, delete_alias_topic;
+    /// `/api/v1/concentration-rules`.
+    ConcentrationRules(VirtualClusterStore, ConcentrationRuleSpec, "concentration rule"):
+        list_concentration_rules, get_concentration_rule, put_concentration_rule,
+        delete_concentration_rule;
+}
+
+/// `GET path` lists the kind; `GET`, `PUT` and `DELETE path/{name}` work on one resource.
+fn resource_routes<R: Resource>(path: &str) -> Router<Arc<R::Store>> {
+    Router::new().route(path, get(list_resources::<R>)).route(
+        &format!("{path}/{{name}}"),
+        get(get_resource::<R>)
+            .put(put_resource::<R>)
+            .delete(delete_resource::<R>),
+    )
+}
+
 /// Largest security resource document accepted (a group of 10000 long DNs fits).
 const MAX_SECURITY_BODY: usize = 4 << 20;
 
 /// Service accounts, groups and ACLs; their own state so tests can serve them alone.
 fn security_routes<S: Clone + Send + Sync + 'static>(store: Arc<SecurityStore>) -> Router<S> {
     Router::new()
-        .route("/api/v1/service-accounts", get(list_service_accounts))
-        .route(
-            "/api/v1/service-accounts/{name}",
-            get(get_service_account)
-                .put(put_service_account)
-                .delete(delete_service_account),
-        )
-        .route("/api/v1/groups", get(list_groups))
-        .route(
-            "/api/v1/groups/{name}",
-            get(get_group).put(put_group).delete(delete_group),
-        )
-        .route("/api/v1/acls", get(list_acls))
-        .route(
-            "/api/v1/acls/{name}",
-            get(get_acl).put(put_acl).delete(delete_acl),
-        )
+        .merge(resource_routes::<ServiceAccounts>(
+            "/api/v1/service-accounts",
+        ))
+        .merge(resource_routes::<Groups>("/api/v1/groups"))
+        .merge(resource_routes::<Acls>("/api/v1/acls"))
         .layer(DefaultBodyLimit::max(MAX_SECURITY_BODY))
         .with_state(store)
+}
+
+/// Largest tenancy resource document accepted (a vcluster listing 10000 long principals fits).
+const MAX_TENANCY_BODY: usize = 4 << 20;
+
+/// Virtual clusters, alias topics and concentration rules; their own state so tests can serve
+/// them alone.
+fn vcluster_routes<S: Clone + Send + Sync + 'static>(store: Arc<VirtualClusterStore>) -> Router<S> {
+    Router::new()
+        .merge(resource_routes::<VirtualClusters>(
+            "/api/v1/virtual-clusters",
+        ))
+        .merge(resource_routes::<AliasTopics>("/api/v1/alias-topics"))
+        .merge(resource_routes::<ConcentrationRules>(
+            "/api/v1/concentration-rules",
+        ))
+        .layer(DefaultBodyLimit::max(MAX_TENANCY_BODY))
+        .with_state(store)
+}
+
+async fn list_resources<R: Resource>(State(store): State<Arc<R::Store>>) -> Response {
+    Json(json!({ "items": R::list(&store) })).into_response()
+}
+
+async fn get_resource<R: Resource>(
+    State(store): State<Arc<R::Store>>,
+    Path(name): Path<String>,
+) -> Response {
+    match R::get(&store, &name) {
+        Ok(v) => Json(v).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn put_resource<R: Resource>(
+    State(store): State<Arc<R::Store>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let spec: R::Spec = match parse_spec(R::KIND, &headers, body) {
+        Ok(s) => s,
+        Err(e) => return e.into_response(),
+    };
+    // Puts derive SCRAM credentials (PBKDF2), compile patterns, and write and fsync the state
+    // store: off the async workers.
+    match blocking(move || R::put(&store, &name, spec)).await {
+        Ok((v, created)) => (created_or_ok(created), Json(v)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn delete_resource<R: Resource>(
+    State(store): State<Arc<R::Store>>,
+    Path(name): Path<String>,
+) -> Response {
+    match R::delete(&store, &name) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => e.into_response(),
+    }
 }
 
 /// Parses a JSON resource spec, bare or wrapped as `{"spec": {...}}` (the shape GET returns).
 ///
 /// Serde's messages for these specs name fields and types, never values, so a mistyped
 /// password cannot echo back in an error.
-fn parse_spec<T: serde::de::DeserializeOwned>(
+fn parse_spec<T: DeserializeOwned>(
     what: &str,
     headers: &HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
@@ -369,234 +496,6 @@ fn parse_spec<T: serde::de::DeserializeOwned>(
     };
     serde_json::from_value(value)
         .map_err(|e| ApiError::new(400, format!("invalid {what} spec"), vec![e.to_string()]))
-}
-
-fn answer(r: Result<serde_json::Value, ApiError>) -> Response {
-    match r {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
-fn stored(r: Result<(serde_json::Value, bool), ApiError>) -> Response {
-    match r {
-        Ok((v, created)) => (created_or_ok(created), Json(v)).into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
-fn deleted(r: Result<(), ApiError>) -> Response {
-    match r {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn list_service_accounts(State(store): State<Arc<SecurityStore>>) -> Response {
-    Json(json!({ "items": store.list_service_accounts() })).into_response()
-}
-
-async fn get_service_account(
-    State(store): State<Arc<SecurityStore>>,
-    Path(name): Path<String>,
-) -> Response {
-    answer(store.get_service_account(&name))
-}
-
-async fn put_service_account(
-    State(store): State<Arc<SecurityStore>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    let spec: ServiceAccountSpec = match parse_spec("service account", &headers, body) {
-        Ok(s) => s,
-        Err(e) => return e.into_response(),
-    };
-    // Deriving credentials runs PBKDF2: off the async workers.
-    stored(blocking(move || store.put_service_account(&name, spec)).await)
-}
-
-async fn delete_service_account(
-    State(store): State<Arc<SecurityStore>>,
-    Path(name): Path<String>,
-) -> Response {
-    deleted(store.delete_service_account(&name))
-}
-
-async fn list_groups(State(store): State<Arc<SecurityStore>>) -> Response {
-    Json(json!({ "items": store.list_groups() })).into_response()
-}
-
-async fn get_group(State(store): State<Arc<SecurityStore>>, Path(name): Path<String>) -> Response {
-    answer(store.get_group(&name))
-}
-
-async fn put_group(
-    State(store): State<Arc<SecurityStore>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    match parse_spec::<GroupSpec>("group", &headers, body) {
-        Ok(spec) => stored(blocking(move || store.put_group(&name, spec)).await),
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn delete_group(
-    State(store): State<Arc<SecurityStore>>,
-    Path(name): Path<String>,
-) -> Response {
-    deleted(store.delete_group(&name))
-}
-
-async fn list_acls(State(store): State<Arc<SecurityStore>>) -> Response {
-    Json(json!({ "items": store.list_acls() })).into_response()
-}
-
-async fn get_acl(State(store): State<Arc<SecurityStore>>, Path(name): Path<String>) -> Response {
-    answer(store.get_acl(&name))
-}
-
-async fn put_acl(
-    State(store): State<Arc<SecurityStore>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    match parse_spec::<AclSpec>("acl", &headers, body) {
-        Ok(spec) => stored(blocking(move || store.put_acl(&name, spec)).await),
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn delete_acl(State(store): State<Arc<SecurityStore>>, Path(name): Path<String>) -> Response {
-    deleted(store.delete_acl(&name))
-}
-
-/// Largest tenancy resource document accepted (a vcluster listing 10000 long principals fits).
-const MAX_TENANCY_BODY: usize = 4 << 20;
-
-/// Virtual clusters, alias topics and concentration rules; their own state so tests can serve
-/// them alone.
-fn vcluster_routes<S: Clone + Send + Sync + 'static>(store: Arc<VirtualClusterStore>) -> Router<S> {
-    Router::new()
-        .route("/api/v1/virtual-clusters", get(list_virtual_clusters))
-        .route(
-            "/api/v1/virtual-clusters/{name}",
-            get(get_virtual_cluster)
-                .put(put_virtual_cluster)
-                .delete(delete_virtual_cluster),
-        )
-        .route("/api/v1/alias-topics", get(list_alias_topics))
-        .route(
-            "/api/v1/alias-topics/{name}",
-            get(get_alias_topic)
-                .put(put_alias_topic)
-                .delete(delete_alias_topic),
-        )
-        .route("/api/v1/concentration-rules", get(list_concentration_rules))
-        .route(
-            "/api/v1/concentration-rules/{name}",
-            get(get_concentration_rule)
-                .put(put_concentration_rule)
-                .delete(delete_concentration_rule),
-        )
-        .layer(DefaultBodyLimit::max(MAX_TENANCY_BODY))
-        .with_state(store)
-}
-
-async fn list_virtual_clusters(State(store): State<Arc<VirtualClusterStore>>) -> Response {
-    Json(json!({ "items": store.list_virtual_clusters() })).into_response()
-}
-
-async fn get_virtual_cluster(
-    State(store): State<Arc<VirtualClusterStore>>,
-    Path(name): Path<String>,
-) -> Response {
-    answer(store.get_virtual_cluster(&name))
-}
-
-async fn put_virtual_cluster(
-    State(store): State<Arc<VirtualClusterStore>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    match parse_spec::<VirtualClusterSpec>("virtual cluster", &headers, body) {
-        // The state store writes and fsyncs: off the async workers.
-        Ok(spec) => stored(blocking(move || store.put_virtual_cluster(&name, spec)).await),
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn delete_virtual_cluster(
-    State(store): State<Arc<VirtualClusterStore>>,
-    Path(name): Path<String>,
-) -> Response {
-    deleted(store.delete_virtual_cluster(&name))
-}
-
-async fn list_alias_topics(State(store): State<Arc<VirtualClusterStore>>) -> Response {
-    Json(json!({ "items": store.list_alias_topics() })).into_response()
-}
-
-async fn get_alias_topic(
-    State(store): State<Arc<VirtualClusterStore>>,
-    Path(name): Path<String>,
-) -> Response {
-    answer(store.get_alias_topic(&name))
-}
-
-async fn put_alias_topic(
-    State(store): State<Arc<VirtualClusterStore>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    match parse_spec::<AliasTopicSpec>("alias topic", &headers, body) {
-        Ok(spec) => stored(blocking(move || store.put_alias_topic(&name, spec)).await),
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn delete_alias_topic(
-    State(store): State<Arc<VirtualClusterStore>>,
-    Path(name): Path<String>,
-) -> Response {
-    deleted(store.delete_alias_topic(&name))
-}
-
-async fn list_concentration_rules(State(store): State<Arc<VirtualClusterStore>>) -> Response {
-    Json(json!({ "items": store.list_concentration_rules() })).into_response()
-}
-
-async fn get_concentration_rule(
-    State(store): State<Arc<VirtualClusterStore>>,
-    Path(name): Path<String>,
-) -> Response {
-    answer(store.get_concentration_rule(&name))
-}
-
-async fn put_concentration_rule(
-    State(store): State<Arc<VirtualClusterStore>>,
-    Path(name): Path<String>,
-    headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
-) -> Response {
-    match parse_spec::<ConcentrationRuleSpec>("concentration rule", &headers, body) {
-        // Compiling the pattern and writing the document: off the async workers.
-        Ok(spec) => stored(blocking(move || store.put_concentration_rule(&name, spec)).await),
-        Err(e) => e.into_response(),
-    }
-}
-
-async fn delete_concentration_rule(
-    State(store): State<Arc<VirtualClusterStore>>,
-    Path(name): Path<String>,
-) -> Response {
-    deleted(store.delete_concentration_rule(&name))
 }
 
 async fn openapi() -> Response {
