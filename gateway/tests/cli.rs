@@ -5,6 +5,30 @@ use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// A gateway process killed when the test ends, passed or not: a failed assertion must not
+/// leave a server running (and holding the test's output pipe open).
+struct KillOnDrop(std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn sluice() -> Command {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
 }
@@ -70,23 +94,25 @@ fn http_get(port: u16, path: &str) -> Option<String> {
 #[test]
 fn serves_health_and_stops_on_sigterm() {
     let admin = free_port();
-    let mut child = sluice()
-        .args([
-            "serve",
-            "--bootstrap",
-            "127.0.0.1:1",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args([
-            "--admin",
-            &format!("127.0.0.1:{admin}"),
-            "--log-format",
-            "json",
-        ])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        sluice()
+            .args([
+                "serve",
+                "--bootstrap",
+                "127.0.0.1:1",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args([
+                "--admin",
+                &format!("127.0.0.1:{admin}"),
+                "--log-format",
+                "json",
+            ])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let deadline = Instant::now() + Duration::from_secs(20);
     let health = loop {
         if let Some(r) = http_get(admin, "/health") {
@@ -162,21 +188,23 @@ fn admin_cli_push_apply_get_delete() {
     let admin_port = free_port();
     let state = std::env::temp_dir().join(format!("sluice-cli-state-{}", std::process::id()));
     let token = "cli-test-token-0123456789";
-    let mut child = sluice()
-        .args([
-            "serve",
-            "--bootstrap",
-            "127.0.0.1:1",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--admin", &format!("127.0.0.1:{admin_port}")])
-        .arg("--state-dir")
-        .arg(&state)
-        .env("SLUICE_ADMIN_TOKEN", token)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        sluice()
+            .args([
+                "serve",
+                "--bootstrap",
+                "127.0.0.1:1",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--admin", &format!("127.0.0.1:{admin_port}")])
+            .arg("--state-dir")
+            .arg(&state)
+            .env("SLUICE_ADMIN_TOKEN", token)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let admin = format!("http://127.0.0.1:{admin_port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while http_get(admin_port, "/health").is_none() {
@@ -276,21 +304,23 @@ fn apply_get_delete_security_resources() {
     let admin_port = free_port();
     let state = std::env::temp_dir().join(format!("sluice-cli-sec-{}", std::process::id()));
     let token = "cli-security-token-0123456789";
-    let mut child = sluice()
-        .args([
-            "serve",
-            "--bootstrap",
-            "127.0.0.1:1",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--admin", &format!("127.0.0.1:{admin_port}")])
-        .arg("--state-dir")
-        .arg(&state)
-        .env("SLUICE_ADMIN_TOKEN", token)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        sluice()
+            .args([
+                "serve",
+                "--bootstrap",
+                "127.0.0.1:1",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--admin", &format!("127.0.0.1:{admin_port}")])
+            .arg("--state-dir")
+            .arg(&state)
+            .env("SLUICE_ADMIN_TOKEN", token)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let admin = format!("http://127.0.0.1:{admin_port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while http_get(admin_port, "/health").is_none() {
@@ -364,21 +394,23 @@ fn apply_get_delete_virtual_clusters() {
     let admin_port = free_port();
     let state = std::env::temp_dir().join(format!("sluice-cli-vc-{}", std::process::id()));
     let token = "cli-vcluster-token-0123456789";
-    let mut child = sluice()
-        .args([
-            "serve",
-            "--bootstrap",
-            "127.0.0.1:1",
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .args(["--admin", &format!("127.0.0.1:{admin_port}")])
-        .arg("--state-dir")
-        .arg(&state)
-        .env("SLUICE_ADMIN_TOKEN", token)
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = KillOnDrop(
+        sluice()
+            .args([
+                "serve",
+                "--bootstrap",
+                "127.0.0.1:1",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(["--admin", &format!("127.0.0.1:{admin_port}")])
+            .arg("--state-dir")
+            .arg(&state)
+            .env("SLUICE_ADMIN_TOKEN", token)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let admin = format!("http://127.0.0.1:{admin_port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while http_get(admin_port, "/health").is_none() {
