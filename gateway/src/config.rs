@@ -210,16 +210,27 @@ fn default_failed_auth_delay() -> u64 {
     200
 }
 
-/// JWT validation for SASL/OAUTHBEARER.
+/// JWT validation for SASL/OAUTHBEARER. The keys come from exactly one of `jwks`, `jwksFile`
+/// and `jwksUrl`. A file or URL is read at start (failing the start if it cannot be), then
+/// re-read every `jwksRefreshMs` and, at most once per 30 s, soon after a token names a key
+/// id the current set lacks (the issuer rotated its keys). A failed refresh keeps the
+/// previous keys.
 #[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct OauthConfig {
-    /// A JWKS document on disk.
+    /// A JWKS document on disk (re-read on every refresh).
     #[serde(default)]
     pub jwks_file: Option<PathBuf>,
-    /// A JWKS document inline (JSON text).
+    /// A JWKS document inline (JSON text; never refreshed).
     #[serde(default)]
     pub jwks: Option<String>,
+    /// The identity provider's JWKS URL (`http://` only: the HTTP client has no TLS).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// Period of the background re-read of `jwksFile` / `jwksUrl`, in milliseconds (at least
+    /// 1000; default 300000).
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_ms: u64,
     /// Required `iss`.
     #[serde(default)]
     pub issuer: Option<String>,
@@ -237,6 +248,11 @@ pub struct OauthConfig {
     pub leeway_secs: u64,
 }
 
+fn default_jwks_refresh() -> u64 {
+    300_000
+}
+/// Shortest accepted `jwksRefreshMs`.
+pub const MIN_JWKS_REFRESH_MS: u64 = 1000;
 fn default_principal_claim() -> String {
     "sub".into()
 }
@@ -1184,13 +1200,33 @@ fn listener_security_issues(
             match &sasl.oauthbearer {
                 None => issue(
                     &key("sasl.oauthbearer"),
-                    "required for OAUTHBEARER in gateway-managed mode (jwks or jwksFile)".into(),
+                    "required for OAUTHBEARER in gateway-managed mode (jwks, jwksFile or jwksUrl)"
+                        .into(),
                 ),
-                Some(o) if o.jwks.is_some() == o.jwks_file.is_some() => issue(
-                    &key("sasl.oauthbearer"),
-                    "set exactly one of jwks and jwksFile".into(),
-                ),
-                _ => {}
+                Some(o) => {
+                    let sources = [
+                        o.jwks.is_some(),
+                        o.jwks_file.is_some(),
+                        o.jwks_url.is_some(),
+                    ];
+                    if sources.iter().filter(|s| **s).count() != 1 {
+                        issue(
+                            &key("sasl.oauthbearer"),
+                            "set exactly one of jwks, jwksFile and jwksUrl".into(),
+                        );
+                    }
+                    if let Some(url) = &o.jwks_url {
+                        if let Err(e) = crate::auth::oauth::check_jwks_url(url) {
+                            issue(&key("sasl.oauthbearer.jwksUrl"), e);
+                        }
+                    }
+                    if o.jwks_refresh_ms < MIN_JWKS_REFRESH_MS {
+                        issue(
+                            &key("sasl.oauthbearer.jwksRefreshMs"),
+                            format!("must be at least {MIN_JWKS_REFRESH_MS}"),
+                        );
+                    }
+                }
             }
         }
     }

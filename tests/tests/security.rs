@@ -855,6 +855,124 @@ async fn oauthbearer_valid_expired_and_forged_tokens() {
     stop(gw).await;
 }
 
+/// Serves `jwks` (read at each request, so a test can rotate it) to every GET on a local
+/// HTTP port, as an identity provider's JWKS endpoint; returns the URL and a request counter.
+async fn serve_jwks(
+    jwks: std::sync::Arc<std::sync::Mutex<String>>,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binding the JWKS server");
+    let url = format!("http://{}/jwks", listener.local_addr().unwrap());
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let jwks = jwks.clone();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                // The request head ends with an empty line; its content does not matter.
+                loop {
+                    line.clear();
+                    match reader.read_line(&mut line).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(_) if line == "\r\n" => break,
+                        Ok(_) => {}
+                    }
+                }
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let body = jwks.lock().unwrap().clone();
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let mut stream = reader.into_inner();
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            });
+        }
+    });
+    (url, hits)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauthbearer_jwks_url_follows_key_rotation() {
+    let broker = tansu().await;
+    let key1 = JwtIssuer::new("rotating-key-1");
+    let key2 = JwtIssuer::new("rotating-key-2");
+    let served = std::sync::Arc::new(std::sync::Mutex::new(key1.jwks_json()));
+    let (url, hits) = serve_jwks(served.clone()).await;
+
+    let mut oauth = server_oauth(&key1);
+    oauth.jwks = None;
+    oauth.jwks_url = Some(url);
+    // No periodic refresh within the test: only the unknown key id can fetch key 2.
+    oauth.jwks_refresh_ms = 3_600_000;
+    let mut sasl = server_sasl(&["OAUTHBEARER"], SaslMode::GatewayManaged);
+    sasl.oauthbearer = Some(oauth);
+    let gw = gateway(secured_config(
+        &broker.bootstrap(),
+        SecurityProtocol::SaslPlaintext,
+        None,
+        Some(sasl),
+    ))
+    .await;
+    assert_eq!(
+        hits.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the JWKS is fetched at start"
+    );
+    let bootstrap = gw.kafka_addr().to_string();
+    let sec = ClientSecurity::oauthbearer(false);
+
+    let token1 = key1.mint(&key1.claims("svc-rotating", 300));
+    let ctx = RecordingContext::with_token(token1, "svc-rotating");
+    let p = producer(&bootstrap, &sec, ctx.clone());
+    produce_n(&p, "oauth-rotating", 2)
+        .await
+        .unwrap_or_else(|e| panic!("token of key 1: {e} ({ctx:?})"));
+    close(p);
+
+    // The identity provider rotates to key 2. The gateway still has key 1 only: the first
+    // token of key 2 is refused, and its unknown key id makes the gateway fetch the JWKS
+    // again; a retry is then accepted.
+    *served.lock().unwrap() = key2.jwks_json();
+    let token2 = key2.mint(&key2.claims("svc-rotating", 300));
+    let mut attempts = Vec::new();
+    let accepted = loop {
+        let ctx = RecordingContext::with_token(token2.clone(), "svc-rotating");
+        let p = producer(&bootstrap, &sec, ctx.clone());
+        let outcome = produce_n(&p, "oauth-rotating", 1).await;
+        close(p);
+        match outcome {
+            Ok(()) => break true,
+            Err(e) => attempts.push(format!("{e} ({:?})", ctx.errors())),
+        }
+        if attempts.len() == 5 {
+            break false;
+        }
+    };
+    assert!(accepted, "token of key 2 never accepted: {attempts:?}");
+    assert!(
+        hits.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+        "the JWKS was fetched again"
+    );
+    let logs = capture_logs().contents();
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("OAUTHBEARER JWKS refreshed")
+                && l.contains("rotating-key-2")
+                && l.contains("on_demand=true")),
+        "no refresh triggered by the unknown key id was logged"
+    );
+    capture_logs().assert_absent(&[&token2]);
+    stop(gw).await;
+}
+
 // ---------------------------------------------------------------------------------------------
 // ACLs
 // ---------------------------------------------------------------------------------------------

@@ -6,7 +6,7 @@
 //!
 //! - *gateway-managed*: the gateway checks the credentials itself: PLAIN and SCRAM against
 //!   the service accounts (stored as salted SCRAM keys, never passwords), OAUTHBEARER against
-//!   the configured JWKS;
+//!   the configured JWKS (inline, or from a file or URL kept current in the background);
 //! - *delegated*: the exchange is relayed to the broker, which decides; the gateway only reads
 //!   the principal's name from the client's first message ([`delegated_principal`]) and takes
 //!   it once the broker accepts.
@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime};
 use crate::config::{ClientAuth, Config, ListenerSecurity, SaslMode, SecurityProtocol};
 use crate::security::SecuritySnapshot;
 use mtls::PrincipalMapper;
-use oauth::{JwtSettings, JwtValidator};
+use oauth::{JwksRefresh, JwksSource, JwtSettings, JwtValidator};
 use scram::{ScramMechanism, ScramServer};
 
 /// The principal of a connection that presented no credentials (Kafka's name for it).
@@ -98,7 +98,9 @@ pub struct Authenticator {
     mechanisms: Vec<Mechanism>,
     failed_delay: Duration,
     max_reauth: Option<Duration>,
-    jwt: Option<JwtValidator>,
+    jwt: Option<Arc<JwtValidator>>,
+    /// Keeps the JWKS of a file or URL current; stops with the authenticator.
+    _jwks_refresh: Option<JwksRefresh>,
     principal_claim: String,
 }
 
@@ -122,6 +124,10 @@ impl Authenticator {
 
     /// Builds the authenticator of one listener set from its security settings; `key` is where
     /// they sit in the configuration (`security`, `listeners[1].security`), for error messages.
+    ///
+    /// An OAUTHBEARER JWKS from a file or URL is read here (a failure is an error naming the
+    /// source, without credentials) and then refreshed in the background on the current tokio
+    /// runtime, for as long as the authenticator lives. Outside a runtime it is read once.
     pub fn from_listener(sec: &ListenerSecurity, key: &str) -> Result<Authenticator> {
         let tls = match &sec.tls {
             Some(t) if sec.protocol.tls() => Some(tokio_rustls::TlsAcceptor::from(
@@ -145,6 +151,7 @@ impl Authenticator {
             None,
             None,
         );
+        let mut jwks_refresh = None;
         if let Some(sasl) = sec.sasl.as_ref().filter(|_| sec.protocol.sasl()) {
             mode = sasl.mode;
             mechanisms = sasl
@@ -156,17 +163,21 @@ impl Authenticator {
             max_reauth =
                 (sasl.max_reauth_ms > 0).then(|| Duration::from_millis(sasl.max_reauth_ms));
             if let (Some(o), SaslMode::GatewayManaged) = (&sasl.oauthbearer, mode) {
-                let jwks_json = match (&o.jwks, &o.jwks_file) {
-                    (Some(inline), _) => inline.clone(),
-                    (None, Some(path)) => std::fs::read_to_string(path).with_context(|| {
-                        format!(
-                            "{key}.sasl.oauthbearer.jwksFile: reading {}",
-                            path.display()
-                        )
-                    })?,
-                    (None, None) => anyhow::bail!("{key}.sasl.oauthbearer: no JWKS"),
+                let source = match (&o.jwks, &o.jwks_file, &o.jwks_url) {
+                    (Some(_), None, None) => None,
+                    (None, Some(path), None) => Some(JwksSource::File(path.clone())),
+                    (None, None, Some(url)) => Some(JwksSource::Url(url.clone())),
+                    _ => anyhow::bail!(
+                        "{key}.sasl.oauthbearer: set exactly one of jwks, jwksFile and jwksUrl"
+                    ),
                 };
-                jwt = Some(
+                let jwks_json = match (&source, &o.jwks) {
+                    (Some(source), _) => read_jwks_at_start(source).map_err(|e| {
+                        anyhow::anyhow!("{key}.sasl.oauthbearer.{}: {e}", source_key(source))
+                    })?,
+                    (None, inline) => inline.clone().unwrap_or_default(),
+                };
+                let validator = Arc::new(
                     JwtValidator::new(JwtSettings {
                         jwks_json,
                         issuer: o.issuer.clone(),
@@ -175,8 +186,26 @@ impl Authenticator {
                         groups_claim: o.groups_claim.clone(),
                         leeway_secs: o.leeway_secs,
                     })
-                    .map_err(|e| anyhow::anyhow!("{key}.sasl.oauthbearer: {e}"))?,
+                    .map_err(|e| match &source {
+                        Some(s) => anyhow::anyhow!("{key}.sasl.oauthbearer: {e} (from {s})"),
+                        None => anyhow::anyhow!("{key}.sasl.oauthbearer: {e}"),
+                    })?,
                 );
+                if let Some(source) = source {
+                    let every = Duration::from_millis(
+                        o.jwks_refresh_ms.max(crate::config::MIN_JWKS_REFRESH_MS),
+                    );
+                    if tokio::runtime::Handle::try_current().is_ok() {
+                        jwks_refresh =
+                            Some(oauth::spawn_jwks_refresh(validator.clone(), source, every));
+                    } else {
+                        tracing::warn!(
+                            source = %source,
+                            "no async runtime: the OAUTHBEARER JWKS will not be refreshed"
+                        );
+                    }
+                }
+                jwt = Some(validator);
             }
         }
         Ok(Authenticator {
@@ -189,6 +218,7 @@ impl Authenticator {
             failed_delay,
             max_reauth,
             jwt,
+            _jwks_refresh: jwks_refresh,
             principal_claim: sec
                 .sasl
                 .as_ref()
@@ -274,6 +304,27 @@ impl Authenticator {
             auth: self.clone(),
             state,
         }
+    }
+}
+
+/// The configuration key naming a JWKS source, for error messages.
+fn source_key(source: &JwksSource) -> &'static str {
+    match source {
+        JwksSource::File(_) => "jwksFile",
+        JwksSource::Url(_) => "jwksUrl",
+    }
+}
+
+/// Reads a JWKS while the gateway starts. Construction is synchronous, so the read blocks;
+/// on a multi-threaded runtime the worker first hands its other tasks off, which lets a
+/// JWKS served by the same process (as in tests) still answer.
+fn read_jwks_at_start(source: &JwksSource) -> Result<String, oauth::OauthError> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(|| source.read_blocking())
+        }
+        _ => source.read_blocking(),
     }
 }
 
@@ -407,5 +458,103 @@ pub fn rounds(mechanism: &str) -> usize {
     match Mechanism::from_name(mechanism) {
         Some(Mechanism::Scram(_)) => 2,
         _ => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A configuration with OAUTHBEARER over SASL_PLAINTEXT and these `oauthbearer` settings
+    /// (YAML flow mapping entries).
+    fn oauth_config(settings: &str) -> Config {
+        Config::from_yaml(
+            &format!(
+                "listen: 127.0.0.1:0\nupstream: {{bootstrap: a:1}}\nsecurity: {{ protocol: \
+                 SASL_PLAINTEXT, sasl: {{ mechanisms: [OAUTHBEARER], oauthbearer: {{ {settings} \
+                 }} }} }}\n"
+            ),
+            "o.yaml",
+        )
+        .unwrap()
+    }
+
+    /// The keys of the validation issues about `security.sasl.oauthbearer` and the texts.
+    fn oauth_issues(c: &Config) -> (Vec<String>, String) {
+        match c.validate("o.yaml") {
+            Ok(()) => (Vec::new(), String::new()),
+            Err(e) => (
+                e.issues
+                    .iter()
+                    .filter(|i| i.key.starts_with("security.sasl.oauthbearer"))
+                    .map(|i| i.key.clone())
+                    .collect(),
+                e.to_string(),
+            ),
+        }
+    }
+
+    #[test]
+    fn exactly_one_jwks_source_and_a_usable_url() {
+        let jwks = r#"jwks: '{"keys":[]}'"#;
+        for good in [
+            jwks.to_string(),
+            "jwksFile: /etc/jwks.json".into(),
+            "jwksUrl: 'http://idp.example/jwks', jwksRefreshMs: 60000".into(),
+        ] {
+            let c = oauth_config(&good);
+            assert_eq!(oauth_issues(&c).0, Vec::<String>::new(), "{good}");
+        }
+        let c = oauth_config("jwksUrl: 'http://idp.example/jwks'");
+        assert_eq!(
+            c.security
+                .sasl
+                .unwrap()
+                .oauthbearer
+                .unwrap()
+                .jwks_refresh_ms,
+            300_000
+        );
+
+        for two in [
+            format!("{jwks}, jwksFile: /etc/jwks.json"),
+            "jwksFile: /etc/jwks.json, jwksUrl: 'http://idp.example/jwks'".into(),
+            format!("{jwks}, jwksUrl: 'http://idp.example/jwks'"),
+            "issuer: x".into(),
+        ] {
+            let (keys, text) = oauth_issues(&oauth_config(&two));
+            assert_eq!(keys, ["security.sasl.oauthbearer"], "{two}: {text}");
+            assert!(text.contains("exactly one"), "{text}");
+        }
+
+        let (keys, text) = oauth_issues(&oauth_config(
+            "jwksUrl: 'ftp://user:s3cret@idp.example/jwks?t=t0ken'",
+        ));
+        assert_eq!(keys, ["security.sasl.oauthbearer.jwksUrl"], "{text}");
+        assert!(
+            !text.contains("s3cret") && !text.contains("t0ken"),
+            "{text}"
+        );
+        let (keys, text) = oauth_issues(&oauth_config("jwksUrl: 'https://idp.example/jwks'"));
+        assert_eq!(keys, ["security.sasl.oauthbearer.jwksUrl"], "{text}");
+        assert!(text.contains("https"), "{text}");
+        let (keys, _) = oauth_issues(&oauth_config(
+            "jwksUrl: 'http://idp.example/jwks', jwksRefreshMs: 10",
+        ));
+        assert_eq!(keys, ["security.sasl.oauthbearer.jwksRefreshMs"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreachable_jwks_url_fails_the_start_naming_it_without_credentials() {
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = closed.local_addr().unwrap();
+        drop(closed);
+        let c = oauth_config(&format!(
+            "jwksUrl: 'http://svc:s3cret@{addr}/jwks?key=t0ken'"
+        ));
+        let err = Authenticator::from_config(&c).unwrap_err().to_string();
+        assert!(err.contains("security.sasl.oauthbearer.jwksUrl"), "{err}");
+        assert!(err.contains(&format!("http://{addr}/jwks")), "{err}");
+        assert!(!err.contains("s3cret") && !err.contains("t0ken"), "{err}");
     }
 }

@@ -9,6 +9,11 @@
 //!   client then answers with a lone `\x01` ([`is_failure_ack`]) and the exchange fails.
 //! - [`unverified_claim`] reads a claim without any check, for the delegated mode in which
 //!   the broker behind the gateway validates the token.
+//! - [`JwksSource`] and [`spawn_jwks_refresh`] keep the keys current when they come from a
+//!   file or an identity provider's JWKS URL: re-read periodically, and soon after a token
+//!   names a key id the set lacks (the provider rotated its keys). The key set is swapped
+//!   atomically, so validation never waits for I/O: such a token is refused at once and the
+//!   client's retry finds the new key.
 //!
 //! Symmetric keys (JWKS `oct`, `HS*` algorithms) and `alg: none` are refused outright: a
 //! gateway must never accept a token it could have minted itself or one with no signature.
@@ -16,20 +21,38 @@
 
 use std::collections::HashSet;
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use jsonwebtoken::jwk::Jwk;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{Map, Value};
+use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 
 /// Largest token accepted (bytes); bounds parsing and signature work for hostile input.
 pub const MAX_TOKEN_LEN: usize = 64 * 1024;
 
 /// Largest clock-skew allowance accepted in [`JwtSettings::leeway_secs`].
 pub const MAX_LEEWAY_SECS: u64 = 3600;
+
+/// Shortest time between two refreshes triggered by tokens with an unknown key id: anyone can
+/// send such a token, and the identity provider must not be hammered on their behalf.
+pub const MIN_ON_DEMAND_REFRESH: Duration = Duration::from_secs(30);
+
+/// Default period of the background JWKS refresh.
+pub const DEFAULT_JWKS_REFRESH: Duration = Duration::from_secs(300);
+
+/// Largest JWKS document read from a file or URL (real ones are a few kilobytes).
+pub const MAX_JWKS_LEN: u64 = 1024 * 1024;
+
+/// Bound on one JWKS download (connect, request and body).
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why an OAUTHBEARER message, token or configuration was refused. Messages never contain
 /// the token.
@@ -87,7 +110,8 @@ impl OauthError {
 /// How tokens are validated.
 #[derive(Debug, Clone)]
 pub struct JwtSettings {
-    /// The JSON Web Key Set (`{"keys":[...]}`) with the issuer's public keys.
+    /// The JSON Web Key Set (`{"keys":[...]}`) with the issuer's public keys (the initial
+    /// set; [`JwtValidator::replace_keys`] installs later ones).
     pub jwks_json: String,
     /// Required `iss`; `None` accepts any issuer.
     pub issuer: Option<String>,
@@ -123,16 +147,22 @@ struct VerificationKey {
     algorithms: Vec<Algorithm>,
 }
 
-/// Validates JWT bearer tokens against a fixed JWKS. Cheap to share: build once per JWKS.
+/// Validates JWT bearer tokens against a JWKS. Build once and share; the key set can be
+/// replaced while tokens are being validated ([`JwtValidator::replace_keys`]).
 pub struct JwtValidator {
-    keys: Vec<VerificationKey>,
+    /// The current key set; readers take a snapshot without locking.
+    keys: ArcSwap<Vec<VerificationKey>>,
     settings: JwtSettings,
+    /// Signalled when a token names a key id the set lacks; a refresh task listens.
+    unknown_kid: Notify,
+    /// Counts installed key sets, so that callers can await a change.
+    generation: watch::Sender<u64>,
 }
 
 impl fmt::Debug for JwtValidator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kids: Vec<&str> = self
-            .keys
+        let keys = self.keys.load();
+        let kids: Vec<&str> = keys
             .iter()
             .map(|k| k.kid.as_deref().unwrap_or("<none>"))
             .collect();
@@ -176,31 +206,45 @@ impl JwtValidator {
                 settings.leeway_secs
             )));
         }
-        let doc: Value = serde_json::from_str(&settings.jwks_json)
-            .map_err(|e| config(format!("JWKS is not JSON: {e}")))?;
-        let entries = doc
-            .get("keys")
-            .and_then(Value::as_array)
-            .ok_or_else(|| config("JWKS has no `keys` array".into()))?;
-        let mut keys = Vec::new();
-        let mut kids = HashSet::new();
-        for (index, entry) in entries.iter().enumerate() {
-            let Some(key) = parse_jwk(index, entry)? else {
-                continue;
-            };
-            if let Some(kid) = &key.kid {
-                if !kids.insert(kid.clone()) {
-                    return Err(config(format!("JWKS has two keys with kid `{kid}`")));
-                }
-            }
-            keys.push(key);
-        }
-        if keys.is_empty() {
-            return Err(config(
-                "JWKS has no usable signature verification key".into(),
-            ));
-        }
-        Ok(JwtValidator { keys, settings })
+        let keys = parse_jwks(&settings.jwks_json)?;
+        Ok(JwtValidator {
+            keys: ArcSwap::from_pointee(keys),
+            settings,
+            unknown_kid: Notify::new(),
+            generation: watch::Sender::new(0),
+        })
+    }
+
+    /// Installs a new key set (same rules as [`JwtValidator::new`]) and returns how many keys
+    /// it has. Tokens being validated keep the set they started with; an unusable document
+    /// leaves the current set in place.
+    pub fn replace_keys(&self, jwks_json: &str) -> Result<usize, OauthError> {
+        let keys = parse_jwks(jwks_json)?;
+        let count = keys.len();
+        self.keys.store(Arc::new(keys));
+        self.generation.send_modify(|g| *g += 1);
+        Ok(count)
+    }
+
+    /// The key ids of the current set (`<none>` for a key without one), for logs.
+    pub fn key_ids(&self) -> Vec<String> {
+        self.keys
+            .load()
+            .iter()
+            .map(|k| k.kid.clone().unwrap_or_else(|| "<none>".into()))
+            .collect()
+    }
+
+    /// Watches the number of key sets installed since creation (0 at first): changes when
+    /// [`JwtValidator::replace_keys`] succeeds.
+    pub fn key_updates(&self) -> watch::Receiver<u64> {
+        self.generation.subscribe()
+    }
+
+    /// Waits until a token names a key id the current set lacks (a refresh may find it). One
+    /// such event is remembered while nobody waits, so none is lost between two waits.
+    pub async fn unknown_key_seen(&self) {
+        self.unknown_kid.notified().await
     }
 
     /// Validates a token and extracts the principal, groups and expiry.
@@ -230,16 +274,24 @@ impl JwtValidator {
             .map_err(|_| OauthError::UnsupportedAlgorithm("unknown"))?;
         // By key id; without one (or with one when the JWKS has a single key that has no
         // id, as hand-made key sets do) the only key.
-        let only_key = match self.keys.as_slice() {
+        let keys = self.keys.load();
+        let only_key = match keys.as_slice() {
             [single] => Some(single),
             _ => None,
         };
         let key = match &header.kid {
-            Some(kid) => self
-                .keys
-                .iter()
-                .find(|k| k.kid.as_deref() == Some(kid.as_str()))
-                .or(only_key.filter(|k| k.kid.is_none())),
+            Some(kid) => {
+                let found = keys
+                    .iter()
+                    .find(|k| k.kid.as_deref() == Some(kid.as_str()))
+                    .or(only_key.filter(|k| k.kid.is_none()));
+                if found.is_none() {
+                    // Perhaps the issuer rotated its keys: ask for a refresh, but refuse this
+                    // token now rather than wait on I/O; the client's retry may succeed.
+                    self.unknown_kid.notify_one();
+                }
+                found
+            }
             None => only_key,
         }
         .ok_or(OauthError::UnknownKey)?;
@@ -292,6 +344,36 @@ impl JwtValidator {
             expires_at,
         })
     }
+}
+
+/// Parses a JWKS document into its usable verification keys (see [`JwtValidator::new`]).
+fn parse_jwks(jwks_json: &str) -> Result<Vec<VerificationKey>, OauthError> {
+    let config = |msg: String| OauthError::InvalidConfig(msg);
+    let doc: Value =
+        serde_json::from_str(jwks_json).map_err(|e| config(format!("JWKS is not JSON: {e}")))?;
+    let entries = doc
+        .get("keys")
+        .and_then(Value::as_array)
+        .ok_or_else(|| config("JWKS has no `keys` array".into()))?;
+    let mut keys = Vec::new();
+    let mut kids = HashSet::new();
+    for (index, entry) in entries.iter().enumerate() {
+        let Some(key) = parse_jwk(index, entry)? else {
+            continue;
+        };
+        if let Some(kid) = &key.kid {
+            if !kids.insert(kid.clone()) {
+                return Err(config(format!("JWKS has two keys with kid `{kid}`")));
+            }
+        }
+        keys.push(key);
+    }
+    if keys.is_empty() {
+        return Err(config(
+            "JWKS has no usable signature verification key".into(),
+        ));
+    }
+    Ok(keys)
 }
 
 /// Turns one JWKS entry into a verification key; `Ok(None)` for keys that are skipped.
@@ -618,6 +700,235 @@ pub fn failure_challenge(status: &str) -> Vec<u8> {
 /// True for the client's acknowledgement of a [`failure_challenge`] (a single `\x01`).
 pub fn is_failure_ack(msg: &[u8]) -> bool {
     msg == b"\x01"
+}
+
+/// Where a refreshable JWKS comes from.
+#[derive(Clone, PartialEq, Eq)]
+pub enum JwksSource {
+    /// A file, re-read on every refresh (an agent may rewrite it when keys rotate).
+    File(PathBuf),
+    /// An `http://` URL (typically an OpenID provider's `jwks_uri`).
+    Url(String),
+}
+
+impl fmt::Debug for JwksSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+impl fmt::Display for JwksSource {
+    /// The file's path, or the URL without user info, query or fragment (they may carry
+    /// credentials).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            JwksSource::File(path) => write!(f, "{}", path.display()),
+            JwksSource::Url(url) => f.write_str(&redact_url(url)),
+        }
+    }
+}
+
+/// `url` without its user info, query and fragment, which may carry credentials.
+pub fn redact_url(url: &str) -> String {
+    let (prefix, rest) = match url.split_once("://") {
+        Some((scheme, rest)) => (format!("{scheme}://"), rest),
+        None => (String::new(), url),
+    };
+    let before_query = rest.split(['?', '#']).next().unwrap_or_default();
+    let (authority, path) =
+        before_query.split_at(before_query.find('/').unwrap_or(before_query.len()));
+    let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let mut out = format!("{prefix}{host}{path}");
+    if before_query.len() < rest.len() || host.len() < authority.len() {
+        // Say that something was left out, so the text is not taken for the whole URL.
+        out.push_str(" (credentials and query omitted)");
+    }
+    out
+}
+
+/// Checks that `url` is a JWKS URL this build can fetch: `http://` with a host. Errors never
+/// quote the URL's user info or query.
+pub fn check_jwks_url(url: &str) -> Result<(), String> {
+    let uri: ureq::http::Uri = url
+        .parse()
+        .map_err(|_| format!("`{}` is not a valid URL", redact_url(url)))?;
+    match uri.scheme_str() {
+        Some("http") => {}
+        Some("https") => {
+            return Err(
+                "https:// URLs are not supported by this build (no TLS in its HTTP \
+                        client): serve the JWKS over http:// on a trusted network, or keep \
+                        jwksFile up to date with an agent (it is re-read on every refresh)"
+                    .into(),
+            )
+        }
+        _ => return Err(format!("`{}` must be an http:// URL", redact_url(url))),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("`{}` has no host", redact_url(url)));
+    }
+    Ok(())
+}
+
+impl JwksSource {
+    /// Reads the document, blocking (file I/O or an HTTP GET bounded by a timeout). Errors
+    /// name the source (redacted) and never contain the document.
+    pub fn read_blocking(&self) -> Result<String, OauthError> {
+        match self {
+            JwksSource::File(path) => {
+                let file = std::fs::File::open(path)
+                    .map_err(|e| OauthError::InvalidConfig(format!("reading {self}: {e}")))?;
+                let mut text = String::new();
+                std::io::Read::read_to_string(
+                    &mut std::io::Read::take(file, MAX_JWKS_LEN + 1),
+                    &mut text,
+                )
+                .map_err(|e| OauthError::InvalidConfig(format!("reading {self}: {e}")))?;
+                if text.len() as u64 > MAX_JWKS_LEN {
+                    return Err(OauthError::InvalidConfig(format!(
+                        "{self} is larger than {MAX_JWKS_LEN} bytes"
+                    )));
+                }
+                Ok(text)
+            }
+            JwksSource::Url(url) => {
+                let fail =
+                    |what: String| OauthError::InvalidConfig(format!("fetching {self}: {what}"));
+                check_jwks_url(url).map_err(fail)?;
+                let agent: ureq::Agent = ureq::Agent::config_builder()
+                    .timeout_global(Some(FETCH_TIMEOUT))
+                    .http_status_as_error(false)
+                    // A redirect could lead anywhere; a JWKS URL is configured exactly.
+                    .max_redirects(0)
+                    .build()
+                    .into();
+                let mut response = agent
+                    .get(url)
+                    .header("Accept", "application/json, application/jwk-set+json")
+                    .call()
+                    .map_err(|e| match e {
+                        // Its text would quote the URL.
+                        ureq::Error::BadUri(_) => fail("invalid URL".into()),
+                        other => fail(other.to_string()),
+                    })?;
+                let status = response.status();
+                if status != ureq::http::StatusCode::OK {
+                    return Err(fail(format!("HTTP status {}", status.as_u16())));
+                }
+                response
+                    .body_mut()
+                    .with_config()
+                    .limit(MAX_JWKS_LEN)
+                    .read_to_string()
+                    .map_err(|e| fail(e.to_string()))
+            }
+        }
+    }
+
+    /// Reads the document on tokio's blocking pool, so that no runtime thread waits on I/O.
+    pub async fn read(&self) -> Result<String, OauthError> {
+        let source = self.clone();
+        tokio::task::spawn_blocking(move || source.read_blocking())
+            .await
+            .map_err(|e| OauthError::InvalidConfig(format!("reading {self}: {e}")))?
+    }
+}
+
+/// When a refresh asked for by an unknown key id may run: at once the first time, then at
+/// least [`MIN_ON_DEMAND_REFRESH`] (or the configured gap) after the previous one.
+#[derive(Debug, Clone)]
+struct OnDemandLimit {
+    gap: Duration,
+    last: Option<Instant>,
+}
+
+impl OnDemandLimit {
+    /// The earliest time the next on-demand refresh may run, given `now`.
+    fn ready_at(&self, now: Instant) -> Instant {
+        self.last.map_or(now, |last| (last + self.gap).max(now))
+    }
+}
+
+/// The background refresh of a validator's keys; stops when dropped.
+#[derive(Debug)]
+pub struct JwksRefresh {
+    task: tokio::task::AbortHandle,
+}
+
+impl Drop for JwksRefresh {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts refreshing `validator`'s keys from `source` on the current tokio runtime: every
+/// `every`, and — at most once per [`MIN_ON_DEMAND_REFRESH`] — soon after a token names an
+/// unknown key id. A failed refresh keeps the keys in place and logs a warning naming the
+/// (redacted) source. The keys are expected to have been read once already, at start.
+pub fn spawn_jwks_refresh(
+    validator: Arc<JwtValidator>,
+    source: JwksSource,
+    every: Duration,
+) -> JwksRefresh {
+    spawn_refresh_with(validator, source, every, MIN_ON_DEMAND_REFRESH)
+}
+
+fn spawn_refresh_with(
+    validator: Arc<JwtValidator>,
+    source: JwksSource,
+    every: Duration,
+    on_demand_gap: Duration,
+) -> JwksRefresh {
+    // The task holds the validator weakly: once the listener that owns it is gone there is
+    // nothing left to refresh.
+    let weak = Arc::downgrade(&validator);
+    drop(validator);
+    let task = tokio::spawn(async move {
+        let mut limit = OnDemandLimit {
+            gap: on_demand_gap,
+            last: None,
+        };
+        let mut next_periodic = Instant::now() + every;
+        loop {
+            let Some(validator) = weak.upgrade() else {
+                return;
+            };
+            let on_demand = tokio::select! {
+                _ = tokio::time::sleep_until(next_periodic) => false,
+                _ = validator.unknown_key_seen() => true,
+            };
+            drop(validator);
+            if on_demand {
+                let ready = limit.ready_at(Instant::now());
+                // Tokens arriving meanwhile are covered by this refresh (the notification
+                // is consumed); a periodic refresh due earlier serves as well.
+                tokio::time::sleep_until(ready.min(next_periodic)).await;
+                limit.last = Some(Instant::now());
+            }
+            let result = source.read().await;
+            let Some(validator) = weak.upgrade() else {
+                return;
+            };
+            let outcome = result.and_then(|json| validator.replace_keys(&json));
+            match outcome {
+                Ok(count) => tracing::debug!(
+                    source = %source,
+                    keys = count,
+                    key_ids = ?validator.key_ids(),
+                    on_demand,
+                    "OAUTHBEARER JWKS refreshed"
+                ),
+                Err(e) => tracing::warn!(
+                    source = %source,
+                    "OAUTHBEARER JWKS refresh failed, keeping the previous keys: {e}"
+                ),
+            }
+            next_periodic = Instant::now() + every;
+        }
+    });
+    JwksRefresh {
+        task: task.abort_handle(),
+    }
 }
 
 #[cfg(test)]
@@ -1047,7 +1358,7 @@ mod tests {
         with_alg["alg"] = json!("ES256");
         let validator =
             JwtValidator::new(settings(jwks(&[&enc, &ops, &p521, &odd, &with_alg]))).unwrap();
-        assert_eq!(validator.keys.len(), 1);
+        assert_eq!(validator.keys.load().len(), 1);
         validator
             .validate(&sign(&key, Algorithm::ES256, Some("k1"), &claims()))
             .unwrap();
@@ -1152,5 +1463,214 @@ mod tests {
         // Unsigned tokens are read too: this mode trusts the broker to verify.
         let unsigned = forge(json!({"alg": "none"}), &json!({"sub": "bob"}), b"");
         assert_eq!(unverified_claim(&unsigned, "sub").as_deref(), Some("bob"));
+    }
+
+    /// A JWKS file in the temporary directory, removed when dropped.
+    struct TempJwks(PathBuf);
+
+    impl TempJwks {
+        fn new(name: &str, json: &str) -> TempJwks {
+            let path = std::env::temp_dir()
+                .join(format!("sluice-jwks-{}-{name}.json", std::process::id()));
+            std::fs::write(&path, json).unwrap();
+            TempJwks(path)
+        }
+    }
+
+    impl Drop for TempJwks {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    #[test]
+    fn replacing_keys_is_atomic_and_keeps_the_last_good_set() {
+        let k1 = ec_key(Some("k1"), false);
+        let k2 = ec_key(Some("k2"), false);
+        let validator = JwtValidator::new(settings(jwks(&[&k1.jwk]))).unwrap();
+        let updates = validator.key_updates();
+        let t1 = sign(&k1, Algorithm::ES256, Some("k1"), &claims());
+        let t2 = sign(&k2, Algorithm::ES256, Some("k2"), &claims());
+        assert_eq!(refused(&validator, &t2), OauthError::UnknownKey);
+
+        assert_eq!(validator.replace_keys(&jwks(&[&k2.jwk])).unwrap(), 1);
+        assert_eq!(*updates.borrow(), 1);
+        assert_eq!(validator.validate(&t2).unwrap().principal, "alice");
+        assert_eq!(refused(&validator, &t1), OauthError::UnknownKey);
+        assert_eq!(validator.key_ids(), ["k2"]);
+
+        // An unusable document leaves the current keys in place.
+        for bad in ["not json".to_string(), jwks(&[]), jwks(&[&k2.jwk, &k2.jwk])] {
+            assert!(validator.replace_keys(&bad).is_err());
+            validator.validate(&t2).unwrap();
+        }
+        assert_eq!(*updates.borrow(), 1);
+    }
+
+    #[tokio::test]
+    async fn unknown_key_id_triggers_a_refresh_that_finds_the_rotated_key() {
+        let k1 = ec_key(Some("k1"), false);
+        let k2 = ec_key(Some("k2"), false);
+        let file = TempJwks::new("rotate", &jwks(&[&k1.jwk]));
+        let source = JwksSource::File(file.0.clone());
+        let validator =
+            Arc::new(JwtValidator::new(settings(source.read().await.unwrap())).unwrap());
+        // A periodic refresh far away: only the unknown key id can cause the one awaited.
+        let _refresh = spawn_jwks_refresh(validator.clone(), source, Duration::from_secs(3600));
+        let mut updates = validator.key_updates();
+
+        let t1 = sign(&k1, Algorithm::ES256, Some("k1"), &claims());
+        validator.validate(&t1).unwrap();
+        // The issuer rotates: the file now holds key 2 only.
+        std::fs::write(&file.0, jwks(&[&k2.jwk])).unwrap();
+        let t2 = sign(&k2, Algorithm::ES256, Some("k2"), &claims());
+        // Refused at once (no waiting for I/O), and a refresh is asked for.
+        assert_eq!(refused(&validator, &t2), OauthError::UnknownKey);
+        tokio::time::timeout(Duration::from_secs(10), updates.changed())
+            .await
+            .expect("a refresh after the unknown key id")
+            .unwrap();
+        assert_eq!(validator.validate(&t2).unwrap().principal, "alice");
+        assert_eq!(refused(&validator, &t1), OauthError::UnknownKey);
+    }
+
+    #[tokio::test]
+    async fn periodic_refresh_rereads_the_file_and_stops_when_dropped() {
+        let k1 = ec_key(Some("k1"), false);
+        let k2 = ec_key(Some("k2"), false);
+        let file = TempJwks::new("periodic", &jwks(&[&k1.jwk]));
+        let source = JwksSource::File(file.0.clone());
+        let validator = Arc::new(JwtValidator::new(settings(jwks(&[&k1.jwk]))).unwrap());
+        let mut updates = validator.key_updates();
+        let refresh = spawn_jwks_refresh(validator.clone(), source, Duration::from_millis(20));
+        std::fs::write(&file.0, jwks(&[&k1.jwk, &k2.jwk])).unwrap();
+        let t2 = sign(&k2, Algorithm::ES256, Some("k2"), &claims());
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while validator.validate(&t2).is_err() {
+                updates.changed().await.unwrap();
+            }
+        })
+        .await
+        .expect("the periodic refresh installs key 2");
+        drop(refresh);
+        // The aborted task releases its hold on the validator.
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while Arc::strong_count(&validator) > 1 {
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the refresh task ends");
+    }
+
+    #[test]
+    fn on_demand_refreshes_are_rate_limited() {
+        let now = Instant::now();
+        let mut limit = OnDemandLimit {
+            gap: MIN_ON_DEMAND_REFRESH,
+            last: None,
+        };
+        assert_eq!(limit.ready_at(now), now, "the first one runs at once");
+        limit.last = Some(now);
+        assert_eq!(limit.ready_at(now), now + MIN_ON_DEMAND_REFRESH);
+        let later = now + Duration::from_secs(10);
+        assert_eq!(limit.ready_at(later), now + MIN_ON_DEMAND_REFRESH);
+        let much_later = now + Duration::from_secs(31);
+        assert_eq!(limit.ready_at(much_later), much_later);
+    }
+
+    #[test]
+    fn jwks_urls_are_checked_and_redacted() {
+        check_jwks_url("http://idp.example:8080/realms/x/protocol/openid-connect/certs").unwrap();
+        check_jwks_url("http://127.0.0.1/jwks").unwrap();
+        let https = check_jwks_url("https://idp.example/jwks").unwrap_err();
+        assert!(https.contains("https"), "{https}");
+        for bad in [
+            "ftp://idp.example/jwks",
+            "idp.example/jwks",
+            "http://",
+            "not a url",
+        ] {
+            assert!(check_jwks_url(bad).is_err(), "{bad}");
+        }
+        let secret = "http://user:s3cret@idp.example/jwks?token=t0ken#frag";
+        let err = check_jwks_url(&secret.replace("http:", "ftp:")).unwrap_err();
+        assert!(!err.contains("s3cret") && !err.contains("t0ken"), "{err}");
+        let shown = redact_url(secret);
+        assert!(shown.starts_with("http://idp.example/jwks "), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("t0ken"),
+            "{shown}"
+        );
+        assert_eq!(
+            redact_url("http://idp.example/jwks"),
+            "http://idp.example/jwks"
+        );
+        assert_eq!(
+            format!("{:?}", JwksSource::Url(secret.into())),
+            redact_url(secret)
+        );
+    }
+
+    /// Serves each accepted connection one canned HTTP response (blocking, on a thread).
+    fn serve_http(responses: Vec<String>) -> std::net::SocketAddr {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for response in responses {
+                let (stream, _) = listener.accept().unwrap();
+                let mut reader = BufReader::new(stream);
+                let mut line = String::new();
+                // Read the request head up to its blank line.
+                while reader.read_line(&mut line).unwrap() > 0 && line != "\r\n" {
+                    line.clear();
+                }
+                let mut stream = reader.into_inner();
+                stream.write_all(response.as_bytes()).unwrap();
+            }
+        });
+        addr
+    }
+
+    fn http_response(status: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\
+             Connection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    #[test]
+    fn jwks_is_fetched_over_http_and_failures_name_the_url_only() {
+        let key = ec_key(Some("k1"), false);
+        let doc = jwks(&[&key.jwk]);
+        let addr = serve_http(vec![
+            http_response("200 OK", &doc),
+            http_response("404 Not Found", "{}"),
+        ]);
+        let url = format!("http://user:s3cret@{addr}/jwks?token=t0ken");
+        let source = JwksSource::Url(url.clone());
+        assert_eq!(source.read_blocking().unwrap(), doc);
+        let err = source.read_blocking().unwrap_err().to_string();
+        assert!(err.contains("404"), "{err}");
+        assert!(err.contains(&format!("http://{addr}/jwks")), "{err}");
+        assert!(!err.contains("s3cret") && !err.contains("t0ken"), "{err}");
+
+        // Nobody listening any more: a connection error, still naming the URL.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let gone = closed.local_addr().unwrap();
+        drop(closed);
+        let err = JwksSource::Url(format!("http://{gone}/keys"))
+            .read_blocking()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("http://{gone}/keys")), "{err}");
+
+        let err = JwksSource::File("/nonexistent/jwks.json".into())
+            .read_blocking()
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("/nonexistent/jwks.json"), "{err}");
     }
 }
