@@ -183,12 +183,12 @@ fn run(args: &[&str], admin: &str, token: Option<&str>) -> (i32, String, String)
     )
 }
 
-#[test]
-fn admin_cli_push_apply_get_delete() {
+/// A gateway serving the admin API with `token` (an unreachable cluster behind it), its admin
+/// URL and its state directory, once `/health` answers.
+fn serve_with_token(label: &str, token: &str) -> (KillOnDrop, String, std::path::PathBuf) {
     let admin_port = free_port();
-    let state = std::env::temp_dir().join(format!("sluice-cli-state-{}", std::process::id()));
-    let token = "cli-test-token-0123456789";
-    let mut child = KillOnDrop(
+    let state = std::env::temp_dir().join(format!("{label}-{}", std::process::id()));
+    let child = KillOnDrop(
         sluice()
             .args([
                 "serve",
@@ -205,12 +205,18 @@ fn admin_cli_push_apply_get_delete() {
             .spawn()
             .unwrap(),
     );
-    let admin = format!("http://127.0.0.1:{admin_port}");
     let deadline = Instant::now() + Duration::from_secs(30);
     while http_get(admin_port, "/health").is_none() {
         assert!(Instant::now() < deadline, "admin listener never came up");
         std::thread::sleep(Duration::from_millis(50));
     }
+    (child, format!("http://127.0.0.1:{admin_port}"), state)
+}
+
+#[test]
+fn admin_cli_push_apply_get_delete() {
+    let token = "cli-test-token-0123456789";
+    let (child, admin, state) = serve_with_token("sluice-cli-state", token);
     let noop = plugin_path("noop");
     let noop = noop.to_str().unwrap();
     // Without the token, writes are refused with the API's reason.
@@ -280,8 +286,7 @@ fn admin_cli_push_apply_get_delete() {
     let (code, _, err) = run(&["delete", "interceptor", "tag"], &admin, Some(token));
     assert_eq!(code, 1);
     assert!(err.contains("HTTP 404"), "{err}");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let _ = std::fs::remove_dir_all(&state);
 }
 
@@ -301,32 +306,8 @@ fn read_tree(dir: &std::path::Path) -> String {
 
 #[test]
 fn apply_get_delete_security_resources() {
-    let admin_port = free_port();
-    let state = std::env::temp_dir().join(format!("sluice-cli-sec-{}", std::process::id()));
     let token = "cli-security-token-0123456789";
-    let mut child = KillOnDrop(
-        sluice()
-            .args([
-                "serve",
-                "--bootstrap",
-                "127.0.0.1:1",
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--admin", &format!("127.0.0.1:{admin_port}")])
-            .arg("--state-dir")
-            .arg(&state)
-            .env("SLUICE_ADMIN_TOKEN", token)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let admin = format!("http://127.0.0.1:{admin_port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http_get(admin_port, "/health").is_none() {
-        assert!(Instant::now() < deadline, "admin listener never came up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (child, admin, state) = serve_with_token("sluice-cli-sec", token);
     let password = "yaml-password-never-stored";
     let file = state.join("security.yaml");
     std::fs::write(
@@ -384,39 +365,14 @@ fn apply_get_delete_security_resources() {
     let (code, _, err) = run(&["get", "acl", "ops-read"], &admin, None);
     assert_eq!(code, 1);
     assert!(err.contains("HTTP 404"), "{err}");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let _ = std::fs::remove_dir_all(&state);
 }
 
 #[test]
 fn apply_get_delete_virtual_clusters() {
-    let admin_port = free_port();
-    let state = std::env::temp_dir().join(format!("sluice-cli-vc-{}", std::process::id()));
     let token = "cli-vcluster-token-0123456789";
-    let mut child = KillOnDrop(
-        sluice()
-            .args([
-                "serve",
-                "--bootstrap",
-                "127.0.0.1:1",
-                "--listen",
-                "127.0.0.1:0",
-            ])
-            .args(["--admin", &format!("127.0.0.1:{admin_port}")])
-            .arg("--state-dir")
-            .arg(&state)
-            .env("SLUICE_ADMIN_TOKEN", token)
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let admin = format!("http://127.0.0.1:{admin_port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http_get(admin_port, "/health").is_none() {
-        assert!(Instant::now() < deadline, "admin listener never came up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (child, admin, state) = serve_with_token("sluice-cli-vc", token);
     std::fs::create_dir_all(&state).unwrap();
     let file = state.join("tenants.yaml");
     // The alias and the rule come first in the file: apply stores the vcluster before them.
@@ -485,7 +441,6 @@ fn apply_get_delete_virtual_clusters() {
     let (code, _, err) = run(&["get", "vcluster", "tenant-a"], &admin, None);
     assert_eq!(code, 1);
     assert!(err.contains("HTTP 404"), "{err}");
-    let _ = child.kill();
-    let _ = child.wait();
+    drop(child);
     let _ = std::fs::remove_dir_all(&state);
 }
