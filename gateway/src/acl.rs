@@ -604,13 +604,7 @@ mod tests {
     }
 
     fn store() -> (Arc<SecurityStore>, std::path::PathBuf) {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "sluice-acl-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
+        let dir = crate::state::test_dir("acl");
         let files = Arc::new(FileStore::open(&dir).unwrap());
         (Arc::new(SecurityStore::new(files)), dir)
     }

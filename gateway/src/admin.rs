@@ -541,7 +541,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn security_resources_over_http() {
-        let dir = std::env::temp_dir().join(format!("sluice-admin-sec-{}", std::process::id()));
+        let dir = crate::state::test_dir("admin-sec");
         let (base, store) = serve_security(&dir).await;
         let password = "s3cret-over-http";
         tokio::task::spawn_blocking(move || {
@@ -665,7 +665,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn virtual_clusters_over_http() {
-        let dir = std::env::temp_dir().join(format!("sluice-admin-vc-{}", std::process::id()));
+        let dir = crate::state::test_dir("admin-vc");
         let (base, store) = serve_vclusters(&dir).await;
         tokio::task::spawn_blocking(move || {
             let c = AdminClient::new(&base, None);

@@ -29,6 +29,19 @@ pub trait StateStore: Send + Sync {
     fn root(&self) -> Option<PathBuf>;
 }
 
+/// A fresh directory for one test's state: unique per process and per call, so tests
+/// running in parallel never share one.
+#[cfg(test)]
+pub(crate) fn test_dir(label: &str) -> PathBuf {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    std::env::temp_dir().join(format!(
+        "sluice-{label}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ))
+}
+
 /// Checks a resource name: 1-63 characters of `a-z 0-9 . _ -`, starting with a letter or digit.
 pub fn check_name(name: &str) -> Result<()> {
     let ok = !name.is_empty()

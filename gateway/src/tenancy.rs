@@ -591,10 +591,7 @@ mod tests {
     #[test]
     fn regexes_are_confined_to_the_prefix_and_come_back() {
         let store = crate::vcluster::VirtualClusterStore::new(std::sync::Arc::new(
-            crate::state::FileStore::open(
-                &std::env::temp_dir().join(format!("sluice-tenancy-{}", std::process::id())),
-            )
-            .unwrap(),
+            crate::state::FileStore::open(&crate::state::test_dir("tenancy")).unwrap(),
         ));
         store
             .put_virtual_cluster(

@@ -1127,12 +1127,7 @@ mod tests {
     use std::path::{Path, PathBuf};
 
     fn temp_dir() -> PathBuf {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        std::env::temp_dir().join(format!(
-            "sluice-vcluster-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ))
+        crate::state::test_dir("vcluster")
     }
 
     fn open(dir: &Path) -> VirtualClusterStore {
