@@ -170,6 +170,18 @@ fn shadowed(tenant: &Tenant, logical: &str) -> String {
     format!("{}!{logical}", tenant.prefix)
 }
 
+/// Config resource names (a topic or a group, by resource type) carry no entity type in the
+/// schema: decode the message, map each `resource_name` with `$map`, encode it again.
+macro_rules! config_names {
+    ($tenant:expr, $body:expr, $version:expr, $ty:ty, $field:ident, $map:ident) => {{
+        let mut msg: $ty = decode($body, $version)?;
+        for r in &mut msg.$field {
+            r.resource_name = $map($tenant, r.resource_type, &r.resource_name);
+        }
+        Some(encode(&msg, $version)?)
+    }};
+}
+
 /// Maps a tenant's request to physical names. Errors mean the request is refused or cannot be
 /// mapped.
 pub fn map_request(
@@ -235,25 +247,32 @@ pub fn map_request(
             Some(encode(&req, version)?)
         }
         Ok(ApiKey::DescribeConfigs) => {
-            let mut req: DescribeConfigsRequest = decode(&mapped, version)?;
-            for r in &mut req.resources {
-                r.resource_name = map_resource(tenant, r.resource_type, &r.resource_name);
-            }
-            Some(encode(&req, version)?)
+            config_names!(
+                tenant,
+                &mapped,
+                version,
+                DescribeConfigsRequest,
+                resources,
+                map_resource
+            )
         }
-        Ok(ApiKey::AlterConfigs) => {
-            let mut req: AlterConfigsRequest = decode(&mapped, version)?;
-            for r in &mut req.resources {
-                r.resource_name = map_resource(tenant, r.resource_type, &r.resource_name);
-            }
-            Some(encode(&req, version)?)
-        }
+        Ok(ApiKey::AlterConfigs) => config_names!(
+            tenant,
+            &mapped,
+            version,
+            AlterConfigsRequest,
+            resources,
+            map_resource
+        ),
         Ok(ApiKey::IncrementalAlterConfigs) => {
-            let mut req: IncrementalAlterConfigsRequest = decode(&mapped, version)?;
-            for r in &mut req.resources {
-                r.resource_name = map_resource(tenant, r.resource_type, &r.resource_name);
-            }
-            Some(encode(&req, version)?)
+            config_names!(
+                tenant,
+                &mapped,
+                version,
+                IncrementalAlterConfigsRequest,
+                resources,
+                map_resource
+            )
         }
         Ok(ApiKey::Metadata)
             if version >= 4
@@ -422,26 +441,31 @@ pub fn unmap_response(
                 None
             }
         }
-        ApiKey::DescribeConfigs => {
-            let mut resp: DescribeConfigsResponse = decode(&mapped, version)?;
-            for r in &mut resp.results {
-                r.resource_name = unmap_resource(tenant, r.resource_type, &r.resource_name);
-            }
-            Some(encode(&resp, version)?)
-        }
-        ApiKey::AlterConfigs => {
-            let mut resp: AlterConfigsResponse = decode(&mapped, version)?;
-            for r in &mut resp.responses {
-                r.resource_name = unmap_resource(tenant, r.resource_type, &r.resource_name);
-            }
-            Some(encode(&resp, version)?)
-        }
+        ApiKey::DescribeConfigs => config_names!(
+            tenant,
+            &mapped,
+            version,
+            DescribeConfigsResponse,
+            results,
+            unmap_resource
+        ),
+        ApiKey::AlterConfigs => config_names!(
+            tenant,
+            &mapped,
+            version,
+            AlterConfigsResponse,
+            responses,
+            unmap_resource
+        ),
         ApiKey::IncrementalAlterConfigs => {
-            let mut resp: IncrementalAlterConfigsResponse = decode(&mapped, version)?;
-            for r in &mut resp.responses {
-                r.resource_name = unmap_resource(tenant, r.resource_type, &r.resource_name);
-            }
-            Some(encode(&resp, version)?)
+            config_names!(
+                tenant,
+                &mapped,
+                version,
+                IncrementalAlterConfigsResponse,
+                responses,
+                unmap_resource
+            )
         }
         _ => None,
     };
