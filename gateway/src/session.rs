@@ -981,10 +981,14 @@ impl RequestSide {
 
     /// Lets a request through only from an authenticated connection whose session is live.
     fn check_authenticated(&mut self, peek: &RequestPeek) -> Result<(), End> {
-        let decided = self.auth.outcome.lock().expect("sasl outcome lock").take();
-        if let Some(o) = decided {
-            self.auth.deadline = o.lifetime.map(|l| Instant::now() + l);
-            self.set_identity(o.who)?;
+        // Only a relayed exchange in progress can have an outcome waiting: no lock otherwise.
+        if self.auth.rounds > 0 {
+            let decided = self.auth.outcome.lock().expect("sasl outcome lock").take();
+            if let Some(o) = decided {
+                self.auth.rounds = 0;
+                self.auth.deadline = o.lifetime.map(|l| Instant::now() + l);
+                self.set_identity(o.who)?;
+            }
         }
         let expired = self.auth.deadline.is_some_and(|d| Instant::now() >= d);
         if self.auth.who.is_some() && !expired {
