@@ -96,14 +96,14 @@ use kafka_protocol::messages::produce_response::{BatchIndexAndErrorMessage, Topi
 use kafka_protocol::messages::{
     ApiKey, CreateTopicsRequest, CreateTopicsResponse, DescribeTopicPartitionsRequest,
     DescribeTopicPartitionsResponse, FetchRequest, FetchResponse, ListOffsetsRequest,
-    ListOffsetsResponse, MetadataRequest, MetadataResponse, OffsetCommitRequest,
-    OffsetCommitResponse, OffsetDeleteRequest, OffsetDeleteResponse, OffsetFetchRequest,
-    OffsetFetchResponse, OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse, ProduceRequest,
-    ProduceResponse, TopicName, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
+    MetadataRequest, MetadataResponse, OffsetCommitRequest, OffsetDeleteRequest,
+    OffsetFetchRequest, OffsetForLeaderEpochRequest, ProduceRequest, ProduceResponse, TopicName,
+    TxnOffsetCommitRequest,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
 use crate::records::{self, Batch, Header, Offsets, Record};
+use crate::schema::rewrite::{rewrite_strings, Direction};
 use crate::schema::{self, Entity, StringRef, Visitor};
 use crate::vcluster::Tenant;
 
@@ -679,78 +679,7 @@ pub fn finish_response(
     let out = match key {
         ApiKey::Produce => produce_response(c, version, body)?,
         ApiKey::Fetch => fetch_response(c, version, body)?,
-        ApiKey::ListOffsets => {
-            let mut r: ListOffsetsResponse = decode_response(key, version, body)?;
-            let mut changed = false;
-            for t in &mut r.topics {
-                changed |= c.map_back(&mut t.name);
-            }
-            changed
-                .then_some(r)
-                .map(|r| encode(version, &r))
-                .transpose()?
-        }
         ApiKey::Metadata => metadata_response(c, version, body)?,
-        ApiKey::OffsetCommit => {
-            let mut r: OffsetCommitResponse = decode_response(key, version, body)?;
-            let mut changed = false;
-            for t in &mut r.topics {
-                changed |= c.map_back(&mut t.name);
-            }
-            changed
-                .then_some(r)
-                .map(|r| encode(version, &r))
-                .transpose()?
-        }
-        ApiKey::OffsetFetch => {
-            let mut r: OffsetFetchResponse = decode_response(key, version, body)?;
-            let mut changed = false;
-            for t in &mut r.topics {
-                changed |= c.map_back(&mut t.name);
-            }
-            for g in &mut r.groups {
-                for t in &mut g.topics {
-                    changed |= c.map_back(&mut t.name);
-                }
-            }
-            changed
-                .then_some(r)
-                .map(|r| encode(version, &r))
-                .transpose()?
-        }
-        ApiKey::TxnOffsetCommit => {
-            let mut r: TxnOffsetCommitResponse = decode_response(key, version, body)?;
-            let mut changed = false;
-            for t in &mut r.topics {
-                changed |= c.map_back(&mut t.name);
-            }
-            changed
-                .then_some(r)
-                .map(|r| encode(version, &r))
-                .transpose()?
-        }
-        ApiKey::OffsetForLeaderEpoch => {
-            let mut r: OffsetForLeaderEpochResponse = decode_response(key, version, body)?;
-            let mut changed = false;
-            for t in &mut r.topics {
-                changed |= c.map_back(&mut t.topic);
-            }
-            changed
-                .then_some(r)
-                .map(|r| encode(version, &r))
-                .transpose()?
-        }
-        ApiKey::OffsetDelete => {
-            let mut r: OffsetDeleteResponse = decode_response(key, version, body)?;
-            let mut changed = false;
-            for t in &mut r.topics {
-                changed |= c.map_back(&mut t.name);
-            }
-            changed
-                .then_some(r)
-                .map(|r| encode(version, &r))
-                .transpose()?
-        }
         ApiKey::DescribeTopicPartitions => {
             let mut r: DescribeTopicPartitionsResponse = decode_response(key, version, body)?;
             let mut changed = false;
@@ -783,7 +712,21 @@ pub fn finish_response(
                 .map(|r| encode(version, &r))
                 .transpose()?
         }
-        _ => None,
+        // Everything else (ListOffsets, OffsetCommit, OffsetFetch, TxnOffsetCommit,
+        // OffsetForLeaderEpoch, OffsetDelete, ...) only needs its topic names back: the
+        // schema rewriter finds them in any API.
+        _ => rewrite_strings(
+            Direction::Response,
+            api_key,
+            version,
+            body,
+            &mut |r, name| {
+                (r.entity == schema::Entity::TopicName)
+                    .then(|| c.logical_for(name).map(str::to_string))
+                    .flatten()
+            },
+        )
+        .with_context(|| format!("renaming topics in a {key:?} v{version} response"))?,
     };
     Ok(out)
 }
@@ -1024,6 +967,10 @@ mod tests {
     use kafka_protocol::messages::txn_offset_commit_response::TxnOffsetCommitResponseTopic;
     use kafka_protocol::messages::{
         CreatePartitionsRequest, DeleteRecordsRequest, DeleteTopicsRequest,
+    };
+    use kafka_protocol::messages::{
+        ListOffsetsResponse, OffsetCommitResponse, OffsetDeleteResponse, OffsetFetchResponse,
+        OffsetForLeaderEpochResponse, TxnOffsetCommitResponse,
     };
     use serde_json::Value;
     use std::collections::BTreeMap;
