@@ -224,7 +224,8 @@ pub struct OauthConfig {
     /// A JWKS document inline (JSON text; never refreshed).
     #[serde(default)]
     pub jwks: Option<String>,
-    /// The identity provider's JWKS URL (`http://` only: the HTTP client has no TLS).
+    /// The identity provider's JWKS URL: `https://` (the server's certificate verified
+    /// against the platform's trust store) or `http://`.
     #[serde(default)]
     pub jwks_url: Option<String>,
     /// Period of the background re-read of `jwksFile` / `jwksUrl`, in milliseconds (at least

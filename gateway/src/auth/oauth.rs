@@ -9,11 +9,12 @@
 //!   client then answers with a lone `\x01` ([`is_failure_ack`]) and the exchange fails.
 //! - [`unverified_claim`] reads a claim without any check, for the delegated mode in which
 //!   the broker behind the gateway validates the token.
-//! - [`JwksSource`] and [`spawn_jwks_refresh`] keep the keys current when they come from a
-//!   file or an identity provider's JWKS URL: re-read periodically, and soon after a token
-//!   names a key id the set lacks (the provider rotated its keys). The key set is swapped
-//!   atomically, so validation never waits for I/O: such a token is refused at once and the
-//!   client's retry finds the new key.
+//! - [`JwksSource`], [`JwksReader`] and [`spawn_jwks_refresh`] keep the keys current when they
+//!   come from a file or an identity provider's JWKS URL (`http://`, or `https://` verified
+//!   against the platform's trust store or a CA bundle): re-read periodically, and soon after
+//!   a token names a key id the set lacks (the provider rotated its keys). The key set is
+//!   swapped atomically, so validation never waits for I/O: such a token is refused at once
+//!   and the client's retry finds the new key.
 //!
 //! Symmetric keys (JWKS `oct`, `HS*` algorithms) and `alg: none` are refused outright: a
 //! gateway must never accept a token it could have minted itself or one with no signature.
@@ -21,7 +22,7 @@
 
 use std::collections::HashSet;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -707,7 +708,9 @@ pub fn is_failure_ack(msg: &[u8]) -> bool {
 pub enum JwksSource {
     /// A file, re-read on every refresh (an agent may rewrite it when keys rotate).
     File(PathBuf),
-    /// An `http://` URL (typically an OpenID provider's `jwks_uri`).
+    /// An `http://` or `https://` URL (typically an OpenID provider's `jwks_uri`). Read
+    /// through a bare `JwksSource`, an `https://` server's certificate is verified against
+    /// the platform's trust store; a [`JwksReader`] can name a CA bundle instead.
     Url(String),
 }
 
@@ -746,35 +749,137 @@ pub fn redact_url(url: &str) -> String {
     out
 }
 
-/// Checks that `url` is a JWKS URL this build can fetch: `http://` with a host. Errors never
-/// quote the URL's user info or query.
+/// Checks that `url` is a JWKS URL this build can fetch: `http://` or `https://`, with a
+/// host. Errors never quote the URL's user info or query.
 pub fn check_jwks_url(url: &str) -> Result<(), String> {
+    url_is_https(url).map(drop)
+}
+
+/// Whether `url`, a JWKS URL that passes [`check_jwks_url`], is `https://`.
+fn url_is_https(url: &str) -> Result<bool, String> {
     let uri: ureq::http::Uri = url
         .parse()
         .map_err(|_| format!("`{}` is not a valid URL", redact_url(url)))?;
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            return Err(
-                "https:// URLs are not supported by this build (no TLS in its HTTP \
-                        client): serve the JWKS over http:// on a trusted network, or keep \
-                        jwksFile up to date with an agent (it is re-read on every refresh)"
-                    .into(),
-            )
+    // Only the spellings the HTTP client itself recognises: anything else (`HTTPS://`) would
+    // not be sure to get TLS.
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        _ => {
+            return Err(format!(
+                "`{}` must be an http:// or https:// URL",
+                redact_url(url)
+            ))
         }
-        _ => return Err(format!("`{}` must be an http:// URL", redact_url(url))),
-    }
+    };
     if uri.host().is_none_or(str::is_empty) {
         return Err(format!("`{}` has no host", redact_url(url)));
     }
-    Ok(())
+    Ok(https)
 }
 
-impl JwksSource {
-    /// Reads the document, blocking (file I/O or an HTTP GET bounded by a timeout). Errors
-    /// name the source (redacted) and never contain the document.
-    pub fn read_blocking(&self) -> Result<String, OauthError> {
+/// What an `https://` JWKS server's certificate must chain to.
+#[derive(Clone)]
+enum HttpsTrust {
+    /// The platform's trust store, loaded on every fetch: an update of the store (a CA
+    /// added or withdrawn) applies without a restart, and the cost is nothing next to a
+    /// download every few minutes.
+    Platform,
+    /// The certificates of a PEM CA bundle, loaded when the reader is built so that a
+    /// missing or broken bundle fails the start, not a refresh minutes later.
+    Bundle {
+        path: PathBuf,
+        certs: Arc<Vec<ureq::tls::Certificate<'static>>>,
+    },
+}
+
+impl fmt::Display for HttpsTrust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            HttpsTrust::Platform => f.write_str("the platform's trust store"),
+            HttpsTrust::Bundle { path, .. } => write!(f, "the CA bundle {}", path.display()),
+        }
+    }
+}
+
+/// A [`JwksSource`] with what reading it takes: the trust anchors an `https://` server's
+/// certificate is verified against (the platform's trust store, or a PEM CA bundle). Cheap to
+/// clone; the background refresh keeps one.
+///
+/// Downloads use rustls with the ring provider the rest of the gateway uses, the HTTP
+/// client's own TLS 1.2/1.3 defaults, a 10 s bound on the whole request, no redirects (a JWKS
+/// URL is configured exactly) and a 1 MiB cap on the document. Errors name the source with
+/// its user info and query left out, and never contain the document.
+#[derive(Clone)]
+pub struct JwksReader {
+    source: JwksSource,
+    trust: HttpsTrust,
+}
+
+impl fmt::Debug for JwksReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JwksReader")
+            .field("source", &self.source)
+            .field("trust", &format_args!("{}", self.trust))
+            .finish()
+    }
+}
+
+impl fmt::Display for JwksReader {
+    /// The source, redacted as [`JwksSource`]'s `Display`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.source.fmt(f)
+    }
+}
+
+impl From<JwksSource> for JwksReader {
+    /// `source`, with `https://` servers verified against the platform's trust store.
+    fn from(source: JwksSource) -> JwksReader {
+        JwksReader {
+            source,
+            trust: HttpsTrust::Platform,
+        }
+    }
+}
+
+impl JwksReader {
+    /// `source`, with an `https://` server's certificate verified against the PEM CA bundle
+    /// `ca_file` when given (read now: an unreadable file, one with no certificate or one
+    /// with a certificate that is no usable CA is an error naming the file), else against
+    /// the platform's trust store. A CA bundle is refused for anything but an `https://`
+    /// URL: it would have no effect, and its presence says that TLS was expected.
+    pub fn new(source: JwksSource, ca_file: Option<&Path>) -> Result<JwksReader, OauthError> {
+        let Some(path) = ca_file else {
+            return Ok(JwksReader::from(source));
+        };
+        let https = match &source {
+            JwksSource::Url(url) => url_is_https(url).map_err(OauthError::InvalidConfig)?,
+            JwksSource::File(_) => false,
+        };
+        if !https {
+            return Err(OauthError::InvalidConfig(format!(
+                "a CA bundle ({}) applies only to an https:// URL, not to {source}",
+                path.display()
+            )));
+        }
+        Ok(JwksReader {
+            source,
+            trust: HttpsTrust::Bundle {
+                path: path.to_path_buf(),
+                certs: Arc::new(load_ca_bundle(path)?),
+            },
+        })
+    }
+
+    /// Where the document comes from.
+    pub fn source(&self) -> &JwksSource {
+        &self.source
+    }
+
+    /// Reads the document, blocking (file I/O, or an HTTP(S) GET bounded by a timeout).
+    /// Errors name the source (redacted) and never contain the document.
+    pub fn read_blocking(&self) -> Result<String, OauthError> {
+        match &self.source {
             JwksSource::File(path) => {
                 let file = std::fs::File::open(path)
                     .map_err(|e| OauthError::InvalidConfig(format!("reading {self}: {e}")))?;
@@ -791,46 +896,153 @@ impl JwksSource {
                 }
                 Ok(text)
             }
-            JwksSource::Url(url) => {
-                let fail =
-                    |what: String| OauthError::InvalidConfig(format!("fetching {self}: {what}"));
-                check_jwks_url(url).map_err(fail)?;
-                let agent: ureq::Agent = ureq::Agent::config_builder()
-                    .timeout_global(Some(FETCH_TIMEOUT))
-                    .http_status_as_error(false)
-                    // A redirect could lead anywhere; a JWKS URL is configured exactly.
-                    .max_redirects(0)
-                    .build()
-                    .into();
-                let mut response = agent
-                    .get(url)
-                    .header("Accept", "application/json, application/jwk-set+json")
-                    .call()
-                    .map_err(|e| match e {
-                        // Its text would quote the URL.
-                        ureq::Error::BadUri(_) => fail("invalid URL".into()),
-                        other => fail(other.to_string()),
-                    })?;
-                let status = response.status();
-                if status != ureq::http::StatusCode::OK {
-                    return Err(fail(format!("HTTP status {}", status.as_u16())));
-                }
-                response
-                    .body_mut()
-                    .with_config()
-                    .limit(MAX_JWKS_LEN)
-                    .read_to_string()
-                    .map_err(|e| fail(e.to_string()))
-            }
+            JwksSource::Url(url) => self
+                .fetch(url)
+                .map_err(|what| OauthError::InvalidConfig(format!("fetching {self}: {what}"))),
         }
     }
 
     /// Reads the document on tokio's blocking pool, so that no runtime thread waits on I/O.
     pub async fn read(&self) -> Result<String, OauthError> {
-        let source = self.clone();
-        tokio::task::spawn_blocking(move || source.read_blocking())
+        let reader = self.clone();
+        tokio::task::spawn_blocking(move || reader.read_blocking())
             .await
             .map_err(|e| OauthError::InvalidConfig(format!("reading {self}: {e}")))?
+    }
+
+    /// GETs `url`; the error says what went wrong without naming the URL (the caller does,
+    /// redacted).
+    fn fetch(&self, url: &str) -> Result<String, String> {
+        let https = url_is_https(url)?;
+        let mut config = ureq::Agent::config_builder()
+            .timeout_global(Some(FETCH_TIMEOUT))
+            .http_status_as_error(false)
+            // A redirect could lead anywhere; a JWKS URL is configured exactly.
+            .max_redirects(0);
+        if https {
+            config = config.tls_config(self.tls_config()?);
+        }
+        let agent: ureq::Agent = config.build().into();
+        let mut response = agent
+            .get(url)
+            .header("Accept", "application/json, application/jwk-set+json")
+            .call()
+            .map_err(|e| self.describe(e))?;
+        let status = response.status();
+        if status != ureq::http::StatusCode::OK {
+            return Err(format!("HTTP status {}", status.as_u16()));
+        }
+        response
+            .body_mut()
+            .with_config()
+            .limit(MAX_JWKS_LEN)
+            .read_to_string()
+            .map_err(|e| self.describe(e))
+    }
+
+    /// The TLS settings of one download: rustls, the ring provider and this reader's roots.
+    fn tls_config(&self) -> Result<ureq::tls::TlsConfig, String> {
+        use ureq::tls::{RootCerts, TlsConfig, TlsProvider};
+        let roots = match &self.trust {
+            HttpsTrust::Platform => Arc::new(platform_roots()?),
+            HttpsTrust::Bundle { certs, .. } => certs.clone(),
+        };
+        Ok(TlsConfig::builder()
+            .provider(TlsProvider::Rustls)
+            .root_certs(RootCerts::Specific(roots))
+            // The client is built without a provider of its own: this one is the gateway's,
+            // so no second cryptography library is linked. (The client's API calls this
+            // setter "unversioned": it is outside its semver promise because it exposes
+            // rustls' type; Cargo.lock pins the release.)
+            .unversioned_rustls_crypto_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .build())
+    }
+
+    /// A download error as text, with the likely cause spelled out for the TLS failure an
+    /// operator meets first (a certificate from a CA that is not trusted).
+    fn describe(&self, e: ureq::Error) -> String {
+        use rustls::{CertificateError, Error as TlsError};
+        let tls = match &e {
+            ureq::Error::Rustls(tls) => Some(tls),
+            ureq::Error::Io(io) => io.get_ref().and_then(|inner| inner.downcast_ref()),
+            _ => None,
+        };
+        match tls {
+            Some(TlsError::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+                let hint = match self.trust {
+                    HttpsTrust::Platform => {
+                        "; set jwksCaFile to the bundle of the CA that issued it"
+                    }
+                    HttpsTrust::Bundle { .. } => "",
+                };
+                format!(
+                    "TLS: the server's certificate is not issued by a CA of {}{hint}",
+                    self.trust
+                )
+            }
+            Some(tls) => format!("TLS: {tls}"),
+            // Its text would quote the URL.
+            None if matches!(e, ureq::Error::BadUri(_)) => "invalid URL".into(),
+            None => e.to_string(),
+        }
+    }
+}
+
+/// The CA certificates of the PEM bundle at `path`, each checked to be a usable trust anchor
+/// (the HTTP client would silently skip one that is not).
+fn load_ca_bundle(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>, OauthError> {
+    let certs = crate::tls::load_certs(path)
+        .map_err(|e| OauthError::InvalidConfig(format!("CA bundle: {e:#}")))?;
+    let mut store = rustls::RootCertStore::empty();
+    for (i, cert) in certs.iter().enumerate() {
+        store.add(cert.clone()).map_err(|e| {
+            OauthError::InvalidConfig(format!(
+                "CA bundle {}: certificate {} is not a usable CA certificate: {e}",
+                path.display(),
+                i + 1
+            ))
+        })?;
+    }
+    Ok(certs
+        .iter()
+        .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+        .collect())
+}
+
+/// The CA certificates of the platform's trust store (`SSL_CERT_FILE` / `SSL_CERT_DIR` are
+/// honoured).
+fn platform_roots() -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let found = rustls_native_certs::load_native_certs();
+    if found.certs.is_empty() {
+        let why = found
+            .errors
+            .first()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default();
+        return Err(format!(
+            "the platform's trust store has no CA certificates{why}; set jwksCaFile to a CA \
+             bundle"
+        ));
+    }
+    Ok(found
+        .certs
+        .iter()
+        .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+        .collect())
+}
+
+impl JwksSource {
+    /// Reads the document, blocking (file I/O or an HTTP(S) GET bounded by a timeout; an
+    /// `https://` server is verified against the platform's trust store). Errors name the
+    /// source (redacted) and never contain the document.
+    pub fn read_blocking(&self) -> Result<String, OauthError> {
+        JwksReader::from(self.clone()).read_blocking()
+    }
+
+    /// [`JwksSource::read_blocking`] on tokio's blocking pool, so that no runtime thread
+    /// waits on I/O.
+    pub async fn read(&self) -> Result<String, OauthError> {
+        JwksReader::from(self.clone()).read().await
     }
 }
 
@@ -865,17 +1077,19 @@ impl Drop for JwksRefresh {
 /// `every`, and — at most once per [`MIN_ON_DEMAND_REFRESH`] — soon after a token names an
 /// unknown key id. A failed refresh keeps the keys in place and logs a warning naming the
 /// (redacted) source. The keys are expected to have been read once already, at start.
+/// `source` is a [`JwksReader`], or a bare [`JwksSource`] (`https://` servers then verified
+/// against the platform's trust store).
 pub fn spawn_jwks_refresh(
     validator: Arc<JwtValidator>,
-    source: JwksSource,
+    source: impl Into<JwksReader>,
     every: Duration,
 ) -> JwksRefresh {
-    spawn_refresh_with(validator, source, every, MIN_ON_DEMAND_REFRESH)
+    spawn_refresh_with(validator, source.into(), every, MIN_ON_DEMAND_REFRESH)
 }
 
 fn spawn_refresh_with(
     validator: Arc<JwtValidator>,
-    source: JwksSource,
+    source: JwksReader,
     every: Duration,
     on_demand_gap: Duration,
 ) -> JwksRefresh {
@@ -1583,16 +1797,25 @@ mod tests {
     fn jwks_urls_are_checked_and_redacted() {
         check_jwks_url("http://idp.example:8080/realms/x/protocol/openid-connect/certs").unwrap();
         check_jwks_url("http://127.0.0.1/jwks").unwrap();
-        let https = check_jwks_url("https://idp.example/jwks").unwrap_err();
-        assert!(https.contains("https"), "{https}");
+        check_jwks_url("https://idp.example/jwks").unwrap();
+        check_jwks_url("https://user:pw@idp.example:8443/realms/x/certs?a=b").unwrap();
+        assert_eq!(url_is_https("https://idp.example/jwks"), Ok(true));
+        assert_eq!(url_is_https("http://idp.example/jwks"), Ok(false));
         for bad in [
             "ftp://idp.example/jwks",
+            "file:///etc/jwks.json",
+            "ws://idp.example/jwks",
             "idp.example/jwks",
             "http://",
+            "https://",
+            "https:///jwks",
             "not a url",
+            "",
         ] {
             assert!(check_jwks_url(bad).is_err(), "{bad}");
         }
+        let ftp = check_jwks_url("ftp://idp.example/jwks").unwrap_err();
+        assert!(ftp.contains("http:// or https://"), "{ftp}");
         let secret = "http://user:s3cret@idp.example/jwks?token=t0ken#frag";
         let err = check_jwks_url(&secret.replace("http:", "ftp:")).unwrap_err();
         assert!(!err.contains("s3cret") && !err.contains("t0ken"), "{err}");
@@ -1672,5 +1895,256 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("/nonexistent/jwks.json"), "{err}");
+    }
+
+    /// A CA made for one test, its certificate written as a PEM bundle into `dir`.
+    struct TestCa {
+        cert: rcgen::Certificate,
+        key: KeyPair,
+        file: PathBuf,
+    }
+
+    impl TestCa {
+        fn new(dir: &Path, name: &str) -> TestCa {
+            use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyUsagePurpose};
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.distinguished_name.push(DnType::CommonName, name);
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+            let key = KeyPair::generate().unwrap();
+            let cert = params.self_signed(&key).unwrap();
+            let file = dir.join(format!("{name}.pem"));
+            std::fs::write(&file, cert.pem()).unwrap();
+            TestCa { cert, key, file }
+        }
+
+        /// A server certificate for `127.0.0.1` issued by this CA, and its key.
+        fn issue_server(
+            &self,
+        ) -> (
+            rustls_pki_types::CertificateDer<'static>,
+            rustls_pki_types::PrivateKeyDer<'static>,
+        ) {
+            use rcgen::{CertificateParams, DnType, ExtendedKeyUsagePurpose, SanType};
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params
+                .distinguished_name
+                .push(DnType::CommonName, "jwks server");
+            params.subject_alt_names =
+                vec![SanType::IpAddress(std::net::Ipv4Addr::LOCALHOST.into())];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            let key = KeyPair::generate().unwrap();
+            let cert = params.signed_by(&key, &self.cert, &self.key).unwrap();
+            let key = rustls_pki_types::PrivatePkcs8KeyDer::from(key.serialize_der());
+            (cert.der().clone(), key.into())
+        }
+    }
+
+    /// Serves each accepted connection one canned HTTP response over TLS with `ca`'s server
+    /// certificate (blocking, on a thread). A connection whose handshake fails (the client
+    /// does not trust the certificate) uses its response up. The thread ends after the last.
+    fn serve_https(ca: &TestCa, responses: Vec<String>) -> std::net::SocketAddr {
+        use std::io::{BufRead, BufReader, Write};
+        let (cert, key) = ca.issue_server();
+        let config = Arc::new(
+            rustls::ServerConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert], key)
+            .unwrap(),
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        std::thread::spawn(move || {
+            for response in responses {
+                let (stream, _) = listener.accept().unwrap();
+                let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+                let mut reader = BufReader::new(rustls::StreamOwned::new(conn, stream));
+                let mut line = String::new();
+                // Read the request head up to its blank line; a failed handshake ends it.
+                let mut complete = false;
+                while let Ok(n) = reader.read_line(&mut line) {
+                    if n == 0 {
+                        break;
+                    }
+                    if line == "\r\n" {
+                        complete = true;
+                        break;
+                    }
+                    line.clear();
+                }
+                if complete {
+                    let mut tls = reader.into_inner();
+                    let _ = tls.write_all(response.as_bytes());
+                    tls.conn.send_close_notify();
+                    let _ = tls.flush();
+                }
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn jwks_is_fetched_over_https_from_a_server_of_the_configured_ca() {
+        let dir = crate::state::test_dir("jwks-https");
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = TestCa::new(&dir, "jwks-ca");
+        let key = ec_key(Some("k1"), false);
+        let doc = jwks(&[&key.jwk]);
+        let addr = serve_https(
+            &ca,
+            vec![
+                http_response("200 OK", &doc),
+                http_response("500 Internal Server Error", "{}"),
+            ],
+        );
+        let url = format!("https://user:s3cret@{addr}/jwks?token=t0ken");
+        let reader = JwksReader::new(JwksSource::Url(url.clone()), Some(&ca.file)).unwrap();
+        assert_eq!(reader.source(), &JwksSource::Url(url.clone()));
+        let shown = format!("{reader} {reader:?}");
+        assert!(shown.contains(&format!("https://{addr}/jwks")), "{shown}");
+        assert!(shown.contains("jwks-ca.pem"), "{shown}");
+        assert!(
+            !shown.contains("s3cret") && !shown.contains("t0ken"),
+            "{shown}"
+        );
+
+        assert_eq!(reader.read_blocking().unwrap(), doc);
+        // An HTTP error over TLS is reported as such, naming the URL only.
+        let err = reader.read_blocking().unwrap_err().to_string();
+        assert!(err.contains("HTTP status 500"), "{err}");
+        assert!(err.contains(&format!("https://{addr}/jwks")), "{err}");
+        assert!(!err.contains("s3cret") && !err.contains("t0ken"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_untrusted_https_server_is_refused_and_the_previous_keys_stay() {
+        let dir = crate::state::test_dir("jwks-untrusted");
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = TestCa::new(&dir, "server-ca");
+        let other = TestCa::new(&dir, "other-ca");
+        let (k1, k2) = (ec_key(Some("k1"), false), ec_key(Some("k2"), false));
+        let rotated = jwks(&[&k2.jwk]);
+        // Three connections, one per refused fetch below: none gets its answer.
+        let addr = serve_https(&ca, vec![http_response("200 OK", &rotated); 3]);
+        let url = format!("https://svc:s3cret@{addr}/jwks?token=t0ken");
+        let validator = JwtValidator::new(settings(jwks(&[&k1.jwk]))).unwrap();
+
+        // Verified against another CA's bundle.
+        let reader = JwksReader::new(JwksSource::Url(url.clone()), Some(&other.file)).unwrap();
+        let outcome = reader
+            .read_blocking()
+            .and_then(|json| validator.replace_keys(&json));
+        let err = outcome.unwrap_err().to_string();
+        assert!(err.contains("TLS"), "{err}");
+        assert!(err.contains("not issued by a CA of the CA bundle"), "{err}");
+        assert!(err.contains("other-ca.pem"), "{err}");
+        assert!(err.contains(&format!("https://{addr}/jwks")), "{err}");
+        assert!(!err.contains("s3cret") && !err.contains("t0ken"), "{err}");
+        assert_eq!(validator.key_ids(), ["k1"]);
+
+        // Verified against the platform's store (which cannot hold a CA made just now): the
+        // error points at jwksCaFile.
+        let err = JwksSource::Url(url)
+            .read_blocking()
+            .and_then(|json| validator.replace_keys(&json))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("platform's trust store"), "{err}");
+        assert!(err.contains("jwksCaFile"), "{err}");
+        assert!(!err.contains("s3cret") && !err.contains("t0ken"), "{err}");
+        assert_eq!(validator.key_ids(), ["k1"]);
+
+        // The right CA, but the certificate is for 127.0.0.1, not localhost.
+        let by_name = format!("https://localhost:{}/jwks", addr.port());
+        let err = JwksReader::new(JwksSource::Url(by_name), Some(&ca.file))
+            .unwrap()
+            .read_blocking()
+            .and_then(|json| validator.replace_keys(&json))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("TLS") && err.contains("not valid for name"),
+            "{err}"
+        );
+        assert_eq!(validator.key_ids(), ["k1"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_ca_bundle_is_checked_when_the_reader_is_built() {
+        let dir = crate::state::test_dir("jwks-bundle");
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = JwksSource::Url("https://idp.example/jwks".into());
+        let missing = dir.join("missing.pem");
+        let err = JwksReader::new(url.clone(), Some(&missing))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("missing.pem"), "{err}");
+
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "no certificate here\n").unwrap();
+        let err = JwksReader::new(url.clone(), Some(&empty))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("empty.pem") && err.contains("no PEM certificate"),
+            "{err}"
+        );
+
+        let broken = dir.join("broken.pem");
+        std::fs::write(
+            &broken,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let err = JwksReader::new(url.clone(), Some(&broken))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("broken.pem"), "{err}");
+
+        // A bundle only makes sense for https://: refused elsewhere rather than ignored.
+        let ca = TestCa::new(&dir, "ca");
+        for source in [
+            JwksSource::Url("http://user:s3cret@idp.example/jwks".into()),
+            JwksSource::File(dir.join("jwks.json")),
+        ] {
+            let err = JwksReader::new(source, Some(&ca.file))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("only to an https:// URL"), "{err}");
+            assert!(!err.contains("s3cret"), "{err}");
+        }
+        JwksReader::new(url, Some(&ca.file)).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_background_refresh_reads_an_https_url_with_the_readers_ca() {
+        let dir = crate::state::test_dir("jwks-https-refresh");
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = TestCa::new(&dir, "ca");
+        let (k1, k2) = (ec_key(Some("k1"), false), ec_key(Some("k2"), false));
+        let addr = serve_https(&ca, vec![http_response("200 OK", &jwks(&[&k2.jwk]))]);
+        let reader = JwksReader::new(
+            JwksSource::Url(format!("https://{addr}/jwks")),
+            Some(&ca.file),
+        )
+        .unwrap();
+        let validator = Arc::new(JwtValidator::new(settings(jwks(&[&k1.jwk]))).unwrap());
+        let mut updates = validator.key_updates();
+        let _refresh = spawn_jwks_refresh(validator.clone(), reader, Duration::from_millis(20));
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while validator.key_ids() != ["k2"] {
+                updates.changed().await.unwrap();
+            }
+        })
+        .await
+        .expect("the refresh installs the key served over https");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }
