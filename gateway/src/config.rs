@@ -228,6 +228,11 @@ pub struct OauthConfig {
     /// against the platform's trust store) or `http://`.
     #[serde(default)]
     pub jwks_url: Option<String>,
+    /// PEM CA bundle that an `https://` `jwksUrl` server's certificate must chain to, in
+    /// place of the platform's trust store (an identity provider with a private CA). Read at
+    /// start: a missing or unparsable bundle fails the start.
+    #[serde(default)]
+    pub jwks_ca_file: Option<PathBuf>,
     /// Period of the background re-read of `jwksFile` / `jwksUrl`, in milliseconds (at least
     /// 1000; default 300000).
     #[serde(default = "default_jwks_refresh")]
@@ -1216,9 +1221,27 @@ fn listener_security_issues(
                             "set exactly one of jwks, jwksFile and jwksUrl".into(),
                         );
                     }
+                    // For a valid jwksUrl: whether it is https:// (a URL that passes the
+                    // check has its scheme in lower case).
+                    let mut url_https = None;
                     if let Some(url) = &o.jwks_url {
-                        if let Err(e) = crate::auth::oauth::check_jwks_url(url) {
-                            issue(&key("sasl.oauthbearer.jwksUrl"), e);
+                        match crate::auth::oauth::check_jwks_url(url) {
+                            Ok(()) => url_https = Some(url.starts_with("https://")),
+                            Err(e) => issue(&key("sasl.oauthbearer.jwksUrl"), e),
+                        }
+                    }
+                    if let Some(ca) = &o.jwks_ca_file {
+                        if ca.as_os_str().is_empty() {
+                            issue(
+                                &key("sasl.oauthbearer.jwksCaFile"),
+                                "must name a PEM file".into(),
+                            );
+                        } else if o.jwks_url.is_none() || url_https == Some(false) {
+                            // Refused rather than ignored: it says that TLS was expected.
+                            issue(
+                                &key("sasl.oauthbearer.jwksCaFile"),
+                                "applies only to an https:// jwksUrl".into(),
+                            );
                         }
                     }
                     if o.jwks_refresh_ms < MIN_JWKS_REFRESH_MS {

@@ -560,6 +560,7 @@ pub fn server_oauth(idp: &jwt::JwtIssuer) -> sluice::config::OauthConfig {
         jwks_file: None,
         jwks: Some(idp.jwks_json()),
         jwks_url: None,
+        jwks_ca_file: None,
         jwks_refresh_ms: 300_000,
         issuer: Some(jwt::ISSUER.to_string()),
         audiences: vec![jwt::AUDIENCE.to_string()],

@@ -27,7 +27,7 @@ use std::time::{Duration, SystemTime};
 use crate::config::{ClientAuth, Config, ListenerSecurity, SaslMode, SecurityProtocol};
 use crate::security::SecuritySnapshot;
 use mtls::PrincipalMapper;
-use oauth::{JwksRefresh, JwksSource, JwtSettings, JwtValidator};
+use oauth::{JwksReader, JwksRefresh, JwksSource, JwtSettings, JwtValidator};
 use scram::{ScramMechanism, ScramServer};
 
 /// The principal of a connection that presented no credentials (Kafka's name for it).
@@ -171,9 +171,17 @@ impl Authenticator {
                         "{key}.sasl.oauthbearer: set exactly one of jwks, jwksFile and jwksUrl"
                     ),
                 };
+                // A CA bundle is read here, once: a bad one fails the start.
+                let source = source
+                    .map(|s| JwksReader::new(s, o.jwks_ca_file.as_deref()))
+                    .transpose()
+                    .map_err(|e| anyhow::anyhow!("{key}.sasl.oauthbearer.jwksCaFile: {e}"))?;
                 let jwks_json = match (&source, &o.jwks) {
                     (Some(source), _) => read_jwks_at_start(source).map_err(|e| {
-                        anyhow::anyhow!("{key}.sasl.oauthbearer.{}: {e}", source_key(source))
+                        anyhow::anyhow!(
+                            "{key}.sasl.oauthbearer.{}: {e}",
+                            source_key(source.source())
+                        )
                     })?,
                     (None, inline) => inline.clone().unwrap_or_default(),
                 };
@@ -318,7 +326,7 @@ fn source_key(source: &JwksSource) -> &'static str {
 /// Reads a JWKS while the gateway starts. Construction is synchronous, so the read blocks;
 /// on a multi-threaded runtime the worker first hands its other tasks off, which lets a
 /// JWKS served by the same process (as in tests) still answer.
-fn read_jwks_at_start(source: &JwksSource) -> Result<String, oauth::OauthError> {
+fn read_jwks_at_start(source: &JwksReader) -> Result<String, oauth::OauthError> {
     use tokio::runtime::{Handle, RuntimeFlavor};
     match Handle::try_current() {
         Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => {
@@ -535,13 +543,49 @@ mod tests {
             !text.contains("s3cret") && !text.contains("t0ken"),
             "{text}"
         );
-        let (keys, text) = oauth_issues(&oauth_config("jwksUrl: 'https://idp.example/jwks'"));
+        for good in [
+            "jwksUrl: 'https://idp.example/jwks'",
+            "jwksUrl: 'https://idp.example/jwks', jwksCaFile: /etc/idp-ca.pem",
+        ] {
+            let (keys, text) = oauth_issues(&oauth_config(good));
+            assert_eq!(keys, Vec::<String>::new(), "{good}: {text}");
+        }
+        for bad in [
+            "jwksUrl: 'http://idp.example/jwks', jwksCaFile: /etc/idp-ca.pem",
+            "jwksFile: /etc/jwks.json, jwksCaFile: /etc/idp-ca.pem",
+            "jwksUrl: 'https://idp.example/jwks', jwksCaFile: ''",
+        ] {
+            let (keys, text) = oauth_issues(&oauth_config(bad));
+            assert_eq!(
+                keys,
+                ["security.sasl.oauthbearer.jwksCaFile"],
+                "{bad}: {text}"
+            );
+        }
+        // An invalid URL is reported once, not again through jwksCaFile.
+        let (keys, text) = oauth_issues(&oauth_config(
+            "jwksUrl: 'ftp://idp.example/jwks', jwksCaFile: /etc/idp-ca.pem",
+        ));
         assert_eq!(keys, ["security.sasl.oauthbearer.jwksUrl"], "{text}");
-        assert!(text.contains("https"), "{text}");
         let (keys, _) = oauth_issues(&oauth_config(
             "jwksUrl: 'http://idp.example/jwks', jwksRefreshMs: 10",
         ));
         assert_eq!(keys, ["security.sasl.oauthbearer.jwksRefreshMs"]);
+    }
+
+    #[test]
+    fn an_unreadable_jwks_ca_file_fails_the_start_naming_it() {
+        let c = oauth_config(
+            "jwksUrl: 'https://svc:s3cret@idp.example/jwks?key=t0ken', \
+             jwksCaFile: /nonexistent/idp-ca.pem",
+        );
+        let err = Authenticator::from_config(&c).unwrap_err().to_string();
+        assert!(
+            err.contains("security.sasl.oauthbearer.jwksCaFile"),
+            "{err}"
+        );
+        assert!(err.contains("/nonexistent/idp-ca.pem"), "{err}");
+        assert!(!err.contains("s3cret") && !err.contains("t0ken"), "{err}");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
