@@ -375,6 +375,19 @@ impl AclIndex {
         name: &str,
         op: Operation,
     ) -> bool {
+        self.verdict(principal, is_member, resource_type, name, op) == Some(Permission::Allow)
+    }
+
+    /// What the matching ACLs say: `Deny` if any denies, else `Allow` if any allows, else
+    /// nothing. Lets a caller combine several indexes with deny still winning.
+    pub fn verdict(
+        &self,
+        principal: &str,
+        is_member: impl Fn(&str) -> bool,
+        resource_type: ResourceType,
+        name: &str,
+        op: Operation,
+    ) -> Option<Permission> {
         let bit = op.bit();
         let mut allowed = false;
         let no_deny = self.by_type[resource_type.index()].visit(name, |c| {
@@ -387,7 +400,11 @@ impl AclIndex {
             allowed = true;
             true
         });
-        no_deny && allowed
+        match (no_deny, allowed) {
+            (false, _) => Some(Permission::Deny),
+            (true, true) => Some(Permission::Allow),
+            (true, false) => None,
+        }
     }
 }
 
@@ -402,6 +419,8 @@ pub struct PrincipalPermits {
     principal: String,
     extra_groups: Vec<String>,
     super_user: bool,
+    /// The connection's virtual cluster: its own ACLs apply besides the global ones.
+    vcluster: Option<String>,
 }
 
 impl PrincipalPermits {
@@ -420,7 +439,20 @@ impl PrincipalPermits {
             principal,
             extra_groups,
             super_user,
+            vcluster: None,
         }
+    }
+
+    /// The same permits for a connection in virtual cluster `vcluster`: the ACLs made for
+    /// that virtual cluster apply too (and only there).
+    pub fn in_vcluster(mut self, vcluster: Option<String>) -> PrincipalPermits {
+        self.vcluster = vcluster;
+        self
+    }
+
+    /// The virtual cluster whose own ACLs apply, if any.
+    pub fn vcluster(&self) -> Option<&str> {
+        self.vcluster.as_deref()
     }
 
     /// The principal.
@@ -447,6 +479,7 @@ impl std::fmt::Debug for PrincipalPermits {
             .field("principal", &self.principal)
             .field("extra_groups", &self.extra_groups)
             .field("super_user", &self.super_user)
+            .field("vcluster", &self.vcluster)
             .finish()
     }
 }
@@ -456,9 +489,14 @@ impl Permits for PrincipalPermits {
         if self.super_user {
             return true;
         }
-        self.store
-            .current()
-            .decide(&self.principal, &self.extra_groups, resource_type, name, op)
+        self.store.current().decide_in(
+            self.vcluster.as_deref(),
+            &self.principal,
+            &self.extra_groups,
+            resource_type,
+            name,
+            op,
+        )
     }
 }
 

@@ -35,6 +35,7 @@
 #![warn(missing_docs)]
 
 pub mod acl;
+pub mod acl_api;
 mod admin;
 pub mod auth;
 pub mod authorize;

@@ -97,6 +97,12 @@ pub trait AddressBook {
         0
     }
 
+    /// Whether the gateway answers `key` itself (the Kafka ACL APIs when it enforces its own
+    /// ACLs): advertised with the gateway's whole range, whatever the broker offers.
+    fn answered_locally(&self, _key: ApiKey) -> bool {
+        false
+    }
+
     /// Highest version of `key` to advertise, below what the codecs allow (concentrated topics
     /// have no topic id, so Fetch and Produce stay at v12, which name topics).
     fn version_ceiling(&self, _key: ApiKey) -> i16 {
@@ -271,6 +277,19 @@ fn rewrite_api_versions(mut body: Bytes, version: i16, book: &dyn AddressBook) -
         }
     }
     msg.api_keys.retain(|e| e.min_version <= e.max_version);
+    for key in [ApiKey::DescribeAcls, ApiKey::CreateAcls, ApiKey::DeleteAcls] {
+        if !book.answered_locally(key) {
+            continue;
+        }
+        let range = gateway_versions(key);
+        msg.api_keys.retain(|e| e.api_key != key as i16);
+        msg.api_keys.push(
+            kafka_protocol::messages::api_versions_response::ApiVersion::default()
+                .with_api_key(key as i16)
+                .with_min_version(range.min)
+                .with_max_version(range.max),
+        );
+    }
     let size = header.compute_size(0)? + msg.compute_size(version)?;
     let mut buf = BytesMut::with_capacity(LENGTH_PREFIX + size);
     buf.put_i32(i32::try_from(size)?);
@@ -686,6 +705,9 @@ mod tests {
                     0
                 }
             }
+            fn answered_locally(&self, key: ApiKey) -> bool {
+                matches!(key, ApiKey::DescribeAcls | ApiKey::CreateAcls)
+            }
         }
         let msg = ApiVersionsResponse::default().with_api_keys(vec![
             ApiVersion::default()
@@ -696,6 +718,10 @@ mod tests {
                 .with_api_key(ApiKey::Fetch as i16)
                 .with_min_version(4)
                 .with_max_version(12),
+            ApiVersion::default()
+                .with_api_key(ApiKey::DescribeAcls as i16)
+                .with_min_version(2)
+                .with_max_version(2),
         ]);
         let out = rewrite_response(
             ResponseAction::ApiVersions,
@@ -714,7 +740,18 @@ mod tests {
             .iter()
             .map(|k| (k.api_key, k.min_version, k.max_version))
             .collect();
-        assert_eq!(ranges, vec![(3, 4, 12), (1, 4, 12)]);
+        // The ACL APIs the gateway answers itself: its whole range, offered or not.
+        let describe = gateway_versions(ApiKey::DescribeAcls);
+        let create = gateway_versions(ApiKey::CreateAcls);
+        assert_eq!(
+            ranges,
+            vec![
+                (3, 4, 12),
+                (1, 4, 12),
+                (29, describe.min, describe.max),
+                (30, create.min, create.max)
+            ]
+        );
     }
 
     #[test]

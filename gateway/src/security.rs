@@ -237,6 +237,11 @@ pub struct AclSpec {
     /// Allow (default) or deny.
     #[serde(default)]
     pub permission: Permission,
+    /// The virtual cluster it belongs to: it applies only to that virtual cluster's
+    /// connections, and names the tenant's own (logical) resources. Without it, it applies
+    /// everywhere. ACLs a tenant creates through the Kafka ACL APIs carry their vcluster.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vcluster: Option<String>,
 }
 
 impl AclSpec {
@@ -257,6 +262,9 @@ impl AclSpec {
             check_text("group", g, &mut problems);
         }
         check_text("name", &self.name, &mut problems);
+        if let Some(v) = &self.vcluster {
+            check_text("vcluster", v, &mut problems);
+        }
         if self.resource_type == ResourceType::Cluster {
             if self.name != CLUSTER_NAME && self.name != WILDCARD {
                 problems.push(format!(
@@ -503,7 +511,10 @@ pub struct SecuritySnapshot {
     accounts: HashMap<String, Account>,
     /// Principal → its groups from its service account and from group memberships, sorted.
     memberships: HashMap<String, Vec<String>>,
+    /// ACLs that apply everywhere.
     acls: AclIndex,
+    /// ACLs of one virtual cluster each.
+    vcluster_acls: HashMap<String, AclIndex>,
 }
 
 impl SecuritySnapshot {
@@ -544,7 +555,25 @@ impl SecuritySnapshot {
             generation,
             accounts,
             memberships,
-            acls: AclIndex::new(inner.acls.values().map(AclSpec::rule)),
+            acls: AclIndex::new(
+                inner
+                    .acls
+                    .values()
+                    .filter(|a| a.vcluster.is_none())
+                    .map(AclSpec::rule),
+            ),
+            vcluster_acls: {
+                let mut by_vcluster: HashMap<&str, Vec<AclRule>> = HashMap::new();
+                for a in inner.acls.values() {
+                    if let Some(v) = &a.vcluster {
+                        by_vcluster.entry(v).or_default().push(a.rule());
+                    }
+                }
+                by_vcluster
+                    .into_iter()
+                    .map(|(v, rules)| (v.to_string(), AclIndex::new(rules)))
+                    .collect()
+            },
         }
     }
 
@@ -599,6 +628,11 @@ impl SecuritySnapshot {
     /// Number of ACLs.
     pub fn acl_count(&self) -> usize {
         self.acls.len()
+            + self
+                .vcluster_acls
+                .values()
+                .map(AclIndex::len)
+                .sum::<usize>()
     }
 
     /// ACL decision: deny wins; super users are always allowed; implied operations as in
@@ -624,7 +658,8 @@ impl SecuritySnapshot {
         self.decide(principal, groups, rt, name, op)
     }
 
-    /// [`SecuritySnapshot::permits`] without the super-user check.
+    /// [`SecuritySnapshot::permits`] without the super-user check, for a connection outside
+    /// any virtual cluster.
     pub(crate) fn decide(
         &self,
         principal: &str,
@@ -633,13 +668,29 @@ impl SecuritySnapshot {
         name: &str,
         op: Operation,
     ) -> bool {
-        self.acls.decide(
-            principal,
-            |g| self.in_group(principal, g) || extra_groups.iter().any(|e| e == g),
-            rt,
-            name,
-            op,
-        )
+        self.decide_in(None, principal, extra_groups, rt, name, op)
+    }
+
+    /// [`SecuritySnapshot::decide`] for a connection in `vcluster`: the global ACLs and the
+    /// virtual cluster's own, a deny in either winning.
+    pub(crate) fn decide_in(
+        &self,
+        vcluster: Option<&str>,
+        principal: &str,
+        extra_groups: &[String],
+        rt: ResourceType,
+        name: &str,
+        op: Operation,
+    ) -> bool {
+        let member = |g: &str| self.in_group(principal, g) || extra_groups.iter().any(|e| e == g);
+        let global = self.acls.verdict(principal, member, rt, name, op);
+        let local = vcluster
+            .and_then(|v| self.vcluster_acls.get(v))
+            .and_then(|index| index.verdict(principal, member, rt, name, op));
+        match (global, local) {
+            (Some(Permission::Deny), _) | (_, Some(Permission::Deny)) => false,
+            (a, b) => a.or(b) == Some(Permission::Allow),
+        }
     }
 }
 
@@ -895,6 +946,16 @@ impl SecurityStore {
             .acls
             .iter()
             .map(|(n, a)| with_name(n, serde_json::to_value(a).expect("acl serializes")))
+            .collect()
+    }
+
+    /// Every ACL with its name, as stored (for the Kafka ACL APIs).
+    pub fn acl_specs(&self) -> Vec<(String, AclSpec)> {
+        let inner = self.lock();
+        inner
+            .acls
+            .iter()
+            .map(|(n, a)| (n.clone(), a.clone()))
             .collect()
     }
 

@@ -263,6 +263,10 @@ impl AddressBook for SharedBook<'_> {
         version_floor(&self.0.config, key)
     }
 
+    fn answered_locally(&self, key: kafka_protocol::messages::ApiKey) -> bool {
+        self.0.config.authorization.enabled && crate::acl_api::is_acl_api(Some(key))
+    }
+
     fn version_ceiling(&self, key: kafka_protocol::messages::ApiKey) -> i16 {
         use kafka_protocol::messages::ApiKey;
         let concentration = || {

@@ -42,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::acl::{Permits, PrincipalPermits};
+use crate::acl_api;
 use crate::auth::{self, Authenticated, Exchange, Step};
 use crate::authorize::{self, Decision, ResponseFix};
 use crate::concentrate::Concentrated;
@@ -305,6 +306,7 @@ pub(crate) async fn run(
         chain: (u64::MAX, Arc::from(Vec::new())),
         auth: ConnAuth::default(),
         authz: None,
+        acls: None,
         tenant: None,
         _tenant_slot: None,
         sni,
@@ -384,6 +386,8 @@ struct RequestSide {
     /// What the ACL stage asks: the principal's ACLs (authorization on), within its
     /// virtual cluster's walls (a tenant connection always has them).
     authz: Option<Arc<dyn Permits + Send + Sync>>,
+    /// The principal's own ACLs (authorization on): who may use the Kafka ACL APIs.
+    acls: Option<Arc<PrincipalPermits>>,
     /// The connection's virtual cluster, unless none or passthrough.
     tenant: Option<Arc<Tenant>>,
     /// Holds the connection's place in its virtual cluster's connection limit.
@@ -574,6 +578,45 @@ impl RequestSide {
                 key,
                 Some(ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
             );
+            // The Kafka ACL APIs manage the gateway's ACLs when those are the ones enforced
+            // (and a tenant's are always its own); otherwise they go to the broker.
+            if acl_api::is_acl_api(key) && (self.acls.is_some() || self.tenant.is_some()) {
+                let header_len = peek.body_offset.unwrap_or(0);
+                let body =
+                    frame_bytes.slice((frame::LENGTH_PREFIX + header_len).min(frame_bytes.len())..);
+                let caller = acl_api::Caller {
+                    store: &self.shared.security,
+                    permits: self.acls.as_deref(),
+                    vcluster: self.ident.who.vcluster.as_deref(),
+                    principal: self.principal().unwrap_or_default(),
+                };
+                let answer = acl_api::answer(
+                    &caller,
+                    key.expect("an ACL API key"),
+                    peek.api_version,
+                    peek.correlation_id,
+                    &body,
+                );
+                match answer {
+                    Ok(bytes) => {
+                        let local = LocalAnswer {
+                            peek: &peek,
+                            tenant: None,
+                            concentrated: None,
+                            expects_response,
+                        };
+                        if let Err(end) = self.answer_locally(local, bytes, out).await {
+                            return Some(end);
+                        }
+                        continue;
+                    }
+                    Err(reason) => {
+                        warn!(peer = %self.peer, principal = ?self.principal(), api = ?key, "closing connection: {reason}");
+                        self.shared.metrics.protocol_error("malformed_request");
+                        return Some(End::Abort);
+                    }
+                }
+            }
             // Virtual cluster: the tenant's names become physical names first; the ACLs (and
             // the tenant's walls) then judge physical names.
             let tenant = self.tenant.clone().filter(|_| !gateway_api);
@@ -959,13 +1002,17 @@ impl RequestSide {
         self.chain.0 = u64::MAX;
         let config = &self.shared.config.authorization;
         let acls = config.enabled.then(|| {
-            Arc::new(PrincipalPermits::new(
-                self.shared.security.clone(),
-                who.principal.clone(),
-                who.token_groups.clone(),
-                &config.super_users,
-            ))
+            Arc::new(
+                PrincipalPermits::new(
+                    self.shared.security.clone(),
+                    who.principal.clone(),
+                    who.token_groups.clone(),
+                    &config.super_users,
+                )
+                .in_vcluster(self.ident.who.vcluster.clone()),
+            )
         });
+        self.acls = acls.clone();
         self.tenant = tenant.filter(|t| !t.passthrough);
         self.authz = match (&self.tenant, acls) {
             (Some(t), inner) => Some(Arc::new(tenancy::TenantPermits {

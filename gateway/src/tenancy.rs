@@ -66,8 +66,9 @@ impl Permits for TenantPermits {
                 Some(l) => l.into_owned(),
                 None => return false,
             },
-            // Brokers, cluster configs, ACLs, quotas: not a tenant's business. Denying the
-            // cluster also keeps listings (ListGroups) filtered.
+            // Brokers, cluster configs, quotas: not a tenant's business (its ACL calls are
+            // answered before this stage, see `acl_api`). Denying the cluster also keeps
+            // listings (ListGroups) filtered.
             ResourceType::Cluster => return false,
         };
         self.inner

@@ -18,6 +18,12 @@
 //   topics                           list the topics                 -> {"topics": [..]}
 //   metadata TOPIC                   metadata of one topic (never
 //                                    creates it)                     -> {"topics": [..]}
+//   acl-create JSON                  create the ACL bindings of the
+//                                    JSON array (kafkajs' names,
+//                                    Kafka's numeric codes)          -> {"created": true}
+//   acl-describe JSON                describe with the JSON filter   -> {"resources": [..]}
+//   acl-delete JSON                  delete with the JSON array of
+//                                    filters                         -> {"filterResponses": [..]}
 //
 // The answer is one JSON line on stdout. A failure prints {"error": {"type", "message"}} on
 // stdout and exits with status 2, so the caller can assert which error it was. kafkajs' own
@@ -28,7 +34,7 @@ const fs = require('fs')
 const { Kafka, Partitioners, logLevel } = require('kafkajs')
 
 function usage() {
-  process.stderr.write('usage: client.js create|produce|consume|topics|metadata ARGS...\n')
+  process.stderr.write('usage: client.js create|produce|consume|topics|metadata|acl-create|acl-describe|acl-delete ARGS...\n')
   process.exit(64)
 }
 
@@ -156,6 +162,23 @@ async function metadata(k, topic) {
   }
 }
 
+async function aclCreate(k, json) {
+  const created = await withAdmin(k, (admin) => admin.createAcls({ acl: JSON.parse(json) }))
+  return { created }
+}
+
+async function aclDescribe(k, json) {
+  const { resources } = await withAdmin(k, (admin) => admin.describeAcls(JSON.parse(json)))
+  return { resources }
+}
+
+async function aclDelete(k, json) {
+  const { filterResponses } = await withAdmin(k, (admin) =>
+    admin.deleteAcls({ filters: JSON.parse(json) })
+  )
+  return { filterResponses }
+}
+
 async function main() {
   const [command, ...args] = process.argv.slice(2)
   const k = kafka()
@@ -174,6 +197,15 @@ async function main() {
     case 'metadata':
       if (args.length !== 1) usage()
       return metadata(k, ...args)
+    case 'acl-create':
+      if (args.length !== 1) usage()
+      return aclCreate(k, ...args)
+    case 'acl-describe':
+      if (args.length !== 1) usage()
+      return aclDescribe(k, ...args)
+    case 'acl-delete':
+      if (args.length !== 1) usage()
+      return aclDelete(k, ...args)
     default:
       usage()
   }

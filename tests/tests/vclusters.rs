@@ -1164,29 +1164,195 @@ async fn acls_name_logical_topics() {
         "alice may describe only her orders"
     );
     // The physical name in an ACL is another logical name: carol cannot write `orders`.
-    let p = producer(&gw, &plain("carol"));
-    let err = produce(&p, "orders", &keys("c", 1))
-        .await
-        .expect_err("carol's ACL names a.orders, not orders");
-    assert_eq!(
-        code(&err),
-        RDKafkaErrorCode::TopicAuthorizationFailed,
-        "{err}"
-    );
-    close(p);
+    produce_denied(
+        &gw,
+        "carol",
+        "orders",
+        "carol's ACL names a.orders, not orders",
+    )
+    .await;
     // bob has no ACL on his `orders`.
-    let p = producer(&gw, &plain("bob"));
-    let err = produce(&p, "orders", &keys("b", 1))
-        .await
-        .expect_err("bob has no ACL");
-    assert_eq!(
-        code(&err),
-        RDKafkaErrorCode::TopicAuthorizationFailed,
-        "{err}"
-    );
-    close(p);
+    produce_denied(&gw, "bob", "orders", "bob has no ACL").await;
     assert_eq!(high_watermark(&env.direct(), &direct(), "a.orders"), 2);
     assert_eq!(high_watermark(&env.direct(), &direct(), "b.orders"), 0);
+    env.stop().await;
+}
+
+/// One Kafka ACL binding for the kafkajs client (Kafka's numeric codes: topic 2, cluster 4;
+/// literal 3; operations create 5, write 4, alter 7, describe 8; allow 3).
+fn binding(resource_type: u8, name: &str, principal: &str, operation: u8) -> serde_json::Value {
+    json!({"resourceType": resource_type, "resourceName": name, "resourcePatternType": 3,
+           "principal": principal, "host": "*", "operation": operation, "permissionType": 3})
+}
+
+/// Every binding: resource type, pattern type, operation and permission ANY.
+fn any_filter() -> serde_json::Value {
+    json!({"resourceType": 1, "resourcePatternType": 1, "operation": 1, "permissionType": 1})
+}
+
+/// A DescribeAcls answer as sorted `(resource, principal, operation)` triples.
+fn described(answer: &serde_json::Value) -> BTreeSet<(String, String, i64)> {
+    let mut out = BTreeSet::new();
+    for r in answer["resources"].as_array().expect("resources") {
+        for a in r["acls"].as_array().expect("acls") {
+            out.insert((
+                r["resourceName"].as_str().expect("name").to_string(),
+                a["principal"].as_str().expect("principal").to_string(),
+                a["operation"].as_i64().expect("operation"),
+            ));
+        }
+    }
+    out
+}
+
+/// `user` (SASL/PLAIN) producing one record to `topic` gets TOPIC_AUTHORIZATION_FAILED.
+async fn produce_denied(gw: &str, user: &str, topic: &str, why: &str) {
+    let p = producer(gw, &plain(user));
+    let err = produce(&p, topic, &keys("x", 1)).await.expect_err(why);
+    assert_eq!(
+        code(&err),
+        RDKafkaErrorCode::TopicAuthorizationFailed,
+        "{why}: {err}"
+    );
+    close(p);
+}
+
+fn triples(list: &[(&str, &str, i64)]) -> BTreeSet<(String, String, i64)> {
+    list.iter()
+        .map(|(n, p, o)| (n.to_string(), p.to_string(), *o))
+        .collect()
+}
+
+/// The Kafka ACL APIs inside a virtual cluster manage the tenant's own gateway ACLs: alice,
+/// whom the operator made tenant a's ACL administrator (ALTER on tenant a's cluster), grants
+/// herself topic creation and carol (also in a) writes on `orders` with kafkajs; the ACLs
+/// are stored for tenant a only, on logical names, and apply at once. A grant to `User:*`
+/// in tenant a gives tenant b's bob nothing; bob may not manage ACLs at all; tenant b's
+/// administrator sees none of tenant a's ACLs. Deleting carol's binding takes her write away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_admins_manage_their_acls_with_the_kafka_acl_apis() {
+    let env = Env::start_with(|c| c.authorization.enabled = true).await;
+    env.tenants().await;
+    let admin = env.admin();
+    put_tenant_account(admin, "carol", PASSWORD, "a").await;
+    put_tenant_account(admin, "dave", PASSWORD, "b").await;
+    for (who, vcluster) in [("alice", "a"), ("dave", "b")] {
+        put_acl(
+            admin,
+            &format!("{who}-acl-admin"),
+            json!({"principal": who, "resourceType": "cluster", "name": "kafka-cluster",
+                   "operations": ["alter", "describe"], "vcluster": vcluster}),
+        )
+        .await;
+    }
+    let gw = env.bootstrap();
+    let alice = Some(("plain", "alice", PASSWORD));
+    let bob = Some(("plain", "bob", PASSWORD));
+    let dave = Some(("plain", "dave", PASSWORD));
+    let grants = json!([
+        binding(2, "*", "User:alice", 5),
+        binding(2, "orders", "User:carol", 4),
+        binding(2, "orders", "User:*", 8),
+    ])
+    .to_string();
+    let created = kafkajs(&gw, alice, &["acl-create", &grants], JS)
+        .await
+        .unwrap_or_else(|e| panic!("alice creates ACLs: {e}"));
+    assert_eq!(created["created"], true);
+    // Stored as the gateway's ACLs of tenant a, on logical names.
+    let (status, stored) = http(admin, "GET", "/api/v1/acls", &[], b"").await;
+    assert_eq!(status, 200, "{stored}");
+    let carols: Vec<&serde_json::Value> = stored["items"]
+        .as_array()
+        .expect("acl list")
+        .iter()
+        .map(|a| &a["spec"])
+        .filter(|a| a["principal"] == "carol")
+        .collect();
+    assert_eq!(carols.len(), 1, "{stored}");
+    assert_eq!(carols[0]["vcluster"], "a");
+    assert_eq!(carols[0]["name"], "orders");
+    assert_eq!(carols[0]["operations"], json!(["write"]));
+
+    // The grants apply at once: alice creates `orders`, carol writes it.
+    create_topics(&gw, &plain("alice"), &[("orders", 1)]).await;
+    let p = producer(&gw, &plain("carol"));
+    produce(&p, "orders", &keys("c", 2))
+        .await
+        .expect("carol may write tenant a's orders");
+    close(p);
+    assert_eq!(high_watermark(&env.direct(), &direct(), "a.orders"), 2);
+
+    // `User:*` in tenant a is not everyone: bob's `orders` (b.orders) stays out of reach,
+    // and bob may not manage ACLs.
+    create_topics(&env.direct(), &direct(), &[("b.orders", 1)]).await;
+    assert!(
+        !topic_names(&gw, &plain("bob")).contains("orders"),
+        "tenant a's describe grant reached tenant b"
+    );
+    let err = kafkajs(&gw, bob, &["acl-describe", &any_filter().to_string()], JS)
+        .await
+        .expect_err("bob is no ACL administrator");
+    assert_eq!(err["type"], "CLUSTER_AUTHORIZATION_FAILED", "{err}");
+    let err = kafkajs(&gw, bob, &["acl-create", &grants], JS)
+        .await
+        .expect_err("bob is no ACL administrator");
+    assert_eq!(err["type"], "CLUSTER_AUTHORIZATION_FAILED", "{err}");
+
+    // Each administrator sees its own tenant's ACLs only.
+    let seen = kafkajs(&gw, alice, &["acl-describe", &any_filter().to_string()], JS)
+        .await
+        .unwrap_or_else(|e| panic!("alice describes ACLs: {e}"));
+    let want = triples(&[
+        ("*", "User:alice", 5),
+        ("kafka-cluster", "User:alice", 7),
+        ("kafka-cluster", "User:alice", 8),
+        ("orders", "User:*", 8),
+        ("orders", "User:carol", 4),
+    ]);
+    assert_eq!(described(&seen), want, "{seen}");
+    let seen = kafkajs(&gw, dave, &["acl-describe", &any_filter().to_string()], JS)
+        .await
+        .unwrap_or_else(|e| panic!("dave describes ACLs: {e}"));
+    let want = triples(&[
+        ("kafka-cluster", "User:dave", 7),
+        ("kafka-cluster", "User:dave", 8),
+    ]);
+    assert_eq!(described(&seen), want, "{seen}");
+    // dave's delete-everything filter touches nothing of tenant a.
+    let deleted = kafkajs(
+        &gw,
+        dave,
+        &[
+            "acl-delete",
+            &json!([{"resourceType": 2, "resourcePatternType": 1,
+            "operation": 1, "permissionType": 1}])
+            .to_string(),
+        ],
+        JS,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("dave deletes: {e}"));
+    assert_eq!(
+        deleted["filterResponses"][0]["matchingAcls"],
+        json!([]),
+        "{deleted}"
+    );
+
+    // alice takes carol's write away: one binding matched and deleted, then refused.
+    let filter = json!([{"resourceType": 2, "resourceName": "orders", "resourcePatternType": 3,
+        "principal": "User:carol", "operation": 1, "permissionType": 1}]);
+    let deleted = kafkajs(&gw, alice, &["acl-delete", &filter.to_string()], JS)
+        .await
+        .unwrap_or_else(|e| panic!("alice deletes: {e}"));
+    let matching = deleted["filterResponses"][0]["matchingAcls"]
+        .as_array()
+        .expect("matching ACLs");
+    assert_eq!(matching.len(), 1, "{deleted}");
+    assert_eq!(matching[0]["resourceName"], "orders");
+    assert_eq!(matching[0]["operation"], 4);
+    produce_denied(&gw, "carol", "orders", "carol's write was deleted").await;
+    assert_eq!(high_watermark(&env.direct(), &direct(), "a.orders"), 2);
     env.stop().await;
 }
 
@@ -1580,6 +1746,12 @@ async fn kafkajs_client_is_isolated_too() {
     }
     let listed = ok(kafkajs(&gw, bob, &["topics"], JS).await, "bob topics");
     assert_eq!(listed["topics"], json!(["orders"]), "bob lists");
+    // Without authorization there are no tenant ACLs to manage (a broker without an
+    // authorizer answers the same).
+    let err = kafkajs(&gw, alice, &["acl-describe", &any_filter().to_string()], JS)
+        .await
+        .expect_err("no ACLs without authorization");
+    assert_eq!(err["type"], "SECURITY_DISABLED", "{err}");
 
     // Physically: each tenant's records under its prefix.
     assert_eq!(high_watermark(&env.direct(), &direct(), "a.orders"), 4);
