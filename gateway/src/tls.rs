@@ -1,18 +1,25 @@
 //! TLS on both sides: server configurations for the client listeners, client configurations
 //! for broker connections (rustls with the ring provider; TLS 1.2 and 1.3).
 //!
-//! Certificates and keys are read from PEM files once, at start: a bad file is a start-up
-//! error with the file named, never a failure on the first connection.
+//! Certificates and keys are read from PEM files at start: a bad file is a start-up error
+//! with the file named, never a failure on the first connection. The listeners' certificate
+//! and key are then watched ([`ReloadingCert`]): when either file changes (a certificate
+//! renewed by cert-manager, certbot or an agent), new handshakes use the new pair; open
+//! connections keep theirs. A changed pair that does not load or match is logged and the
+//! previous one kept, so a half-written renewal never takes the listener down.
 
 use anyhow::{bail, Context, Result};
-use rustls::server::WebPkiClientVerifier;
+use arc_swap::ArcSwap;
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
@@ -86,13 +93,115 @@ pub fn server_config(tls: &ServerTls) -> Result<Arc<ServerConfig>> {
             builder.with_client_cert_verifier(verifier.build().context("client CA bundle")?)
         }
     };
-    let mut config = builder
-        .with_single_cert(load_certs(&tls.cert_file)?, load_key(&tls.key_file)?)
-        .context("server certificate and key do not match or are unsupported")?;
+    let mut config = builder.with_cert_resolver(Arc::new(ReloadingCert::load(
+        &tls.cert_file,
+        &tls.key_file,
+    )?));
     // Choose by the gateway's preference (AES-128-GCM first, see `provider`) rather than the
     // client's (OpenSSL asks for AES-256 first).
     config.ignore_client_order = true;
     Ok(Arc::new(config))
+}
+
+/// How often, at most, a handshake looks at the certificate files' modification times.
+const RELOAD_CHECK: Duration = Duration::from_secs(1);
+
+/// The listeners' certificate and key, re-read when their files change.
+///
+/// The check happens on a handshake (a `stat` of both files, at most once per
+/// [`RELOAD_CHECK`]), so an idle gateway does no work and there is no task to manage; the
+/// first handshake after a renewal already presents the new certificate.
+pub struct ReloadingCert {
+    cert_file: PathBuf,
+    key_file: PathBuf,
+    current: ArcSwap<CertifiedKey>,
+    /// The files' modification times last loaded (or last tried and refused: a bad pair is
+    /// reported once, not on every handshake).
+    seen: Mutex<(Option<SystemTime>, Option<SystemTime>)>,
+    /// When the files were last looked at.
+    checked: Mutex<Instant>,
+}
+
+impl ReloadingCert {
+    /// Loads the pair now: an error names the file at fault or says they do not match.
+    pub fn load(cert_file: &Path, key_file: &Path) -> Result<ReloadingCert> {
+        let stamps = (modified(cert_file), modified(key_file));
+        let key = certified_key(cert_file, key_file)?;
+        Ok(ReloadingCert {
+            cert_file: cert_file.to_path_buf(),
+            key_file: key_file.to_path_buf(),
+            current: ArcSwap::from_pointee(key),
+            seen: Mutex::new(stamps),
+            checked: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// The pair handshakes use now.
+    pub fn current(&self) -> Arc<CertifiedKey> {
+        self.current.load_full()
+    }
+
+    /// Re-reads the files if their modification times changed. Returns whether a new pair
+    /// was taken.
+    pub fn reload_if_changed(&self) -> bool {
+        let stamps = (modified(&self.cert_file), modified(&self.key_file));
+        {
+            let mut seen = self.seen.lock().expect("certificate stamps lock");
+            if *seen == stamps {
+                return false;
+            }
+            *seen = stamps;
+        }
+        match certified_key(&self.cert_file, &self.key_file) {
+            Ok(key) => {
+                self.current.store(Arc::new(key));
+                tracing::info!(cert = %self.cert_file.display(), "TLS certificate reloaded");
+                true
+            }
+            Err(e) => {
+                // Often a renewal caught between writing the certificate and the key: the next
+                // change of either file is tried again.
+                tracing::warn!(cert = %self.cert_file.display(),
+                    "TLS certificate not reloaded, keeping the previous one: {e:#}");
+                false
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for ReloadingCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadingCert")
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResolvesServerCert for ReloadingCert {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let due = {
+            let mut checked = self.checked.lock().expect("certificate check lock");
+            let due = checked.elapsed() >= RELOAD_CHECK;
+            if due {
+                *checked = Instant::now();
+            }
+            due
+        };
+        if due {
+            self.reload_if_changed();
+        }
+        Some(self.current())
+    }
+}
+
+fn modified(path: &Path) -> Option<SystemTime> {
+    std::fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+fn certified_key(cert_file: &Path, key_file: &Path) -> Result<CertifiedKey> {
+    CertifiedKey::from_der(load_certs(cert_file)?, load_key(key_file)?, &provider())
+        .context("server certificate and key do not match or are unsupported")
 }
 
 /// The client configuration for broker connections.
@@ -224,5 +333,69 @@ impl AsyncWrite for Stream {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A self-signed certificate for `localhost` written to `dir/<name>.pem|.key`.
+    fn self_signed(dir: &Path, name: &str) -> (PathBuf, PathBuf, CertificateDer<'static>) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (c, k) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        );
+        std::fs::write(&c, cert.pem()).unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k, cert.der().clone())
+    }
+
+    /// Sets a file's modification time to `secs` after the epoch, so that a change is seen
+    /// whatever the file system's timestamp granularity.
+    fn touch(path: &Path, secs: u64) {
+        let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+        f.set_modified(SystemTime::UNIX_EPOCH + Duration::from_secs(secs))
+            .unwrap();
+    }
+
+    #[test]
+    fn changed_files_are_reloaded_and_bad_pairs_refused() {
+        let dir = crate::state::test_dir("tls-reload");
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key, first) = self_signed(&dir, "live");
+        let (next_cert, next_key, second) = self_signed(&dir, "next");
+        let served = ReloadingCert::load(&cert, &key).unwrap();
+        assert_eq!(served.current().cert[0], first);
+        assert!(!served.reload_if_changed(), "nothing changed");
+
+        // Half a renewal: the new certificate with the old key does not match.
+        std::fs::copy(&next_cert, &cert).unwrap();
+        touch(&cert, 1_000);
+        assert!(!served.reload_if_changed());
+        assert_eq!(served.current().cert[0], first, "the last good pair stays");
+        // Unchanged since the refusal: not tried (and not logged) again.
+        assert!(!served.reload_if_changed());
+
+        // The key arrives: the new pair is taken.
+        std::fs::copy(&next_key, &key).unwrap();
+        touch(&key, 2_000);
+        assert!(served.reload_if_changed());
+        assert_eq!(served.current().cert[0], second);
+
+        // A vanished key file keeps the pair too.
+        std::fs::remove_file(&key).unwrap();
+        assert!(!served.reload_if_changed());
+        assert_eq!(served.current().cert[0], second);
+
+        // A bad pair at start is an error naming what is wrong.
+        let err = ReloadingCert::load(&cert, &dir.join("missing.key")).unwrap_err();
+        assert!(format!("{err:#}").contains("missing.key"), "{err:#}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

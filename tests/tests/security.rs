@@ -516,6 +516,89 @@ async fn tls_produce_and_consume_through_the_gateway() {
     stop(gw).await;
 }
 
+/// A renewed server certificate is taken without a restart: the gateway starts with a
+/// certificate from one CA; its files are then replaced by a certificate from another CA, and
+/// new handshakes present the new one (a client trusting only the new CA gets in, one
+/// trusting only the old CA no longer does). A broken renewal keeps the last good pair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewed_server_certificate_is_taken_without_restart() {
+    let logs = capture_logs();
+    let broker = tansu().await;
+    let old = pki();
+    let new = sluice_tests::pki::Pki::generate(&temp_dir("renewed-pki"));
+    let live = temp_dir("live-cert");
+    let (cert_file, key_file) = (live.join("server.pem"), live.join("server.key"));
+    let install = |from: &sluice_tests::pki::Identity| {
+        std::fs::copy(&from.cert_file, &cert_file).expect("copy certificate");
+        std::fs::copy(&from.key_file, &key_file).expect("copy key");
+    };
+    install(&old.server);
+    let mut tls = server_tls(ClientAuth::None, None);
+    tls.cert_file = cert_file.clone();
+    tls.key_file = key_file.clone();
+    let config = secured_config(&broker.bootstrap(), SecurityProtocol::Ssl, Some(tls), None);
+    let gw = gateway(config).await;
+    let addr = gw.kafka_addr();
+    let handshake = |pki: &sluice_tests::pki::Pki| {
+        let client = pki.client_config(None);
+        async move {
+            within(
+                Duration::from_secs(10),
+                "TLS ApiVersions",
+                tls_api_versions(addr, client),
+            )
+            .await
+        }
+    };
+    handshake(old)
+        .await
+        .expect("the first certificate is served");
+    assert!(
+        handshake(&new).await.is_err(),
+        "the new CA is not trusted yet"
+    );
+
+    // A renewal caught half-way (new certificate, old key) is refused: the old pair stays,
+    // through handshakes until the gateway has looked at the files and said so.
+    std::fs::copy(&new.server.cert_file, &cert_file).expect("copy certificate");
+    let refused = |logs: &LogCapture| {
+        logs.contents()
+            .lines()
+            .any(|l| l.contains("TLS certificate not reloaded") && l.contains("live-cert"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !refused(logs) {
+        handshake(old)
+            .await
+            .expect("a mismatched pair is not taken");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the half-renewed pair was never looked at"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    handshake(old)
+        .await
+        .expect("a mismatched pair is not taken");
+    std::fs::copy(&new.server.key_file, &key_file).expect("copy key");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if handshake(&new).await.is_ok() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the renewed certificate was not taken"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        handshake(old).await.is_err(),
+        "the old certificate is still served"
+    );
+    stop(gw).await;
+}
+
 /// mTLS with principal mapping: alice's certificate maps to `alice` (by the CN rule), which an
 /// ACL lets produce; bob's valid certificate maps to `bob`, who is denied; a certificate from
 /// an unknown CA does not get past the handshake.
