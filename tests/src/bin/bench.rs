@@ -27,6 +27,12 @@
 //! loaded delivery. Project target (a figure, not a test): TLS passthrough at least 0.85x the
 //! plaintext gateway's throughput on 1 KiB records, printed next to the ratios.
 //!
+//! Virtual cluster arm (tansu mode, unless `--no-vcluster`): `gw-vcluster`, clients in a
+//! virtual cluster (`SASL_PLAINTEXT` with PLAIN, a service account of vcluster `bench` whose
+//! prefix is `bench.`): every topic name of every request and response mapped by the schema
+//! rewriter, the tenant's walls checked per request. Reported with the security arms, against
+//! the plaintext `gateway` arm (no target: a figure to watch).
+//!
 //! Interceptor arms (both modes, unless `--no-interceptors` or the plugins are not built by
 //! `make plugins`): the gateway with 1 and with 10 `noop` interceptors (generic on-request /
 //! on-response hooks for every API key, forwarding unchanged), and with 1 `noop-records`
@@ -120,6 +126,7 @@ struct Args {
     load_threads: usize,
     no_interceptors: bool,
     no_security: bool,
+    no_vcluster: bool,
 }
 
 const USAGE: &str = "\
@@ -140,6 +147,7 @@ tansu mode (real broker, librdkafka clients):
   --consumer-set K=V    extra librdkafka consumer property (repeatable)
   --no-security         skip the gw-tls and gw-sasl-ssl arms (client side TLS / SASL_SSL
                         with SCRAM-SHA-512 to the gateway, plaintext to the broker)
+  --no-vcluster         skip the gw-vcluster arm (clients in a virtual cluster)
 mock mode (mock broker, raw pipelined requests, gateway on 1 worker thread):
   --seconds S           measured seconds per arm and block             (default 5)
   --warmup S            unmeasured seconds before each arm             (default 0.3)
@@ -176,6 +184,7 @@ fn parse_args() -> Result<Args> {
         load_threads: 1,
         no_interceptors: false,
         no_security: false,
+        no_vcluster: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -185,6 +194,10 @@ fn parse_args() -> Result<Args> {
         }
         if arg == "--no-interceptors" {
             a.no_interceptors = true;
+            continue;
+        }
+        if arg == "--no-vcluster" {
+            a.no_vcluster = true;
             continue;
         }
         if arg == "--no-security" {
@@ -629,6 +642,10 @@ enum Arm {
     /// Through the gateway, clients on `SASL_SSL` with SCRAM-SHA-512 checked by the gateway
     /// (a service account), the gateway to the broker in plaintext.
     SaslSsl,
+    /// Through the gateway inside a virtual cluster: clients on `SASL_PLAINTEXT` (PLAIN, a
+    /// service account of vcluster `bench`, prefix `bench.`), every name mapped both ways and
+    /// the tenant's walls checked on every request.
+    Vcluster,
     /// Through the gateway with 1 `noop` interceptor (generic hooks, every API key).
     Noop1,
     /// Through the gateway with 10 `noop` interceptors.
@@ -637,11 +654,12 @@ enum Arm {
     Records1,
 }
 
-const ALL_ARMS: [Arm; 7] = [
+const ALL_ARMS: [Arm; 8] = [
     Arm::Direct,
     Arm::Gateway,
     Arm::Tls,
     Arm::SaslSsl,
+    Arm::Vcluster,
     Arm::Noop1,
     Arm::Noop10,
     Arm::Records1,
@@ -657,6 +675,7 @@ impl Arm {
             Arm::Gateway => "gateway",
             Arm::Tls => "gw-tls",
             Arm::SaslSsl => "gw-sasl-ssl",
+            Arm::Vcluster => "gw-vcluster",
             Arm::Noop1 => "gw+1noop",
             Arm::Noop10 => "gw+10noop",
             Arm::Records1 => "gw+1records",
@@ -670,6 +689,7 @@ impl Arm {
             Arm::Gateway => "gateway",
             Arm::Tls => "gw_tls",
             Arm::SaslSsl => "gw_sasl_ssl",
+            Arm::Vcluster => "gw_vcluster",
             Arm::Noop1 => "gw_1noop",
             Arm::Noop10 => "gw_10noop",
             Arm::Records1 => "gw_1records",
@@ -688,7 +708,7 @@ impl Arm {
         match self {
             Arm::Noop1 | Arm::Noop10 => &["noop"],
             Arm::Records1 => &["noop-records"],
-            Arm::Direct | Arm::Gateway | Arm::Tls | Arm::SaslSsl => &[],
+            Arm::Direct | Arm::Gateway | Arm::Tls | Arm::SaslSsl | Arm::Vcluster => &[],
         }
     }
 
@@ -705,7 +725,7 @@ impl Arm {
                 .collect()
         };
         match self {
-            Arm::Direct | Arm::Gateway | Arm::Tls | Arm::SaslSsl => Vec::new(),
+            Arm::Direct | Arm::Gateway | Arm::Tls | Arm::SaslSsl | Arm::Vcluster => Vec::new(),
             Arm::Noop1 => noops(1),
             Arm::Noop10 => noops(10),
             Arm::Records1 => vec![(
@@ -724,7 +744,8 @@ impl Arm {
             // TLS passthrough: at least 0.85x the plaintext throughput. SASL_SSL is the same
             // TLS stream once the (per-connection) SCRAM exchange is done.
             Arm::Tls | Arm::SaslSsl => Some(0.85),
-            Arm::Direct | Arm::Gateway => None,
+            // A figure to watch, no target.
+            Arm::Direct | Arm::Gateway | Arm::Vcluster => None,
         }
     }
 
@@ -733,7 +754,27 @@ impl Arm {
         match self {
             Arm::Tls => Some(SecurityProtocol::Ssl),
             Arm::SaslSsl => Some(SecurityProtocol::SaslSsl),
+            Arm::Vcluster => Some(SecurityProtocol::SaslPlaintext),
             _ => None,
+        }
+    }
+
+    /// The SASL mechanism of the arm's clients: SCRAM for the TLS arm (what a secured cluster
+    /// asks for), PLAIN for the virtual cluster arm (its cost is the name mapping, not SASL).
+    fn mechanism(self) -> &'static str {
+        if self == Arm::Vcluster {
+            "PLAIN"
+        } else {
+            SASL_MECHANISM
+        }
+    }
+
+    /// The topic name the broker holds for the arm's logical `topic`.
+    fn physical_topic(self, topic: &str) -> String {
+        if self == Arm::Vcluster {
+            format!("{VCLUSTER_PREFIX}{topic}")
+        } else {
+            topic.to_string()
         }
     }
 }
@@ -741,6 +782,9 @@ impl Arm {
 /// The SCRAM mechanism and the service account of the `gw-sasl-ssl` arm.
 const SASL_MECHANISM: &str = "SCRAM-SHA-512";
 const SASL_USER: &str = "bench";
+/// The virtual cluster of the `gw-vcluster` arm and its prefix.
+const VCLUSTER: &str = "bench";
+const VCLUSTER_PREFIX: &str = "bench.";
 
 /// What the security arms need: the test CA that signed the gateway's certificate (clients
 /// trust it) and the service account's password, random per run. The password is never
@@ -772,7 +816,7 @@ impl BenchSecurity {
         };
         c.security = ListenerSecurity {
             protocol,
-            tls: Some(ServerTls {
+            tls: protocol.tls().then(|| ServerTls {
                 cert_file: self.pki.server.cert_file.clone(),
                 key_file: self.pki.server.key_file.clone(),
                 client_auth: ClientAuth::None,
@@ -780,7 +824,7 @@ impl BenchSecurity {
                 principal_mapping_rules: None,
             }),
             sasl: protocol.sasl().then(|| SaslServerConfig {
-                mechanisms: vec![SASL_MECHANISM.into()],
+                mechanisms: vec![arm.mechanism().into()],
                 mode: SaslMode::GatewayManaged,
                 failed_auth_delay_ms: 200,
                 max_reauth_ms: 0,
@@ -790,12 +834,23 @@ impl BenchSecurity {
         c
     }
 
-    /// Creates the service account the `gw-sasl-ssl` clients log in with (gateway-managed
-    /// SASL checks the SCRAM exchange against it).
-    async fn create_account(&self, admin: SocketAddr) -> Result<()> {
-        let body = serde_json::json!({ "password": self.password }).to_string();
-        let path = format!("/api/v1/service-accounts/{SASL_USER}");
+    /// Creates the service account the SASL arms' clients log in with (gateway-managed SASL
+    /// checks the exchange against it); for `gw-vcluster`, in a virtual cluster created first.
+    async fn create_account(&self, admin: SocketAddr, arm: Arm) -> Result<()> {
         let headers = [("Content-Type", "application/json")];
+        let mut account = serde_json::json!({ "password": self.password });
+        if arm == Arm::Vcluster {
+            let path = format!("/api/v1/virtual-clusters/{VCLUSTER}");
+            let body = serde_json::json!({ "prefix": VCLUSTER_PREFIX }).to_string();
+            let (status, reply) =
+                sluice_tests::http(admin, "PUT", &path, &headers, body.as_bytes()).await;
+            if !(200..300).contains(&status) {
+                bail!("admin API PUT {path}: {status} {reply}");
+            }
+            account["vcluster"] = VCLUSTER.into();
+        }
+        let body = account.to_string();
+        let path = format!("/api/v1/service-accounts/{SASL_USER}");
         let (status, _) = sluice_tests::http(admin, "PUT", &path, &headers, body.as_bytes()).await;
         // The reply is not printed: it might echo the request, password included.
         if !(200..300).contains(&status) {
@@ -809,18 +864,26 @@ impl BenchSecurity {
         let Some(protocol) = arm.security() else {
             return;
         };
+        if protocol.tls() {
+            c.set(
+                "ssl.ca.location",
+                self.pki.ca_file.to_string_lossy().as_ref(),
+            )
+            .set("ssl.endpoint.identification.algorithm", "https");
+        }
         c.set(
-            "ssl.ca.location",
-            self.pki.ca_file.to_string_lossy().as_ref(),
-        )
-        .set("ssl.endpoint.identification.algorithm", "https");
+            "security.protocol",
+            match protocol {
+                SecurityProtocol::Plaintext => "PLAINTEXT",
+                SecurityProtocol::Ssl => "SSL",
+                SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+                SecurityProtocol::SaslSsl => "SASL_SSL",
+            },
+        );
         if protocol.sasl() {
-            c.set("security.protocol", "SASL_SSL")
-                .set("sasl.mechanism", SASL_MECHANISM)
+            c.set("sasl.mechanism", arm.mechanism())
                 .set("sasl.username", SASL_USER)
                 .set("sasl.password", &self.password);
-        } else {
-            c.set("security.protocol", "SSL");
         }
     }
 }
@@ -844,6 +907,9 @@ fn arms_to_run(args: &Args) -> Vec<Arm> {
     let mut basic = vec![Arm::Direct, Arm::Gateway];
     if args.mode == Mode::Tansu && !args.no_security {
         basic.extend([Arm::Tls, Arm::SaslSsl]);
+    }
+    if args.mode == Mode::Tansu && !args.no_vcluster {
+        basic.push(Arm::Vcluster);
     }
     if args.no_interceptors {
         return basic;
@@ -2083,7 +2149,7 @@ fn tansu_block(
     };
     if let Some(g) = &gw {
         if let Some(s) = security.filter(|_| arm.security().is_some_and(|p| p.sasl())) {
-            main_rt.block_on(s.create_account(g.admin_addr()))?;
+            main_rt.block_on(s.create_account(g.admin_addr(), arm))?;
         }
         if !arm.interceptors().is_empty() {
             let admin = g.admin_addr();
@@ -2109,7 +2175,7 @@ fn tansu_block(
         .context("creating the admin client")?;
     let created = main_rt.block_on(admin.create_topics(
         &[NewTopic::new(
-            &topic,
+            &arm.physical_topic(&topic),
             args.partitions,
             TopicReplication::Fixed(1),
         )],
@@ -2600,15 +2666,21 @@ fn run_tansu(args: &Args) -> Result<()> {
             let c_gw = paired_ratio(&by_block(i, cons), &by_block(gi, cons));
             let p_d = paired_ratio(&by_block(i, prod), &by_block(di, prod));
             let c_d = paired_ratio(&by_block(i, cons), &by_block(di, cons));
-            let target = arm.target().unwrap_or(f64::NAN);
-            let verdict = |r: f64| if r >= target { "met" } else { "MISSED" };
+            let verdict = |r: f64| match arm.target() {
+                Some(t) if r >= t => "met",
+                Some(_) => "MISSED",
+                None => "-",
+            };
+            let target = arm
+                .target()
+                .map_or_else(|| "-".to_string(), |t| format!(">= {t:.2}"));
             tp.row(vec![
                 arm.name().into(),
                 f1(fig[i][0]),
                 f1(fig[i][1]),
                 f3(p_gw),
                 f3(c_gw),
-                format!(">= {target:.2} {}|{}", verdict(p_gw), verdict(c_gw)),
+                format!("{target} {}|{}", verdict(p_gw), verdict(c_gw)),
                 f3(p_d),
                 f3(c_d),
             ]);
@@ -2658,19 +2730,21 @@ fn run_tansu(args: &Args) -> Result<()> {
                 fig[i][5] - fig[di][5],
                 1,
             );
-            res.add(
-                format!("{n}_target_met_produce"),
-                f64::from(u8::from(p_gw >= target)),
-                0,
-            );
-            res.add(
-                format!("{n}_target_met_consume"),
-                f64::from(u8::from(c_gw >= target)),
-                0,
-            );
+            if let Some(t) = arm.target() {
+                res.add(
+                    format!("{n}_target_met_produce"),
+                    f64::from(u8::from(p_gw >= t)),
+                    0,
+                );
+                res.add(
+                    format!("{n}_target_met_consume"),
+                    f64::from(u8::from(c_gw >= t)),
+                    0,
+                );
+            }
         }
         println!(
-            "security arms ({} records per arm; MB/s: median over blocks; vs gw / vs direct: \
+            "security and virtual cluster arms ({} records per arm; MB/s: median over blocks; vs gw / vs direct: \
              median of per-block ratios; gw = the plaintext gateway arm):",
             per_block * args.blocks as u64
         );
