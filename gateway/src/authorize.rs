@@ -36,8 +36,10 @@
 //!   principal with IDEMPOTENT_WRITE on the cluster or WRITE on *any* topic. [`Permits`] cannot
 //!   answer "any topic", so such InitProducerId requests are always allowed: a producer id alone
 //!   grants nothing, and every Produce is checked per topic.
-//! - *acks=0 Produce.* Denied topics are dropped silently (there is no response to carry an
-//!   error); when nothing is left the request is swallowed ([`Decision::Drop`]).
+//! - *acks=0 Produce.* As in Kafka, which closes the connection of an acks=0 Produce that
+//!   failed (there is no response to carry an error): the allowed topics are forwarded, then
+//!   the connection is closed ([`Decision::ForwardThenClose`]), so the producer learns of the
+//!   failure by the disconnection instead of losing records silently.
 //! - *Fetch sessions.* Denied topics are removed from the request and answered by the gateway;
 //!   the rest (possibly nothing) is forwarded so the broker's session epoch stays in step with
 //!   the client's. A partition added to a session while it was allowed keeps being served by
@@ -100,9 +102,14 @@ pub enum Decision {
     /// Denied entirely: answer with this complete framed response (length prefix + response
     /// header + body).
     Respond(Bytes),
-    /// Denied entirely and no response is expected (acks=0 Produce): forward nothing, answer
-    /// nothing.
-    Drop,
+    /// Partly or wholly denied and no response is expected (acks=0 Produce): forward the
+    /// allowed part (`frame`, if anything is allowed), then close the connection.
+    ForwardThenClose {
+        /// The request without its denied topics, or `None` when nothing is left.
+        frame: Option<Bytes>,
+        /// Why the connection is closed, for the log.
+        reason: String,
+    },
     /// No answer can be built (a denied request of an API without an error form, an
     /// undecodable or malformed request, an unknown API key): close the connection.
     Close(String),
@@ -981,7 +988,10 @@ fn produce(r: &Req<'_>) -> Step {
     if let Some(id) = &req.transactional_id {
         if !r.may(Rt::TransactionalId, id, Op::Write) {
             if no_response {
-                return Ok(Decision::Drop);
+                return Ok(Decision::ForwardThenClose {
+                    frame: None,
+                    reason: "acks=0 Produce with a denied transactional id".into(),
+                });
             }
             let resp = ProduceResponse::default().with_responses(
                 req.topic_data
@@ -1002,11 +1012,18 @@ fn produce(r: &Req<'_>) -> Step {
         return Ok(pass());
     }
     if no_response {
+        let reason = format!("acks=0 Produce to {} denied topic(s)", denied.len());
         if kept.is_empty() {
-            return Ok(Decision::Drop);
+            return Ok(Decision::ForwardThenClose {
+                frame: None,
+                reason,
+            });
         }
         req.topic_data = kept;
-        return r.forward(&req, None);
+        return match r.forward(&req, None)? {
+            Decision::Forward { frame, .. } => Ok(Decision::ForwardThenClose { frame, reason }),
+            other => Ok(other),
+        };
     }
     if kept.is_empty() {
         return Ok(r.respond(&ProduceResponse::default().with_responses(denied)));
@@ -2475,17 +2492,32 @@ mod tests {
     }
 
     #[test]
-    fn produce_acks_zero_drops_denied_topics_silently() {
+    fn produce_acks_zero_forwards_the_allowed_topics_then_closes() {
         let none = names(&[]);
         let acl = writer(&["a"]);
         let req = produce_req(&["a", "b"], 0);
-        let (out, fix) = forward(check(ApiKey::Produce, 9, &req, &acl, &none));
-        assert!(fix.is_none(), "no response, nothing to fix");
-        let sent: ProduceRequest = rewritten(ApiKey::Produce, 9, &req, &out.unwrap());
+        let Decision::ForwardThenClose {
+            frame: Some(out),
+            reason,
+        } = check(ApiKey::Produce, 9, &req, &acl, &none)
+        else {
+            panic!("acks=0 with a denied topic must forward the rest and close");
+        };
+        assert!(reason.contains("1 denied topic"), "{reason}");
+        let sent: ProduceRequest = rewritten(ApiKey::Produce, 9, &req, &out);
         assert_eq!(sent.topic_data.len(), 1);
+        assert_eq!(sent.topic_data[0].name.as_str(), "a");
         assert!(matches!(
             check(ApiKey::Produce, 9, &produce_req(&["b"], 0), &acl, &none),
-            Decision::Drop
+            Decision::ForwardThenClose { frame: None, .. }
+        ));
+        // Nothing denied: forwarded as is, the connection stays.
+        assert!(matches!(
+            check(ApiKey::Produce, 9, &produce_req(&["a"], 0), &acl, &none),
+            Decision::Forward {
+                frame: None,
+                fix: None
+            }
         ));
     }
 
@@ -3568,7 +3600,7 @@ mod tests {
                 }
                 // Default requests name nothing or only empty names, or are answered from the
                 // response (listings): forwarding is right for them.
-                (_, Decision::Forward { .. } | Decision::Drop) => {}
+                (_, Decision::Forward { .. } | Decision::ForwardThenClose { .. }) => {}
             }
         });
         // A principal that may do everything is never stopped, and nothing is rewritten.

@@ -698,6 +698,7 @@ impl RequestSide {
                 }
             }
             let mut authz = None;
+            let mut close_after = false;
             if let Some(permits) = self.authz.clone().filter(|_| !gateway_api) {
                 let tenant_view = tenant.as_deref().map(|t| tenancy::TenantTopics {
                     tenant: t,
@@ -737,10 +738,19 @@ impl RequestSide {
                         }
                         continue;
                     }
-                    Decision::Drop => {
-                        // acks=0 produce to denied topics only: nothing to send, nothing to answer.
+                    Decision::ForwardThenClose { frame, reason } => {
+                        // Kafka closes the connection of a failed acks=0 Produce: the client
+                        // learns of the failure by the disconnection.
                         self.shared.metrics.authorization_denied(peek.api_key);
-                        continue;
+                        info!(peer = %self.peer, principal = ?self.principal(), api = ?key,
+                            "closing connection after forwarding what is allowed: {reason}");
+                        match frame {
+                            Some(f) => {
+                                frame_bytes = f;
+                                close_after = true;
+                            }
+                            None => return Some(End::Finish),
+                        }
                     }
                     Decision::Close(reason) => {
                         warn!(peer = %self.peer, principal = ?self.principal(), api = ?key, "closing connection: {reason}");
@@ -845,6 +855,10 @@ impl RequestSide {
                 return Some(end);
             }
             out.push(request);
+            if close_after {
+                // Written upstream before the connection ends (see `run`).
+                return Some(End::Finish);
+            }
         }
     }
 

@@ -1165,6 +1165,129 @@ impl AclEnv {
     }
 }
 
+/// An acks=0 Produce naming a denied topic: as Kafka does, the allowed topics are written and
+/// the connection is then closed (the producer's only way to learn of the failure); an acks=0
+/// Produce to allowed topics only keeps the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_acks_zero_produce_to_a_denied_topic_closes_the_connection() {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use kafka_protocol::records::{
+        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+    };
+    let env = AclEnv::start().await;
+    env.create_topics(&["acl-orders-eu", "acl-public"]).await;
+    let batch = |value: &str| {
+        let record = Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: 0,
+            sequence: -1,
+            timestamp: 1_700_000_000_000,
+            key: None,
+            value: Some(bytes::Bytes::from(value.to_string())),
+            headers: Default::default(),
+        };
+        let mut buf = bytes::BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut buf, [&record], &options).unwrap();
+        buf.freeze()
+    };
+    let produce = |topics: &[&str]| {
+        ProduceRequest::default()
+            .with_acks(0)
+            .with_timeout_ms(5_000)
+            .with_topic_data(
+                topics
+                    .iter()
+                    .map(|t| {
+                        TopicProduceData::default()
+                            .with_name(TopicName(StrBytes::from_string(t.to_string())))
+                            .with_partition_data(vec![PartitionProduceData::default()
+                                .with_index(0)
+                                .with_records(Some(batch(t)))])
+                    })
+                    .collect(),
+            )
+    };
+    let alice = || async {
+        let mut raw = RawClient::connect(env.gw.kafka_addr()).await.unwrap();
+        let code = within(
+            Duration::from_secs(10),
+            "SASL/PLAIN",
+            raw.sasl_plain("alice", ACL_PASSWORD),
+        )
+        .await
+        .unwrap();
+        assert_eq!(code, 0, "alice authenticates");
+        raw
+    };
+    let watermark = |topic: &str| {
+        let c: StreamConsumer = client_config(&env._broker.bootstrap())
+            .create()
+            .expect("direct consumer");
+        let (_, high) =
+            blocking(|| c.fetch_watermarks(topic, 0, Duration::from_secs(10))).expect("watermarks");
+        close(c);
+        high
+    };
+
+    // Allowed topics only: written, the connection stays.
+    let mut raw = alice().await;
+    let (_, frame) = raw.encode(&produce(&["acl-orders-eu"]), 9);
+    raw.send_raw(&frame).await.unwrap();
+    let md = within(
+        Duration::from_secs(10),
+        "Metadata after acks=0",
+        raw.call(&MetadataRequest::default().with_topics(Some(vec![])), 9),
+    )
+    .await
+    .expect("the connection stays after an allowed acks=0 Produce");
+    assert!(!md.brokers.is_empty());
+    assert_eq!(watermark("acl-orders-eu"), 1);
+
+    // One allowed and one denied topic: the allowed one is written, then the connection ends.
+    let denied_before = metric(
+        &env.gw,
+        "sluice_authorization_denied_total{api=\"Produce\"}",
+    );
+    let (_, frame) = raw.encode(&produce(&["acl-orders-eu", "acl-public"]), 9);
+    raw.send_raw(&frame).await.unwrap();
+    assert!(
+        raw.closed_within(Duration::from_secs(10)).await,
+        "an acks=0 Produce to a denied topic must close the connection"
+    );
+    assert_eq!(
+        watermark("acl-orders-eu"),
+        2,
+        "the allowed topic is written"
+    );
+    assert_eq!(watermark("acl-public"), 0, "the denied topic is not");
+    assert_eq!(
+        metric(
+            &env.gw,
+            "sluice_authorization_denied_total{api=\"Produce\"}"
+        ),
+        denied_before + 1
+    );
+    // Only a denied topic: nothing written, the connection ends too.
+    let mut raw = alice().await;
+    let (_, frame) = raw.encode(&produce(&["acl-public"]), 9);
+    raw.send_raw(&frame).await.unwrap();
+    assert!(raw.closed_within(Duration::from_secs(10)).await);
+    assert_eq!(watermark("acl-public"), 0);
+    env.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acl_produce_allowed_and_denied() {
     let env = AclEnv::start().await;
