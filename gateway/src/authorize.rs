@@ -493,18 +493,9 @@ fn dispatch(r: &Req<'_>) -> Step {
                 pass()
             })
         }
-        ConsumerGroupDescribe => {
-            let req: ConsumerGroupDescribeRequest = r.decode()?;
-            let denied = req
-                .group_ids
-                .iter()
-                .any(|g| !r.may(Rt::Group, g, Op::Describe));
-            Ok(if denied || req.include_authorized_operations {
-                redact(Fix::ConsumerGroupDescribe)
-            } else {
-                pass()
-            })
-        }
+        // Always completed: besides the groups, the members' subscriptions and assignments
+        // name topics, which the principal must be allowed to describe (as in Kafka).
+        ConsumerGroupDescribe => Ok(redact(Fix::ConsumerGroupDescribe)),
         ShareGroupDescribe => {
             let req: ShareGroupDescribeRequest = r.decode()?;
             let denied = req
@@ -1946,10 +1937,34 @@ pub fn fix_response(
         Fix::ConsumerGroupDescribe => {
             edit(&mut body, v, |m: &mut ConsumerGroupDescribeResponse| {
                 for g in &mut m.groups {
+                    let hidden_topic = || {
+                        g.members.iter().any(|member| {
+                            let assigned = [&member.assignment, &member.target_assignment]
+                                .into_iter()
+                                .flat_map(|a| a.topic_partitions.iter())
+                                .map(|t| (t.topic_name.as_str(), t.topic_id));
+                            member
+                                .subscribed_topic_names
+                                .iter()
+                                .map(|t| (t.as_str(), Uuid::nil()))
+                                .chain(assigned)
+                                .any(|(name, id)| {
+                                    topic_check(p, topics, name, id, Op::Describe).is_err()
+                                })
+                        })
+                    };
                     if !p.permits(Rt::Group, &g.group_id, Op::Describe) {
                         *g = consumer_group_describe_response::DescribedGroup::default()
                             .with_group_id(g.group_id.clone())
                             .with_error_code(GROUP_AUTHORIZATION_FAILED);
+                    } else if g.error_code == 0 && hidden_topic() {
+                        // Kafka's answer: the group, but none of its members' topics.
+                        *g = consumer_group_describe_response::DescribedGroup::default()
+                            .with_group_id(g.group_id.clone())
+                            .with_error_code(TOPIC_AUTHORIZATION_FAILED)
+                            .with_error_message(Some(StrBytes::from_static_str(
+                                "The described group uses topics that the client is not authorized to describe.",
+                            )));
                     } else if g.authorized_operations != OPS_OMITTED {
                         g.authorized_operations = ops_bits(p, Rt::Group, &g.group_id, GROUP_OPS);
                     }
@@ -2007,6 +2022,16 @@ pub fn fix_response(
                 };
                 if *all {
                     m.topics.retain(|t| allowed(t));
+                }
+                // The cursor names the first topic of the next page: never one the principal
+                // may not see. Ending the listing there is the safe answer (a gateway cannot
+                // page past a topic it hides without naming it).
+                let hidden_cursor = m.next_cursor.as_ref().is_some_and(|c| {
+                    topic_check(p, topics, c.topic_name.as_str(), Uuid::nil(), Op::Describe)
+                        .is_err()
+                });
+                if hidden_cursor {
+                    m.next_cursor = None;
                 }
                 for t in &mut m.topics {
                     if !allowed(t) {
@@ -2403,6 +2428,97 @@ mod tests {
         topics
             .iter()
             .fold(Acl::default(), |a, t| a.allow(Rt::Topic, t, Op::Write))
+    }
+
+    #[test]
+    fn consumer_group_describe_hides_groups_using_undescribable_topics() {
+        use consumer_group_describe_response::{
+            Assignment, DescribedGroup, Member, TopicPartitions,
+        };
+        let none = names(&[]);
+        let acl = Acl::default()
+            .allow(Rt::Group, "g1", Op::Describe)
+            .allow(Rt::Group, "g2", Op::Describe)
+            .allow(Rt::Topic, "public", Op::Describe);
+        let req = ConsumerGroupDescribeRequest::default()
+            .with_group_ids(vec![s("g1").into(), s("g2").into()]);
+        let (frame, fix) = forward(check(ApiKey::ConsumerGroupDescribe, 0, &req, &acl, &none));
+        assert!(frame.is_none(), "the request itself is allowed");
+        let member = |subscribed: &str, assigned: &str| {
+            Member::default()
+                .with_member_id(s("m"))
+                .with_subscribed_topic_names(vec![tn(subscribed)])
+                .with_assignment(Assignment::default().with_topic_partitions(vec![
+                    TopicPartitions::default()
+                        .with_topic_name(tn(assigned))
+                        .with_partitions(vec![0]),
+                ]))
+        };
+        let resp = ConsumerGroupDescribeResponse::default().with_groups(vec![
+            DescribedGroup::default()
+                .with_group_id(s("g1").into())
+                .with_members(vec![member("public", "public")]),
+            DescribedGroup::default()
+                .with_group_id(s("g2").into())
+                .with_members(vec![member("public", "secret")]),
+        ]);
+        let got: ConsumerGroupDescribeResponse = fixed(
+            &fix.expect("always completed"),
+            ApiKey::ConsumerGroupDescribe,
+            0,
+            &resp,
+            &acl,
+            &none,
+        );
+        assert_eq!(got.groups[0].error_code, 0);
+        assert_eq!(got.groups[0].members.len(), 1);
+        assert_eq!(got.groups[1].error_code, TOPIC_AUTHORIZATION_FAILED);
+        assert!(
+            got.groups[1].members.is_empty(),
+            "no member, no topic named"
+        );
+    }
+
+    #[test]
+    fn describe_topic_partitions_cursor_never_names_a_hidden_topic() {
+        use describe_topic_partitions_response::{Cursor, DescribeTopicPartitionsResponseTopic};
+        let none = names(&[]);
+        let acl = Acl::default().allow(Rt::Topic, "a", Op::Describe);
+        let req = DescribeTopicPartitionsRequest::default();
+        let (_, fix) = forward(check(ApiKey::DescribeTopicPartitions, 0, &req, &acl, &none));
+        let fix = fix.expect("listings are always filtered");
+        let page = |cursor: &str| {
+            DescribeTopicPartitionsResponse::default()
+                .with_topics(vec![
+                    DescribeTopicPartitionsResponseTopic::default().with_name(Some(tn("a"))),
+                    DescribeTopicPartitionsResponseTopic::default().with_name(Some(tn("b"))),
+                ])
+                .with_next_cursor(Some(
+                    Cursor::default()
+                        .with_topic_name(tn(cursor))
+                        .with_partition_index(3),
+                ))
+        };
+        let got: DescribeTopicPartitionsResponse = fixed(
+            &fix,
+            ApiKey::DescribeTopicPartitions,
+            0,
+            &page("b"),
+            &acl,
+            &none,
+        );
+        let listed: Vec<_> = got.topics.iter().filter_map(|t| t.name.clone()).collect();
+        assert_eq!(listed, vec![tn("a")]);
+        assert!(got.next_cursor.is_none(), "the cursor named the hidden `b`");
+        let got: DescribeTopicPartitionsResponse = fixed(
+            &fix,
+            ApiKey::DescribeTopicPartitions,
+            0,
+            &page("a"),
+            &acl,
+            &none,
+        );
+        assert_eq!(got.next_cursor.unwrap().topic_name, tn("a"));
     }
 
     #[test]
