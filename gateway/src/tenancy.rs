@@ -21,7 +21,7 @@ use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, ApiKey, ConsumerGroupHeartbeatRequest,
     DescribeConfigsRequest, DescribeConfigsResponse, FindCoordinatorRequest,
     FindCoordinatorResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
-    ResponseHeader,
+    MetadataResponse, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::sync::Arc;
@@ -32,6 +32,17 @@ use crate::intercept::{TopicLookup, TopicNames};
 use crate::schema::rewrite::{rewrite_strings, Direction};
 use crate::schema::Entity;
 use crate::vcluster::Tenant;
+
+/// Kafka error codes the shadowed-name answer translates.
+const INVALID_TOPIC_EXCEPTION: i16 = 17;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+
+/// Whether `body` contains the bytes of a shadowed name's start (prefix and mark): the cheap
+/// test before decoding a response to fix its error codes.
+fn mentions_shadow(tenant: &Tenant, body: &[u8]) -> bool {
+    let needle = tenant.shadow_topic("");
+    body.windows(needle.len()).any(|w| w == needle.as_bytes())
+}
 
 /// Config resource types (DescribeConfigs and friends).
 const CONFIG_TOPIC: i8 = 2;
@@ -164,13 +175,6 @@ impl From<anyhow::Error> for MapError {
     }
 }
 
-/// A name no topic can have (`!` is not allowed in topic names): what a tenant's logical name
-/// maps to when its plain physical form is one of the tenant's alias or concentration
-/// targets, so the raw topic cannot be reached under a second name.
-fn shadowed(tenant: &Tenant, logical: &str) -> String {
-    format!("{}!{logical}", tenant.prefix)
-}
-
 /// Config resource names (a topic or a group, by resource type) carry no entity type in the
 /// schema: decode the message, map each `resource_name` with `$map`, encode it again.
 macro_rules! config_names {
@@ -219,7 +223,9 @@ pub fn map_request(
         &body,
         &mut |r, current| match r.entity {
             Entity::TopicName if keep.contains(current) => None,
-            Entity::TopicName if tenant.is_shadowed(current) => Some(shadowed(tenant, current)),
+            // Its plain physical form is an alias target or a concentrated topic: the raw
+            // topic must not be reachable under a second name.
+            Entity::TopicName if tenant.is_shadowed(current) => Some(tenant.shadow_topic(current)),
             Entity::TopicName => Some(tenant.physical_topic(current).into_owned()),
             Entity::GroupId => Some(tenant.physical_group(current).into_owned()),
             Entity::TransactionalId => Some(tenant.physical_transactional_id(current).into_owned()),
@@ -385,6 +391,27 @@ pub fn unmap_response(
     };
     let finished_any = finished.is_some();
     let body = finished.unwrap_or(body);
+    // A shadowed name is the tenant's own topic under a second name: it does not exist, so
+    // the broker's INVALID_TOPIC_EXCEPTION for its impossible physical name becomes
+    // UNKNOWN_TOPIC_OR_PARTITION, as for any missing topic.
+    let unshadowed = match key {
+        ApiKey::Metadata if tenant.may_shadow() && mentions_shadow(tenant, &body) => {
+            let mut resp: MetadataResponse = decode(&body, version)?;
+            for t in &mut resp.topics {
+                let shadowed = t
+                    .name
+                    .as_ref()
+                    .is_some_and(|n| tenant.shadowed_logical(n).is_some());
+                if shadowed && t.error_code == INVALID_TOPIC_EXCEPTION {
+                    t.error_code = UNKNOWN_TOPIC_OR_PARTITION;
+                }
+            }
+            Some(encode(&resp, version)?)
+        }
+        _ => None,
+    };
+    let finished_any = finished_any || unshadowed.is_some();
+    let body = unshadowed.unwrap_or(body);
     let logical_names: std::collections::HashSet<&str> = concentrated
         .iter()
         .flat_map(|c| c.pairs().map(|(logical, _)| logical))

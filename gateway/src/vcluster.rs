@@ -360,6 +360,9 @@ pub struct Tenant {
     connections: Arc<AtomicUsize>,
 }
 
+/// Marks a shadowed logical name sent to the broker ([`Tenant::shadow_topic`]).
+const SHADOW_MARK: char = '!';
+
 impl Tenant {
     /// Logical topic → physical: alias target, else a concentration rule's physical topic,
     /// else prefix + name (passthrough: unchanged).
@@ -389,6 +392,9 @@ impl Tenant {
         }
         if let Some(l) = self.reverse.get(physical) {
             return Some(Cow::Borrowed(l));
+        }
+        if let Some(shadowed) = self.shadowed_logical(physical) {
+            return Some(Cow::Borrowed(shadowed));
         }
         let logical = self.unprefixed(physical)?;
         // A name an alias or a rule sends elsewhere is not reachable by its prefixed form.
@@ -431,6 +437,31 @@ impl Tenant {
         }
         let plain = self.prefixed(logical);
         self.reverse.contains_key(plain.as_ref()) || self.concentrated.contains(plain.as_ref())
+    }
+
+    /// The name a shadowed logical topic (see [`Tenant::is_shadowed`]) is sent to the broker
+    /// under: the prefix, `!`, the logical name. No topic can have it (`!` is not allowed in
+    /// topic names), so the broker answers it as invalid and never creates it, and the
+    /// response maps back to the name the client used.
+    pub fn shadow_topic(&self, logical: &str) -> String {
+        format!("{}{SHADOW_MARK}{logical}", self.prefix)
+    }
+
+    /// The logical name inside a [`Tenant::shadow_topic`] name.
+    pub fn shadowed_logical<'a>(&self, physical: &'a str) -> Option<&'a str> {
+        if self.passthrough {
+            return None;
+        }
+        physical
+            .strip_prefix(self.prefix.as_str())?
+            .strip_prefix(SHADOW_MARK)
+            .filter(|l| !l.is_empty())
+    }
+
+    /// Whether any logical name of this tenant can be shadowed (it has aliases or
+    /// concentrated topics).
+    pub fn may_shadow(&self) -> bool {
+        !self.reverse.is_empty() || !self.concentrated.is_empty()
     }
 
     /// Whether the physical topic belongs to this tenant: inside its prefix, an alias target,
@@ -1217,6 +1248,12 @@ mod tests {
         assert!(a.is_shadowed("concentrated"));
         assert!(!a.is_shadowed("payments") && !a.is_shadowed("orders"));
         assert!(!a.is_shadowed("events-1"));
+        // A shadowed name travels as a name no topic can have and comes back as itself.
+        let shadow = a.shadow_topic("concentrated");
+        assert_eq!(shadow, "tenant-a.!concentrated");
+        assert_eq!(a.logical_topic(&shadow).unwrap(), "concentrated");
+        assert_eq!(a.shadowed_logical("tenant-a.payments"), None);
+        assert!(a.may_shadow());
         // Other tenants' and un-prefixed names are not this tenant's.
         for foreign in [
             "tb_orders",

@@ -1409,6 +1409,27 @@ async fn alias_topic_reads_and_writes_the_physical_topic() {
         md.topics[0].error_code, UNKNOWN_TOPIC_OR_PARTITION,
         "{md:?}"
     );
+
+    // An alias whose target lies inside the tenant's own prefix: `current` is `a.orders-v2`,
+    // and `orders-v2` (whose plain mapping is that target) is not a second way in: it does
+    // not exist, under the name alice asked for.
+    create_topics(&env.direct(), &direct(), &[("a.orders-v2", 1)]).await;
+    put_alias(env.admin(), "a-current", "a", "current", "a.orders-v2").await;
+    let mut raw = raw_as(env.gw.kafka_addr(), "alice").await;
+    let md = metadata_v12(&mut raw, Some(&["orders-v2", "current"])).await;
+    let seen: Vec<(Option<String>, i16)> = md
+        .topics
+        .iter()
+        .map(|t| (name_of(t), t.error_code))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (Some("orders-v2".to_string()), UNKNOWN_TOPIC_OR_PARTITION),
+            (Some("current".to_string()), 0)
+        ],
+        "{md:?}"
+    );
     env.stop().await;
 }
 
