@@ -29,7 +29,7 @@ use std::sync::Arc;
 use crate::acl::{Operation, Permits, PrincipalPermits, ResourceType};
 use crate::concentrate::{self, Concentrated};
 use crate::intercept::{TopicLookup, TopicNames};
-use crate::schema::rewrite::{rewrite_strings, Direction};
+use crate::schema::rewrite::{rewrite_frame, Direction};
 use crate::schema::Entity;
 use crate::vcluster::Tenant;
 
@@ -121,6 +121,22 @@ fn split_request(frame: &Bytes, header_len: usize) -> Result<(Bytes, Bytes)> {
         .filter(|&a| a <= frame.len())
         .context("request header longer than the frame")?;
     Ok((frame.slice(..at), frame.slice(at..)))
+}
+
+/// The rewritten frame (if the rewriter changed anything) and its body as a view into the
+/// same bytes, or the unchanged `body`: later stages read the body, the frame goes out as is.
+fn framed_and_body(
+    generic: Option<Bytes>,
+    head_len: usize,
+    body: &Bytes,
+) -> (Option<Bytes>, Bytes) {
+    match generic {
+        Some(f) => {
+            let mapped = f.slice(head_len..);
+            (Some(f), mapped)
+        }
+        None => (None, body.clone()),
+    }
 }
 
 /// Joins a header (length prefix included, recomputed here) and a new body.
@@ -216,10 +232,11 @@ pub fn map_request(
         .iter()
         .flat_map(|c| c.pairs().map(|(_, physical)| physical))
         .collect();
-    let generic = rewrite_strings(
+    let generic = rewrite_frame(
         Direction::Request,
         api_key,
         version,
+        &head,
         &body,
         &mut |r, current| match r.entity {
             Entity::TopicName if keep.contains(current) => None,
@@ -234,7 +251,7 @@ pub fn map_request(
     )
     .map_err(|e| anyhow::anyhow!("cannot map names: {e}"))?;
     let changed = generic.is_some();
-    let mapped = generic.unwrap_or_else(|| body.clone());
+    let (framed, mapped) = framed_and_body(generic, head.len(), &body);
     let special = match ApiKey::try_from(api_key) {
         Ok(ApiKey::FindCoordinator) => {
             let mut req: FindCoordinatorRequest = decode(&mapped, version)?;
@@ -329,7 +346,7 @@ pub fn map_request(
     Ok(Mapped {
         frame: match (special, changed) {
             (Some(b), _) => Some(join(&head, &b)),
-            (None, true) => Some(join(&head, &mapped)),
+            (None, true) => Some(framed.unwrap_or_else(|| join(&head, &mapped))),
             (None, false) => None,
         },
         concentrated,
@@ -416,10 +433,11 @@ pub fn unmap_response(
         .iter()
         .flat_map(|c| c.pairs().map(|(logical, _)| logical))
         .collect();
-    let generic = rewrite_strings(
+    let generic = rewrite_frame(
         Direction::Response,
         api_key,
         version,
+        &head,
         &body,
         &mut |r, current| {
             if r.entity == Entity::TopicName && logical_names.contains(current) {
@@ -436,7 +454,7 @@ pub fn unmap_response(
     )
     .map_err(|e| anyhow::anyhow!("cannot map names back: {e}"))?;
     let changed = generic.is_some();
-    let mapped = generic.unwrap_or_else(|| body.clone());
+    let (framed, mapped) = framed_and_body(generic, head.len(), &body);
     let special = match key {
         ApiKey::FindCoordinator if version >= 4 => {
             let mut resp: FindCoordinatorResponse = decode(&mapped, version)?;
@@ -499,7 +517,7 @@ pub fn unmap_response(
     };
     Ok(match (special, changed || finished_any) {
         (Some(b), _) => join(&head, &b),
-        (None, true) => join(&head, &mapped),
+        (None, true) => framed.unwrap_or_else(|| join(&head, &mapped)),
         (None, false) => frame,
     })
 }
