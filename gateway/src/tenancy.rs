@@ -19,9 +19,9 @@ use anyhow::{Context, Result};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, ApiKey, ConsumerGroupHeartbeatRequest,
-    DescribeConfigsRequest, DescribeConfigsResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
-    MetadataResponse, ResponseHeader,
+    DescribeConfigsRequest, DescribeConfigsResponse, DescribeTopicPartitionsResponse,
+    FindCoordinatorRequest, FindCoordinatorResponse, IncrementalAlterConfigsRequest,
+    IncrementalAlterConfigsResponse, MetadataResponse, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::sync::Arc;
@@ -411,9 +411,21 @@ pub fn unmap_response(
     // A shadowed name is the tenant's own topic under a second name: it does not exist, so
     // the broker's INVALID_TOPIC_EXCEPTION for its impossible physical name becomes
     // UNKNOWN_TOPIC_OR_PARTITION, as for any missing topic.
+    //
+    // And a concentrated topic's physical topic is not one of the tenant's topics: listings
+    // (all topics) leave it out; the logical topics it holds are answered by name only
+    // (`concentrate` turned those entries into logical ones above).
+    let is_hidden = |name: &str| tenant.is_concentrated(name);
     let unshadowed = match key {
-        ApiKey::Metadata if tenant.may_shadow() && mentions_shadow(tenant, &body) => {
+        ApiKey::Metadata
+            if tenant.has_concentration()
+                || (tenant.may_shadow() && mentions_shadow(tenant, &body)) =>
+        {
             let mut resp: MetadataResponse = decode(&body, version)?;
+            let before = resp.topics.len();
+            resp.topics
+                .retain(|t| t.name.as_ref().is_none_or(|n| !is_hidden(n)));
+            let mut changed = resp.topics.len() != before;
             for t in &mut resp.topics {
                 let shadowed = t
                     .name
@@ -421,9 +433,27 @@ pub fn unmap_response(
                     .is_some_and(|n| tenant.shadowed_logical(n).is_some());
                 if shadowed && t.error_code == INVALID_TOPIC_EXCEPTION {
                     t.error_code = UNKNOWN_TOPIC_OR_PARTITION;
+                    changed = true;
                 }
             }
-            Some(encode(&resp, version)?)
+            changed.then(|| encode(&resp, version)).transpose()?
+        }
+        ApiKey::DescribeTopicPartitions if tenant.has_concentration() => {
+            let mut resp: DescribeTopicPartitionsResponse = decode(&body, version)?;
+            let before = resp.topics.len();
+            resp.topics
+                .retain(|t| t.name.as_ref().is_none_or(|n| !is_hidden(n)));
+            let mut changed = resp.topics.len() != before;
+            if resp
+                .next_cursor
+                .as_ref()
+                .is_some_and(|c| is_hidden(&c.topic_name))
+            {
+                // Ending the listing is the safe answer (see the ACL stage's cursor rule).
+                resp.next_cursor = None;
+                changed = true;
+            }
+            changed.then(|| encode(&resp, version)).transpose()?
         }
         _ => None,
     };

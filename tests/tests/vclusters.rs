@@ -1512,6 +1512,9 @@ async fn concentrated_topics_share_one_physical_topic() {
     for c in consumers {
         close(c);
     }
+    // The physical topic that holds them is not one of the tenant's topics.
+    let listed = topic_names(&gw, &plain("alice"));
+    assert!(!listed.contains("a-events-all"), "{listed:?}");
     env.stop().await;
 }
 
