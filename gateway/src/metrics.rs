@@ -122,6 +122,8 @@ pub struct Metrics {
     pub upstream_connect_errors: Counter,
     /// Upstream connections lost while requests were in flight.
     pub upstream_disconnects: Counter,
+    /// The gateway's own SASL sessions on broker connections renewed in place (KIP-368).
+    pub upstream_reauthentications: Counter,
     /// Records plugins published that reached the cluster.
     pub published: Counter,
     /// Records plugins published that could not be delivered.
@@ -223,6 +225,12 @@ impl Metrics {
         let connections_refused = Counter::default();
         let upstream_connect_errors = Counter::default();
         let upstream_disconnects = Counter::default();
+        let upstream_reauthentications = Counter::default();
+        registry.register(
+            "upstream_reauthentications",
+            "The gateway's SASL sessions on broker connections renewed in place before they expired (KIP-368)",
+            upstream_reauthentications.clone(),
+        );
         registry.register(
             "connections_open",
             "Client connections open now",
@@ -272,6 +280,7 @@ impl Metrics {
             connections_refused,
             upstream_connect_errors,
             upstream_disconnects,
+            upstream_reauthentications,
         })
     }
 

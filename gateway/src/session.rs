@@ -25,12 +25,14 @@
 //! ApiVersions or SASL before it has authenticated or after its session expired (KIP-368).
 //! With authorization on, every other request then passes the ACLs before the interceptors.
 
-use bytes::{Bytes, BytesMut};
+use anyhow::Context as _;
+use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{RequestHeader, ResponseHeader};
 use kafka_protocol::messages::{
     SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
-use kafka_protocol::protocol::{Decodable, StrBytes};
+use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -57,6 +59,7 @@ use crate::rewrite::{self, ResponseAction};
 use crate::server::{Shared, SharedBook};
 use crate::tenancy;
 use crate::tls::{ReadHalf, WriteHalf};
+use crate::upstream::{SaslClient, UpstreamSession};
 use crate::vcluster::{ConnectionGuard, Tenant};
 
 /// Which listener a connection arrived on.
@@ -83,6 +86,18 @@ enum Slot {
     /// An acks=0 Produce was forwarded: a correct broker does not answer it, but some brokers
     /// do; such an answer is dropped instead of being taken for the next response.
     NoResponse { correlation_id: i32 },
+    /// A request of the gateway's own on the client's upstream connection (re-authentication):
+    /// its answer goes back to the request side, never to the client.
+    Internal {
+        correlation_id: i32,
+        reply: tokio::sync::oneshot::Sender<Bytes>,
+    },
+}
+
+/// When to renew a broker SASL session of `lifetime`: at 85 % of it (Kafka's own clients
+/// pick 85–95 %), so the exchange is over well before the broker would close the connection.
+fn renewal_time(lifetime: Option<Duration>) -> Option<Instant> {
+    lifetime.map(|l| Instant::now() + l.mul_f64(0.85))
 }
 
 /// acks=0 correlation ids remembered, in case the broker answers them anyway.
@@ -310,6 +325,8 @@ pub(crate) async fn run(
         tenant: None,
         _tenant_slot: None,
         sni,
+        upstream_session: None,
+        internal_cid: i32::MIN,
     };
     if !authn.requires_sasl() && authn.tls().is_some() {
         // SSL listeners: the certificate is the identity (Kafka's ANONYMOUS without one).
@@ -394,6 +411,10 @@ struct RequestSide {
     _tenant_slot: Option<ConnectionGuard>,
     /// The TLS server name the client asked for (virtual cluster by host).
     sni: Option<String>,
+    /// The gateway's SASL session on the upstream connection, and when to renew it in place.
+    upstream_session: Option<(UpstreamSession, Option<Instant>)>,
+    /// Correlation id of the gateway's own next request on the upstream connection.
+    internal_cid: i32,
 }
 
 /// A request the gateway answers itself, and what its answer needs.
@@ -824,6 +845,11 @@ impl RequestSide {
             };
             if self.upstream.is_none() {
                 if let Err(end) = self.open_upstream(&peek).await {
+                    return Some(end);
+                }
+            }
+            if self.reauth_due() {
+                if let Err(end) = self.reauthenticate_upstream(out).await {
                     return Some(end);
                 }
             }
@@ -1355,6 +1381,121 @@ impl RequestSide {
         })
     }
 
+    /// Whether the gateway's SASL session on the upstream connection is due for renewal.
+    fn reauth_due(&self) -> bool {
+        self.upstream_session
+            .is_some_and(|(_, at)| at.is_some_and(|at| Instant::now() >= at))
+    }
+
+    /// Renews the gateway's SASL session on the upstream connection in place (KIP-368),
+    /// before the broker's session lifetime ends: a broker closes a connection whose session
+    /// expired at its next request, which would end the client's connection too. The
+    /// requests already queued go first; the client's next ones wait until the exchange is
+    /// done (the request side does not read meanwhile). A failure closes the connection, as
+    /// the broker would.
+    async fn reauthenticate_upstream(&mut self, out: &mut Outbox) -> Result<(), End> {
+        let Some((session, _)) = self.upstream_session else {
+            return Ok(());
+        };
+        let Some(sasl) = self.shared.connector.sasl().cloned() else {
+            self.upstream_session = None;
+            return Ok(());
+        };
+        if let Err(e) = self.write_upstream(out).await {
+            warn!(peer = %self.peer, "writing to broker failed: {e}");
+            return Err(End::Abort);
+        }
+        let limit = self.shared.config.request_timeout();
+        let exchange = async {
+            let hs: SaslHandshakeResponse = self
+                .internal_call(
+                    &SaslHandshakeRequest::default()
+                        .with_mechanism(StrBytes::from_string(sasl.mechanism.clone())),
+                    1,
+                )
+                .await?;
+            crate::upstream::check_handshake(&sasl, &hs)?;
+            let mut client = SaslClient::new(&sasl);
+            let mut token = client.first();
+            loop {
+                let resp: SaslAuthenticateResponse = self
+                    .internal_call(
+                        &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
+                        session.auth_version,
+                    )
+                    .await?;
+                match client.next(&resp)? {
+                    Some(next) => token = next,
+                    None => break anyhow::Ok(crate::upstream::session_lifetime(&resp)),
+                }
+            }
+        };
+        match tokio::time::timeout(limit, exchange).await {
+            Ok(Ok(lifetime)) => {
+                self.shared.metrics.upstream_reauthentications.inc();
+                debug!(peer = %self.peer, lifetime_ms = ?lifetime.map(|l| l.as_millis()),
+                    "re-authenticated with the broker");
+                self.upstream_session = Some((
+                    UpstreamSession {
+                        lifetime,
+                        ..session
+                    },
+                    renewal_time(lifetime),
+                ));
+                Ok(())
+            }
+            Ok(Err(e)) => {
+                warn!(peer = %self.peer, "re-authentication with the broker failed: {e:#}; closing connection");
+                Err(End::Abort)
+            }
+            Err(_) => {
+                warn!(peer = %self.peer, "re-authentication with the broker timed out; closing connection");
+                Err(End::Abort)
+            }
+        }
+    }
+
+    /// Sends a request of the gateway's own on the upstream connection and waits for its
+    /// answer, which the response side hands back in order instead of relaying it.
+    async fn internal_call<R: Request>(
+        &mut self,
+        req: &R,
+        version: i16,
+    ) -> anyhow::Result<R::Response> {
+        let key = ApiKey::try_from(R::KEY).map_err(|()| anyhow::anyhow!("unknown api key"))?;
+        // Negative ids, apart from the client's own (which the client never sees anyway).
+        self.internal_cid = self.internal_cid.wrapping_add(1).min(-1);
+        let correlation_id = self.internal_cid;
+        let header = RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(correlation_id)
+            .with_client_id(Some(StrBytes::from_static_str("sluice-gateway")));
+        let header_version = R::header_version(version);
+        let size = header.compute_size(header_version)? + req.compute_size(version)?;
+        let mut frame = BytesMut::with_capacity(4 + size);
+        frame.put_i32(i32::try_from(size)?);
+        header.encode(&mut frame, header_version)?;
+        req.encode(&mut frame, version)?;
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.slots
+            .send(Slot::Internal {
+                correlation_id,
+                reply,
+            })
+            .await
+            .map_err(|_| anyhow::anyhow!("the connection is closing"))?;
+        let upstream = self.upstream.as_mut().context("no upstream connection")?;
+        upstream.write_all(&frame).await?;
+        upstream.flush().await?;
+        let mut body = answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the broker connection ended"))?
+            .slice(frame::LENGTH_PREFIX..);
+        ResponseHeader::decode(&mut body, key.response_header_version(version))?;
+        R::Response::decode(&mut body, version)
+    }
+
     async fn open_upstream(&mut self, peek: &RequestPeek) -> Result<(), End> {
         let shared = &self.shared;
         let candidates = match self.route {
@@ -1385,14 +1526,15 @@ impl RequestSide {
             && self.shared.listener(self.set).auth.mode() == SaslMode::Delegated;
         for addr in &candidates {
             let connected = if delegated {
-                shared.connector.transport(addr).await
+                shared.connector.transport(addr).await.map(|s| (s, None))
             } else {
-                shared.connector.connect(addr).await
+                shared.connector.connect_session(addr).await
             };
             match connected {
-                Ok(stream) => {
+                Ok((stream, session)) => {
                     let (r, w) = stream.into_split();
                     self.upstream = Some(w);
+                    self.upstream_session = session.map(|s| (s, renewal_time(s.lifetime)));
                     debug!(peer = %self.peer, upstream = %addr, api_key = peek.api_key, "upstream connected");
                     return self
                         .slots
@@ -1489,6 +1631,14 @@ impl ResponseSide {
                     self.out.push(bytes);
                 }
                 Slot::Upstream(p) => self.relay(p).await?,
+                Slot::Internal {
+                    correlation_id,
+                    reply,
+                } => {
+                    let frame = self.next_frame(0, correlation_id).await?;
+                    // The request side may have given up (timeout): nothing to deliver then.
+                    let _ = reply.send(frame.freeze());
+                }
                 Slot::NoResponse { correlation_id } => {
                     if self.no_response.len() == NO_RESPONSE_MEMORY {
                         self.no_response.pop_front();
@@ -1555,50 +1705,60 @@ impl ResponseSide {
         }
     }
 
-    /// Reads the response to `p` from upstream and queues it for the client.
-    async fn relay(&mut self, p: Pending) -> anyhow::Result<()> {
+    /// Reads the next response frame from upstream, the answer to `correlation_id`
+    /// (`api_key` for the log): answers to acks=0 requests a broker sent anyway are skipped;
+    /// anything else out of order ends the connection.
+    async fn next_frame(&mut self, api_key: i16, correlation_id: i32) -> anyhow::Result<BytesMut> {
         let max = self.shared.config.limits.max_frame_bytes;
-        let n = loop {
-            match frame::frame_len(&self.buf, max) {
-                Ok(FrameStatus::Complete(n)) => break n,
-                Ok(FrameStatus::Incomplete { total }) => {
-                    // Nothing more to send until the broker answers: let the client have what
-                    // is ready.
-                    self.flush().await?;
-                    let want = total.unwrap_or(0).saturating_sub(self.buf.len());
-                    self.buf
-                        .reserve(want.clamp(READ_CHUNK / 4, MAX_RESERVE_STEP));
-                    let Some(up) = self.upstream.as_mut() else {
-                        anyhow::bail!("no upstream connection for a pending request");
-                    };
-                    if up.read_buf(&mut self.buf).await? == 0 {
-                        self.shared.metrics.upstream_disconnects.inc();
-                        warn!(peer = %self.peer, api_key = p.api_key, correlation_id = p.correlation_id,
-                            "broker closed the connection with requests in flight; closing client connection");
-                        anyhow::bail!("upstream closed");
+        loop {
+            let n = loop {
+                match frame::frame_len(&self.buf, max) {
+                    Ok(FrameStatus::Complete(n)) => break n,
+                    Ok(FrameStatus::Incomplete { total }) => {
+                        // Nothing more to send until the broker answers: let the client have
+                        // what is ready.
+                        self.flush().await?;
+                        let want = total.unwrap_or(0).saturating_sub(self.buf.len());
+                        self.buf
+                            .reserve(want.clamp(READ_CHUNK / 4, MAX_RESERVE_STEP));
+                        let Some(up) = self.upstream.as_mut() else {
+                            anyhow::bail!("no upstream connection for a pending request");
+                        };
+                        if up.read_buf(&mut self.buf).await? == 0 {
+                            self.shared.metrics.upstream_disconnects.inc();
+                            warn!(peer = %self.peer, api_key, correlation_id,
+                                "broker closed the connection with requests in flight; closing client connection");
+                            anyhow::bail!("upstream closed");
+                        }
+                    }
+                    Err(e) => {
+                        self.shared.metrics.protocol_error("bad_upstream_frame");
+                        warn!(peer = %self.peer, "bad frame from broker: {e}; closing connection");
+                        anyhow::bail!("bad upstream frame");
                     }
                 }
-                Err(e) => {
-                    self.shared.metrics.protocol_error("bad_upstream_frame");
-                    warn!(peer = %self.peer, "bad frame from broker: {e}; closing connection");
-                    anyhow::bail!("bad upstream frame");
-                }
+            };
+            let frame = self.buf.split_to(n);
+            let got = frame::response_correlation_id(&frame[frame::LENGTH_PREFIX..])?;
+            if got == correlation_id {
+                return Ok(frame);
             }
-        };
+            if !self.forget_no_response(got) {
+                self.shared
+                    .metrics
+                    .protocol_error("correlation_id_mismatch");
+                warn!(peer = %self.peer, expected = correlation_id, got,
+                    "broker answered out of order; closing connection");
+                anyhow::bail!("correlation id mismatch");
+            }
+        }
+    }
+
+    /// Reads the response to `p` from upstream and queues it for the client.
+    async fn relay(&mut self, p: Pending) -> anyhow::Result<()> {
+        let frame = self.next_frame(p.api_key, p.correlation_id).await?;
         let read_at = Instant::now();
-        let frame = self.buf.split_to(n);
-        let correlation_id = frame::response_correlation_id(&frame[frame::LENGTH_PREFIX..])?;
-        if correlation_id != p.correlation_id && self.forget_no_response(correlation_id) {
-            return Box::pin(self.relay(p)).await;
-        }
-        if correlation_id != p.correlation_id {
-            self.shared
-                .metrics
-                .protocol_error("correlation_id_mismatch");
-            warn!(peer = %self.peer, expected = p.correlation_id, got = correlation_id,
-                "broker answered out of order; closing connection");
-            anyhow::bail!("correlation id mismatch");
-        }
+        let n = frame.len();
         let delivered = Delivered {
             api_key: p.api_key,
             bytes: n,

@@ -13,7 +13,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
-    RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslHandshakeRequest,
+    RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
+    SaslHandshakeRequest, SaslHandshakeResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use std::sync::Arc;
@@ -117,19 +118,144 @@ impl Connector {
 
     /// A connection ready for requests: TLS and the gateway's own SASL when configured.
     pub async fn connect(&self, addr: &str) -> Result<Stream> {
+        Ok(self.connect_session(addr).await?.0)
+    }
+
+    /// [`Connector::connect`], with what the broker said about the gateway's SASL session
+    /// (`None` without SASL): a connection that outlives the session must re-authenticate in
+    /// place ([`SaslClient`]) or the broker closes it.
+    pub async fn connect_session(&self, addr: &str) -> Result<(Stream, Option<UpstreamSession>)> {
         let stream = self.transport(addr).await?;
         match &self.sasl {
-            None => Ok(stream),
+            None => Ok((stream, None)),
             Some(sasl) => {
                 let mut client = MiniClient::over(stream);
-                tokio::time::timeout(self.timeout, client.authenticate(sasl))
+                let session = tokio::time::timeout(self.timeout, client.authenticate(sasl))
                     .await
                     .map_err(|_| anyhow!("SASL authentication with {addr} timed out"))?
                     .with_context(|| format!("SASL authentication with {addr}"))?;
-                Ok(client.stream)
+                Ok((client.stream, Some(session)))
             }
         }
     }
+
+    /// The gateway's own SASL settings, if it authenticates to the brokers.
+    pub fn sasl(&self) -> Option<&UpstreamSasl> {
+        self.sasl.as_ref()
+    }
+}
+
+/// The gateway's SASL session on one broker connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpstreamSession {
+    /// The SaslAuthenticate version used (re-authentication uses it again).
+    pub auth_version: i16,
+    /// How long the broker keeps the session (KIP-368 `session_lifetime_ms`); `None` when it
+    /// sets no limit.
+    pub lifetime: Option<Duration>,
+}
+
+/// The client side of one SASL exchange with the gateway's credentials, after SaslHandshake:
+/// the PLAIN or SCRAM tokens to send in SaslAuthenticate requests, one answer at a time. The
+/// caller carries the tokens (its own connection, or a client's connection being
+/// re-authenticated in place), so the same steps serve both.
+pub struct SaslClient {
+    step: SaslStep,
+}
+
+enum SaslStep {
+    /// PLAIN: one token, one answer.
+    Plain(Vec<u8>),
+    /// SCRAM: client-first to send.
+    ScramFirst(Box<ScramClient>),
+    /// SCRAM: waiting for server-first.
+    ScramServerFirst(Box<ScramClient>),
+    /// SCRAM: waiting for server-final.
+    ScramServerFinal(Box<ScramClient>),
+    Done,
+}
+
+impl SaslClient {
+    /// An exchange with the gateway's credentials.
+    pub fn new(sasl: &UpstreamSasl) -> SaslClient {
+        let password = sasl.password.expose();
+        let step = match ScramMechanism::from_name(&sasl.mechanism) {
+            None => SaslStep::Plain(crate::auth::plain::encode(&sasl.username, password)),
+            Some(mech) => {
+                SaslStep::ScramFirst(Box::new(ScramClient::new(mech, &sasl.username, password)))
+            }
+        };
+        SaslClient { step }
+    }
+
+    /// The first token.
+    pub fn first(&mut self) -> Vec<u8> {
+        match std::mem::replace(&mut self.step, SaslStep::Done) {
+            SaslStep::Plain(token) => token,
+            SaslStep::ScramFirst(mut scram) => {
+                let token = scram.client_first();
+                self.step = SaslStep::ScramServerFirst(scram);
+                token
+            }
+            // Called once, first: nothing else to send.
+            other => {
+                self.step = other;
+                Vec::new()
+            }
+        }
+    }
+
+    /// Takes the broker's answer to the last token: the next token, or `None` when the
+    /// exchange is complete (the answer's `session_lifetime_ms` then holds the session's
+    /// lifetime, see [`session_lifetime`]). A refusal is an error.
+    pub fn next(&mut self, resp: &SaslAuthenticateResponse) -> Result<Option<Vec<u8>>> {
+        if resp.error_code != 0 {
+            bail!(
+                "broker refused the gateway's credentials (error {}: {})",
+                resp.error_code,
+                resp.error_message.as_deref().unwrap_or("")
+            );
+        }
+        match std::mem::replace(&mut self.step, SaslStep::Done) {
+            SaslStep::ScramServerFirst(mut scram) => {
+                let token = scram
+                    .server_first(&resp.auth_bytes)
+                    .map_err(|e| anyhow!("SCRAM: {e}"))?;
+                self.step = SaslStep::ScramServerFinal(scram);
+                Ok(Some(token))
+            }
+            SaslStep::ScramServerFinal(mut scram) => {
+                scram
+                    .server_final(&resp.auth_bytes)
+                    .map_err(|e| anyhow!("SCRAM: {e}"))?;
+                Ok(None)
+            }
+            SaslStep::Plain(_) | SaslStep::ScramFirst(_) | SaslStep::Done => Ok(None),
+        }
+    }
+}
+
+/// The session lifetime a final SaslAuthenticate answer announces (KIP-368), if any.
+pub fn session_lifetime(resp: &SaslAuthenticateResponse) -> Option<Duration> {
+    u64::try_from(resp.session_lifetime_ms)
+        .ok()
+        .filter(|ms| *ms > 0)
+        .map(Duration::from_millis)
+}
+
+/// The SaslHandshake (v1) of the gateway's own mechanism; an error names what the broker
+/// offers instead.
+pub fn check_handshake(sasl: &UpstreamSasl, hs: &SaslHandshakeResponse) -> Result<()> {
+    if hs.error_code != 0 {
+        let offered: Vec<String> = hs.mechanisms.iter().map(|m| m.to_string()).collect();
+        bail!(
+            "broker refused mechanism {} (error {}; it offers {})",
+            sasl.mechanism,
+            hs.error_code,
+            offered.join(", ")
+        );
+    }
+    Ok(())
 }
 
 /// A single-connection request/response client used for the gateway's own requests.
@@ -159,7 +285,7 @@ impl MiniClient {
 
     /// SASL with the gateway's own credentials: SaslHandshake v1, then SaslAuthenticate
     /// rounds until the mechanism completes.
-    async fn authenticate(&mut self, sasl: &UpstreamSasl) -> Result<()> {
+    async fn authenticate(&mut self, sasl: &UpstreamSasl) -> Result<UpstreamSession> {
         let versions = self.api_versions().await?;
         let auth_version = versions
             .api_keys
@@ -174,51 +300,25 @@ impl MiniClient {
                 1,
             )
             .await?;
-        if hs.error_code != 0 {
-            let offered: Vec<String> = hs.mechanisms.iter().map(|m| m.to_string()).collect();
-            bail!(
-                "broker refused mechanism {} (error {}; it offers {})",
-                sasl.mechanism,
-                hs.error_code,
-                offered.join(", ")
-            );
-        }
-        let password = sasl.password.expose();
-        match ScramMechanism::from_name(&sasl.mechanism) {
-            None => {
-                let token = crate::auth::plain::encode(&sasl.username, password);
-                self.sasl_round(token, auth_version).await?;
+        check_handshake(sasl, &hs)?;
+        let mut exchange = SaslClient::new(sasl);
+        let mut token = exchange.first();
+        let lifetime = loop {
+            let resp = self
+                .send(
+                    &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
+                    auth_version,
+                )
+                .await?;
+            match exchange.next(&resp)? {
+                Some(next) => token = next,
+                None => break session_lifetime(&resp),
             }
-            Some(mech) => {
-                let mut scram = ScramClient::new(mech, &sasl.username, password);
-                let server_first = self.sasl_round(scram.client_first(), auth_version).await?;
-                let client_final = scram
-                    .server_first(&server_first)
-                    .map_err(|e| anyhow!("SCRAM: {e}"))?;
-                let server_final = self.sasl_round(client_final, auth_version).await?;
-                scram
-                    .server_final(&server_final)
-                    .map_err(|e| anyhow!("SCRAM: {e}"))?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn sasl_round(&mut self, token: Vec<u8>, version: i16) -> Result<Bytes> {
-        let resp = self
-            .send(
-                &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
-                version,
-            )
-            .await?;
-        if resp.error_code != 0 {
-            bail!(
-                "broker refused the gateway's credentials (error {}: {})",
-                resp.error_code,
-                resp.error_message.as_deref().unwrap_or("")
-            );
-        }
-        Ok(resp.auth_bytes)
+        };
+        Ok(UpstreamSession {
+            auth_version,
+            lifetime,
+        })
     }
 
     /// Sends one request at `version` and decodes its response.

@@ -113,6 +113,10 @@ pub struct MockSasl {
     pub mechanisms: Vec<String>,
     /// Users and their passwords.
     pub users: Vec<(String, String)>,
+    /// KIP-368 session lifetime announced in SaslAuthenticate answers (v1+): a connection
+    /// that sends an ordinary request after it is closed, as Kafka does with
+    /// `connections.max.reauth.ms`; re-authenticating (same user) renews it. None: no limit.
+    pub session_lifetime: Option<Duration>,
 }
 
 impl std::fmt::Debug for MockSasl {
@@ -134,6 +138,7 @@ impl MockSasl {
         MockSasl {
             mechanisms: mechanisms.iter().map(|m| m.to_string()).collect(),
             users: vec![(user.to_string(), password.to_string())],
+            session_lifetime: None,
         }
     }
 }
@@ -182,6 +187,8 @@ struct State {
     authentications: Mutex<Vec<MockAuthentication>>,
     /// Requests other than ApiVersions and SASL received before authenticating.
     unauthenticated: AtomicU64,
+    /// Requests that arrived after their connection's SASL session expired.
+    expired_sessions: AtomicU64,
     /// Failed SASL authentications.
     auth_failures: AtomicU64,
     /// Failed TLS handshakes.
@@ -227,6 +234,7 @@ impl MockBroker {
             unknown_frames: Mutex::new(Vec::new()),
             authentications: Mutex::new(Vec::new()),
             unauthenticated: AtomicU64::new(0),
+            expired_sessions: AtomicU64::new(0),
             auth_failures: AtomicU64::new(0),
             tls_failures: AtomicU64::new(0),
             scram,
@@ -293,6 +301,12 @@ impl MockBroker {
     /// with TLS client certificates and no SASL, one per connection that sent a request).
     pub fn authentications(&self) -> Vec<MockAuthentication> {
         self.state.authentications.lock().unwrap().clone()
+    }
+
+    /// Requests that arrived after their connection's SASL session had expired (each
+    /// closed that connection).
+    pub fn expired_session_requests(&self) -> u64 {
+        self.state.expired_sessions.load(Ordering::Relaxed)
     }
 
     /// Requests other than ApiVersions and SASL that arrived before their connection had
@@ -364,6 +378,10 @@ struct Conn {
     client_cert: Option<CertificateDer<'static>>,
     /// Whether this connection's identity has been recorded (connections without SASL).
     recorded: bool,
+    /// The user this connection authenticated as (re-authentication must keep it).
+    user: Option<String>,
+    /// When the SASL session ends (KIP-368), if the broker announced a lifetime.
+    expires: Option<std::time::Instant>,
 }
 
 impl Conn {
@@ -375,6 +393,8 @@ impl Conn {
             scram: None,
             client_cert,
             recorded: false,
+            user: None,
+            expires: None,
         }
     }
 }
@@ -475,14 +495,21 @@ fn authenticate(state: &State, conn: &mut Conn, frame: &Bytes) -> Gate {
         return Gate::Pass;
     }
     if conn.authenticated && !is_sasl {
+        if conn
+            .expires
+            .is_some_and(|at| std::time::Instant::now() >= at)
+        {
+            // Kafka closes a connection whose session expired at its next request.
+            state.expired_sessions.fetch_add(1, Ordering::Relaxed);
+            return Gate::Reply(Reply::Close);
+        }
         return Gate::Pass;
     }
     if api_key == ApiKey::ApiVersions as i16 {
         return Gate::Pass;
     }
-    if !is_sasl || conn.authenticated {
-        // Before authentication only ApiVersions and SASL are served; re-authentication is
-        // not supported (the mock never announces a session lifetime).
+    if !is_sasl {
+        // Before authentication only ApiVersions and SASL are served.
         state.unauthenticated.fetch_add(1, Ordering::Relaxed);
         return Gate::Reply(Reply::Close);
     }
@@ -501,7 +528,10 @@ fn authenticate(state: &State, conn: &mut Conn, frame: &Bytes) -> Gate {
         let Ok(req) = SaslHandshakeRequest::decode(&mut body, version) else {
             return Gate::Reply(Reply::Close);
         };
-        if version < 1 || conn.mechanism.is_some() {
+        // A second handshake is a re-authentication (KIP-368): only on an authenticated
+        // connection, after the previous exchange completed.
+        let reauth = conn.authenticated && conn.scram.is_none();
+        if version < 1 || (conn.mechanism.is_some() && !reauth) {
             return Gate::Reply(Reply::Close);
         }
         let offered: Vec<StrBytes> = sasl
@@ -557,11 +587,24 @@ fn authenticate(state: &State, conn: &mut Conn, frame: &Bytes) -> Gate {
             },
         }
     };
+    let outcome = match outcome {
+        // Re-authentication keeps the principal, as in Kafka.
+        Ok((_, Some(user))) if conn.user.as_ref().is_some_and(|u| *u != user) => {
+            Err("re-authentication as another user")
+        }
+        other => other,
+    };
     match outcome {
         Ok((bytes, done)) => {
+            let mut lifetime_ms = 0;
             if let Some(user) = done {
                 conn.authenticated = true;
                 conn.recorded = true;
+                conn.user = Some(user.clone());
+                if let Some(l) = sasl.session_lifetime {
+                    conn.expires = Some(std::time::Instant::now() + l);
+                    lifetime_ms = i64::try_from(l.as_millis()).unwrap_or(i64::MAX);
+                }
                 state
                     .authentications
                     .lock()
@@ -572,7 +615,10 @@ fn authenticate(state: &State, conn: &mut Conn, frame: &Bytes) -> Gate {
                         client_cert: conn.client_cert.clone(),
                     });
             }
-            let resp = SaslAuthenticateResponse::default().with_auth_bytes(bytes);
+            let mut resp = SaslAuthenticateResponse::default().with_auth_bytes(bytes);
+            if version >= 1 {
+                resp.session_lifetime_ms = lifetime_ms;
+            }
             Gate::Reply(Reply::Bytes(
                 encode(key, cid, &resp, version),
                 Duration::ZERO,

@@ -1532,6 +1532,7 @@ async fn delegated_scram_is_decided_by_the_broker() {
                     ("gateway".into(), "gateway-secret".into()),
                     ("alice".into(), "alice-at-broker".into()),
                 ],
+                session_lifetime: None,
             }),
         },
         ..MockOptions::default()
@@ -1657,6 +1658,84 @@ async fn upstream_tls_and_scram_gateway_managed() {
     );
     assert!(!gw.metrics_text().contains("upstream-secret"));
     capture_logs().assert_absent(&["upstream-secret"]);
+    stop(gw).await;
+}
+
+/// A broker that limits SASL sessions (KIP-368, `connections.max.reauth.ms`) closes a
+/// connection whose session expired at its next request. The gateway renews its own session
+/// on a client's upstream connection in place before that, so a client connection that lives
+/// through several session lifetimes is never cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_session_is_renewed_in_place_before_it_expires() {
+    capture_logs();
+    let mut sasl = MockSasl::new(&["SCRAM-SHA-512"], "sluice-gw", "renew-secret");
+    sasl.session_lifetime = Some(Duration::from_millis(1000));
+    let mock = MockBroker::start(MockOptions {
+        security: MockSecurity {
+            tls: None,
+            sasl: Some(sasl),
+        },
+        ..MockOptions::default()
+    })
+    .await
+    .unwrap();
+    let mut config = gateway_config(&mock.bootstrap());
+    config.upstream.sasl = Some(UpstreamSasl {
+        mechanism: "SCRAM-SHA-512".into(),
+        username: "sluice-gw".into(),
+        password: sluice::config::Secret::new("renew-secret"),
+    });
+    let gw = gateway(config).await;
+    let mut raw = RawClient::connect(gw.kafka_addr()).await.unwrap();
+    // About 3.6 session lifetimes of traffic on one client connection (the pauses are the
+    // workload: the session must age).
+    for i in 0..12 {
+        let md = within(
+            Duration::from_secs(10),
+            "Metadata",
+            raw.call(&MetadataRequest::default().with_topics(Some(vec![])), 9),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("request {i} on the long-lived connection: {e:#}"));
+        assert!(!md.brokers.is_empty());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // Pipelined requests arriving when the session is due: renewed first, then all of them
+    // answered, in order.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let mut batch = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..5 {
+        let (id, frame) = raw.encode(&MetadataRequest::default().with_topics(Some(vec![])), 9);
+        ids.push(id);
+        batch.extend_from_slice(&frame);
+    }
+    raw.send_raw(&batch).await.unwrap();
+    for id in ids {
+        let frame = within(
+            Duration::from_secs(10),
+            "pipelined answer",
+            raw.read_frame(),
+        )
+        .await
+        .expect("answered");
+        let cid = i32::from_be_bytes(frame[..4].try_into().unwrap());
+        assert_eq!(cid, id, "answers in request order");
+    }
+    assert_eq!(
+        mock.expired_session_requests(),
+        0,
+        "the broker saw a request on an expired session"
+    );
+    let renewed = metric(&gw, "sluice_upstream_reauthentications_total");
+    assert!(renewed >= 2, "renewed {renewed} times");
+    // Every (re-)authentication kept the gateway's principal.
+    assert!(mock
+        .authentications()
+        .iter()
+        .all(|a| a.principal.as_deref() == Some("sluice-gw")));
+    capture_logs().assert_absent(&["renew-secret"]);
+    drop(raw);
     stop(gw).await;
 }
 
