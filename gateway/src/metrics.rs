@@ -35,6 +35,11 @@ struct AuthLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ListenerLabel {
+    listener: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct DeniedLabels {
     api: String,
 }
@@ -98,6 +103,8 @@ struct Families {
     local_responses: Family<ApiLabel, Counter>,
     protocol_errors: Family<KindLabel, Counter>,
     authentications: Family<AuthLabels, Counter>,
+    listener_connections: Family<ListenerLabel, Counter>,
+    listener_connections_open: Family<ListenerLabel, Gauge>,
     authorization_denied: Family<DeniedLabels, Counter>,
     interceptor_calls: Family<HookLabels, Counter>,
     interceptor_seconds: Family<HookLabels, Histogram, fn() -> Histogram>,
@@ -143,6 +150,8 @@ impl Metrics {
             local_responses: Family::default(),
             protocol_errors: Family::default(),
             authentications: Family::default(),
+            listener_connections: Family::default(),
+            listener_connections_open: Family::default(),
             authorization_denied: Family::default(),
             interceptor_calls: Family::default(),
             interceptor_seconds: Family::new_with_constructor(plugin_histogram),
@@ -214,6 +223,16 @@ impl Metrics {
             "authentications",
             "Client authentications, by mechanism (SASL name or SSL) and outcome",
             families.authentications.clone(),
+        );
+        registry.register(
+            "listener_connections",
+            "Client connections accepted, by listener set",
+            families.listener_connections.clone(),
+        );
+        registry.register(
+            "listener_connections_open",
+            "Client connections open now, by listener set",
+            families.listener_connections_open.clone(),
         );
         registry.register(
             "authorization_denied",
@@ -305,6 +324,24 @@ impl Metrics {
                 local_responses: f.local_responses.get_or_create(&label).clone(),
             }
         })
+    }
+
+    /// The connection counters of listener set `listener` (accepted, open now): a handful of
+    /// sets per gateway, so a bounded label.
+    pub fn listener_connections(&self, listener: &str) -> (Counter, Gauge) {
+        let label = ListenerLabel {
+            listener: listener.into(),
+        };
+        (
+            self.families
+                .listener_connections
+                .get_or_create(&label)
+                .clone(),
+            self.families
+                .listener_connections_open
+                .get_or_create(&label)
+                .clone(),
+        )
     }
 
     /// Counts an authentication attempt (`outcome`: `success` or `failure`).

@@ -307,6 +307,7 @@ fn spawn_accept_loop(shared: Arc<Shared>, listener: TcpListener, route: Route, s
     let tracker = shared.tasks.clone();
     tracker.spawn(async move {
         let name = shared.listener(set).name.clone();
+        let (accepted_here, open_here) = shared.metrics.listener_connections(&name);
         loop {
             let accepted = tokio::select! {
                 _ = shared.shutdown.cancelled() => break,
@@ -329,17 +330,21 @@ fn spawn_accept_loop(shared: Arc<Shared>, listener: TcpListener, route: Route, s
             };
             let _ = stream.set_nodelay(true);
             shared.metrics.connections_total.inc();
+            accepted_here.inc();
+            let open_here = open_here.clone();
             let s = shared.clone();
             // Every log line of the connection names its listener set.
             let span = tracing::info_span!("conn", listener = %name);
             shared.tasks.spawn(
                 async move {
                     s.metrics.connections_open.inc();
+                    open_here.inc();
                     tokio::select! {
                         _ = session::run(s.clone(), stream, peer, route, set) => {}
                         _ = s.force_close.cancelled() => debug!(%peer, "closed at shutdown"),
                     }
                     s.metrics.connections_open.dec();
+                    open_here.dec();
                     drop(permit);
                 }
                 .instrument(span),

@@ -20,7 +20,7 @@ use rdkafka::{Message, Offset, TopicPartitionList};
 use sluice::config::{
     ClientAuth, Config, ListenerConfig, ListenerSecurity, SaslMode, SecurityProtocol,
 };
-use sluice_tests::mock::MockBroker;
+use sluice_tests::mock::{MockBroker, MockOptions};
 use sluice_tests::*;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -401,6 +401,58 @@ async fn a_fixed_base_port_set_maps_node_n_to_base_plus_n() {
         return;
     }
     panic!("no free port range found");
+}
+
+/// Connections are counted per listener set (accepted, open now), beside the gateway-wide
+/// totals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_counted_per_listener_set() {
+    capture_logs();
+    let mock = MockBroker::start(MockOptions::default()).await.unwrap();
+    let mut config = gateway_config(&mock.bootstrap());
+    config.listeners = vec![listener("side", ListenerSecurity::default())];
+    let gw = gateway(config).await;
+    let series = |name: &str, set: &str| format!("{name}{{listener=\"{set}\"}}");
+    let mut open = Vec::new();
+    for addr in [
+        gw.kafka_addr(),
+        gw.kafka_addr(),
+        gw.listener_addr("side").unwrap(),
+    ] {
+        // An answered request: the connection is accepted and its session running.
+        raw_metadata(addr).await;
+        let mut raw = RawClient::connect(addr).await.unwrap();
+        raw.call(&MetadataRequest::default(), 12).await.unwrap();
+        open.push(raw);
+    }
+    // Three were used by `raw_metadata` and closed; three stay open.
+    assert_eq!(
+        metric(&gw, &series("sluice_listener_connections_total", "default")),
+        4
+    );
+    assert_eq!(
+        metric(&gw, &series("sluice_listener_connections_total", "side")),
+        2
+    );
+    assert_eq!(metric(&gw, "sluice_connections_total"), 6);
+    assert!(
+        eventually(STEP, || {
+            metric(&gw, &series("sluice_listener_connections_open", "default")) == 2
+                && metric(&gw, &series("sluice_listener_connections_open", "side")) == 1
+        })
+        .await,
+        "open connections per set"
+    );
+    drop(open);
+    assert!(
+        eventually(STEP, || {
+            metric(&gw, &series("sluice_listener_connections_open", "default")) == 0
+                && metric(&gw, &series("sluice_listener_connections_open", "side")) == 0
+        })
+        .await,
+        "closed connections are no longer counted as open"
+    );
+    stop(gw).await;
 }
 
 /// A port P such that P..P+n are all free (at the time of asking).
