@@ -477,6 +477,10 @@ pub fn unmap_response(
                 Entity::TopicName => tenant.logical_topic(current),
                 Entity::GroupId => tenant.logical_group(current),
                 Entity::TransactionalId => tenant.logical_transactional_id(current),
+                // Free text from the broker may quote physical names.
+                _ if r.field.ends_with("error_message") => {
+                    return tenant.scrub_text(current);
+                }
                 _ => None,
             };
             logical.map(|l| l.into_owned())
@@ -687,6 +691,10 @@ pub fn check_limits(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::FileStore;
+    use crate::vcluster::VirtualClusterStore;
+    use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
+    use kafka_protocol::messages::{CreateTopicsResponse, TopicName};
 
     #[test]
     fn regexes_are_confined_to_the_prefix_and_come_back() {
@@ -709,5 +717,45 @@ mod tests {
             Some("orders|pay.*")
         );
         assert_eq!(logical_regex(&tenant, "other.*"), None);
+    }
+
+    /// Tenant `a` (prefix `a.`).
+    fn tenant() -> (Arc<Tenant>, std::path::PathBuf) {
+        let dir = crate::state::test_dir("tenancy");
+        let store = VirtualClusterStore::new(Arc::new(FileStore::open(&dir).unwrap()));
+        store.restore().unwrap();
+        store
+            .put_virtual_cluster("a", serde_json::from_value(serde_json::json!({})).unwrap())
+            .unwrap();
+        let t = store.snapshot().get("a").unwrap();
+        (t, dir)
+    }
+
+    #[test]
+    fn broker_messages_come_back_in_the_tenants_terms() {
+        let (t, dir) = tenant();
+        let version = 5;
+        let resp =
+            CreateTopicsResponse::default().with_topics(vec![CreatableTopicResult::default()
+                .with_name(TopicName(s("a.orders")))
+                .with_error_code(36)
+                .with_error_message(Some(s("Topic 'a.orders' already exists.")))]);
+        let mut body = BytesMut::new();
+        resp.encode(&mut body, version).unwrap();
+        let frame = crate::intercept::response_frame(ApiKey::CreateTopics, version, 9, &body);
+        let out = unmap_response(&t, None, ApiKey::CreateTopics as i16, version, frame).unwrap();
+        let mut rest = out.slice(4..);
+        ResponseHeader::decode(
+            &mut rest,
+            ApiKey::CreateTopics.response_header_version(version),
+        )
+        .unwrap();
+        let got = CreateTopicsResponse::decode(&mut rest, version).unwrap();
+        assert_eq!(got.topics[0].name.as_str(), "orders");
+        assert_eq!(
+            got.topics[0].error_message.as_deref(),
+            Some("Topic 'orders' already exists.")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -458,6 +458,50 @@ impl Tenant {
             .filter(|l| !l.is_empty())
     }
 
+    /// `text` (a broker's error message) in the tenant's terms: every name in it that is one
+    /// of the tenant's physical topics, groups or transactional ids (prefixed, or an alias
+    /// target) becomes its logical name; `None` when nothing changed. Names are maximal runs
+    /// of the characters topic names allow (`A-Z a-z 0-9 . _ -`).
+    pub fn scrub_text(&self, text: &str) -> Option<String> {
+        if self.passthrough {
+            return None;
+        }
+        let is_name = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+        let mut out = String::with_capacity(text.len());
+        let mut changed = false;
+        let mut rest = text;
+        while let Some(start) = rest.find(is_name) {
+            out.push_str(&rest[..start]);
+            let token_len = rest[start..]
+                .find(|c: char| !is_name(c))
+                .unwrap_or(rest.len() - start);
+            let token = &rest[start..start + token_len];
+            let after = &rest[start + token_len..];
+            let logical = if let Some(l) = self.reverse.get(token) {
+                Some(l.as_str())
+            } else if token == self.prefix.as_str() && after.starts_with(SHADOW_MARK) {
+                // A shadowed name: prefix, mark, logical name; drop the first two.
+                rest = &after[SHADOW_MARK.len_utf8()..];
+                changed = true;
+                continue;
+            } else {
+                token
+                    .strip_prefix(self.prefix.as_str())
+                    .filter(|l| !l.is_empty())
+            };
+            match logical {
+                Some(l) => {
+                    out.push_str(l);
+                    changed = true;
+                }
+                None => out.push_str(token),
+            }
+            rest = after;
+        }
+        out.push_str(rest);
+        changed.then_some(out)
+    }
+
     /// Whether any logical name of this tenant can be shadowed (it has aliases or
     /// concentrated topics).
     pub fn may_shadow(&self) -> bool {
@@ -1254,6 +1298,23 @@ mod tests {
         assert_eq!(a.logical_topic(&shadow).unwrap(), "concentrated");
         assert_eq!(a.shadowed_logical("tenant-a.payments"), None);
         assert!(a.may_shadow());
+        // Broker messages in the tenant's terms.
+        assert_eq!(
+            a.scrub_text("Topic tenant-a.payments has 3 partitions, not 4.")
+                .unwrap(),
+            "Topic payments has 3 partitions, not 4."
+        );
+        assert_eq!(
+            a.scrub_text("legacy.orders: not enough replicas").unwrap(),
+            "orders: not enough replicas"
+        );
+        assert_eq!(
+            a.scrub_text("'tenant-a.!concentrated' is not a valid name")
+                .unwrap(),
+            "'concentrated' is not a valid name"
+        );
+        assert_eq!(a.scrub_text("Request timed out"), None);
+        assert_eq!(a.scrub_text("xtenant-a.payments"), None, "whole names only");
         // Other tenants' and un-prefixed names are not this tenant's.
         for foreign in [
             "tb_orders",
