@@ -1087,6 +1087,19 @@ impl RequestSide {
                 "session expired without re-authentication; closing connection");
             self.shared.metrics.protocol_error("session_expired");
         } else {
+            if let Some(reason) = self
+                .auth
+                .exchange
+                .as_ref()
+                .and_then(|e| e.pending_failure())
+            {
+                // The client took the error challenge for success (some clients do not
+                // acknowledge it as RFC 7628 asks): its authentication failed all the same.
+                let mechanism = self.auth.mechanism.unwrap_or("SASL");
+                self.shared.metrics.authentication(mechanism, "failure");
+                warn!(peer = %self.peer, client_id = ?self.client_id, mechanism,
+                    "authentication failed: {reason}");
+            }
             warn!(peer = %self.peer, client_id = ?self.client_id, ?api,
                 "request before authentication; closing connection");
             self.shared

@@ -8,6 +8,9 @@
 //   KAFKA_PASSWORD    SASL password
 //   KAFKA_MECHANISM   plain (default), scram-sha-256 or scram-sha-512
 //   KAFKA_CA          PEM CA bundle: connect with TLS, verifying the server against it
+//   KAFKA_CERT        PEM client certificate (with KAFKA_KEY): mutual TLS
+//   KAFKA_KEY         PEM private key of KAFKA_CERT
+//   KAFKA_TOKEN       SASL/OAUTHBEARER with this token (instead of KAFKA_USER)
 //
 // Commands (one per run):
 //   create   TOPIC PARTITIONS        create a topic                  -> {"created": bool}
@@ -42,19 +45,33 @@ function kafka() {
   const bootstrap = process.env.KAFKA_BOOTSTRAP
   if (!bootstrap) usage()
   const user = process.env.KAFKA_USER
-  const sasl = user
-    ? {
-        mechanism: (process.env.KAFKA_MECHANISM || 'plain').toLowerCase(),
-        username: user,
-        password: process.env.KAFKA_PASSWORD || '',
-      }
-    : undefined
+  const token = process.env.KAFKA_TOKEN
+  const sasl = token
+    ? { mechanism: 'oauthbearer', oauthBearerProvider: async () => ({ value: token }) }
+    : user
+      ? {
+          mechanism: (process.env.KAFKA_MECHANISM || 'plain').toLowerCase(),
+          username: user,
+          password: process.env.KAFKA_PASSWORD || '',
+        }
+      : undefined
   const ca = process.env.KAFKA_CA
+  const cert = process.env.KAFKA_CERT
+  const key = process.env.KAFKA_KEY
+  const read = (f) => fs.readFileSync(f, 'utf8')
+  const ssl =
+    ca || cert
+      ? {
+          ca: ca ? [read(ca)] : undefined,
+          cert: cert ? read(cert) : undefined,
+          key: key ? read(key) : undefined,
+        }
+      : undefined
   return new Kafka({
     clientId: 'kafkajs-test',
     brokers: bootstrap.split(','),
     sasl,
-    ssl: ca ? { ca: [fs.readFileSync(ca, 'utf8')] } : undefined,
+    ssl,
     connectionTimeout: 5000,
     authenticationTimeout: 5000,
     requestTimeout: 15000,

@@ -954,6 +954,27 @@ pub async fn kafkajs_tls(
     args: &[&str],
     limit: Duration,
 ) -> std::result::Result<serde_json::Value, serde_json::Value> {
+    let mut env: Vec<(&str, String)> = Vec::new();
+    if let Some(ca) = ca {
+        env.push(("KAFKA_CA", ca.display().to_string()));
+    }
+    if let Some((mechanism, user, password)) = sasl {
+        env.push(("KAFKA_MECHANISM", mechanism.to_string()));
+        env.push(("KAFKA_USER", user.to_string()));
+        env.push(("KAFKA_PASSWORD", password.to_string()));
+    }
+    kafkajs_env(bootstrap, &env, args, limit).await
+}
+
+/// [`kafkajs`] with the client's settings as `tests/js/client.js` reads them from its
+/// environment (`KAFKA_CA`, `KAFKA_CERT`/`KAFKA_KEY` for mutual TLS, `KAFKA_USER`,
+/// `KAFKA_PASSWORD`, `KAFKA_MECHANISM`, `KAFKA_TOKEN` for OAUTHBEARER).
+pub async fn kafkajs_env(
+    bootstrap: &str,
+    env: &[(&str, String)],
+    args: &[&str],
+    limit: Duration,
+) -> std::result::Result<serde_json::Value, serde_json::Value> {
     let dir = kafkajs_dir();
     assert!(
         dir.join("node_modules/kafkajs").is_dir(),
@@ -965,19 +986,23 @@ pub async fn kafkajs_tls(
         .args(args)
         .current_dir(&dir)
         .env("KAFKA_BOOTSTRAP", bootstrap)
-        .env_remove("KAFKA_USER")
-        .env_remove("KAFKA_PASSWORD")
-        .env_remove("KAFKA_CA")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(ca) = ca {
-        cmd.env("KAFKA_CA", ca);
+    // Only what the caller gives: nothing inherited from the test's own environment.
+    for key in [
+        "KAFKA_USER",
+        "KAFKA_PASSWORD",
+        "KAFKA_MECHANISM",
+        "KAFKA_CA",
+        "KAFKA_CERT",
+        "KAFKA_KEY",
+        "KAFKA_TOKEN",
+    ] {
+        cmd.env_remove(key);
     }
-    if let Some((mechanism, user, password)) = sasl {
-        cmd.env("KAFKA_MECHANISM", mechanism)
-            .env("KAFKA_USER", user)
-            .env("KAFKA_PASSWORD", password);
+    for (key, value) in env {
+        cmd.env(key, value);
     }
     let child = cmd.spawn().expect("running node (is Node.js installed?)");
     let pid = child.id() as libc::pid_t;

@@ -2247,3 +2247,119 @@ async fn kafkajs_over_sasl_ssl_with_scram() {
     capture_logs().assert_absent(&["alice-pass-1", "wrong-pass"]);
     stop(gw).await;
 }
+
+/// kafkajs with a client certificate (mTLS): the certificate's subject maps to `alice` (by the
+/// CN rule), whose ACLs let her create and write `js-mtls`; bob's valid certificate maps to
+/// `bob`, who may not write; a certificate from an unknown CA gets nowhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafkajs_with_a_client_certificate() {
+    const JS: Duration = Duration::from_secs(60);
+    let broker = tansu().await;
+    let mut config = secured_config(
+        &broker.bootstrap(),
+        SecurityProtocol::Ssl,
+        Some(server_tls(ClientAuth::Required, Some(CN_RULE))),
+        None,
+    );
+    config.authorization.enabled = true;
+    let gw = gateway(config).await;
+    put_acl(
+        gw.admin_addr(),
+        "alice-js",
+        serde_json::json!({"principal": "alice", "resourceType": "topic", "name": "js-mtls",
+            "operations": ["create", "write", "describe"]}),
+    )
+    .await;
+    let bootstrap = gw.kafka_addr().to_string();
+    let pki = pki();
+    let as_identity = |who: &sluice_tests::pki::Identity, ca: &std::path::Path| {
+        vec![
+            ("KAFKA_CA", ca.display().to_string()),
+            ("KAFKA_CERT", who.cert_file.display().to_string()),
+            ("KAFKA_KEY", who.key_file.display().to_string()),
+        ]
+    };
+    let alice = as_identity(&pki.alice, &pki.ca_file);
+    let created = kafkajs_env(&bootstrap, &alice, &["create", "js-mtls", "1"], JS)
+        .await
+        .expect("alice (by her certificate) creates js-mtls");
+    assert_eq!(created["created"], true);
+    let produced = kafkajs_env(&bootstrap, &alice, &["produce", "js-mtls", "2", "a"], JS)
+        .await
+        .expect("alice writes js-mtls");
+    assert_eq!(produced["offsets"], serde_json::json!([0, 1]));
+    let bob = as_identity(&pki.bob, &pki.ca_file);
+    let denied = kafkajs_env(&bootstrap, &bob, &["produce", "js-mtls", "1", "b"], JS)
+        .await
+        .expect_err("bob may not write");
+    assert_eq!(denied["type"], "TOPIC_AUTHORIZATION_FAILED", "{denied}");
+    let rogue = as_identity(&pki.rogue, &pki.ca_file);
+    let refused = kafkajs_env(&bootstrap, &rogue, &["topics"], JS)
+        .await
+        .expect_err("a certificate from an unknown CA is refused");
+    assert!(refused.get("type").is_some(), "{refused}");
+    stop(gw).await;
+}
+
+/// kafkajs with SASL/OAUTHBEARER over TLS: a valid token creates and produces; an expired one
+/// and one signed by another key are refused (and counted as failed authentications).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafkajs_with_oauthbearer_tokens() {
+    const JS: Duration = Duration::from_secs(60);
+    let broker = tansu().await;
+    let idp = JwtIssuer::new("idp-js");
+    let mut sasl = server_sasl(&["OAUTHBEARER"], SaslMode::GatewayManaged);
+    sasl.oauthbearer = Some(server_oauth(&idp));
+    let gw = gateway(secured_config(
+        &broker.bootstrap(),
+        SecurityProtocol::SaslSsl,
+        Some(server_tls(ClientAuth::None, None)),
+        Some(sasl),
+    ))
+    .await;
+    let bootstrap = gw.kafka_addr().to_string();
+    let with_token = |token: String| {
+        vec![
+            ("KAFKA_CA", pki().ca_file.display().to_string()),
+            ("KAFKA_TOKEN", token),
+        ]
+    };
+    let good = with_token(idp.mint(&idp.claims("svc-js", 300)));
+    let created = kafkajs_env(&bootstrap, &good, &["create", "js-oauth", "1"], JS)
+        .await
+        .expect("a valid token creates");
+    assert_eq!(created["created"], true);
+    let produced = kafkajs_env(&bootstrap, &good, &["produce", "js-oauth", "2", "t"], JS)
+        .await
+        .expect("a valid token produces");
+    assert_eq!(produced["offsets"], serde_json::json!([0, 1]));
+    let forger = JwtIssuer::new("idp-js");
+    let failed = "sluice_authentications_total{mechanism=\"OAUTHBEARER\",outcome=\"failure\"}";
+    for (what, token) in [
+        ("expired", idp.mint(&idp.claims("svc-js", -600))),
+        (
+            "signed by another key",
+            forger.mint(&idp.claims("svc-js", 300)),
+        ),
+    ] {
+        let failures = || metric(&gw, failed);
+        let before = failures();
+        let refused = kafkajs_env(&bootstrap, &with_token(token), &["topics"], JS)
+            .await
+            .expect_err(what);
+        // kafkajs takes the gateway's RFC 7628 error challenge for success instead of
+        // acknowledging it (a Kafka broker answers it the same way), so it learns of the
+        // refusal when its next request closes the connection.
+        assert!(
+            refused.to_string().contains("Closed connection")
+                || refused.to_string().contains("SASL"),
+            "{what}: {refused}"
+        );
+        assert_eq!(
+            failures(),
+            before + 1,
+            "{what}: counted as a failed authentication"
+        );
+    }
+    stop(gw).await;
+}

@@ -355,6 +355,16 @@ enum State {
 }
 
 impl Exchange {
+    /// Why the exchange is failing, when the server has refused the client but waits for its
+    /// acknowledgement (OAUTHBEARER's error challenge): a client that gives up or sends
+    /// another request instead still counts as a failed authentication.
+    pub fn pending_failure(&self) -> Option<&str> {
+        match &self.state {
+            State::Oauth { failed } => failed.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Feeds one client token.
     pub fn step(&mut self, input: &[u8], accounts: &SecuritySnapshot) -> Step {
         match std::mem::replace(&mut self.state, State::Finished) {
