@@ -515,6 +515,8 @@ pub struct SecuritySnapshot {
     acls: AclIndex,
     /// ACLs of one virtual cluster each.
     vcluster_acls: HashMap<String, AclIndex>,
+    /// Per SCRAM mechanism, the iteration count most accounts have (offered to unknown users).
+    typical_iterations: HashMap<ScramMechanism, u32>,
 }
 
 impl SecuritySnapshot {
@@ -551,8 +553,26 @@ impl SecuritySnapshot {
             groups.sort();
             groups.dedup();
         }
+        let mut counts: HashMap<(ScramMechanism, u32), usize> = HashMap::new();
+        for a in accounts.values() {
+            for (m, c) in &a.credentials {
+                *counts.entry((*m, c.iterations)).or_default() += 1;
+            }
+        }
+        let mut typical_iterations: HashMap<ScramMechanism, (usize, u32)> = HashMap::new();
+        for ((m, iterations), n) in counts {
+            let best = typical_iterations.entry(m).or_insert((0, iterations));
+            // Most accounts; on a tie the lower count, so the choice is stable.
+            if n > best.0 || (n == best.0 && iterations < best.1) {
+                *best = (n, iterations);
+            }
+        }
         SecuritySnapshot {
             generation,
+            typical_iterations: typical_iterations
+                .into_iter()
+                .map(|(m, (_, i))| (m, i))
+                .collect(),
             accounts,
             memberships,
             acls: AclIndex::new(
@@ -590,6 +610,15 @@ impl SecuritySnapshot {
             .iter()
             .find(|(m, _)| *m == mech)
             .map(|(_, c)| c)
+    }
+
+    /// The PBKDF2 iteration count most accounts have for `mech` (4096 without accounts): what
+    /// an unknown user is offered, so the answer does not tell it apart.
+    pub fn typical_iterations(&self, mech: ScramMechanism) -> u32 {
+        self.typical_iterations
+            .get(&mech)
+            .copied()
+            .unwrap_or(ScramCredential::DEFAULT_ITERATIONS)
     }
 
     /// Whether service account `user` exists.
@@ -1023,6 +1052,27 @@ mod tests {
 
     fn account(v: Value) -> ServiceAccountSpec {
         serde_json::from_value(v).unwrap()
+    }
+
+    #[test]
+    fn unknown_users_get_the_iteration_count_most_accounts_have() {
+        let dir = temp_dir();
+        let store = open(&dir);
+        let snapshot = store.snapshot();
+        assert_eq!(snapshot.typical_iterations(ScramMechanism::Sha256), 4096);
+        for (name, iterations) in [("a", 8192), ("b", 8192), ("c", 4096)] {
+            store
+                .put_service_account(
+                    name,
+                    account(json!({"password": PASSWORD, "iterations": iterations})),
+                )
+                .unwrap();
+        }
+        let snapshot = store.snapshot();
+        for mech in ScramMechanism::ALL {
+            assert_eq!(snapshot.typical_iterations(mech), 8192, "{mech:?}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Every file under `dir`, concatenated.

@@ -398,6 +398,9 @@ impl Exchange {
             State::Scram(mut server, None) => match server.client_first(input) {
                 Ok(user) => {
                     let cred = accounts.scram_credential(&user, server.mechanism());
+                    if cred.is_none() {
+                        server.offer_to_unknown(accounts.typical_iterations(server.mechanism()));
+                    }
                     let challenge = server.server_first(cred);
                     self.state = State::Scram(server, Some(user));
                     Step::Continue(challenge)

@@ -480,6 +480,8 @@ pub struct ScramServer {
     mech: ScramMechanism,
     server_nonce: String,
     state: ServerState,
+    /// The iteration count offered to unknown users (see [`ScramServer::offer_to_unknown`]).
+    unknown_iterations: u32,
 }
 
 impl fmt::Debug for ScramServer {
@@ -509,7 +511,14 @@ impl ScramServer {
             mech,
             server_nonce,
             state: ServerState::Initial,
+            unknown_iterations: ScramCredential::DEFAULT_ITERATIONS,
         }
+    }
+
+    /// The iteration count to offer an unknown user: the one real accounts mostly have, so
+    /// that the `i=` of the answer does not tell unknown users apart (default 4096).
+    pub fn offer_to_unknown(&mut self, iterations: u32) {
+        self.unknown_iterations = iterations;
     }
 
     /// The mechanism of this exchange.
@@ -547,7 +556,8 @@ impl ScramServer {
 
     /// Builds server-first-message for the user's credential. With `None` (unknown user) the
     /// answer looks the same, with a fake salt derived from a per-process secret and the
-    /// username (stable across calls) and the default iteration count; the exchange then
+    /// username (stable across calls) and the iteration count of
+    /// [`offer_to_unknown`](Self::offer_to_unknown); the exchange then
     /// fails at [`client_final`](Self::client_final) exactly as a wrong password does.
     ///
     /// Called out of sequence, the exchange is marked failed and an empty message returned;
@@ -573,7 +583,7 @@ impl ScramServer {
                 fill_random(&mut server);
                 (
                     fake_salt(self.mech, &first.username),
-                    ScramCredential::DEFAULT_ITERATIONS,
+                    self.unknown_iterations,
                     stored,
                     server,
                     false,
@@ -997,6 +1007,15 @@ mod tests {
             unknown.unwrap_err().to_string(),
             wrong.unwrap_err().to_string()
         );
+    }
+
+    #[test]
+    fn unknown_users_are_offered_the_accounts_iteration_count() {
+        let mut server = ScramServer::new(ScramMechanism::Sha512);
+        server.client_first(b"n,,n=ghost,r=abcdef").unwrap();
+        server.offer_to_unknown(8192);
+        let first = String::from_utf8(server.server_first(None)).unwrap();
+        assert!(first.ends_with(",i=8192"), "{first}");
     }
 
     #[test]
