@@ -21,7 +21,7 @@ use kafka_protocol::messages::{
     AlterConfigsRequest, AlterConfigsResponse, ApiKey, ConsumerGroupHeartbeatRequest,
     DescribeConfigsRequest, DescribeConfigsResponse, DescribeTopicPartitionsResponse,
     FindCoordinatorRequest, FindCoordinatorResponse, IncrementalAlterConfigsRequest,
-    IncrementalAlterConfigsResponse, MetadataResponse, ResponseHeader,
+    IncrementalAlterConfigsResponse, MetadataResponse, OffsetFetchResponse, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::sync::Arc;
@@ -437,6 +437,22 @@ pub fn unmap_response(
                 }
             }
             changed.then(|| encode(&resp, version)).transpose()?
+        }
+        // A group's committed offsets, all topics: the physical topic's are not the tenant's
+        // to see (its logical topics' offsets are answered when asked for by name).
+        ApiKey::OffsetFetch if tenant.has_concentration() => {
+            let mut resp: OffsetFetchResponse = decode(&body, version)?;
+            let before =
+                resp.topics.len() + resp.groups.iter().map(|g| g.topics.len()).sum::<usize>();
+            resp.topics.retain(|t| !is_hidden(&t.name));
+            for g in &mut resp.groups {
+                g.topics.retain(|t| !is_hidden(&t.name));
+            }
+            let after =
+                resp.topics.len() + resp.groups.iter().map(|g| g.topics.len()).sum::<usize>();
+            (after != before)
+                .then(|| encode(&resp, version))
+                .transpose()?
         }
         ApiKey::DescribeTopicPartitions if tenant.has_concentration() => {
             let mut resp: DescribeTopicPartitionsResponse = decode(&body, version)?;

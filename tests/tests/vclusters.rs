@@ -1509,6 +1509,28 @@ async fn concentrated_topics_share_one_physical_topic() {
             );
         }
     }
+    // A committed offset of a logical topic is answered under its name; a listing of the
+    // group's offsets does not show the physical topic.
+    blocking(|| consumers[0].commit_consumer_state(CommitMode::Sync)).expect("commit");
+    let mut raw = raw_as(env.gw.kafka_addr(), "alice").await;
+    let named = OffsetFetchRequest::default().with_groups(vec![OffsetFetchRequestGroup::default()
+        .with_group_id(GroupId(StrBytes::from_static_str("cg-events-1")))
+        .with_topics(Some(vec![
+            kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopics::default()
+                .with_name(topic_name("events-1"))
+                .with_partition_indexes(vec![0]),
+        ]))]);
+    let resp = within(CALL, "OffsetFetch by name", raw.call(&named, 8))
+        .await
+        .expect("OffsetFetch v8");
+    let committed = &resp.groups[0].topics[0];
+    assert_eq!(committed.name.as_str(), "events-1", "{resp:?}");
+    assert!(committed.partitions[0].committed_offset > 0, "{resp:?}");
+    let all = offsets_of_group(&mut raw, "cg-events-1").await;
+    assert!(
+        all.keys().all(|(t, _)| t != "a-events-all"),
+        "the physical topic shows in the group's offsets: {all:?}"
+    );
     for c in consumers {
         close(c);
     }
