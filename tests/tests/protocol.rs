@@ -12,9 +12,6 @@ use kafka_protocol::messages::{
     RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
 use sluice::Gateway;
 use sluice_tests::mock::{topic, Fault, MockBroker, MockOptions};
 use sluice_tests::*;
@@ -79,36 +76,6 @@ fn produce_request(acks: i16, txn: Option<&str>, records: Option<Bytes>) -> Prod
             .with_partition_data(vec![PartitionProduceData::default()
                 .with_index(0)
                 .with_records(records)])])
-}
-
-/// One valid record batch (magic 2) holding `value`.
-fn record_batch(value: &str) -> Bytes {
-    let record = Record {
-        transactional: false,
-        control: false,
-        delete_horizon: false,
-        partition_leader_epoch: -1,
-        producer_id: -1,
-        producer_epoch: -1,
-        timestamp_type: TimestampType::Creation,
-        offset: 0,
-        sequence: -1,
-        timestamp: 1_700_000_000_000,
-        key: None,
-        value: Some(Bytes::from(value.to_string())),
-        headers: Default::default(),
-    };
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        [&record],
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .unwrap();
-    buf.freeze()
 }
 
 /// `frame` (length prefix included) with its request api_version field replaced.

@@ -877,19 +877,33 @@ async fn requests_before_authentication_close_the_connection() {
 // Clients → gateway: OAUTHBEARER
 // ---------------------------------------------------------------------------------------------
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oauthbearer_valid_expired_and_forged_tokens() {
-    let broker = tansu().await;
-    let idp = JwtIssuer::new("idp-key-1");
+/// The gateway's own SASL credentials towards the broker.
+fn upstream_sasl(mechanism: &str, username: &str, password: &str) -> UpstreamSasl {
+    UpstreamSasl {
+        mechanism: mechanism.into(),
+        username: username.into(),
+        password: sluice::config::Secret::new(password),
+    }
+}
+
+/// A gateway with SASL_SSL and OAUTHBEARER checked against `idp`'s keys, in front of `broker`.
+async fn oauth_gateway(broker: &Tansu, idp: &JwtIssuer) -> sluice::Gateway {
     let mut sasl = server_sasl(&["OAUTHBEARER"], SaslMode::GatewayManaged);
-    sasl.oauthbearer = Some(server_oauth(&idp));
-    let gw = gateway(secured_config(
+    sasl.oauthbearer = Some(server_oauth(idp));
+    gateway(secured_config(
         &broker.bootstrap(),
         SecurityProtocol::SaslSsl,
         Some(server_tls(ClientAuth::None, None)),
         Some(sasl),
     ))
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oauthbearer_valid_expired_and_forged_tokens() {
+    let broker = tansu().await;
+    let idp = JwtIssuer::new("idp-key-1");
+    let gw = oauth_gateway(&broker, &idp).await;
     let bootstrap = gw.kafka_addr().to_string();
     let sec = ClientSecurity::oauthbearer(true);
 
@@ -1173,35 +1187,8 @@ async fn acl_acks_zero_produce_to_a_denied_topic_closes_the_connection() {
     use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
     use kafka_protocol::messages::{ProduceRequest, TopicName};
     use kafka_protocol::protocol::StrBytes;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
     let env = AclEnv::start().await;
     env.create_topics(&["acl-orders-eu", "acl-public"]).await;
-    let batch = |value: &str| {
-        let record = Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: 0,
-            sequence: -1,
-            timestamp: 1_700_000_000_000,
-            key: None,
-            value: Some(bytes::Bytes::from(value.to_string())),
-            headers: Default::default(),
-        };
-        let mut buf = bytes::BytesMut::new();
-        let options = RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        };
-        RecordBatchEncoder::encode(&mut buf, [&record], &options).unwrap();
-        buf.freeze()
-    };
     let produce = |topics: &[&str]| {
         ProduceRequest::default()
             .with_acks(0)
@@ -1214,7 +1201,7 @@ async fn acl_acks_zero_produce_to_a_denied_topic_closes_the_connection() {
                             .with_name(TopicName(StrBytes::from_string(t.to_string())))
                             .with_partition_data(vec![PartitionProduceData::default()
                                 .with_index(0)
-                                .with_records(Some(batch(t)))])
+                                .with_records(Some(record_batch(t)))])
                     })
                     .collect(),
             )
@@ -1548,11 +1535,7 @@ async fn delegated_scram_is_decided_by_the_broker() {
             SaslMode::Delegated,
         )),
     );
-    config.upstream.sasl = Some(UpstreamSasl {
-        mechanism: "SCRAM-SHA-512".into(),
-        username: "gateway".into(),
-        password: sluice::config::Secret::new("gateway-secret"),
-    });
+    config.upstream.sasl = Some(upstream_sasl("SCRAM-SHA-512", "gateway", "gateway-secret"));
     let gw = gateway(config).await;
     let bootstrap = gw.kafka_addr().to_string();
     for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
@@ -1639,11 +1622,11 @@ async fn upstream_tls_and_scram_gateway_managed() {
         ca_file: Some(pki().ca_file.clone()),
         ..Default::default()
     });
-    config.upstream.sasl = Some(UpstreamSasl {
-        mechanism: "SCRAM-SHA-512".into(),
-        username: "sluice-gw".into(),
-        password: sluice::config::Secret::new("upstream-secret"),
-    });
+    config.upstream.sasl = Some(upstream_sasl(
+        "SCRAM-SHA-512",
+        "sluice-gw",
+        "upstream-secret",
+    ));
     assert!(!format!("{config:?}").contains("upstream-secret"));
     let gw = gateway(config).await;
     produce_through(&gw, &mock).await;
@@ -1680,11 +1663,7 @@ async fn upstream_session_is_renewed_in_place_before_it_expires() {
     .await
     .unwrap();
     let mut config = gateway_config(&mock.bootstrap());
-    config.upstream.sasl = Some(UpstreamSasl {
-        mechanism: "SCRAM-SHA-512".into(),
-        username: "sluice-gw".into(),
-        password: sluice::config::Secret::new("renew-secret"),
-    });
+    config.upstream.sasl = Some(upstream_sasl("SCRAM-SHA-512", "sluice-gw", "renew-secret"));
     let gw = gateway(config).await;
     let mut raw = RawClient::connect(gw.kafka_addr()).await.unwrap();
     // About 3.6 session lifetimes of traffic on one client connection (the pauses are the
@@ -1752,11 +1731,7 @@ async fn upstream_sasl_plain() {
     .await
     .unwrap();
     let mut config = gateway_config(&mock.bootstrap());
-    config.upstream.sasl = Some(UpstreamSasl {
-        mechanism: "PLAIN".into(),
-        username: "sluice-gw".into(),
-        password: sluice::config::Secret::new("plain-secret"),
-    });
+    config.upstream.sasl = Some(upstream_sasl("PLAIN", "sluice-gw", "plain-secret"));
     let gw = gateway(config).await;
     produce_through(&gw, &mock).await;
     assert!(mock
@@ -1816,11 +1791,11 @@ async fn upstream_wrong_password_fails_fast() {
     .await
     .unwrap();
     let mut config = gateway_config(&mock.bootstrap());
-    config.upstream.sasl = Some(UpstreamSasl {
-        mechanism: "SCRAM-SHA-256".into(),
-        username: "sluice-gw".into(),
-        password: sluice::config::Secret::new("wrong-upstream-password"),
-    });
+    config.upstream.sasl = Some(upstream_sasl(
+        "SCRAM-SHA-256",
+        "sluice-gw",
+        "wrong-upstream-password",
+    ));
     let started = within(
         Duration::from_secs(15),
         "gateway start with wrong upstream credentials",
@@ -2308,15 +2283,7 @@ async fn kafkajs_with_oauthbearer_tokens() {
     const JS: Duration = Duration::from_secs(60);
     let broker = tansu().await;
     let idp = JwtIssuer::new("idp-js");
-    let mut sasl = server_sasl(&["OAUTHBEARER"], SaslMode::GatewayManaged);
-    sasl.oauthbearer = Some(server_oauth(&idp));
-    let gw = gateway(secured_config(
-        &broker.bootstrap(),
-        SecurityProtocol::SaslSsl,
-        Some(server_tls(ClientAuth::None, None)),
-        Some(sasl),
-    ))
-    .await;
+    let gw = oauth_gateway(&broker, &idp).await;
     let bootstrap = gw.kafka_addr().to_string();
     let with_token = |token: String| {
         vec![
