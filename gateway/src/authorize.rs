@@ -42,9 +42,10 @@
 //!   failure by the disconnection instead of losing records silently.
 //! - *Fetch sessions.* Denied topics are removed from the request and answered by the gateway;
 //!   the rest (possibly nothing) is forwarded so the broker's session epoch stays in step with
-//!   the client's. A partition added to a session while it was allowed keeps being served by
-//!   the broker's session after its ACL is revoked, until the session is re-created (closing the
-//!   principal's connections on ACL changes ends that).
+//!   the client's. A partition added to a session while it was allowed would keep being served
+//!   by the broker's session after its ACL is revoked; so after any ACL change the session
+//!   layer answers the next incremental Fetch FETCH_SESSION_ID_NOT_FOUND, and the client's new
+//!   full Fetch is judged here again.
 //! - *Auto-creation through Metadata.* From v4 the request flag is cleared when the principal
 //!   lacks CREATE for a requested topic; v0-3 have no flag (the broker's setting decides), so
 //!   only DESCRIBE is enforced there.

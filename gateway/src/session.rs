@@ -28,7 +28,7 @@
 use anyhow::Context as _;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
-use kafka_protocol::messages::{RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, RequestHeader, ResponseHeader};
 use kafka_protocol::messages::{
     SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
@@ -322,6 +322,7 @@ pub(crate) async fn run(
         auth: ConnAuth::default(),
         authz: None,
         acls: None,
+        fetch_generation: 0,
         tenant: None,
         _tenant_slot: None,
         sni,
@@ -405,6 +406,9 @@ struct RequestSide {
     authz: Option<Arc<dyn Permits + Send + Sync>>,
     /// The principal's own ACLs (authorization on): who may use the Kafka ACL APIs.
     acls: Option<Arc<PrincipalPermits>>,
+    /// The security generation the connection's fetch session was last authorized under
+    /// (a full Fetch): an incremental Fetch after the ACLs changed must start over.
+    fetch_generation: u64,
     /// The connection's virtual cluster, unless none or passthrough.
     tenant: Option<Arc<Tenant>>,
     /// Holds the connection's place in its virtual cluster's connection limit.
@@ -720,6 +724,20 @@ impl RequestSide {
             }
             let mut authz = None;
             let mut close_after = false;
+            if key == Some(ApiKey::Fetch) && self.acls.is_some() {
+                if let Some(answer) = self.stale_fetch_session(&peek, &frame_bytes) {
+                    let local = LocalAnswer {
+                        peek: &peek,
+                        tenant: None,
+                        concentrated: None,
+                        expects_response,
+                    };
+                    if let Err(end) = self.answer_locally(local, answer, out).await {
+                        return Some(end);
+                    }
+                    continue;
+                }
+            }
             if let Some(permits) = self.authz.clone().filter(|_| !gateway_api) {
                 let tenant_view = tenant.as_deref().map(|t| tenancy::TenantTopics {
                     tenant: t,
@@ -1053,6 +1071,7 @@ impl RequestSide {
             )
         });
         self.acls = acls.clone();
+        self.fetch_generation = snapshot.generation();
         self.tenant = tenant.filter(|t| !t.passthrough);
         self.authz = match (&self.tenant, acls) {
             (Some(t), inner) => Some(Arc::new(tenancy::TenantPermits {
@@ -1392,6 +1411,42 @@ impl RequestSide {
             last: self.auth.rounds >= auth::rounds(mechanism),
             outcome: self.auth.outcome.clone(),
         })
+    }
+
+    /// An incremental Fetch (KIP-227) names only what changed in its session, so partitions
+    /// added to the session earlier are served without being named, and could not be checked
+    /// again after an ACL change. After any change of the security resources, the next
+    /// incremental Fetch is answered FETCH_SESSION_ID_NOT_FOUND: the client starts a new
+    /// session with a full Fetch naming every partition, which the ACLs then judge. A full
+    /// Fetch records the generation it was judged under.
+    fn stale_fetch_session(&mut self, peek: &RequestPeek, frame: &Bytes) -> Option<Bytes> {
+        const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
+        let generation = self.shared.security.current().generation();
+        if generation == self.fetch_generation || peek.api_version < 7 {
+            return None;
+        }
+        let header_len = peek.body_offset?;
+        let body = frame.slice((frame::LENGTH_PREFIX + header_len).min(frame.len())..);
+        if !frame::check_request_structure(peek.api_key, peek.api_version, &body) {
+            return None; // the ACL stage closes the connection for it
+        }
+        let req = FetchRequest::decode(&mut body.clone(), peek.api_version).ok()?;
+        let incremental = req.session_id != 0 && req.session_epoch > 0;
+        if !incremental {
+            self.fetch_generation = generation;
+            return None;
+        }
+        info!(peer = %self.peer, principal = ?self.principal(), session_id = req.session_id,
+            "ACLs changed: the client's fetch session starts over");
+        let resp = FetchResponse::default()
+            .with_error_code(FETCH_SESSION_ID_NOT_FOUND)
+            .with_session_id(0);
+        Some(intercept::encode_response(
+            ApiKey::Fetch,
+            peek.api_version,
+            peek.correlation_id,
+            &resp,
+        ))
     }
 
     /// Whether the gateway's SASL session on the upstream connection is due for renewal.

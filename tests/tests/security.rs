@@ -2330,3 +2330,90 @@ async fn kafkajs_with_oauthbearer_tokens() {
     }
     stop(gw).await;
 }
+
+/// Fetch sessions (KIP-227) after an ACL change: an incremental Fetch names only what changed
+/// in its session, so the partitions already in it could be served unchecked. After any
+/// change of the ACLs, the next incremental Fetch is answered FETCH_SESSION_ID_NOT_FOUND by
+/// the gateway (nothing reaches the broker); the client's new full Fetch is judged by the
+/// current ACLs; incremental Fetches then flow again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_change_restarts_incremental_fetch_sessions() {
+    use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use kafka_protocol::messages::{FetchRequest, FetchResponse, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    capture_logs();
+    let mock = MockBroker::start(MockOptions::default()).await.unwrap();
+    let mut config = secured_config(
+        &mock.bootstrap(),
+        SecurityProtocol::SaslPlaintext,
+        None,
+        Some(server_sasl(&["PLAIN"], SaslMode::GatewayManaged)),
+    );
+    config.authorization.enabled = true;
+    let gw = gateway(config).await;
+    let admin = gw.admin_addr();
+    put_service_account(admin, "alice", "fetch-pass", &[]).await;
+    put_acl(
+        admin,
+        "alice-read",
+        serde_json::json!({"principal": "alice", "resourceType": "topic", "name": "t",
+            "operations": ["read"]}),
+    )
+    .await;
+    let mut raw = RawClient::connect(gw.kafka_addr()).await.unwrap();
+    assert_eq!(raw.sasl_plain("alice", "fetch-pass").await.unwrap(), 0);
+    let fetch = |session_id: i32, epoch: i32, with_topic: bool| {
+        let topics = if with_topic {
+            vec![FetchTopic::default()
+                .with_topic(TopicName(StrBytes::from_static_str("t")))
+                .with_partitions(vec![FetchPartition::default()
+                    .with_partition(0)
+                    .with_partition_max_bytes(1 << 20)])]
+        } else {
+            Vec::new()
+        };
+        FetchRequest::default()
+            .with_replica_id(kafka_protocol::messages::BrokerId(-1))
+            .with_max_bytes(1 << 20)
+            .with_session_id(session_id)
+            .with_session_epoch(epoch)
+            .with_topics(topics)
+    };
+    let fetches = || mock.requests_for(1);
+    let mut call = async |req: FetchRequest| -> FetchResponse {
+        within(Duration::from_secs(10), "Fetch", raw.call(&req, 12))
+            .await
+            .expect("Fetch answered")
+    };
+
+    // A full fetch opening a session, then an incremental one: both reach the broker.
+    let full = call(fetch(0, 0, true)).await;
+    assert_eq!(full.error_code, 0);
+    assert_eq!(
+        full.responses[0].partitions[0].error_code, 0,
+        "alice may read t"
+    );
+    let incremental = call(fetch(77, 1, false)).await;
+    assert_eq!(incremental.error_code, 0);
+    assert_eq!(fetches(), 2);
+
+    // The ACLs change: the next incremental fetch starts over, without the broker.
+    let (status, _) = http(admin, "DELETE", "/api/v1/acls/alice-read", &[], b"").await;
+    assert_eq!(status, 204);
+    let stale = call(fetch(77, 2, false)).await;
+    assert_eq!(stale.error_code, 70, "FETCH_SESSION_ID_NOT_FOUND");
+    assert_eq!(stale.session_id, 0);
+    assert_eq!(fetches(), 2, "the stale session never reached the broker");
+    // The new full fetch is judged by the current ACLs.
+    let full = call(fetch(0, 0, true)).await;
+    assert_eq!(
+        full.responses[0].partitions[0].error_code, 29,
+        "TOPIC_AUTHORIZATION_FAILED now"
+    );
+    // Judged under the current ACLs: incremental fetches flow again.
+    let before = fetches();
+    let incremental = call(fetch(78, 1, false)).await;
+    assert_eq!(incremental.error_code, 0);
+    assert_eq!(fetches(), before + 1);
+    stop(gw).await;
+}
