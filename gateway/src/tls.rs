@@ -6,15 +6,19 @@
 //! and key are then watched ([`ReloadingCert`]): when either file changes (a certificate
 //! renewed by cert-manager, certbot or an agent), new handshakes use the new pair; open
 //! connections keep theirs. A changed pair that does not load or match is logged and the
-//! previous one kept, so a half-written renewal never takes the listener down.
+//! previous one kept, so a half-written renewal never takes the listener down. The mTLS
+//! client CA bundle is watched the same way ([`ReloadingClientVerifier`]).
 
 use anyhow::{bail, Context, Result};
 use arc_swap::ArcSwap;
+use rustls::client::danger::HandshakeSignatureValid;
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -83,14 +87,7 @@ pub fn server_config(tls: &ServerTls) -> Result<Arc<ServerConfig>> {
         (ClientAuth::None, _) => builder.with_no_client_auth(),
         (_, None) => bail!("security.tls.clientCaFile is required for client certificates"),
         (auth, Some(ca)) => {
-            let verifier =
-                WebPkiClientVerifier::builder_with_provider(Arc::new(load_roots(ca)?), provider());
-            let verifier = if auth == ClientAuth::Requested {
-                verifier.allow_unauthenticated()
-            } else {
-                verifier
-            };
-            builder.with_client_cert_verifier(verifier.build().context("client CA bundle")?)
+            builder.with_client_cert_verifier(Arc::new(ReloadingClientVerifier::load(ca, auth)?))
         }
     };
     let mut config = builder.with_cert_resolver(Arc::new(ReloadingCert::load(
@@ -115,24 +112,61 @@ pub struct ReloadingCert {
     cert_file: PathBuf,
     key_file: PathBuf,
     current: ArcSwap<CertifiedKey>,
-    /// The files' modification times last loaded (or last tried and refused: a bad pair is
-    /// reported once, not on every handshake).
-    seen: Mutex<(Option<SystemTime>, Option<SystemTime>)>,
+    watch: FileWatch,
+}
+
+/// Modification times of some files, looked at no more than once per [`RELOAD_CHECK`].
+struct FileWatch {
+    files: Vec<PathBuf>,
+    /// The times last loaded (or last tried and refused: a bad file is reported once, not on
+    /// every handshake).
+    seen: Mutex<Vec<Option<SystemTime>>>,
     /// When the files were last looked at.
     checked: Mutex<Instant>,
+}
+
+impl FileWatch {
+    fn new(files: &[&Path]) -> FileWatch {
+        let files: Vec<PathBuf> = files.iter().map(|f| f.to_path_buf()).collect();
+        FileWatch {
+            seen: Mutex::new(files.iter().map(|f| modified(f)).collect()),
+            files,
+            checked: Mutex::new(Instant::now()),
+        }
+    }
+
+    /// Whether the last look is [`RELOAD_CHECK`] old (and this call is the new look).
+    fn due(&self) -> bool {
+        let mut checked = self.checked.lock().expect("file watch lock");
+        let due = checked.elapsed() >= RELOAD_CHECK;
+        if due {
+            *checked = Instant::now();
+        }
+        due
+    }
+
+    /// Whether any file changed since the last call that said so (or since the start).
+    fn changed(&self) -> bool {
+        let now: Vec<Option<SystemTime>> = self.files.iter().map(|f| modified(f)).collect();
+        let mut seen = self.seen.lock().expect("file watch lock");
+        if *seen == now {
+            return false;
+        }
+        *seen = now;
+        true
+    }
 }
 
 impl ReloadingCert {
     /// Loads the pair now: an error names the file at fault or says they do not match.
     pub fn load(cert_file: &Path, key_file: &Path) -> Result<ReloadingCert> {
-        let stamps = (modified(cert_file), modified(key_file));
+        let watch = FileWatch::new(&[cert_file, key_file]);
         let key = certified_key(cert_file, key_file)?;
         Ok(ReloadingCert {
             cert_file: cert_file.to_path_buf(),
             key_file: key_file.to_path_buf(),
             current: ArcSwap::from_pointee(key),
-            seen: Mutex::new(stamps),
-            checked: Mutex::new(Instant::now()),
+            watch,
         })
     }
 
@@ -144,13 +178,8 @@ impl ReloadingCert {
     /// Re-reads the files if their modification times changed. Returns whether a new pair
     /// was taken.
     pub fn reload_if_changed(&self) -> bool {
-        let stamps = (modified(&self.cert_file), modified(&self.key_file));
-        {
-            let mut seen = self.seen.lock().expect("certificate stamps lock");
-            if *seen == stamps {
-                return false;
-            }
-            *seen = stamps;
+        if !self.watch.changed() {
+            return false;
         }
         match certified_key(&self.cert_file, &self.key_file) {
             Ok(key) => {
@@ -180,19 +209,142 @@ impl std::fmt::Debug for ReloadingCert {
 
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        let due = {
-            let mut checked = self.checked.lock().expect("certificate check lock");
-            let due = checked.elapsed() >= RELOAD_CHECK;
-            if due {
-                *checked = Instant::now();
-            }
-            due
-        };
-        if due {
+        if self.watch.due() {
             self.reload_if_changed();
         }
         Some(self.current())
     }
+}
+
+/// The client-certificate verifier of an mTLS listener, rebuilt when `clientCaFile` changes
+/// (a CA rotated, or a second CA added for a migration): new handshakes are judged by the new
+/// bundle, a bundle that does not load is logged and the last good one kept.
+pub struct ReloadingClientVerifier {
+    ca_file: PathBuf,
+    auth: ClientAuth,
+    current: ArcSwap<Arc<dyn ClientCertVerifier>>,
+    /// The CA names offered to clients. rustls borrows them for the verifier's lifetime, so
+    /// each bundle's names are kept for good (a few hundred bytes per CA change).
+    hints: Mutex<&'static [DistinguishedName]>,
+    watch: FileWatch,
+}
+
+impl ReloadingClientVerifier {
+    /// Loads the bundle now: an error names the file or says what is wrong with it.
+    pub fn load(ca_file: &Path, auth: ClientAuth) -> Result<ReloadingClientVerifier> {
+        let watch = FileWatch::new(&[ca_file]);
+        let verifier = client_verifier(ca_file, auth)?;
+        let hints = Box::leak(verifier.root_hint_subjects().to_vec().into_boxed_slice());
+        Ok(ReloadingClientVerifier {
+            ca_file: ca_file.to_path_buf(),
+            auth,
+            current: ArcSwap::from_pointee(verifier),
+            hints: Mutex::new(hints),
+            watch,
+        })
+    }
+
+    /// Re-reads the bundle if the file changed. Returns whether a new one was taken.
+    pub fn reload_if_changed(&self) -> bool {
+        if !self.watch.changed() {
+            return false;
+        }
+        match client_verifier(&self.ca_file, self.auth) {
+            Ok(verifier) => {
+                *self.hints.lock().expect("CA hints lock") =
+                    Box::leak(verifier.root_hint_subjects().to_vec().into_boxed_slice());
+                self.current.store(Arc::new(verifier));
+                tracing::info!(ca = %self.ca_file.display(), "client CA bundle reloaded");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(ca = %self.ca_file.display(),
+                    "client CA bundle not reloaded, keeping the previous one: {e:#}");
+                false
+            }
+        }
+    }
+
+    fn refresh(&self) {
+        if self.watch.due() {
+            self.reload_if_changed();
+        }
+    }
+}
+
+impl std::fmt::Debug for ReloadingClientVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadingClientVerifier")
+            .field("ca_file", &self.ca_file)
+            .field("auth", &self.auth)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCertVerifier for ReloadingClientVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.current.load().offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.current.load().client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        // Asked first in a handshake (for the CertificateRequest): look at the file here.
+        self.refresh();
+        *self.hints.lock().expect("CA hints lock")
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.refresh();
+        self.current
+            .load()
+            .verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current
+            .load()
+            .verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.current
+            .load()
+            .verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.current.load().supported_verify_schemes()
+    }
+}
+
+/// The WebPKI verifier of `ca` (required or requested client certificates).
+fn client_verifier(ca: &Path, auth: ClientAuth) -> Result<Arc<dyn ClientCertVerifier>> {
+    let verifier =
+        WebPkiClientVerifier::builder_with_provider(Arc::new(load_roots(ca)?), provider());
+    let verifier = if auth == ClientAuth::Requested {
+        verifier.allow_unauthenticated()
+    } else {
+        verifier
+    };
+    verifier.build().context("client CA bundle")
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {

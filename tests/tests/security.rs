@@ -599,6 +599,86 @@ async fn renewed_server_certificate_is_taken_without_restart() {
     stop(gw).await;
 }
 
+/// A rotated client CA bundle (`clientCaFile`) is taken without a restart: certificates from
+/// the new CA get in once the file changes, certificates from the old CA no longer do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_client_ca_bundle_is_taken_without_restart() {
+    let broker = tansu().await;
+    let old = pki();
+    let new = sluice_tests::pki::Pki::generate(&temp_dir("rotated-ca"));
+    let live = temp_dir("live-ca").join("clients.pem");
+    std::fs::create_dir_all(live.parent().unwrap()).unwrap();
+    std::fs::copy(&old.ca_file, &live).expect("copy CA bundle");
+    let mut tls = server_tls(ClientAuth::Required, Some(CN_RULE));
+    tls.client_ca_file = Some(live.clone());
+    let gw = gateway(secured_config(
+        &broker.bootstrap(),
+        SecurityProtocol::Ssl,
+        Some(tls),
+        None,
+    ))
+    .await;
+    let addr = gw.kafka_addr();
+    // Clients trust the gateway's certificate (old CA) and present alice's from either CA.
+    let attempt = |who: &sluice_tests::pki::Identity| {
+        let client = old.client_config(Some(who));
+        async move {
+            within(
+                Duration::from_secs(10),
+                "TLS ApiVersions",
+                tls_api_versions(addr, client),
+            )
+            .await
+        }
+    };
+    attempt(&old.alice)
+        .await
+        .expect("the old CA's client gets in");
+    assert!(
+        attempt(&new.alice).await.is_err(),
+        "the new CA is not trusted yet"
+    );
+
+    // A broken bundle is refused and the last good one kept, through handshakes until the
+    // gateway has looked at the file and said so.
+    std::fs::write(&live, "not a certificate").unwrap();
+    let refused = || {
+        capture_logs()
+            .contents()
+            .lines()
+            .any(|l| l.contains("client CA bundle not reloaded") && l.contains("live-ca"))
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while !refused() {
+        attempt(&old.alice)
+            .await
+            .expect("the last good bundle stays");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broken bundle was never looked at"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    attempt(&old.alice)
+        .await
+        .expect("the last good bundle stays");
+
+    std::fs::copy(&new.ca_file, &live).expect("rotate the CA bundle");
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while attempt(&new.alice).await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the rotated CA bundle was not taken"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        attempt(&old.alice).await.is_err(),
+        "the old CA is still trusted"
+    );
+    stop(gw).await;
+}
+
 /// mTLS with principal mapping: alice's certificate maps to `alice` (by the CN rule), which an
 /// ACL lets produce; bob's valid certificate maps to `bob`, who is denied; a certificate from
 /// an unknown CA does not get past the handshake.
