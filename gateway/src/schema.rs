@@ -752,7 +752,7 @@ mod tests {
     }
 
     /// SplitMix64: a small deterministic generator for synthesised bodies.
-    struct Rng(u64);
+    pub(super) struct Rng(pub(super) u64);
     impl Rng {
         fn next(&mut self) -> u64 {
             self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -777,14 +777,44 @@ mod tests {
         out.push(v as u8);
     }
 
-    /// Writes a random body that is valid for the table at `version`: arrays of 0-2
-    /// elements, short ASCII strings, nulls where nullable, known tagged fields now and then
-    /// and an unknown tagged field now and then.
-    fn synth_struct(rng: &mut Rng, index: u16, version: i16, depth: u32, out: &mut Vec<u8>) {
+    /// How [`synth_struct`] shapes a random body.
+    pub(super) struct Shape {
+        /// Arrays get fewer elements than this.
+        pub(super) elements: u64,
+        /// Below this depth arrays may have elements; deeper they are empty.
+        pub(super) depth: u32,
+        /// Strings and byte fields are shorter than this...
+        pub(super) text: u64,
+        /// ...except, this often (percent), one of 100-140 bytes (two-byte size varints).
+        pub(super) long_text_percent: u64,
+        /// Unknown tagged fields get tags from here (a range of 50).
+        pub(super) unknown_tags: u32,
+    }
+
+    /// Arrays of 0-2 elements, strings of 0-5 bytes (the walker's tests).
+    const SMALL: Shape = Shape {
+        elements: 3,
+        depth: 5,
+        text: 6,
+        long_text_percent: 0,
+        unknown_tags: 1000,
+    };
+
+    /// Writes a random body that is valid for the table at `version`, shaped by `shape`:
+    /// nulls where nullable, known tagged fields half of the time and an unknown tagged field
+    /// now and then.
+    pub(super) fn synth_struct(
+        rng: &mut Rng,
+        shape: &Shape,
+        index: u16,
+        version: i16,
+        depth: u32,
+        out: &mut Vec<u8>,
+    ) {
         let def = &STRUCTS[usize::from(index)];
         let fields = def.fields();
         for field in fields.iter().filter(|f| f.tag < 0 && f.present_in(version)) {
-            synth_field(rng, field, version, depth, out);
+            synth_field(rng, shape, field, version, depth, out);
         }
         if version < def.flexible_min {
             return;
@@ -796,13 +826,13 @@ mod tests {
         {
             if rng.chance(50) {
                 let mut value = Vec::new();
-                synth_field(rng, field, version, depth, &mut value);
+                synth_field(rng, shape, field, version, depth, &mut value);
                 tagged.push((field.tag as u32, value));
             }
         }
         if rng.chance(20) {
             let len = rng.below(4) as usize;
-            tagged.push((1000 + rng.below(50) as u32, vec![0xab; len]));
+            tagged.push((shape.unknown_tags + rng.below(50) as u32, vec![0xab; len]));
         }
         put_uvarint(out, tagged.len() as u32);
         for (tag, value) in tagged {
@@ -812,21 +842,32 @@ mod tests {
         }
     }
 
-    fn synth_field(rng: &mut Rng, field: &Field, version: i16, depth: u32, out: &mut Vec<u8>) {
+    fn synth_field(
+        rng: &mut Rng,
+        shape: &Shape,
+        field: &Field,
+        version: i16,
+        depth: u32,
+        out: &mut Vec<u8>,
+    ) {
         let null = field.nullable && rng.chance(15);
         match field.array {
-            ArrayKind::One => synth_value(rng, field, null, version, depth, out),
+            ArrayKind::One => synth_value(rng, shape, field, null, version, depth, out),
             ArrayKind::Array if null => out.extend_from_slice(&(-1i32).to_be_bytes()),
             ArrayKind::CompactArray if null => out.push(0),
             _ => {
-                let n = if depth > 5 { 0 } else { rng.below(3) as u32 };
+                let n = if depth > shape.depth {
+                    0
+                } else {
+                    rng.below(shape.elements) as u32
+                };
                 if field.array == ArrayKind::Array {
                     out.extend_from_slice(&(n as i32).to_be_bytes());
                 } else {
                     put_uvarint(out, n + 1);
                 }
                 for _ in 0..n {
-                    synth_value(rng, field, false, version, depth + 1, out);
+                    synth_value(rng, shape, field, false, version, depth + 1, out);
                 }
             }
         }
@@ -834,15 +875,19 @@ mod tests {
 
     fn synth_value(
         rng: &mut Rng,
+        shape: &Shape,
         field: &Field,
         null: bool,
         version: i16,
         depth: u32,
         out: &mut Vec<u8>,
     ) {
-        let text: Vec<u8> = (0..rng.below(6))
-            .map(|_| b'a' + rng.below(26) as u8)
-            .collect();
+        let len = if shape.long_text_percent > 0 && rng.chance(shape.long_text_percent) {
+            100 + rng.below(40)
+        } else {
+            rng.below(shape.text)
+        };
+        let text: Vec<u8> = (0..len).map(|_| b'a' + rng.below(26) as u8).collect();
         match field.kind {
             Kind::Bool => out.push(rng.below(2) as u8),
             Kind::Int8 => out.push(rng.next() as u8),
@@ -875,13 +920,13 @@ mod tests {
                 put_uvarint(out, text.len() as u32 + 1);
                 out.extend_from_slice(&text);
             }
-            Kind::Struct(index) => synth_struct(rng, index, version, depth + 1, out),
+            Kind::Struct(index) => synth_struct(rng, shape, index, version, depth + 1, out),
             Kind::OptionStruct(index) => {
                 if rng.chance(30) {
                     out.push(0xff);
                 } else {
                     out.push(1);
-                    synth_struct(rng, index, version, depth + 1, out);
+                    synth_struct(rng, shape, index, version, depth + 1, out);
                 }
             }
         }
@@ -921,7 +966,7 @@ mod tests {
             for version in def.min..=def.max {
                 for _ in 0..12 {
                     let mut body = Vec::new();
-                    synth_struct(&mut rng, def.root, version, 0, &mut body);
+                    synth_struct(&mut rng, &SMALL, def.root, version, 0, &mut body);
                     let walked = walk(Some(def), version, &body, &mut ())
                         .unwrap_or_else(|e| panic!("{} v{version}: {e}", def.name));
                     assert_eq!(walked, body.len(), "{} v{version}", def.name);

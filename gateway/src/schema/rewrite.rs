@@ -434,8 +434,8 @@ fn put_uvarint(out: &mut Vec<u8>, mut v: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema::tests::TypeVisitor;
-    use crate::schema::{messages, table, ArrayKind, Entity, Field, Kind, MessageDef};
+    use crate::schema::tests::{synth_struct, Rng, Shape, TypeVisitor};
+    use crate::schema::{messages, table, Entity, MessageDef};
     use bytes::BytesMut;
     use kafka_protocol::messages::*;
     use kafka_protocol::protocol::{Decodable, Encodable, Message, StrBytes};
@@ -1481,133 +1481,15 @@ mod tests {
         }
     }
 
-    /// SplitMix64, for deterministic generated bodies.
-    struct Rng(u64);
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-            z ^ (z >> 31)
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            self.next() % n
-        }
-        fn chance(&mut self, percent: u64) -> bool {
-            self.below(100) < percent
-        }
-    }
-
-    /// Writes a random body valid for the table at `version`: arrays of up to three
-    /// elements, short strings (now and then one of 100-140 bytes, so that size varints
-    /// start at two bytes), nulls where nullable, known tagged fields half of the time and
-    /// an unknown tagged field now and then.
-    fn gen_struct(rng: &mut Rng, index: u16, version: i16, depth: u32, out: &mut Vec<u8>) {
-        let def = &table::STRUCTS[usize::from(index)];
-        let fields = def.fields();
-        for field in fields.iter().filter(|f| f.tag < 0 && f.present_in(version)) {
-            gen_field(rng, field, version, depth, out);
-        }
-        if version < def.flexible_min {
-            return;
-        }
-        let mut tagged: Vec<(u32, Vec<u8>)> = Vec::new();
-        for field in fields
-            .iter()
-            .filter(|f| f.tag >= 0 && f.present_in(version))
-        {
-            if rng.chance(50) {
-                let mut value = Vec::new();
-                gen_field(rng, field, version, depth, &mut value);
-                tagged.push((field.tag as u32, value));
-            }
-        }
-        if rng.chance(20) {
-            tagged.push((
-                2000 + rng.below(9) as u32,
-                vec![0xcd; rng.below(3) as usize],
-            ));
-        }
-        put_uvarint(out, tagged.len() as u32);
-        for (tag, value) in tagged {
-            put_uvarint(out, tag);
-            put_uvarint(out, value.len() as u32);
-            out.extend_from_slice(&value);
-        }
-    }
-
-    fn gen_field(rng: &mut Rng, field: &Field, version: i16, depth: u32, out: &mut Vec<u8>) {
-        let null = field.nullable && rng.chance(15);
-        match field.array {
-            ArrayKind::One => gen_value(rng, field, null, version, depth, out),
-            ArrayKind::Array if null => out.extend_from_slice(&(-1i32).to_be_bytes()),
-            ArrayKind::CompactArray if null => out.push(0),
-            _ => {
-                let n = if depth > 4 { 0 } else { rng.below(4) as u32 };
-                if field.array == ArrayKind::Array {
-                    out.extend_from_slice(&(n as i32).to_be_bytes());
-                } else {
-                    put_uvarint(out, n + 1);
-                }
-                for _ in 0..n {
-                    gen_value(rng, field, false, version, depth + 1, out);
-                }
-            }
-        }
-    }
-
-    fn gen_value(
-        rng: &mut Rng,
-        field: &Field,
-        null: bool,
-        version: i16,
-        depth: u32,
-        out: &mut Vec<u8>,
-    ) {
-        let len = if rng.chance(5) {
-            100 + rng.below(40)
-        } else {
-            rng.below(7)
-        };
-        let text: Vec<u8> = (0..len).map(|_| b'a' + rng.below(26) as u8).collect();
-        match field.kind {
-            Kind::Bool => out.push(rng.below(2) as u8),
-            Kind::Int8 => out.push(rng.next() as u8),
-            Kind::Int16 | Kind::UInt16 => out.extend_from_slice(&(rng.next() as u16).to_be_bytes()),
-            Kind::Int32 => out.extend_from_slice(&(rng.next() as u32).to_be_bytes()),
-            Kind::Int64 => out.extend_from_slice(&rng.next().to_be_bytes()),
-            Kind::Float64 => out.extend_from_slice(&(rng.below(1000) as f64).to_be_bytes()),
-            Kind::Uuid => {
-                out.extend_from_slice(&rng.next().to_be_bytes());
-                out.extend_from_slice(&rng.next().to_be_bytes());
-            }
-            Kind::String if null => out.extend_from_slice(&[0xff, 0xff]),
-            Kind::Bytes if null => out.extend_from_slice(&[0xff; 4]),
-            Kind::CompactString | Kind::CompactBytes if null => out.push(0),
-            Kind::String => {
-                out.extend_from_slice(&(text.len() as i16).to_be_bytes());
-                out.extend_from_slice(&text);
-            }
-            Kind::Bytes => {
-                out.extend_from_slice(&(text.len() as i32).to_be_bytes());
-                out.extend_from_slice(&text);
-            }
-            Kind::CompactString | Kind::CompactBytes => {
-                put_uvarint(out, text.len() as u32 + 1);
-                out.extend_from_slice(&text);
-            }
-            Kind::Struct(index) => gen_struct(rng, index, version, depth + 1, out),
-            Kind::OptionStruct(index) => {
-                if rng.chance(30) {
-                    out.push(0xff);
-                } else {
-                    out.push(1);
-                    gen_struct(rng, index, version, depth + 1, out);
-                }
-            }
-        }
-    }
+    /// Arrays of up to three elements, short strings and now and then one of 100-140 bytes,
+    /// so that size varints start at two bytes.
+    const VARIED: Shape = Shape {
+        elements: 4,
+        depth: 4,
+        text: 7,
+        long_text_percent: 5,
+        unknown_tags: 2000,
+    };
 
     /// What a walk reports: the selected strings' texts and the known tagged fields' sizes.
     struct Seen<'a> {
@@ -1729,7 +1611,7 @@ mod tests {
                 let mut all_bodies = vec![default];
                 for _ in 0..6 {
                     let mut body = Vec::new();
-                    gen_struct(&mut rng, def.root, v, 0, &mut body);
+                    synth_struct(&mut rng, &VARIED, def.root, v, 0, &mut body);
                     all_bodies.push(body);
                 }
                 for body in &all_bodies {
