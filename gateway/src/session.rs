@@ -569,6 +569,22 @@ impl RequestSide {
             } else {
                 true
             };
+            // Queues the gateway's own answer to this request (mapped back to `$tenant`'s names
+            // when given) and goes on with the next frame.
+            macro_rules! answer_here {
+                ($tenant:expr, $concentrated:expr, $bytes:expr) => {{
+                    let local = LocalAnswer {
+                        peek: &peek,
+                        tenant: $tenant,
+                        concentrated: $concentrated,
+                        expects_response,
+                    };
+                    if let Err(end) = self.answer_locally(local, $bytes, out).await {
+                        return Some(end);
+                    }
+                    continue;
+                }};
+            }
             let mut delegated = None;
             if self.shared.listener(self.set).auth.requires_sasl() {
                 let managed =
@@ -624,16 +640,7 @@ impl RequestSide {
                 );
                 match answer {
                     Ok(bytes) => {
-                        let local = LocalAnswer {
-                            peek: &peek,
-                            tenant: None,
-                            concentrated: None,
-                            expects_response,
-                        };
-                        if let Err(end) = self.answer_locally(local, bytes, out).await {
-                            return Some(end);
-                        }
-                        continue;
+                        answer_here!(None, None, bytes);
                     }
                     Err(reason) => {
                         warn!(peer = %self.peer, principal = ?self.principal(), api = ?key, "closing connection: {reason}");
@@ -679,16 +686,7 @@ impl RequestSide {
                         };
                         // The refused request was never mapped: its answer names what the
                         // client sent.
-                        let local = LocalAnswer {
-                            peek: &peek,
-                            tenant: None,
-                            concentrated: None,
-                            expects_response,
-                        };
-                        if let Err(end) = self.answer_locally(local, bytes, out).await {
-                            return Some(end);
-                        }
-                        continue;
+                        answer_here!(None, None, bytes);
                     }
                     Err(tenancy::MapError::Broken(e)) => {
                         warn!(peer = %self.peer, principal = ?self.principal(), vcluster = %t.name, api = ?key,
@@ -705,16 +703,7 @@ impl RequestSide {
                 match self.tenant_limits(t, &peek, &frame_bytes).await {
                     Ok(None) => {}
                     Ok(Some(refusal)) => {
-                        let local = LocalAnswer {
-                            peek: &peek,
-                            tenant: Some(t),
-                            concentrated: concentrated.as_ref(),
-                            expects_response,
-                        };
-                        if let Err(end) = self.answer_locally(local, refusal, out).await {
-                            return Some(end);
-                        }
-                        continue;
+                        answer_here!(Some(t), concentrated.as_ref(), refusal);
                     }
                     Err(e) => {
                         warn!(peer = %self.peer, vcluster = %t.name, "closing connection: cannot check the tenant's limits: {e:#}");
@@ -726,16 +715,7 @@ impl RequestSide {
             let mut close_after = false;
             if key == Some(ApiKey::Fetch) && self.acls.is_some() {
                 if let Some(answer) = self.stale_fetch_session(&peek, &frame_bytes) {
-                    let local = LocalAnswer {
-                        peek: &peek,
-                        tenant: None,
-                        concentrated: None,
-                        expects_response,
-                    };
-                    if let Err(end) = self.answer_locally(local, answer, out).await {
-                        return Some(end);
-                    }
-                    continue;
+                    answer_here!(None, None, answer);
                 }
             }
             if let Some(permits) = self.authz.clone().filter(|_| !gateway_api) {
@@ -766,16 +746,7 @@ impl RequestSide {
                     Decision::Respond(bytes) => {
                         self.shared.metrics.authorization_denied(peek.api_key);
                         debug!(peer = %self.peer, principal = ?self.principal(), api = ?key, "request denied by ACLs");
-                        let local = LocalAnswer {
-                            peek: &peek,
-                            tenant: tenant.as_deref(),
-                            concentrated: concentrated.as_ref(),
-                            expects_response,
-                        };
-                        if let Err(end) = self.answer_locally(local, bytes, out).await {
-                            return Some(end);
-                        }
-                        continue;
+                        answer_here!(tenant.as_deref(), concentrated.as_ref(), bytes);
                     }
                     Decision::ForwardThenClose { frame, reason } => {
                         // Kafka closes the connection of a failed acks=0 Produce: the client
@@ -829,16 +800,7 @@ impl RequestSide {
                             produce_extra = extra;
                         }
                         Outcome::Respond(bytes) => {
-                            let local = LocalAnswer {
-                                peek: &peek,
-                                tenant: tenant.as_deref(),
-                                concentrated: concentrated.as_ref(),
-                                expects_response,
-                            };
-                            if let Err(end) = self.answer_locally(local, bytes, out).await {
-                                return Some(end);
-                            }
-                            continue;
+                            answer_here!(tenant.as_deref(), concentrated.as_ref(), bytes);
                         }
                         Outcome::Close(reason) => {
                             warn!(peer = %self.peer, client_id = ?self.client_id, "closing connection: {reason}");
