@@ -291,8 +291,34 @@ impl From<PluginError> for ApiError {
     }
 }
 
-fn internal(e: anyhow::Error) -> ApiError {
+/// The admin API's answer when the state store fails.
+pub(crate) fn internal(e: anyhow::Error) -> ApiError {
     ApiError::new(500, "state store error", vec![format!("{e:#}")])
+}
+
+/// A 400 unless `name` is a valid resource name (see [`check_name`]).
+pub(crate) fn invalid_name(kind: &str, name: &str) -> Result<(), ApiError> {
+    check_name(name)
+        .map_err(|e| ApiError::new(400, format!("invalid {kind} name"), vec![e.to_string()]))
+}
+
+/// The admin API's 404 for a resource of `kind`.
+pub(crate) fn not_found(kind: &str, name: &str) -> ApiError {
+    ApiError::new(404, format!("no {kind} named `{name}`"), vec![])
+}
+
+/// A resource as the admin API shows it: `{"name", "spec"}`.
+pub(crate) fn with_name(name: &str, spec: &impl Serialize) -> Value {
+    json!({ "name": name, "spec": serde_json::to_value(spec).expect("spec serializes") })
+}
+
+/// Validation's outcome: every problem found, or none.
+pub(crate) fn done(problems: Vec<String>) -> Result<(), Vec<String>> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
 }
 
 /// A plugin as the admin API shows it.
@@ -561,18 +587,14 @@ impl Registry {
             .plugins
             .get(name)
             .map(|p| Self::plugin_info(&inner, p))
-            .ok_or_else(|| ApiError::new(404, format!("no plugin named `{name}`"), vec![]))
+            .ok_or_else(|| not_found("plugin", name))
     }
 
     /// Deletes a plugin no interceptor uses.
     pub fn delete_plugin(&self, name: &str) -> Result<(), ApiError> {
         let mut inner = self.inner.lock().expect("registry lock");
         let Some(plugin) = inner.plugins.get(name).cloned() else {
-            return Err(ApiError::new(
-                404,
-                format!("no plugin named `{name}`"),
-                vec![],
-            ));
+            return Err(not_found("plugin", name));
         };
         let users = Self::plugin_info(&inner, &plugin).used_by;
         if !users.is_empty() {
@@ -616,7 +638,7 @@ impl Registry {
             .is_none();
         self.publish_chain(&mut inner);
         info!(interceptor = name, plugin = %spec.plugin, priority = spec.priority, scope = ?spec.scope, "interceptor installed");
-        Ok((with_name(name, doc), created))
+        Ok((with_name(name, &doc), created))
     }
 
     /// Every interceptor.
@@ -625,12 +647,7 @@ impl Registry {
         inner
             .interceptors
             .values()
-            .map(|i| {
-                with_name(
-                    &i.name,
-                    serde_json::to_value(&i.spec).expect("spec serializes"),
-                )
-            })
+            .map(|i| with_name(&i.name, &i.spec))
             .collect()
     }
 
@@ -640,24 +657,15 @@ impl Registry {
         inner
             .interceptors
             .get(name)
-            .map(|i| {
-                with_name(
-                    &i.name,
-                    serde_json::to_value(&i.spec).expect("spec serializes"),
-                )
-            })
-            .ok_or_else(|| ApiError::new(404, format!("no interceptor named `{name}`"), vec![]))
+            .map(|i| with_name(&i.name, &i.spec))
+            .ok_or_else(|| not_found("interceptor", name))
     }
 
     /// Removes an interceptor.
     pub fn delete_interceptor(&self, name: &str) -> Result<(), ApiError> {
         let mut inner = self.inner.lock().expect("registry lock");
         if !inner.interceptors.contains_key(name) {
-            return Err(ApiError::new(
-                404,
-                format!("no interceptor named `{name}`"),
-                vec![],
-            ));
+            return Err(not_found("interceptor", name));
         }
         self.store
             .delete_doc(INTERCEPTORS, name)
@@ -668,10 +676,6 @@ impl Registry {
         info!(interceptor = name, "interceptor removed");
         Ok(())
     }
-}
-
-fn with_name(name: &str, spec: Value) -> Value {
-    json!({ "name": name, "spec": spec })
 }
 
 /// Warns once per failure kind; used by the request path.

@@ -29,7 +29,7 @@ use crate::acl::{
     WILDCARD,
 };
 use crate::auth::scram::{ScramCredential, ScramMechanism};
-use crate::interceptors::ApiError;
+use crate::interceptors::{done, internal, invalid_name, not_found, with_name, ApiError};
 use crate::state::{check_name, StateStore};
 
 /// Document kind of service accounts in the state store.
@@ -347,14 +347,6 @@ fn check_list(field: &str, items: &[String], problems: &mut Vec<String>) {
         if !seen.insert(item.as_str()) {
             problems.push(format!("{field}[{i}]: `{item}` listed twice"));
         }
-    }
-}
-
-fn done(problems: Vec<String>) -> Result<(), Vec<String>> {
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems)
     }
 }
 
@@ -740,23 +732,6 @@ pub struct SecurityStore {
     current: ArcSwap<SecuritySnapshot>,
 }
 
-fn internal(e: anyhow::Error) -> ApiError {
-    ApiError::new(500, "state store error", vec![format!("{e:#}")])
-}
-
-fn invalid_name(kind: &str, name: &str) -> Result<(), ApiError> {
-    check_name(name)
-        .map_err(|e| ApiError::new(400, format!("invalid {kind} name"), vec![e.to_string()]))
-}
-
-fn not_found(kind: &str, name: &str) -> ApiError {
-    ApiError::new(404, format!("no {kind} named `{name}`"), vec![])
-}
-
-fn with_name(name: &str, spec: Value) -> Value {
-    json!({ "name": name, "spec": spec })
-}
-
 impl SecurityStore {
     /// A store over `store`; call [`SecurityStore::restore`] to load what it holds.
     pub fn new(store: Arc<dyn StateStore>) -> SecurityStore {
@@ -911,17 +886,13 @@ impl SecurityStore {
             kind = "group",
             name, members, created, "security resource stored"
         );
-        Ok((with_name(name, doc), created))
+        Ok((with_name(name, &doc), created))
     }
 
     /// Every group.
     pub fn list_groups(&self) -> Vec<Value> {
         let inner = self.lock();
-        inner
-            .groups
-            .iter()
-            .map(|(n, g)| with_name(n, serde_json::to_value(g).expect("group serializes")))
-            .collect()
+        inner.groups.iter().map(|(n, g)| with_name(n, g)).collect()
     }
 
     /// One group.
@@ -930,7 +901,7 @@ impl SecurityStore {
         inner
             .groups
             .get(name)
-            .map(|g| with_name(name, serde_json::to_value(g).expect("group serializes")))
+            .map(|g| with_name(name, g))
             .ok_or_else(|| not_found("group", name))
     }
 
@@ -965,17 +936,13 @@ impl SecurityStore {
         );
         let created = inner.acls.insert(name.to_string(), spec).is_none();
         self.publish(&mut inner);
-        Ok((with_name(name, doc), created))
+        Ok((with_name(name, &doc), created))
     }
 
     /// Every ACL.
     pub fn list_acls(&self) -> Vec<Value> {
         let inner = self.lock();
-        inner
-            .acls
-            .iter()
-            .map(|(n, a)| with_name(n, serde_json::to_value(a).expect("acl serializes")))
-            .collect()
+        inner.acls.iter().map(|(n, a)| with_name(n, a)).collect()
     }
 
     /// Every ACL with its name, as stored (for the Kafka ACL APIs).
@@ -994,7 +961,7 @@ impl SecurityStore {
         inner
             .acls
             .get(name)
-            .map(|a| with_name(name, serde_json::to_value(a).expect("acl serializes")))
+            .map(|a| with_name(name, a))
             .ok_or_else(|| not_found("acl", name))
     }
 

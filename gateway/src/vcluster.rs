@@ -25,14 +25,14 @@
 use arc_swap::{ArcSwap, Guard};
 use regex::{Regex, RegexBuilder};
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tracing::info;
 
-use crate::interceptors::ApiError;
+use crate::interceptors::{done, internal, invalid_name, not_found, with_name, ApiError};
 use crate::state::{check_name, StateStore};
 
 /// Document kind of virtual clusters in the state store.
@@ -215,14 +215,6 @@ fn compile_pattern(pattern: &str, problems: &mut Vec<String>) -> Option<Regex> {
             problems.push(format!("{FIELD}: not a valid regular expression: {msg}"));
             None
         }
-    }
-}
-
-fn done(problems: Vec<String>) -> Result<(), Vec<String>> {
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(problems)
     }
 }
 
@@ -851,19 +843,6 @@ pub struct VirtualClusterStore {
     current: ArcSwap<TenancySnapshot>,
 }
 
-fn internal(e: anyhow::Error) -> ApiError {
-    ApiError::new(500, "state store error", vec![format!("{e:#}")])
-}
-
-fn invalid_name(kind: &str, name: &str) -> Result<(), ApiError> {
-    check_name(name)
-        .map_err(|e| ApiError::new(400, format!("invalid {kind} name"), vec![e.to_string()]))
-}
-
-fn not_found(kind: &str, name: &str) -> ApiError {
-    ApiError::new(404, format!("no {kind} named `{name}`"), vec![])
-}
-
 fn conflict(kind: &str, details: Vec<String>) -> Result<(), ApiError> {
     if details.is_empty() {
         Ok(())
@@ -874,10 +853,6 @@ fn conflict(kind: &str, details: Vec<String>) -> Result<(), ApiError> {
             details,
         ))
     }
-}
-
-fn with_name(name: &str, spec: &impl Serialize) -> Value {
-    json!({ "name": name, "spec": serde_json::to_value(spec).expect("spec serializes") })
 }
 
 /// The vcluster a spec refers to must exist (a 400: the spec itself is wrong).
@@ -1199,6 +1174,7 @@ impl VirtualClusterStore {
 mod tests {
     use super::*;
     use crate::state::FileStore;
+    use serde_json::json;
     use std::path::{Path, PathBuf};
 
     fn temp_dir() -> PathBuf {
