@@ -123,6 +123,13 @@ pub struct RequestPeek {
 }
 
 impl RequestPeek {
+    /// The request body of `frame` (length prefix included), after the header; empty when
+    /// the header format is unknown or longer than the frame.
+    pub fn body_of(&self, frame: &bytes::Bytes) -> bytes::Bytes {
+        let at = LENGTH_PREFIX + self.body_offset.unwrap_or(0);
+        frame.slice(at.min(frame.len())..)
+    }
+
     /// The known API key, if any.
     pub fn known_key(&self) -> Option<ApiKey> {
         ApiKey::try_from(self.api_key).ok()

@@ -622,9 +622,7 @@ impl RequestSide {
             // The Kafka ACL APIs manage the gateway's ACLs when those are the ones enforced
             // (and a tenant's are always its own); otherwise they go to the broker.
             if acl_api::is_acl_api(key) && (self.acls.is_some() || self.tenant.is_some()) {
-                let header_len = peek.body_offset.unwrap_or(0);
-                let body =
-                    frame_bytes.slice((frame::LENGTH_PREFIX + header_len).min(frame_bytes.len())..);
+                let body = peek.body_of(&frame_bytes);
                 let caller = acl_api::Caller {
                     store: &self.shared.security,
                     permits: self.acls.as_deref(),
@@ -669,9 +667,7 @@ impl RequestSide {
                     }
                     Err(tenancy::MapError::Refused { code, message }) => {
                         debug!(peer = %self.peer, vcluster = %t.name, api = ?key, "request refused: {message}");
-                        let header_len = peek.body_offset.unwrap_or(0);
-                        let body = frame_bytes
-                            .slice((frame::LENGTH_PREFIX + header_len).min(frame_bytes.len())..);
+                        let body = peek.body_of(&frame_bytes);
                         let Some(bytes) = intercept::error_response(
                             peek.api_key,
                             peek.api_version,
@@ -1387,8 +1383,8 @@ impl RequestSide {
         if generation == self.fetch_generation || peek.api_version < 7 {
             return None;
         }
-        let header_len = peek.body_offset?;
-        let body = frame.slice((frame::LENGTH_PREFIX + header_len).min(frame.len())..);
+        peek.body_offset?; // an unknown header format: nothing to read
+        let body = peek.body_of(frame);
         if !frame::check_request_structure(peek.api_key, peek.api_version, &body) {
             return None; // the ACL stage closes the connection for it
         }
