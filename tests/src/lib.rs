@@ -668,6 +668,24 @@ impl ClientSecurity {
     }
 }
 
+/// Client settings that make connection failures show within seconds.
+pub fn fast(c: &mut ClientConfig) -> &mut ClientConfig {
+    c.set("socket.timeout.ms", "5000")
+        .set("reconnect.backoff.ms", "200")
+        .set("reconnect.backoff.max.ms", "1000")
+}
+
+/// A producer with `security`, failing fast, recording its errors in `ctx`.
+pub fn secure_producer(
+    bootstrap: &str,
+    security: &ClientSecurity,
+    ctx: RecordingContext,
+) -> rdkafka::producer::FutureProducer<RecordingContext> {
+    let mut c = secure_client_config(bootstrap, security);
+    fast(&mut c).set("message.timeout.ms", "8000");
+    c.create_with_context(ctx).expect("producer")
+}
+
 /// [`client_config`] with security settings applied.
 pub fn secure_client_config(bootstrap: &str, security: &ClientSecurity) -> ClientConfig {
     let mut c = client_config(bootstrap);

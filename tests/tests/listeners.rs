@@ -12,9 +12,8 @@
 
 use kafka_protocol::messages::{DescribeClusterRequest, FindCoordinatorRequest, MetadataRequest};
 use kafka_protocol::protocol::StrBytes;
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
+use rdkafka::producer::{FutureRecord, Producer, PurgeConfig};
 use rdkafka::types::RDKafkaErrorCode;
 use rdkafka::{Message, Offset, TopicPartitionList};
 use sluice::config::{
@@ -73,27 +72,10 @@ fn sasl_ssl() -> ListenerSecurity {
     }
 }
 
-/// Client settings that make failures show quickly.
-fn fast(c: &mut ClientConfig) -> &mut ClientConfig {
-    c.set("socket.timeout.ms", "5000")
-        .set("reconnect.backoff.ms", "200")
-        .set("reconnect.backoff.max.ms", "1000")
-}
-
-fn producer(
-    bootstrap: &str,
-    security: &ClientSecurity,
-    ctx: RecordingContext,
-) -> FutureProducer<RecordingContext> {
-    let mut c = secure_client_config(bootstrap, security);
-    fast(&mut c).set("message.timeout.ms", "8000");
-    c.create_with_context(ctx).expect("producer")
-}
-
 /// Produces `n` records to partition 0 of `topic` through `bootstrap` and reads them back.
 async fn round_trip(bootstrap: &str, security: &ClientSecurity, topic: &str, n: usize) {
     let ctx = RecordingContext::default();
-    let p = producer(bootstrap, security, ctx.clone());
+    let p = secure_producer(bootstrap, security, ctx.clone());
     for i in 0..n {
         let (key, value) = (format!("key-{i}"), format!("value-{i}"));
         let record = FutureRecord::to(topic)
@@ -135,7 +117,7 @@ async fn round_trip(bootstrap: &str, security: &ClientSecurity, topic: &str, n: 
 /// The brokers (node id → host:port) librdkafka learns from Metadata through `bootstrap`.
 fn client_metadata(bootstrap: &str, security: &ClientSecurity) -> BTreeMap<i32, (String, u16)> {
     let ctx = RecordingContext::default();
-    let p = producer(bootstrap, security, ctx.clone());
+    let p = secure_producer(bootstrap, security, ctx.clone());
     let brokers = blocking(|| {
         let md = p
             .client()
@@ -249,7 +231,7 @@ async fn plaintext_and_sasl_ssl_sets_each_name_only_their_own_ports() {
 
     // A PLAINTEXT client on the SASL_SSL set: librdkafka sees the transport fail.
     let ctx = RecordingContext::default();
-    let p = producer(&secure_bootstrap, &ClientSecurity::default(), ctx.clone());
+    let p = secure_producer(&secure_bootstrap, &ClientSecurity::default(), ctx.clone());
     let record = FutureRecord::to("ls-refused")
         .key("k")
         .payload("v")

@@ -19,7 +19,6 @@
 
 use kafka_protocol::messages::{ApiVersionsRequest, MetadataRequest};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer, PurgeConfig};
@@ -88,13 +87,6 @@ fn secured_config(
     c
 }
 
-/// Client settings that make failures show quickly.
-fn fast(c: &mut ClientConfig) -> &mut ClientConfig {
-    c.set("socket.timeout.ms", "5000")
-        .set("reconnect.backoff.ms", "200")
-        .set("reconnect.backoff.max.ms", "1000")
-}
-
 /// Sends ApiVersions over TLS with rustls (which, unlike OpenSSL, presents its certificate
 /// whatever CA names the server hints) and returns the raw response frame.
 async fn tls_api_versions(
@@ -126,16 +118,6 @@ async fn tls_api_versions(
     let mut response = vec![0u8; usize::try_from(n)?];
     tls.read_exact(&mut response).await?;
     Ok(response)
-}
-
-fn producer(
-    bootstrap: &str,
-    security: &ClientSecurity,
-    ctx: RecordingContext,
-) -> FutureProducer<RecordingContext> {
-    let mut c = secure_client_config(bootstrap, security);
-    fast(&mut c).set("message.timeout.ms", "8000");
-    c.create_with_context(ctx).expect("producer")
 }
 
 fn consumer(
@@ -213,7 +195,7 @@ async fn consume_n(
 /// clients.
 async fn round_trip(bootstrap: &str, security: &ClientSecurity, topic: &str, n: usize) {
     let ctx = RecordingContext::default();
-    let p = producer(bootstrap, security, ctx.clone());
+    let p = secure_producer(bootstrap, security, ctx.clone());
     produce_n(&p, topic, n)
         .await
         .unwrap_or_else(|e| panic!("producing to {topic}: {e} (client errors: {ctx:?})"));
@@ -239,7 +221,7 @@ async fn assert_rejected(
     codes: &[RDKafkaErrorCode],
     what: &str,
 ) -> (RDKafkaErrorCode, String) {
-    let p = producer(bootstrap, security, ctx.clone());
+    let p = secure_producer(bootstrap, security, ctx.clone());
     let record = FutureRecord::to("security-rejected")
         .key("k")
         .payload("v")
@@ -361,7 +343,7 @@ async fn mock_broker_with_tls_and_scram_serves_only_authenticated_clients() {
     for mechanism in ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"] {
         let sec = ClientSecurity::sasl(true, mechanism, "alice", "alice-secret");
         let ctx = RecordingContext::default();
-        let p = producer(&mock.bootstrap(), &sec, ctx.clone());
+        let p = secure_producer(&mock.bootstrap(), &sec, ctx.clone());
         produce_n(&p, "direct", 3)
             .await
             .unwrap_or_else(|e| panic!("{mechanism}: {e} ({ctx:?})"));
@@ -408,7 +390,7 @@ async fn mock_broker_with_mtls_rejects_unknown_ca() {
     .await
     .unwrap();
     let ctx = RecordingContext::default();
-    let p = producer(
+    let p = secure_producer(
         &mock.bootstrap(),
         &ClientSecurity::mtls(&pki.alice),
         ctx.clone(),
@@ -708,13 +690,13 @@ async fn mtls_principal_from_certificate_and_unknown_ca_rejected() {
     let pki = pki();
 
     let ctx = RecordingContext::default();
-    let p = producer(&bootstrap, &ClientSecurity::mtls(&pki.alice), ctx.clone());
+    let p = secure_producer(&bootstrap, &ClientSecurity::mtls(&pki.alice), ctx.clone());
     produce_n(&p, "mtls-orders", 5)
         .await
         .unwrap_or_else(|e| panic!("alice over mTLS: {e} ({ctx:?})"));
     close(p);
 
-    let p = producer(
+    let p = secure_producer(
         &bootstrap,
         &ClientSecurity::mtls(&pki.bob),
         RecordingContext::default(),
@@ -990,7 +972,7 @@ async fn oauthbearer_valid_expired_and_forged_tokens() {
     let good = idp.mint(&idp.claims("svc-orders", 300));
     let good_copy = good.clone();
     let ctx = RecordingContext::with_token(good, "svc-orders");
-    let p = producer(&bootstrap, &sec, ctx.clone());
+    let p = secure_producer(&bootstrap, &sec, ctx.clone());
     produce_n(&p, "oauth-orders", 5)
         .await
         .unwrap_or_else(|e| panic!("valid token: {e} ({ctx:?})"));
@@ -1108,7 +1090,7 @@ async fn oauthbearer_jwks_url_follows_key_rotation() {
 
     let token1 = key1.mint(&key1.claims("svc-rotating", 300));
     let ctx = RecordingContext::with_token(token1, "svc-rotating");
-    let p = producer(&bootstrap, &sec, ctx.clone());
+    let p = secure_producer(&bootstrap, &sec, ctx.clone());
     produce_n(&p, "oauth-rotating", 2)
         .await
         .unwrap_or_else(|e| panic!("token of key 1: {e} ({ctx:?})"));
@@ -1122,7 +1104,7 @@ async fn oauthbearer_jwks_url_follows_key_rotation() {
     let mut attempts = Vec::new();
     let accepted = loop {
         let ctx = RecordingContext::with_token(token2.clone(), "svc-rotating");
-        let p = producer(&bootstrap, &sec, ctx.clone());
+        let p = secure_producer(&bootstrap, &sec, ctx.clone());
         let outcome = produce_n(&p, "oauth-rotating", 1).await;
         close(p);
         match outcome {
@@ -1362,7 +1344,7 @@ async fn acl_produce_allowed_and_denied() {
     env.create_topics(&["acl-orders-eu", "acl-public"]).await;
 
     let ctx = RecordingContext::default();
-    let p = producer(&bootstrap, &AclEnv::as_user("alice"), ctx.clone());
+    let p = secure_producer(&bootstrap, &AclEnv::as_user("alice"), ctx.clone());
     produce_n(&p, "acl-orders-eu", 3)
         .await
         .unwrap_or_else(|e| panic!("alice (via group writers) may write: {e} ({ctx:?})"));
@@ -1377,7 +1359,7 @@ async fn acl_produce_allowed_and_denied() {
     close(p);
 
     for user in ["bob", "carol"] {
-        let p = producer(
+        let p = secure_producer(
             &bootstrap,
             &AclEnv::as_user(user),
             RecordingContext::default(),
@@ -1400,7 +1382,7 @@ async fn acl_consume_denied_without_read() {
     let env = AclEnv::start().await;
     let bootstrap = env.bootstrap();
     env.create_topics(&["acl-orders-us", "acl-public"]).await;
-    let root = producer(
+    let root = secure_producer(
         &bootstrap,
         &AclEnv::as_user("root"),
         RecordingContext::default(),
@@ -1529,7 +1511,7 @@ async fn acl_topic_creation_denied() {
     }
     close(admin);
     // carol has no create permission at all; auto-creation through Metadata is denied too.
-    let p = producer(
+    let p = secure_producer(
         &bootstrap,
         &AclEnv::as_user("carol"),
         RecordingContext::default(),
@@ -1553,7 +1535,7 @@ async fn acl_metadata_lists_only_describable_topics() {
     env.create_topics(&["acl-orders-a", "acl-orders-b", "acl-public", "acl-secret"])
         .await;
     let names = |user: &str| {
-        let p = producer(
+        let p = secure_producer(
             &bootstrap,
             &AclEnv::as_user(user),
             RecordingContext::default(),
@@ -1620,7 +1602,7 @@ async fn delegated_scram_is_decided_by_the_broker() {
     let bootstrap = gw.kafka_addr().to_string();
     for mechanism in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
         let ctx = RecordingContext::default();
-        let p = producer(
+        let p = secure_producer(
             &bootstrap,
             &ClientSecurity::sasl(false, mechanism, "alice", "alice-at-broker"),
             ctx.clone(),
@@ -1664,7 +1646,7 @@ async fn delegated_scram_is_decided_by_the_broker() {
 /// authenticated connections.
 async fn produce_through(gw: &sluice::Gateway, mock: &MockBroker) {
     let ctx = RecordingContext::default();
-    let p = producer(
+    let p = secure_producer(
         &gw.kafka_addr().to_string(),
         &ClientSecurity::default(),
         ctx.clone(),
@@ -1915,7 +1897,7 @@ async fn acl_deny_wins_and_changes_apply_live() {
         }),
     )
     .await;
-    let p = producer(
+    let p = secure_producer(
         &bootstrap,
         &AclEnv::as_user("alice"),
         RecordingContext::default(),
@@ -1934,7 +1916,7 @@ async fn acl_deny_wins_and_changes_apply_live() {
     close(p);
 
     // carol may not write; an allow ACL added now lets a new connection of hers write.
-    let p = producer(
+    let p = secure_producer(
         &bootstrap,
         &AclEnv::as_user("carol"),
         RecordingContext::default(),
@@ -1958,7 +1940,7 @@ async fn acl_deny_wins_and_changes_apply_live() {
     )
     .await;
     let ctx = RecordingContext::default();
-    let p = producer(&bootstrap, &AclEnv::as_user("carol"), ctx.clone());
+    let p = secure_producer(&bootstrap, &AclEnv::as_user("carol"), ctx.clone());
     produce_n(&p, "acl-orders-open", 1)
         .await
         .unwrap_or_else(|e| panic!("carol after the new ACL: {e} ({ctx:?})"));
@@ -2006,13 +1988,13 @@ async fn oauthbearer_principal_and_groups_claim_drive_acls() {
     let sec = ClientSecurity::oauthbearer(false);
 
     let ctx = RecordingContext::with_token(token("svc-a", &["producers"]), "svc-a");
-    let p = producer(&bootstrap, &sec, ctx.clone());
+    let p = secure_producer(&bootstrap, &sec, ctx.clone());
     produce_n(&p, "oauth-acl-orders", 2)
         .await
         .unwrap_or_else(|e| panic!("member of producers: {e} ({ctx:?})"));
     close(p);
 
-    let p = producer(
+    let p = secure_producer(
         &bootstrap,
         &sec,
         RecordingContext::with_token(token("svc-b", &["readers"]), "svc-b"),
@@ -2192,7 +2174,7 @@ async fn librdkafka_reauthenticates_and_keeps_producing() {
         )
     };
     round_trip(&bootstrap, &security, "reauth-1", 3).await;
-    let producer = producer(&bootstrap, &security, RecordingContext::default());
+    let producer = secure_producer(&bootstrap, &security, RecordingContext::default());
     producer
         .send(
             FutureRecord::<(), _>::to("reauth-1").payload("first"),
