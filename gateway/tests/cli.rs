@@ -353,18 +353,16 @@ fn apply_get_delete_security_resources() {
     std::fs::remove_file(&file).unwrap();
     let stored = read_tree(&state);
     assert!(stored.contains("storedKey") && !stored.contains(password));
-    for (kind, name, label) in [
-        ("acl", "ops-read", "acl"),
-        ("groups", "auditors", "group"),
-        ("service-account", "alice", "service-account"),
-    ] {
-        let (code, out, err) = run(&["delete", kind, name], &admin, Some(token));
-        assert_eq!(code, 0, "{err}");
-        assert_eq!(out, format!("{label}/{name} deleted\n"));
-    }
-    let (code, _, err) = run(&["get", "acl", "ops-read"], &admin, None);
-    assert_eq!(code, 1);
-    assert!(err.contains("HTTP 404"), "{err}");
+    delete_all(
+        &admin,
+        token,
+        &[
+            ("acl", "ops-read", "acl"),
+            ("groups", "auditors", "group"),
+            ("service-account", "alice", "service-account"),
+        ],
+    );
+    assert_gone(&admin, "acl", "ops-read");
     drop(child);
     let _ = std::fs::remove_dir_all(&state);
 }
@@ -429,18 +427,32 @@ fn apply_get_delete_virtual_clusters() {
         err.contains("HTTP 409") && err.contains("a-orders"),
         "{err}"
     );
-    for (kind, name, label) in [
-        ("AliasTopic", "a-orders", "alias-topic"),
-        ("concentration-rules", "a-events", "concentration-rule"),
-        ("virtual-cluster", "tenant-a", "virtual-cluster"),
-    ] {
-        let (code, out, err) = run(&["delete", kind, name], &admin, Some(token));
+    delete_all(
+        &admin,
+        token,
+        &[
+            ("AliasTopic", "a-orders", "alias-topic"),
+            ("concentration-rules", "a-events", "concentration-rule"),
+            ("virtual-cluster", "tenant-a", "virtual-cluster"),
+        ],
+    );
+    assert_gone(&admin, "vcluster", "tenant-a");
+    drop(child);
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+/// `sluice delete` of each (kind, name), each answered "<label>/<name> deleted".
+fn delete_all(admin: &str, token: &str, resources: &[(&str, &str, &str)]) {
+    for (kind, name, label) in resources {
+        let (code, out, err) = run(&["delete", kind, name], admin, Some(token));
         assert_eq!(code, 0, "{err}");
         assert_eq!(out, format!("{label}/{name} deleted\n"));
     }
-    let (code, _, err) = run(&["get", "vcluster", "tenant-a"], &admin, None);
+}
+
+/// `sluice get` of a deleted resource fails with the API's 404.
+fn assert_gone(admin: &str, kind: &str, name: &str) {
+    let (code, _, err) = run(&["get", kind, name], admin, None);
     assert_eq!(code, 1);
     assert!(err.contains("HTTP 404"), "{err}");
-    drop(child);
-    let _ = std::fs::remove_dir_all(&state);
 }
