@@ -253,96 +253,6 @@ fn read_i16(buf: &[u8], pos: usize) -> Option<i16> {
     Some(i16::from_be_bytes([bytes[0], bytes[1]]))
 }
 
-/// Checks the structure of a Produce request body (v3-13) before it is decoded: every array
-/// count must fit in the bytes that remain. kafka-protocol reserves `count` elements up front,
-/// so a forged count of billions would otherwise make the allocation fail and abort the
-/// process.
-pub fn check_produce_body(body: &[u8], version: i16) -> bool {
-    check_produce(body, version).is_some()
-}
-
-fn check_produce(b: &[u8], version: i16) -> Option<()> {
-    let flexible = version >= 9;
-    let mut pos = 0usize;
-    // transactional_id
-    pos = skip_string(b, pos, flexible, true)?;
-    pos = pos.checked_add(2 + 4)?; // acks, timeout_ms
-    let (topics, p) = array_len(b, pos, flexible)?;
-    pos = p;
-    for _ in 0..topics {
-        pos = if version >= 13 {
-            pos.checked_add(16)? // topic_id
-        } else {
-            skip_string(b, pos, flexible, false)?
-        };
-        let (partitions, p) = array_len(b, pos, flexible)?;
-        pos = p;
-        for _ in 0..partitions {
-            pos = pos.checked_add(4)?; // index
-            pos = skip_bytes(b, pos, flexible)?;
-            if flexible {
-                pos = skip_tagged_fields(b, pos)?;
-            }
-        }
-        if flexible {
-            pos = skip_tagged_fields(b, pos)?;
-        }
-    }
-    if flexible {
-        pos = skip_tagged_fields(b, pos)?;
-    }
-    (pos <= b.len()).then_some(())
-}
-
-/// An array length that fits in what remains (each element takes at least one byte).
-fn array_len(b: &[u8], pos: usize, flexible: bool) -> Option<(usize, usize)> {
-    let (n, pos) = if flexible {
-        let (n, p) = read_uvarint(b, pos)?;
-        (i64::from(n) - 1, p)
-    } else {
-        (
-            i64::from(i32::from_be_bytes(b.get(pos..pos + 4)?.try_into().ok()?)),
-            pos + 4,
-        )
-    };
-    if n < 0 {
-        return Some((0, pos)); // null array
-    }
-    let n = n as usize;
-    (n <= b.len().saturating_sub(pos)).then_some((n, pos))
-}
-
-fn skip_string(b: &[u8], pos: usize, flexible: bool, nullable: bool) -> Option<usize> {
-    let (len, pos) = if flexible {
-        let (n, p) = read_uvarint(b, pos)?;
-        (i64::from(n) - 1, p)
-    } else {
-        (i64::from(read_i16(b, pos)?), pos + 2)
-    };
-    if len < 0 {
-        return nullable.then_some(pos);
-    }
-    let end = pos.checked_add(len as usize)?;
-    (end <= b.len()).then_some(end)
-}
-
-fn skip_bytes(b: &[u8], pos: usize, flexible: bool) -> Option<usize> {
-    let (len, pos) = if flexible {
-        let (n, p) = read_uvarint(b, pos)?;
-        (i64::from(n) - 1, p)
-    } else {
-        (
-            i64::from(i32::from_be_bytes(b.get(pos..pos + 4)?.try_into().ok()?)),
-            pos + 4,
-        )
-    };
-    if len < 0 {
-        return Some(pos);
-    }
-    let end = pos.checked_add(len as usize)?;
-    (end <= b.len()).then_some(end)
-}
-
 /// Correlation id of a response frame body (without the length prefix).
 pub fn response_correlation_id(body: &[u8]) -> Result<i32, FrameError> {
     if body.len() < 4 {
@@ -500,9 +410,9 @@ mod tests {
                 ]);
             let mut body = BytesMut::new();
             req.encode(&mut body, version).unwrap();
-            assert!(check_produce_body(&body, version), "v{version}");
+            assert!(check_request_structure(0, version, &body), "v{version}");
             assert!(
-                !check_produce_body(&body[..body.len() - 3], version),
+                !check_request_structure(0, version, &body[..body.len() - 3]),
                 "v{version} cut"
             );
             // A forged topic count is refused before any decoder sees it.
@@ -514,7 +424,10 @@ mod tests {
             } else {
                 forged[at..at + 4].copy_from_slice(&i32::MAX.to_be_bytes());
             }
-            assert!(!check_produce_body(&forged, version), "v{version} forged");
+            assert!(
+                !check_request_structure(0, version, &forged),
+                "v{version} forged"
+            );
         }
     }
 

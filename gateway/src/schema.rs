@@ -25,8 +25,14 @@
 use std::fmt;
 use std::ops::Range;
 
+mod decode;
 pub mod rewrite;
 mod table;
+
+pub use decode::{
+    decode_own, decode_request, decode_request_header, decode_response, decode_response_frame,
+    decode_response_header,
+};
 
 use table::{FIELDS, MESSAGES, REQUEST_INDEX, RESPONSE_INDEX, STRUCTS};
 
@@ -612,7 +618,8 @@ impl<V: Visitor + ?Sized> Walker<'_, V> {
 }
 
 #[cfg(test)]
-mod tests {
+#[allow(clippy::disallowed_methods)] // tests read back what the gateway wrote
+pub(crate) mod tests {
     use super::*;
     use bytes::{Bytes, BytesMut};
     use kafka_protocol::messages::*;
@@ -752,7 +759,7 @@ mod tests {
     }
 
     /// SplitMix64: a small deterministic generator for synthesised bodies.
-    pub(super) struct Rng(pub(super) u64);
+    pub(crate) struct Rng(pub(crate) u64);
     impl Rng {
         fn next(&mut self) -> u64 {
             self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -778,21 +785,21 @@ mod tests {
     }
 
     /// How [`synth_struct`] shapes a random body.
-    pub(super) struct Shape {
+    pub(crate) struct Shape {
         /// Arrays get fewer elements than this.
-        pub(super) elements: u64,
+        pub(crate) elements: u64,
         /// Below this depth arrays may have elements; deeper they are empty.
-        pub(super) depth: u32,
+        pub(crate) depth: u32,
         /// Strings and byte fields are shorter than this...
-        pub(super) text: u64,
+        pub(crate) text: u64,
         /// ...except, this often (percent), one of 100-140 bytes (two-byte size varints).
-        pub(super) long_text_percent: u64,
+        pub(crate) long_text_percent: u64,
         /// Unknown tagged fields get tags from here (a range of 50).
-        pub(super) unknown_tags: u32,
+        pub(crate) unknown_tags: u32,
     }
 
     /// Arrays of 0-2 elements, strings of 0-5 bytes (the walker's tests).
-    const SMALL: Shape = Shape {
+    pub(crate) const SMALL: Shape = Shape {
         elements: 3,
         depth: 5,
         text: 6,
@@ -800,10 +807,22 @@ mod tests {
         unknown_tags: 1000,
     };
 
+    /// A random body of `def` at `version` (see [`synth_struct`]).
+    pub(crate) fn synth_body(
+        rng: &mut Rng,
+        shape: &Shape,
+        def: &MessageDef,
+        version: i16,
+    ) -> Vec<u8> {
+        let mut body = Vec::new();
+        synth_struct(rng, shape, def.root, version, 0, &mut body);
+        body
+    }
+
     /// Writes a random body that is valid for the table at `version`, shaped by `shape`:
     /// nulls where nullable, known tagged fields half of the time and an unknown tagged field
     /// now and then.
-    pub(super) fn synth_struct(
+    pub(crate) fn synth_struct(
         rng: &mut Rng,
         shape: &Shape,
         index: u16,

@@ -28,11 +28,11 @@
 use anyhow::Context as _;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
-use kafka_protocol::messages::{FetchRequest, FetchResponse, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, RequestHeader};
 use kafka_protocol::messages::{
     SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use kafka_protocol::protocol::{Encodable, Request, StrBytes};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -56,6 +56,7 @@ use crate::intercept::{
 use crate::interceptors::{Installed, Who};
 use crate::metrics::secs;
 use crate::rewrite::{self, ResponseAction};
+use crate::schema;
 use crate::server::{Shared, SharedBook};
 use crate::tenancy;
 use crate::tls::{ReadHalf, WriteHalf};
@@ -1097,11 +1098,11 @@ impl RequestSide {
         let Some(offset) = peek.body_offset else {
             return Err(self.bad_sasl("unparsable header"));
         };
-        let mut body = frame.slice(frame::LENGTH_PREFIX + offset..);
+        let body = frame.slice(frame::LENGTH_PREFIX + offset..);
         let (version, cid) = (peek.api_version, peek.correlation_id);
         if key == ApiKey::SaslHandshake {
-            let req = SaslHandshakeRequest::decode(&mut body, version)
-                .map_err(|e| self.bad_sasl(&e.to_string()))?;
+            let req: SaslHandshakeRequest = schema::decode_request(key, version, &body)
+                .map_err(|e| self.bad_sasl(&format!("{e:#}")))?;
             let mechanism = self
                 .shared
                 .listener(self.set)
@@ -1139,8 +1140,8 @@ impl RequestSide {
                 }
             };
         }
-        let req = SaslAuthenticateRequest::decode(&mut body, version)
-            .map_err(|e| self.bad_sasl(&e.to_string()))?;
+        let req: SaslAuthenticateRequest = schema::decode_request(key, version, &body)
+            .map_err(|e| self.bad_sasl(&format!("{e:#}")))?;
         let step = match self.auth.exchange.as_mut() {
             Some(exchange) => exchange.step(&req.auth_bytes, &self.shared.security.snapshot()),
             None => {
@@ -1291,11 +1292,12 @@ impl RequestSide {
         let Some(offset) = peek.body_offset else {
             return Err(self.bad_sasl("unparsable header"));
         };
-        let req = SaslHandshakeRequest::decode(
-            &mut frame.slice(frame::LENGTH_PREFIX + offset..),
+        let req: SaslHandshakeRequest = schema::decode_request(
+            ApiKey::SaslHandshake,
             peek.api_version,
+            &frame.slice(frame::LENGTH_PREFIX + offset..),
         )
-        .map_err(|e| self.bad_sasl(&e.to_string()))?;
+        .map_err(|e| self.bad_sasl(&format!("{e:#}")))?;
         if peek.api_version == 0 {
             // v0 tokens carry no correlation id, so they cannot be matched with relayed
             // answers; every client since Kafka 1.0 uses v1.
@@ -1350,11 +1352,12 @@ impl RequestSide {
         let (Some(mechanism), Some(offset)) = (self.auth.mechanism, peek.body_offset) else {
             return Err(self.bad_sasl("SaslAuthenticate without a SaslHandshake"));
         };
-        let req = SaslAuthenticateRequest::decode(
-            &mut frame.slice(frame::LENGTH_PREFIX + offset..),
+        let req: SaslAuthenticateRequest = schema::decode_request(
+            ApiKey::SaslAuthenticate,
             peek.api_version,
+            &frame.slice(frame::LENGTH_PREFIX + offset..),
         )
-        .map_err(|e| self.bad_sasl(&e.to_string()))?;
+        .map_err(|e| self.bad_sasl(&format!("{e:#}")))?;
         self.auth.rounds += 1;
         if self.auth.rounds == 1 {
             self.auth.claimed = auth::delegated_principal(
@@ -1385,10 +1388,9 @@ impl RequestSide {
         }
         peek.body_offset?; // an unknown header format: nothing to read
         let body = peek.body_of(frame);
-        if !frame::check_request_structure(peek.api_key, peek.api_version, &body) {
-            return None; // the ACL stage closes the connection for it
-        }
-        let req = FetchRequest::decode(&mut body.clone(), peek.api_version).ok()?;
+        // A malformed body is refused here; the ACL stage closes the connection for it.
+        let req: FetchRequest =
+            schema::decode_request(ApiKey::Fetch, peek.api_version, &body).ok()?;
         let incremental = req.session_id != 0 && req.session_epoch > 0;
         if !incremental {
             self.fetch_generation = generation;
@@ -1518,8 +1520,8 @@ impl RequestSide {
             .await
             .map_err(|_| anyhow::anyhow!("the broker connection ended"))?
             .slice(frame::LENGTH_PREFIX..);
-        ResponseHeader::decode(&mut body, key.response_header_version(version))?;
-        R::Response::decode(&mut body, version)
+        schema::decode_response_header(key, version, &mut body)?;
+        schema::decode_response(key, version, &body)
     }
 
     async fn open_upstream(&mut self, peek: &RequestPeek) -> Result<(), End> {
@@ -1896,13 +1898,15 @@ impl ResponseSide {
     /// Reads the broker's verdict on a relayed SaslAuthenticate (delegated mode).
     fn delegated_answer(&self, d: &DelegatedRound, version: i16, frame: &Bytes) {
         let mut body = frame.slice(frame::LENGTH_PREFIX..);
-        let header_version = ApiKey::SaslAuthenticate.response_header_version(version);
-        let decoded = kafka_protocol::messages::ResponseHeader::decode(&mut body, header_version)
-            .and_then(|_| SaslAuthenticateResponse::decode(&mut body, version));
+        let decoded = schema::decode_response_frame::<SaslAuthenticateResponse>(
+            ApiKey::SaslAuthenticate,
+            version,
+            &mut body,
+        );
         let resp = match decoded {
-            Ok(r) => r,
+            Ok((_, r)) => r,
             Err(e) => {
-                warn!(peer = %self.peer, "undecodable SaslAuthenticate answer from the broker: {e}");
+                warn!(peer = %self.peer, "undecodable SaslAuthenticate answer from the broker: {e:#}");
                 return;
             }
         };

@@ -13,10 +13,10 @@ use anyhow::{anyhow, bail, Context, Result};
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, MetadataRequest, MetadataResponse,
-    RequestHeader, ResponseHeader, SaslAuthenticateRequest, SaslAuthenticateResponse,
-    SaslHandshakeRequest, SaslHandshakeResponse,
+    RequestHeader, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+    SaslHandshakeResponse,
 };
-use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use kafka_protocol::protocol::{Encodable, Request, StrBytes};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -338,8 +338,7 @@ impl MiniClient {
         req.encode(&mut out, version)?;
         self.stream.write_all(&out).await?;
         let mut frame = self.read_frame().await?.slice(4..);
-        let response_header_version = key.response_header_version(version);
-        let header = ResponseHeader::decode(&mut frame, response_header_version)?;
+        let header = crate::schema::decode_response_header(key, version, &mut frame)?;
         if header.correlation_id != self.correlation_id {
             bail!(
                 "correlation id {} does not match request {}",
@@ -351,10 +350,10 @@ impl MiniClient {
             // An UNSUPPORTED_VERSION answer has a v0 body whatever the request version.
             let error = frame.get(..2).map(|b| i16::from_be_bytes([b[0], b[1]]));
             if error == Some(crate::rewrite::UNSUPPORTED_VERSION) {
-                return R::Response::decode(&mut frame, 0);
+                return crate::schema::decode_response(key, 0, &frame);
             }
         }
-        R::Response::decode(&mut frame, version)
+        crate::schema::decode_response(key, version, &frame)
     }
 
     async fn read_frame(&mut self) -> Result<Bytes> {

@@ -432,6 +432,7 @@ fn put_uvarint(out: &mut Vec<u8>, mut v: u32) {
 }
 
 #[cfg(test)]
+#[allow(clippy::disallowed_methods)] // tests read back what the gateway wrote
 mod tests {
     use super::*;
     use crate::schema::tests::{synth_struct, Rng, Shape, TypeVisitor};
