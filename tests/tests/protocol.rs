@@ -780,6 +780,58 @@ async fn garbage_response_closes_that_client_only() {
     gw.shutdown().await;
 }
 
+/// A Produce v10 relabelled v13 (topic ids instead of names): tansu answers with a body in
+/// the v10 shape, which read as v13 holds a partition count of billions. The gateway reads
+/// the answer for KIP-951 leader hints; decoding it unchecked made kafka-protocol reserve
+/// hundreds of gigabytes and the process abort. Now that one connection is closed (or
+/// answered, should the broker refuse the request), and everyone else is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relabelled_produce_version_is_answered_without_harm() {
+    init_logging();
+    let broker = Tansu::start().await.unwrap();
+    let gw = start_gateway(&broker.bootstrap()).await.unwrap();
+    let mut c = RawClient::connect(gw.kafka_addr()).await.unwrap();
+    bounded("topic auto-creation", async {
+        loop {
+            let m = c
+                .call(
+                    &metadata_request(&["pipeline"]).with_allow_auto_topic_creation(true),
+                    12,
+                )
+                .await
+                .unwrap();
+            if m.topics
+                .first()
+                .is_some_and(|t| t.error_code == 0 && !t.partitions.is_empty())
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    let (_, v10) = c.encode(&produce_request(1, None, Some(record_batch("relabelled"))), 10);
+    c.send_raw(&with_wire_version(&v10, 13)).await.unwrap();
+    let outcome = bounded("the relabelled produce", async {
+        match c.read_frame().await {
+            Ok(frame) => format!("answered ({} bytes)", frame.len()),
+            Err(_) => "closed".to_string(),
+        }
+    })
+    .await;
+    if outcome == "closed" {
+        assert!(
+            protocol_errors(&gw, "undecodable_response") >= 1,
+            "closed without counting an undecodable response"
+        );
+    }
+    // The gateway is still here (an abort would have ended this test's process) and serves
+    // a new client.
+    assert_served(gw.kafka_addr(), "after the relabelled produce").await;
+    eprintln!("relabelled Produce v13: {outcome}");
+    gw.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_upstream_frames_close_that_client_only() {
     init_logging();
