@@ -27,8 +27,11 @@ TEST_PLUGINS := spin hog trap
 JS_STAMP     := plugins/js/stamp
 # The kafkajs client the Rust end-to-end tests drive (a second, non-librdkafka client).
 JS_CLIENT    := tests/js
+# The kafka-python client the Rust end-to-end tests drive (a third client, pure Python), in
+# its own virtual environment (pinned by tests/py/requirements.txt).
+PY_VENV      := tests/py/.venv
 
-.PHONY: help run test lint bench deps tansu build release plugins wasm-target wasm-tools js-deps clean-tansu
+.PHONY: help run test lint bench deps tansu build release plugins wasm-target wasm-tools js-deps py-deps clean-tansu
 
 help:
 	@echo "make run      start a gateway on $(LISTEN) (and a local tansu broker unless BOOTSTRAP=host:port)"
@@ -43,10 +46,11 @@ deps:
 	@missing=""; \
 	for tool in cc c++ make pkg-config python3; do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	python3 -m pip --version >/dev/null 2>&1 || missing="$$missing pip"; \
+	python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing="$$missing python3-venv"; \
 	pkg-config --exists openssl 2>/dev/null || missing="$$missing libssl-dev"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing build tools (missing:$$missing)"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential pkg-config libssl-dev python3 python3-pip; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq build-essential pkg-config libssl-dev python3 python3-pip python3-venv; \
 	fi
 
 ## The tansu broker binary, into $(TANSU_DIR) (outside the source tree). Idempotent.
@@ -85,7 +89,7 @@ run: release
 
 ## Every test: plugins first (tests load them), unit tests, integration tests against a real
 ## broker, the plugins' own tests, then lint.
-test: deps tansu plugins js-deps
+test: deps tansu plugins js-deps py-deps
 	$(CARGO) test --workspace
 	$(CARGO) test --manifest-path plugins/Cargo.toml
 	cd $(JS_STAMP) && npm test
@@ -135,6 +139,14 @@ js-deps:
 	@for dir in $(JS_STAMP) $(JS_CLIENT); do \
 	  (cd $$dir && if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; fi) || exit 1; \
 	done
+
+## The kafka-python test client's virtual environment. Idempotent: rebuilt only when the
+## pinned requirements change.
+py-deps: $(PY_VENV)/.installed
+$(PY_VENV)/.installed: tests/py/requirements.txt
+	python3 -m venv $(PY_VENV)
+	$(PY_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r tests/py/requirements.txt
+	@touch $@
 
 ## The JavaScript plugin (componentize-js, ~30 s): rebuilt only when its sources change.
 $(JS_STAMP)/dist/js-stamp.wasm: $(JS_STAMP)/app.js $(JS_STAMP)/package-lock.json wit/interceptor.wit | js-deps

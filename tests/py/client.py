@@ -163,7 +163,8 @@ def groups():
 
     admin = KafkaAdminClient(**settings())
     try:
-        return {"groups": sorted(g[0] for g in admin.list_consumer_groups())}
+        # kafka-python 3: a dict per group, with the ListGroups response's field names.
+        return {"groups": sorted(g["group_id"] for g in admin.list_groups())}
     finally:
         admin.close()
 

@@ -1000,9 +1000,57 @@ pub async fn kafkajs_env(
         dir.display()
     );
     let mut cmd = Command::new("node");
-    cmd.arg(dir.join("client.js"))
-        .args(args)
-        .current_dir(&dir)
+    cmd.arg(dir.join("client.js")).current_dir(&dir);
+    run_client("kafkajs", cmd, bootstrap, env, args, limit).await
+}
+
+/// Where the kafka-python test client lives (`tests/py/client.py`, its virtual environment
+/// made by `make py-deps`).
+pub fn kafka_python_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("py")
+}
+
+/// Runs one command of the kafka-python client (`tests/py/client.py`: `create`, `produce`,
+/// `consume`, `topics`, `groups`) against `bootstrap`, authenticating with SASL
+/// `(mechanism, user, password)` when given; `env` adds settings (`KAFKA_COMPRESSION`,
+/// `KAFKA_CA`). Returns its JSON answer, or its `{"error": {"type", "message"}}` document as
+/// the error; panics if it cannot run or takes longer than `limit`.
+pub async fn kafka_python(
+    bootstrap: &str,
+    sasl: Option<(&str, &str, &str)>,
+    env: &[(&str, String)],
+    args: &[&str],
+    limit: Duration,
+) -> std::result::Result<serde_json::Value, serde_json::Value> {
+    let dir = kafka_python_dir();
+    let python = dir.join(".venv/bin/python");
+    assert!(
+        python.is_file(),
+        "kafka-python is not installed in {}: run `make py-deps`",
+        dir.display()
+    );
+    let mut all: Vec<(&str, String)> = env.to_vec();
+    if let Some((mechanism, user, password)) = sasl {
+        all.push(("KAFKA_MECHANISM", mechanism.to_string()));
+        all.push(("KAFKA_USER", user.to_string()));
+        all.push(("KAFKA_PASSWORD", password.to_string()));
+    }
+    let mut cmd = Command::new(python);
+    cmd.arg(dir.join("client.py")).current_dir(&dir);
+    run_client("kafka-python", cmd, bootstrap, &all, args, limit).await
+}
+
+/// Runs one command of an external test client (`cmd`, program and script already set)
+/// with `env` as its only `KAFKA_*` settings; reads the one JSON line it answers with.
+async fn run_client(
+    name: &str,
+    mut cmd: Command,
+    bootstrap: &str,
+    env: &[(&str, String)],
+    args: &[&str],
+    limit: Duration,
+) -> std::result::Result<serde_json::Value, serde_json::Value> {
+    cmd.args(args)
         .env("KAFKA_BOOTSTRAP", bootstrap)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -1016,23 +1064,28 @@ pub async fn kafkajs_env(
         "KAFKA_CERT",
         "KAFKA_KEY",
         "KAFKA_TOKEN",
+        "KAFKA_COMPRESSION",
     ] {
         cmd.env_remove(key);
     }
     for (key, value) in env {
         cmd.env(key, value);
     }
-    let child = cmd.spawn().expect("running node (is Node.js installed?)");
+    let child = cmd
+        .spawn()
+        .unwrap_or_else(|e| panic!("running the {name} client: {e}"));
     let pid = child.id() as libc::pid_t;
     let waiting = tokio::task::spawn_blocking(move || child.wait_with_output());
     let output = match tokio::time::timeout(limit, waiting).await {
-        Ok(done) => done.expect("joining the node waiter").expect("node output"),
+        Ok(done) => done
+            .expect("joining the client waiter")
+            .expect("client output"),
         Err(_) => {
             // SAFETY: kill(2) has no memory-safety preconditions. The pid is our own child's;
             // its waiter has not returned, so it is not reaped and the pid not reused (the
             // test panics right after either way).
             unsafe { libc::kill(pid, libc::SIGKILL) };
-            panic!("kafkajs {args:?} did not finish within {limit:?}");
+            panic!("{name} {args:?} did not finish within {limit:?}");
         }
     };
     let stdout = String::from_utf8_lossy(&output.stdout);
@@ -1043,7 +1096,7 @@ pub async fn kafkajs_env(
         .and_then(|l| serde_json::from_str(l).ok())
         .unwrap_or_else(|| {
             panic!(
-                "kafkajs {args:?}: no JSON answer (status {}); stdout: {stdout} stderr: {stderr}",
+                "{name} {args:?}: no JSON answer (status {}); stdout: {stdout} stderr: {stderr}",
                 output.status
             )
         });
@@ -1052,7 +1105,7 @@ pub async fn kafkajs_env(
     } else {
         assert!(
             answer.get("error").is_some(),
-            "kafkajs {args:?} failed without an error document: {answer} (stderr: {stderr})"
+            "{name} {args:?} failed without an error document: {answer} (stderr: {stderr})"
         );
         Err(answer["error"].clone())
     }
