@@ -161,9 +161,19 @@ enum End {
     Shutdown,
     /// Protocol error or upstream failure: close now.
     Abort,
-    /// Deliver the answers already queued (a failed authentication's error), then close.
+    /// Deliver the answers already queued, then close.
     Finish,
+    /// A failed authentication's error is queued: deliver it, then keep the connection open
+    /// for [`FAILED_AUTH_LINGER`] (or until the client closes) before closing, as Kafka delays
+    /// the close after such an answer. A client that reads the answer and the close in one go
+    /// may act on the close alone: kafka-python then reports a lost connection and retries
+    /// until its bootstrap timeout instead of an authentication failure.
+    AuthFailed,
 }
+
+/// How long a connection stays open after its failed authentication was answered (nothing
+/// it sends meanwhile is read as a request).
+const FAILED_AUTH_LINGER: Duration = Duration::from_millis(500);
 
 /// Aborts a spawned task when dropped, so a closed session leaves nothing behind.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
@@ -354,9 +364,12 @@ pub(crate) async fn run(
         }
     }
     let end = requests.run(&dead).await;
+    if matches!(end, End::AuthFailed) {
+        requests.linger(&dead).await;
+    }
     drop(requests); // closes the slot queue: the response side ends after the last slot
     match end {
-        End::Shutdown | End::Finish => {
+        End::Shutdown | End::Finish | End::AuthFailed => {
             let _ = (&mut writer.0).await;
         }
         End::ClientClosed | End::Abort => {}
@@ -480,6 +493,25 @@ impl RequestSide {
                         debug!(peer = %self.peer, "client read error: {e}");
                         return End::ClientClosed;
                     }
+                },
+            }
+        }
+    }
+
+    /// After a failed authentication: the answer is on its way (the response side flushes as
+    /// soon as its queue is empty); wait until the client closes or [`FAILED_AUTH_LINGER`]
+    /// passes, discarding anything it sends.
+    async fn linger(&mut self, dead: &CancellationToken) {
+        let until = tokio::time::Instant::now() + FAILED_AUTH_LINGER;
+        let mut sink = [0u8; 4096];
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(until) => return,
+                _ = self.shared.shutdown.cancelled() => return,
+                _ = dead.cancelled() => return,
+                read = self.client.read(&mut sink) => match read {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
                 },
             }
         }
@@ -1130,7 +1162,7 @@ impl RequestSide {
                     warn!(peer = %self.peer, mechanism = %req.mechanism.escape_debug(), enabled = ?names,
                         "client asked for a SASL mechanism that is not enabled; closing connection");
                     self.shared.metrics.authentication("unsupported", "failure");
-                    Err(End::Finish)
+                    Err(End::AuthFailed)
                 }
                 Some(m) => {
                     self.auth.exchange = Some(self.shared.listener(self.set).auth.start(m));
@@ -1197,7 +1229,7 @@ impl RequestSide {
                     out,
                 )
                 .await?;
-                Err(End::Finish)
+                Err(End::AuthFailed)
             }
         }
     }
@@ -1338,7 +1370,7 @@ impl RequestSide {
                 .await?;
                 self.shared.metrics.authentication("unsupported", "failure");
                 warn!(peer = %self.peer, mechanism = %req.mechanism.escape_debug(), "SASL mechanism not enabled; closing connection");
-                Err(End::Finish)
+                Err(End::AuthFailed)
             }
         }
     }

@@ -10,6 +10,7 @@ Connection settings come from the environment (the same as tests/js/client.js):
   KAFKA_MECHANISM   plain (default), scram-sha-256 or scram-sha-512
   KAFKA_CA          PEM CA bundle: connect with TLS, verifying the server against it
   KAFKA_COMPRESSION gzip, snappy, lz4 or zstd for `produce` (default none)
+  KAFKA_BOOTSTRAP_TIMEOUT_MS  how long kafka-python retries its bootstrap (default 10000)
 
 Commands (one per run):
   create   TOPIC PARTITIONS        create a topic                  -> {"created": true}
@@ -21,9 +22,12 @@ Commands (one per run):
   topics                           list the topics                 -> {"topics": [..]}
   groups                           list the consumer groups        -> {"groups": [..]}
 
-The answer is one JSON line on stdout. A failure prints {"error": {"type", "message"}} on
-stdout and exits with status 2, so the caller can assert which error it was. kafka-python's
-own logs go to stderr.
+The answer is one JSON line on stdout. A failure prints {"error": {"type", "message",
+"kafka_errors"}} on stdout and exits with status 2, so the caller can assert which error it
+was. kafka-python retries a failed bootstrap connection (even a refused authentication)
+until `bootstrap_timeout_ms` and then raises a timeout: `kafka_errors` lists the distinct
+Kafka errors it logged on the way (e.g. SaslAuthenticationFailedError). kafka-python's own
+logs go to stderr.
 """
 
 import json
@@ -49,6 +53,7 @@ def settings():
         # Fail fast: a test waits for an answer, not for the default 30 s bootstrap wait.
         "reconnect_backoff_ms": 100,
         "reconnect_backoff_max_ms": 1000,
+        "bootstrap_timeout_ms": int(os.environ.get("KAFKA_BOOTSTRAP_TIMEOUT_MS", "10000")),
     }
     user = os.environ.get("KAFKA_USER")
     ca = os.environ.get("KAFKA_CA")
@@ -169,8 +174,25 @@ def groups():
         admin.close()
 
 
+class KafkaErrors(logging.Handler):
+    """Remembers the Kafka error classes named in kafka-python's warnings and errors."""
+
+    def __init__(self):
+        super().__init__(level=logging.WARNING)
+        self.seen = []
+
+    def emit(self, record):
+        import re
+
+        for name in re.findall(r"\b(\w+(?:Error|Exception))\b", record.getMessage()):
+            if name not in self.seen:
+                self.seen.append(name)
+
+
 def main():
     logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    errors = KafkaErrors()
+    logging.getLogger("kafka").addHandler(errors)
     if len(sys.argv) < 2:
         usage()
     command, args = sys.argv[1], sys.argv[2:]
@@ -181,7 +203,8 @@ def main():
     try:
         answer = commands[command][0](*args)
     except Exception as e:  # every failure becomes the error document the caller asserts on
-        sys.stdout.write(json.dumps({"error": {"type": type(e).__name__, "message": str(e)}}) + "\n")
+        error = {"type": type(e).__name__, "message": str(e), "kafka_errors": errors.seen}
+        sys.stdout.write(json.dumps({"error": error}) + "\n")
         sys.exit(2)
     sys.stdout.write(json.dumps(answer) + "\n")
 

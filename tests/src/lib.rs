@@ -1065,6 +1065,7 @@ async fn run_client(
         "KAFKA_KEY",
         "KAFKA_TOKEN",
         "KAFKA_COMPRESSION",
+        "KAFKA_BOOTSTRAP_TIMEOUT_MS",
     ] {
         cmd.env_remove(key);
     }

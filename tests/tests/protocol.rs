@@ -810,7 +810,10 @@ async fn relabelled_produce_version_is_answered_without_harm() {
         }
     })
     .await;
-    let (_, v10) = c.encode(&produce_request(1, None, Some(record_batch("relabelled"))), 10);
+    let (_, v10) = c.encode(
+        &produce_request(1, None, Some(record_batch("relabelled"))),
+        10,
+    );
     c.send_raw(&with_wire_version(&v10, 13)).await.unwrap();
     let outcome = bounded("the relabelled produce", async {
         match c.read_frame().await {

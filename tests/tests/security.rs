@@ -29,7 +29,7 @@ use sluice_tests::jwt::{JwtIssuer, ISSUER};
 use sluice_tests::mock::{MockBroker, MockOptions, MockSasl, MockSecurity};
 use sluice_tests::pki::pki;
 use sluice_tests::*;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Upper bound for one blocking librdkafka call.
 const CALL: Duration = Duration::from_secs(15);
@@ -2281,6 +2281,87 @@ async fn kafkajs_over_sasl_ssl_with_scram() {
         .await
         .expect_err("plaintext on the TLS listener gets nowhere");
     assert!(plaintext.get("type").is_some(), "{plaintext}");
+    capture_logs().assert_absent(&["alice-pass-1", "wrong-pass"]);
+    stop(gw).await;
+}
+
+/// kafka-python (its own SASL code) over SASL_PLAINTEXT with SCRAM-SHA-256 and SCRAM-SHA-512:
+/// produces and consumes with the right password; every attempt with a wrong password or an
+/// unknown user is reported as SaslAuthenticationFailedError, never as a lost connection.
+/// kafka-python drops an answer that arrives in the same read as the close, so the gateway,
+/// like Kafka, answers and then keeps the connection open a moment before closing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_with_scram() {
+    const PY: Duration = Duration::from_secs(60);
+    let broker = tansu().await;
+    let gw = gateway(secured_config(
+        &broker.bootstrap(),
+        SecurityProtocol::SaslPlaintext,
+        None,
+        Some(server_sasl(
+            &["SCRAM-SHA-256", "SCRAM-SHA-512"],
+            SaslMode::GatewayManaged,
+        )),
+    ))
+    .await;
+    put_service_account(gw.admin_addr(), "alice", "alice-pass-1", &[]).await;
+    let bootstrap = gw.kafka_addr().to_string();
+    for mechanism in ["scram-sha-256", "scram-sha-512"] {
+        let alice = Some((mechanism, "alice", "alice-pass-1"));
+        let topic = format!("py-{mechanism}");
+        kafka_python(&bootstrap, alice, &[], &["create", &topic, "1"], PY)
+            .await
+            .unwrap_or_else(|e| panic!("{mechanism}: kafka-python creates a topic: {e}"));
+        let produced = kafka_python(&bootstrap, alice, &[], &["produce", &topic, "3", "k"], PY)
+            .await
+            .unwrap_or_else(|e| panic!("{mechanism}: kafka-python produces: {e}"));
+        assert_eq!(produced["offsets"], serde_json::json!([0, 1, 2]));
+        let consumed = kafka_python(
+            &bootstrap,
+            alice,
+            &[],
+            &["consume", &topic, "py-g", "3"],
+            PY,
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{mechanism}: kafka-python consumes: {e}"));
+        let keys: Vec<&str> = consumed["records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .filter_map(|r| r["key"].as_str())
+            .collect();
+        assert_eq!(keys, ["k-0", "k-1", "k-2"], "{mechanism}");
+
+        for (user, password) in [("alice", "wrong-pass"), ("nobody", "alice-pass-1")] {
+            let started = Instant::now();
+            let refused = kafka_python(
+                &bootstrap,
+                Some((mechanism, user, password)),
+                &[("KAFKA_BOOTSTRAP_TIMEOUT_MS", "3000".to_string())],
+                &["topics"],
+                PY,
+            )
+            .await
+            .expect_err("refused");
+            let took = started.elapsed();
+            // kafka-python retries a refused bootstrap (against Kafka too) until its
+            // bootstrap timeout (3 s here); every attempt must have been told why.
+            let seen = refused["kafka_errors"].to_string();
+            assert!(
+                seen.contains("SaslAuthenticationFailedError"),
+                "{mechanism} {user}: kafka-python saw an authentication failure: {refused}"
+            );
+            assert!(
+                !seen.contains("KafkaConnectionError"),
+                "{mechanism} {user}: no attempt ends as a lost connection: {refused}"
+            );
+            assert!(
+                took < Duration::from_secs(20),
+                "{mechanism} {user}: refused after {took:?}"
+            );
+        }
+    }
     capture_logs().assert_absent(&["alice-pass-1", "wrong-pass"]);
     stop(gw).await;
 }

@@ -1864,7 +1864,11 @@ async fn kafka_python_groups_join_and_resume_inside_each_tenant() {
     let first = py(alice, vec![], a(&["consume", "orders", "py-g", "2"])).await;
     assert_eq!(records(&first), want("a", 0, 2), "alice's first read");
     let rest = py(alice, vec![], a(&["consume", "orders", "py-g", "2"])).await;
-    assert_eq!(records(&rest), want("a", 2, 4), "alice resumes from her commit");
+    assert_eq!(
+        records(&rest),
+        want("a", 2, 4),
+        "alice resumes from her commit"
+    );
     // bob's group of the same name is another group: it starts from the beginning.
     let bobs = py(bob, vec![], a(&["consume", "orders", "py-g", "3"])).await;
     assert_eq!(records(&bobs), want("b", 0, 3), "bob reads his own records");
