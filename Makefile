@@ -83,6 +83,12 @@ run: release
 	  $(TANSU) broker --listener-url tcp://$$bootstrap --advertised-listener-url tcp://$$bootstrap \
 	    --storage-engine memory://tansu/ >/tmp/sluice-tansu.log 2>&1 & tansu_pid=$$!; \
 	  trap 'kill $$tansu_pid 2>/dev/null || true' EXIT; \
+	  for i in $$(seq 100); do \
+	    (exec 3<>/dev/tcp/127.0.0.1/$(TANSU_PORT)) 2>/dev/null && break; \
+	    kill -0 $$tansu_pid 2>/dev/null || { echo "tansu exited:"; cat /tmp/sluice-tansu.log; exit 1; }; \
+	    sleep 0.1; \
+	  done; \
+	  (exec 3<>/dev/tcp/127.0.0.1/$(TANSU_PORT)) 2>/dev/null || { echo "tansu did not listen within 10 s"; exit 1; }; \
 	fi; \
 	echo "gateway: Kafka clients use bootstrap.servers=$(LISTEN); admin on http://$(ADMIN)"; \
 	./target/release/sluice serve --bootstrap "$$bootstrap" --listen $(LISTEN) --admin $(ADMIN) $(SLUICE_ARGS)

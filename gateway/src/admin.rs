@@ -3,9 +3,10 @@
 //! `/api/v1/acls`, `/api/v1/virtual-clusters`, `/api/v1/alias-topics`,
 //! `/api/v1/concentration-rules`) with its OpenAPI document.
 //!
-//! `GET /health` answers as long as the process serves; `GET /ready` checks that a bootstrap
-//! server answers ApiVersions right now (a load balancer should route only to ready
-//! instances); `GET /metrics` is the Prometheus text exposition.
+//! `GET /health` answers as long as the process serves; `GET /ready` checks that brokers have
+//! been learnt (their ports are open) and that a bootstrap server answers ApiVersions right
+//! now (a load balancer should route only to ready instances); `GET /metrics` is the
+//! Prometheus text exposition.
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
@@ -91,6 +92,19 @@ async fn ready(State(shared): State<Arc<Shared>>) -> Response {
         return (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "status": "draining" })),
+        )
+            .into_response();
+    }
+    if shared.broker_ports(0).is_empty() {
+        // Clients would be told of no broker to connect to: not ready until discovery has
+        // learnt at least one (and opened its port).
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({
+                "status": "unavailable",
+                "error": "no broker learnt yet",
+                "details": [],
+            })),
         )
             .into_response();
     }

@@ -558,6 +558,17 @@ fn spawn_discovery(shared: Arc<Shared>) {
                 r = shared.refresh_brokers() => r,
             };
             match round {
+                // A broker that is still starting may answer before it lists itself: that is
+                // not a cluster to settle on for a whole refresh period.
+                Ok(0) => {
+                    failures += 1;
+                    if failures == 1 || failures % 10 == 0 {
+                        warn!(
+                            failures,
+                            "broker discovery: the cluster answered with no brokers yet"
+                        );
+                    }
+                }
                 Ok(n) => {
                     if failures > 0 {
                         info!(brokers = n, "upstream cluster reachable again");

@@ -70,6 +70,8 @@ pub enum Fault {
     /// Answer requests with this API key with exactly these bytes (no length prefix added),
     /// e.g. a negative or oversized frame length.
     RawOn(i16, Bytes),
+    /// Answer Metadata with no brokers, as a broker that is still starting may.
+    NoBrokers,
 }
 
 /// Options of one mock broker.
@@ -743,8 +745,10 @@ fn answer(state: &State, mut frame: Bytes) -> Reply {
             let Ok(req) = MetadataRequest::decode(&mut frame, version) else {
                 return Reply::Close;
             };
+            let starting = options.fault == Fault::NoBrokers;
             let brokers = cluster
                 .iter()
+                .filter(|_| !starting)
                 .map(|(id, addr)| {
                     MetadataResponseBroker::default()
                         .with_node_id(BrokerId(*id))

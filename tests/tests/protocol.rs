@@ -1243,6 +1243,39 @@ async fn discovery_settled(mock: &MockBroker) {
     );
 }
 
+/// A broker that is still starting may answer Metadata before it lists itself. The gateway
+/// keeps asking at its fast retry pace until brokers are named, instead of settling for the
+/// whole refresh period (30 s) with no broker port open: clients get their broker ports as
+/// soon as the broker is ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn brokers_are_learnt_as_soon_as_the_cluster_names_them() {
+    init_logging();
+    let mock = MockBroker::start(MockOptions {
+        fault: Fault::NoBrokers,
+        ..MockOptions::default()
+    })
+    .await
+    .unwrap();
+    let gw = Gateway::start(gateway_config(&mock.bootstrap()))
+        .await
+        .unwrap();
+    discovery_settled(&mock).await;
+    assert_eq!(gw.broker_addr(1), None, "no broker named yet, no port");
+    let (status, body) = http(gw.admin_addr(), "GET", "/ready", &[], b"").await;
+    assert_eq!(status, 503, "not ready without a broker: {body}");
+    mock.set_fault(Fault::None);
+    let asked = mock.requests_for(ApiKey::Metadata as i16);
+    assert!(
+        eventually(Duration::from_secs(5), || gw.broker_addr(1).is_some()).await,
+        "the broker's port did not open within 5 s of the broker naming itself"
+    );
+    assert!(mock.requests_for(ApiKey::Metadata as i16) > asked);
+    assert_served(gw.broker_addr(1).unwrap(), "the learnt broker port").await;
+    let (status, body) = http(gw.admin_addr(), "GET", "/ready", &[], b"").await;
+    assert_eq!(status, 200, "ready once the broker is learnt: {body}");
+    gw.shutdown().await;
+}
+
 const DESCRIBE_CLUSTER: i16 = ApiKey::DescribeCluster as i16;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
