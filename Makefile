@@ -31,13 +31,14 @@ JS_CLIENT    := tests/js
 # its own virtual environment (pinned by tests/py/requirements.txt).
 PY_VENV      := tests/py/.venv
 
-.PHONY: help run test lint bench deps tansu build release plugins wasm-target wasm-tools js-deps py-deps clean-tansu
+.PHONY: help run test lint bench fuzz deps tansu build release plugins wasm-target wasm-tools js-deps py-deps clean-tansu
 
 help:
 	@echo "make run      start a gateway on $(LISTEN) (and a local tansu broker unless BOOTSTRAP=host:port)"
 	@echo "make test     run every test (unit, integration with a real broker, lint)"
 	@echo "make bench    ratio benchmark: direct vs through the gateway, and the mock-broker ceiling"
 	@echo "make lint     cargo fmt --check and clippy -D warnings"
+	@echo "make fuzz     the long fuzz run over the request path and admin inputs (10 M cases)"
 	@echo "make plugins  build the interceptor plugins into target/plugins/ (and target/test-plugins/)"
 
 ## System packages the build needs (C toolchain for librdkafka, pkg-config, OpenSSL headers
@@ -118,6 +119,13 @@ bench: deps tansu plugins
 	$(CARGO) build --release -p sluice-tests --bin sluice-bench
 	./target/release/sluice-bench --mode tansu $(BENCH_ARGS)
 	./target/release/sluice-bench --mode mock $(BENCH_ARGS)
+
+## The long fuzz run (release build): ten million mutated frames and admin documents through
+## every stage (FUZZ_ARGS, e.g. `--seed 7 --cases 50000000`; `--replay CASE` for one case).
+FUZZ_ARGS ?=
+fuzz:
+	$(CARGO) build --release -p sluice-tests --bin sluice-fuzz
+	./target/release/sluice-fuzz $(FUZZ_ARGS)
 
 ## The rustup target for plugins. Idempotent.
 wasm-target:

@@ -784,13 +784,27 @@ pub(crate) fn encode_response<T: Encodable>(
     response_frame(key, version, correlation_id, &body)
 }
 
+/// [`encode_response`] for a message that may not fit the version: `None` then.
+fn try_encode_response<T: Encodable>(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    msg: &T,
+) -> Option<Bytes> {
+    let mut body = BytesMut::new();
+    msg.encode(&mut body, version).ok()?;
+    Some(response_frame(key, version, correlation_id, &body))
+}
+
 macro_rules! top_level_error {
     ($key:expr, $version:expr, $cid:expr, $code:expr, $($api:ident => $resp:ty),* $(,)?) => {
         match $key {
             $(ApiKey::$api => {
                 let mut r = <$resp>::default();
                 r.error_code = $code;
-                Some(encode_response($key, $version, $cid, &r))
+                // None (the connection closes) where the version has no top-level error code
+                // (OffsetFetch v0-1 and v8+): never a panic on a client's request.
+                try_encode_response($key, $version, $cid, &r)
             })*
             _ => None,
         }
@@ -872,6 +886,26 @@ pub fn error_response(
                 })
                 .collect();
             Some(encode_response(key, version, correlation_id, &resp))
+        }
+        // From v4 the request names a batch of keys and the answer has an entry (and an
+        // error) per key, no top-level error.
+        ApiKey::FindCoordinator if version >= 4 => {
+            let req: FindCoordinatorRequest =
+                crate::schema::decode_request(key, version, body).ok()?;
+            let resp = FindCoordinatorResponse::default().with_coordinators(
+                req.coordinator_keys
+                    .into_iter()
+                    .map(|k| {
+                        find_coordinator_response::Coordinator::default()
+                            .with_key(k)
+                            .with_node_id(BrokerId(-1))
+                            .with_port(-1)
+                            .with_error_code(code)
+                            .with_error_message(Some(StrBytes::from_string(message.to_string())))
+                    })
+                    .collect(),
+            );
+            try_encode_response(key, version, correlation_id, &resp)
         }
         _ => top_level_error!(key, version, correlation_id, code,
             FindCoordinator => FindCoordinatorResponse,

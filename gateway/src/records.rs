@@ -6,11 +6,12 @@
 //! keys (kafka-protocol's record type keeps headers in a map, which would merge repeated keys,
 //! hence this module). A batch nobody changed is re-emitted as its original bytes.
 //!
-//! Compression uses kafka-protocol's codecs (gzip, snappy with xerial framing, lz4 frame, zstd).
+//! Compression uses kafka-protocol's codecs (gzip, snappy with xerial framing, lz4 frame, zstd);
+//! decompression reads the codecs directly, bounded (see [`DECOMPRESSED_MAX`]).
 
 use anyhow::{bail, ensure, Context, Result};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::compression::{self as codec, Compressor, Decompressor};
+use kafka_protocol::compression::{self as codec, Compressor};
 
 /// Size of the batch header before the records.
 const HEADER_SIZE: usize = 61;
@@ -182,15 +183,10 @@ fn decode_batch(raw: Bytes) -> Result<Batch> {
     let codec = Codec::from_attributes(attributes)?;
     let records = match codec {
         Codec::None => decode_records(&mut b, count, base_timestamp)?,
-        Codec::Gzip => {
-            codec::Gzip::decompress(&mut b, |d| decode_records(d, count, base_timestamp))?
-        }
-        Codec::Snappy => {
-            codec::Snappy::decompress(&mut b, |d| decode_records(d, count, base_timestamp))?
-        }
-        Codec::Lz4 => codec::Lz4::decompress(&mut b, |d| decode_records(d, count, base_timestamp))?,
-        Codec::Zstd => {
-            codec::Zstd::decompress(&mut b, |d| decode_records(d, count, base_timestamp))?
+        compressed => {
+            let limit = decompressed_limit(b.len());
+            let mut plain = decompress(compressed, &b, limit)?;
+            decode_records(&mut plain, count, base_timestamp)?
         }
     };
     Ok(Batch {
@@ -206,6 +202,80 @@ fn decode_batch(raw: Bytes) -> Result<Batch> {
         records,
         raw,
     })
+}
+
+/// Most bytes one batch may decompress to: [`DECOMPRESSED_MAX`], and no more than
+/// [`DECOMPRESSION_RATIO_MAX`] times its compressed size (but at least 1 MiB, so that small
+/// batches of repetitive data decode).
+fn decompressed_limit(compressed: usize) -> usize {
+    compressed
+        .saturating_mul(DECOMPRESSION_RATIO_MAX)
+        .clamp(1 << 20, DECOMPRESSED_MAX)
+}
+
+/// Most bytes one batch may decompress to (64 MiB). Beyond it the batch is not decoded (it is
+/// forwarded as it is, like a corrupt one): a producer's batch is at most its
+/// `max.request.size`, 1 MiB by default, and real data rarely compresses 50 times.
+pub const DECOMPRESSED_MAX: usize = 64 << 20;
+
+/// Most a batch may expand by: a larger ratio is a decompression bomb, not records.
+pub const DECOMPRESSION_RATIO_MAX: usize = 250;
+
+/// Decompresses a batch's records, never producing (or reserving) more than `limit` bytes.
+/// kafka-protocol's decompressors trust sizes the data declares (snappy's uncompressed
+/// length becomes one zeroed allocation of up to 4 GiB) and read bombs to the end, so the
+/// gateway reads each codec itself, bounded.
+fn decompress(codec: Codec, data: &[u8], limit: usize) -> Result<Bytes> {
+    use std::io::Read;
+    let bounded = |reader: &mut dyn Read| -> Result<Bytes> {
+        let mut out = Vec::new();
+        reader
+            .take(limit as u64 + 1)
+            .read_to_end(&mut out)
+            .context("decompressing")?;
+        ensure!(
+            out.len() <= limit,
+            "batch decompresses to more than {limit} bytes"
+        );
+        Ok(Bytes::from(out))
+    };
+    match codec {
+        Codec::None => Ok(Bytes::copy_from_slice(data)),
+        Codec::Gzip => bounded(&mut flate2::read::GzDecoder::new(data)),
+        Codec::Zstd => bounded(&mut zstd::stream::read::Decoder::new(data)?),
+        Codec::Lz4 => bounded(&mut lz4::Decoder::new(data)?),
+        Codec::Snappy => snappy(data, limit),
+    }
+}
+
+/// Snappy as Kafka clients write it: xerial framing (a magic header, then blocks each with a
+/// 4-byte length), or a raw snappy stream. Every declared length is checked before anything
+/// is reserved for it.
+fn snappy(data: &[u8], limit: usize) -> Result<Bytes> {
+    const MAGIC: &[u8; 8] = b"\x82SNAPPY\x00";
+    let raw = |block: &[u8], room: usize| -> Result<Vec<u8>> {
+        let len = snap::raw::decompress_len(block).context("snappy length")?;
+        ensure!(len <= room, "batch decompresses to more than {limit} bytes");
+        snap::raw::Decoder::new()
+            .decompress_vec(block)
+            .context("decompressing snappy")
+    };
+    if !data.starts_with(MAGIC) {
+        return raw(data, limit).map(Bytes::from);
+    }
+    // Magic (8), version (4), compatible version (4), then the blocks.
+    let mut rest = data.get(16..).context("truncated snappy header")?;
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let len = rest
+            .get(..4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .context("truncated snappy block length")?;
+        let block = rest.get(4..4 + len).context("truncated snappy block")?;
+        out.extend_from_slice(&raw(block, limit - out.len())?);
+        rest = &rest[4 + len..];
+    }
+    Ok(Bytes::from(out))
 }
 
 fn decode_records<B: Buf>(buf: &mut B, count: i32, base_timestamp: i64) -> Result<Vec<Record>> {
@@ -498,5 +568,49 @@ mod tests {
         let crc = crc32c::crc32c(&lie[CRC_START..]);
         lie[17..21].copy_from_slice(&crc.to_be_bytes());
         assert!(decode(&lie.freeze()).is_err());
+    }
+
+    /// Decompression bombs and forged lengths: each codec stops at the limit instead of
+    /// producing (or reserving) what the data claims, and ordinary data still decodes.
+    #[test]
+    fn decompression_is_bounded_for_every_codec() {
+        use std::io::Write;
+        let limit = 1 << 20;
+        let bomb = vec![0u8; 8 << 20]; // 8 MiB of zeros: a few KiB compressed
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gz.write_all(&bomb).unwrap();
+        let gz = gz.finish().unwrap();
+        let zs = zstd::stream::encode_all(&bomb[..], 3).unwrap();
+        let mut lz = lz4::EncoderBuilder::new().build(Vec::new()).unwrap();
+        lz.write_all(&bomb).unwrap();
+        let (lz, done) = lz.finish();
+        done.unwrap();
+        let sn = snap::raw::Encoder::new().compress_vec(&bomb).unwrap();
+        for (codec, data) in [
+            (Codec::Gzip, &gz),
+            (Codec::Zstd, &zs),
+            (Codec::Lz4, &lz),
+            (Codec::Snappy, &sn),
+        ] {
+            assert!(data.len() < 1 << 20, "{codec:?}: {} bytes", data.len());
+            let err = decompress(codec, data, limit).unwrap_err();
+            assert!(
+                format!("{err:#}").contains("more than"),
+                "{codec:?}: {err:#}"
+            );
+            // Under a limit it fits, it decodes in full.
+            let plain = decompress(codec, data, 16 << 20).unwrap();
+            assert_eq!(plain.len(), bomb.len(), "{codec:?}");
+        }
+        // A raw snappy stream whose header claims 4 GiB: refused before any allocation.
+        let forged = [0xff, 0xff, 0xff, 0xff, 0x0f, 0x00];
+        assert!(decompress(Codec::Snappy, &forged, limit).is_err());
+        // The same inside xerial framing.
+        let mut xerial = b"\x82SNAPPY\x00\x00\x00\x00\x01\x00\x00\x00\x01".to_vec();
+        xerial.extend_from_slice(&(forged.len() as u32).to_be_bytes());
+        xerial.extend_from_slice(&forged);
+        assert!(decompress(Codec::Snappy, &xerial, limit).is_err());
+        assert_eq!(decompressed_limit(100), 1 << 20);
+        assert_eq!(decompressed_limit(1 << 20), DECOMPRESSED_MAX);
     }
 }

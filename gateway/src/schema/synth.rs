@@ -60,12 +60,7 @@ pub const SMALL: Shape = Shape {
 };
 
 /// A random body of `def` at `version` (see [`synth_struct`]).
-pub fn synth_body(
-    rng: &mut Rng,
-    shape: &Shape,
-    def: &MessageDef,
-    version: i16,
-) -> Vec<u8> {
+pub fn synth_body(rng: &mut Rng, shape: &Shape, def: &MessageDef, version: i16) -> Vec<u8> {
     let mut body = Vec::new();
     synth_struct(rng, shape, def.root, version, 0, &mut body);
     body

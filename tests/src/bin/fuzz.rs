@@ -1,0 +1,88 @@
+//! `sluice-fuzz`: the long run of the request-path and admin-input fuzz driver
+//! (`sluice_tests::fuzz`). `make test` runs a short one; this one runs as long as asked.
+//!
+//! ```text
+//! sluice-fuzz [--seed N] [--cases N] [--from N] [--chunk N]   run cases from..from+cases
+//! sluice-fuzz --seed N --replay CASE                          run one case, panics shown
+//! ```
+//!
+//! Progress goes to stderr every chunk (cases done, frames, panics, peak memory); an abort
+//! (which no driver can catch) leaves the last progress line naming the chunk to replay.
+//! Exits 1 if any case panicked, listing them.
+
+use sluice_tests::fuzz::{Report, Stages};
+use std::time::Instant;
+
+fn arg(args: &[String], name: &str, default: u64) -> u64 {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .map(|v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("{name} takes a number"))
+        })
+        .unwrap_or(default)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let seed = arg(&args, "--seed", 0x51u64);
+    let stages = Stages::new().expect("setting up the stages");
+    if args.iter().any(|a| a == "--replay") {
+        let case = arg(&args, "--replay", 0);
+        let mut report = Report::default();
+        stages.case(seed, case, ADMIN_EVERY, &mut report);
+        println!("case {case} of seed {seed}: {report:?}");
+        return;
+    }
+    let from = arg(&args, "--from", 0);
+    let cases = arg(&args, "--cases", 10_000_000);
+    let chunk = arg(&args, "--chunk", 250_000).max(1);
+    let started = Instant::now();
+    let mut total = Report::default();
+    let mut at = from;
+    while at < from + cases {
+        let to = (at + chunk).min(from + cases);
+        eprintln!("running cases {at}..{to} of seed {seed}");
+        let r = stages.run(seed, at, to, ADMIN_EVERY);
+        total.requests += r.requests;
+        total.responses += r.responses;
+        total.batches += r.batches;
+        total.admin_docs += r.admin_docs;
+        total.refused += r.refused;
+        total.panics.extend(r.panics);
+        total.peak_rss_kib = r.peak_rss_kib;
+        at = to;
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "{} cases, {} frames ({} requests, {} responses, {} batches), {} admin documents, {} refused, {} panics, peak RSS {} MiB, {:.0} cases/s",
+            at - from,
+            total.frames(),
+            total.requests,
+            total.responses,
+            total.batches,
+            total.admin_docs,
+            total.refused,
+            total.panics.len(),
+            total.peak_rss_kib / 1024,
+            (at - from) as f64 / secs
+        );
+    }
+    for (case, what) in &total.panics {
+        println!("PANIC case {case} (replay: --seed {seed} --replay {case}): {what}");
+    }
+    println!(
+        "fuzz: {} frames and {} admin documents in {:.1} s, {} panics, peak RSS {} MiB",
+        total.frames(),
+        total.admin_docs,
+        started.elapsed().as_secs_f64(),
+        total.panics.len(),
+        total.peak_rss_kib / 1024
+    );
+    if !total.panics.is_empty() {
+        std::process::exit(1);
+    }
+}
+
+/// Every 50th case is an admin document.
+const ADMIN_EVERY: u64 = 50;
