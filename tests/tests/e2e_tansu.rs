@@ -704,6 +704,80 @@ async fn consumer_group_resumes_from_committed_offsets() {
 // 5. Idempotent producer
 // ---------------------------------------------------------------------------------------------
 
+/// kafka-python (pure Python, other API versions than librdkafka) through the gateway: its
+/// admin client creates a topic per codec, its producer writes with each of the four codecs,
+/// and its consumer group reads them all, commits, and a later member resumes after the
+/// commit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_codecs_admin_and_group_resume() {
+    const PY: Duration = Duration::from_secs(60);
+    let env = Env::start().await;
+    let bootstrap = env.bootstrap();
+    let py = |env: Vec<(&'static str, String)>, args: Vec<String>| {
+        let bootstrap = bootstrap.clone();
+        async move {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            kafka_python(&bootstrap, None, &env, &a, PY)
+                .await
+                .unwrap_or_else(|e| panic!("kafka-python {a:?}: {e}"))
+        }
+    };
+    let args = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        let topic = format!("py-{codec}");
+        let created = py(vec![], args(&["create", &topic, "1"])).await;
+        assert_eq!(created["created"], true, "{codec}");
+        let produced = py(
+            vec![("KAFKA_COMPRESSION", codec.to_string())],
+            args(&["produce", &topic, "4", codec]),
+        )
+        .await;
+        assert_eq!(
+            produced["offsets"],
+            serde_json::json!([0, 1, 2, 3]),
+            "{codec}"
+        );
+        // librdkafka reads what kafka-python compressed, through the gateway too.
+        let c = consumer(&bootstrap, &format!("{topic}-rd"), &[]);
+        assign_from_start(&c, &topic, 1);
+        let got = consume(&c, 4, Duration::from_secs(20)).await;
+        let values: Vec<String> = got
+            .iter()
+            .map(|r| String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).into_owned())
+            .collect();
+        let want: Vec<String> = (0..4).map(|i| format!("{codec}:{i}")).collect();
+        assert_eq!(values, want, "{codec}");
+        close(c);
+    }
+    let listed = py(vec![], args(&["topics"])).await;
+    for codec in ["gzip", "snappy", "lz4", "zstd"] {
+        assert!(
+            listed["topics"]
+                .to_string()
+                .contains(&format!("py-{codec}")),
+            "{listed}"
+        );
+    }
+    let first = py(vec![], args(&["consume", "py-zstd", "py-group", "3"])).await;
+    let offsets = |a: &serde_json::Value| -> Vec<i64> {
+        a["records"]
+            .as_array()
+            .expect("records")
+            .iter()
+            .map(|r| r["offset"].as_i64().unwrap_or(-1))
+            .collect()
+    };
+    assert_eq!(offsets(&first), [0, 1, 2]);
+    let rest = py(vec![], args(&["consume", "py-zstd", "py-group", "1"])).await;
+    assert_eq!(offsets(&rest), [3], "the group resumes after its commit");
+    let groups = py(vec![], args(&["groups"])).await;
+    assert!(
+        groups["groups"].to_string().contains("py-group"),
+        "{groups}"
+    );
+    env.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idempotent_producer_no_duplicates_in_order() {
     const N: usize = 5_000;

@@ -1377,6 +1377,48 @@ async fn acl_produce_allowed_and_denied() {
     env.stop().await;
 }
 
+/// The same ACLs with kafka-python (SASL/PLAIN, its own request versions): alice writes
+/// through her group's prefixed grant and is refused on another topic with
+/// TOPIC_AUTHORIZATION_FAILED, bob is refused on both, and alice's listing shows only the
+/// topics she may describe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_python_acl_denials() {
+    const PY: Duration = Duration::from_secs(60);
+    let env = AclEnv::start().await;
+    let bootstrap = env.bootstrap();
+    env.create_topics(&["acl-orders-eu", "acl-public"]).await;
+    let alice = Some(("plain", "alice", ACL_PASSWORD));
+    let bob = Some(("plain", "bob", ACL_PASSWORD));
+    let produced = kafka_python(
+        &bootstrap,
+        alice,
+        &[],
+        &["produce", "acl-orders-eu", "2", "a"],
+        PY,
+    )
+    .await
+    .unwrap_or_else(|e| panic!("alice (via group writers) may write: {e}"));
+    assert_eq!(produced["offsets"], serde_json::json!([0, 1]));
+    for (who, sasl, topic) in [
+        ("alice", alice, "acl-public"),
+        ("bob", bob, "acl-orders-eu"),
+        ("bob", bob, "acl-public"),
+    ] {
+        let err = kafka_python(&bootstrap, sasl, &[], &["produce", topic, "1", "x"], PY)
+            .await
+            .expect_err("no write permission");
+        assert!(
+            err.to_string().contains("TopicAuthorizationFailed"),
+            "{who} on {topic}: {err}"
+        );
+    }
+    let listed = kafka_python(&bootstrap, alice, &[], &["topics"], PY)
+        .await
+        .unwrap_or_else(|e| panic!("alice lists: {e}"));
+    assert_eq!(listed["topics"], serde_json::json!(["acl-orders-eu"]));
+    env.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acl_consume_denied_without_read() {
     let env = AclEnv::start().await;
