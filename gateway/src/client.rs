@@ -82,7 +82,11 @@ impl AdminClient {
 
     /// A client for `base` trusting, for `https://`, the CA certificates of the PEM file
     /// `ca_file` (or the platform's trust store when `None`).
-    pub fn with_tls(base: &str, token: Option<String>, ca_file: Option<&Path>) -> Result<AdminClient> {
+    pub fn with_tls(
+        base: &str,
+        token: Option<String>,
+        ca_file: Option<&Path>,
+    ) -> Result<AdminClient> {
         use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
         let roots = match ca_file {
             Some(path) => {

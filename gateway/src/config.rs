@@ -375,7 +375,10 @@ impl Secret {
             Sha256::digest(self.0.as_bytes()),
             Sha256::digest(candidate.as_bytes()),
         );
-        a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        a.iter()
+            .zip(b.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
     }
 }
 
@@ -961,7 +964,9 @@ impl Config {
                 })
             };
             if slot.is_some() {
-                issue("the token is also given directly (flag, environment or file): give one".into());
+                issue(
+                    "the token is also given directly (flag, environment or file): give one".into(),
+                );
                 continue;
             }
             match std::fs::read_to_string(&file) {
@@ -1100,10 +1105,9 @@ impl Config {
                      admin.tokenFile or SLUICE_ADMIN_TOKEN)"
                         .into(),
                 ),
-                Some(admin) if admin.0 == read.0 => issue(
-                    "admin.readToken",
-                    "must differ from the admin token".into(),
-                ),
+                Some(admin) if admin.0 == read.0 => {
+                    issue("admin.readToken", "must differ from the admin token".into())
+                }
                 Some(_) => {}
             }
         }
@@ -1679,9 +1683,13 @@ listeners:
 
     #[test]
     fn admin_beyond_loopback_needs_a_token_or_an_explicit_override() {
-        let mut c = Config::from_yaml("upstream: {bootstrap: a:1}\nadmin: 0.0.0.0:8888", "f").unwrap();
+        let mut c =
+            Config::from_yaml("upstream: {bootstrap: a:1}\nadmin: 0.0.0.0:8888", "f").unwrap();
         let err = c.validate("f").unwrap_err().to_string();
-        assert!(err.contains("admin: `0.0.0.0:8888` is reachable beyond this host"), "{err}");
+        assert!(
+            err.contains("admin: `0.0.0.0:8888` is reachable beyond this host"),
+            "{err}"
+        );
         assert!(err.contains("--admin-allow-unauthenticated"), "{err}");
         c.admin_options.allow_unauthenticated = true;
         c.validate("f").unwrap();
@@ -1715,10 +1723,21 @@ listeners:
         .unwrap();
         let c = Config::load(Some(&file), Overrides::default()).unwrap();
         assert_eq!(c.admin, "0.0.0.0:9000");
-        assert!(c.admin_token.as_ref().unwrap().matches("admin-token-from-file-0123"));
-        assert!(c.admin_read_token.as_ref().unwrap().matches("read-token-from-file-0123"));
+        assert!(c
+            .admin_token
+            .as_ref()
+            .unwrap()
+            .matches("admin-token-from-file-0123"));
+        assert!(c
+            .admin_read_token
+            .as_ref()
+            .unwrap()
+            .matches("read-token-from-file-0123"));
         assert!(c.admin_options.protect_metrics);
-        assert_eq!(c.admin_options.tls.as_ref().unwrap().key_file, PathBuf::from("k.pem"));
+        assert_eq!(
+            c.admin_options.tls.as_ref().unwrap().key_file,
+            PathBuf::from("k.pem")
+        );
         // A token both given and in a file, an unreadable file: errors naming the key.
         let e = Config::load(
             Some(&file),
@@ -1730,7 +1749,10 @@ listeners:
         )
         .unwrap_err()
         .to_string();
-        assert!(e.contains("admin.tokenFile: the token is also given directly"), "{e}");
+        assert!(
+            e.contains("admin.tokenFile: the token is also given directly"),
+            "{e}"
+        );
         assert!(e.contains("admin.readTokenFile: cannot read"), "{e}");
         // Unknown keys in the mapping are reported.
         let e = Config::from_yaml("admin: {listen: 127.0.0.1:1, tokn: x}", "f").unwrap_err();

@@ -446,7 +446,11 @@ impl Gateway {
             spawn_accept_loop(shared.clone(), socket, Route::Bootstrap, index);
         }
         spawn_discovery(shared.clone());
-        let admin_task = tokio::spawn(crate::admin::serve(shared.clone(), admin_listener, admin_tls));
+        let admin_task = tokio::spawn(crate::admin::serve(
+            shared.clone(),
+            admin_listener,
+            admin_tls,
+        ));
         Ok(Gateway {
             shared,
             kafka_addr,

@@ -305,7 +305,11 @@ mod tests {
     #[cfg(unix)]
     fn mode(path: &Path) -> u32 {
         use std::os::unix::fs::PermissionsExt;
-        std::fs::symlink_metadata(path).unwrap().permissions().mode() & 0o777
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
     }
 
     #[cfg(unix)]
@@ -320,9 +324,15 @@ mod tests {
             .unwrap();
         store.put_blob(&"cd".repeat(32), b"wasm").unwrap();
         assert_eq!(mode(&dir.join("service-accounts")), 0o700);
-        assert_eq!(mode(&dir.join("service-accounts").join("alice.json")), 0o600);
+        assert_eq!(
+            mode(&dir.join("service-accounts").join("alice.json")),
+            0o600
+        );
         assert_eq!(mode(&dir.join("blobs")), 0o700);
-        assert_eq!(mode(&dir.join("blobs").join(format!("{}.wasm", "cd".repeat(32)))), 0o600);
+        assert_eq!(
+            mode(&dir.join("blobs").join(format!("{}.wasm", "cd".repeat(32)))),
+            0o600
+        );
         // Replacing a document (temporary file and rename) keeps it private, even when a
         // temporary file left by a crash was readable by others.
         let stale = dir
@@ -333,7 +343,10 @@ mod tests {
         store
             .put_doc("service-accounts", "alice", &json!({"storedKey": "y"}))
             .unwrap();
-        assert_eq!(mode(&dir.join("service-accounts").join("alice.json")), 0o600);
+        assert_eq!(
+            mode(&dir.join("service-accounts").join("alice.json")),
+            0o600
+        );
         // What an older version left open is tightened when the directory is opened.
         let open_file = dir.join("service-accounts").join("bob.json");
         std::fs::write(&open_file, b"{}").unwrap();

@@ -269,7 +269,13 @@ fn admin_cli_push_apply_get_delete() {
     let token_file = state.join("read-token");
     std::fs::write(&token_file, format!("{READ_TOKEN}\n")).unwrap();
     let (code, out, err) = run(
-        &["get", "plugin", "noop", "--token-file", token_file.to_str().unwrap()],
+        &[
+            "get",
+            "plugin",
+            "noop",
+            "--token-file",
+            token_file.to_str().unwrap(),
+        ],
         &admin,
         None,
     );
@@ -278,7 +284,10 @@ fn admin_cli_push_apply_get_delete() {
     // The read-only token cannot write.
     let (code, _, err) = run(&["delete", "plugin", "noop"], &admin, Some(READ_TOKEN));
     assert_eq!(code, 1);
-    assert!(err.contains("HTTP 403") && err.contains("read-only"), "{err}");
+    assert!(
+        err.contains("HTTP 403") && err.contains("read-only"),
+        "{err}"
+    );
     let (code, out, _) = run(&["get", "plugin", "noop"], &admin, Some(token));
     assert_eq!(code, 0);
     assert!(out.contains("on-request"), "{out}");
@@ -367,7 +376,10 @@ fn apply_get_delete_security_resources() {
         let mut args = vec!["get", kind];
         args.extend(name);
         let (code, _, err) = run(&args, &admin, None);
-        assert_eq!(code, 1, "{kind}: accounts and ACLs are not for anyone to read");
+        assert_eq!(
+            code, 1,
+            "{kind}: accounts and ACLs are not for anyone to read"
+        );
         assert!(err.contains("HTTP 401"), "{err}");
         let (code, out, err) = run(&args, &admin, Some(READ_TOKEN));
         assert_eq!(code, 0, "{err}");
@@ -387,7 +399,10 @@ fn apply_get_delete_security_resources() {
         let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode(&state), 0o700);
         assert_eq!(mode(&state.join("service-accounts")), 0o700);
-        assert_eq!(mode(&state.join("service-accounts").join("alice.json")), 0o600);
+        assert_eq!(
+            mode(&state.join("service-accounts").join("alice.json")),
+            0o600
+        );
     }
     delete_all(
         &admin,
@@ -578,7 +593,12 @@ fn admin_beyond_loopback_without_a_token_refuses_to_start() {
     assert!(groups.contains("www-authenticate: Bearer"), "{groups}");
     let url = format!("http://127.0.0.1:{port}");
     let (code, out, err) = run(
-        &["get", "groups", "--token-file", token_file.to_str().unwrap()],
+        &[
+            "get",
+            "groups",
+            "--token-file",
+            token_file.to_str().unwrap(),
+        ],
         &url,
         None,
     );
@@ -593,12 +613,19 @@ fn help_warns_that_token_flags_show_in_ps() {
     for cmd in [&["serve", "--help"][..], &["get", "--help"][..]] {
         let out = sluice().args(cmd).output().unwrap();
         let help = String::from_utf8_lossy(&out.stdout);
-        assert!(help.contains("visible to every local user in `ps`"), "{help}");
+        assert!(
+            help.contains("visible to every local user in `ps`"),
+            "{help}"
+        );
         assert!(help.contains("SLUICE_ADMIN_TOKEN"), "{help}");
     }
     let out = sluice().args(["serve", "--help"]).output().unwrap();
     let help = String::from_utf8_lossy(&out.stdout);
-    for flag in ["--admin-token-file", "--admin-read-token", "--admin-allow-unauthenticated"] {
+    for flag in [
+        "--admin-token-file",
+        "--admin-read-token",
+        "--admin-allow-unauthenticated",
+    ] {
         assert!(help.contains(flag), "{flag}: {help}");
     }
 }

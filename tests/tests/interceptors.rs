@@ -485,7 +485,10 @@ async fn admin_api_refuses_bad_input_with_reasons() {
     .await;
     assert_eq!(status, 401);
     assert_eq!(http(admin, "GET", "/api/v1/plugins", &[], b"").await.0, 401);
-    assert_eq!(http(admin, "GET", "/api/v1/plugins", &auth, b"").await.0, 200);
+    assert_eq!(
+        http(admin, "GET", "/api/v1/plugins", &auth, b"").await.0,
+        200
+    );
     let with = |h: &[(&'static str, &'static str)]| [auth.as_slice(), h].concat();
     // Junk is not a component.
     let (status, body) = http(
