@@ -1001,7 +1001,10 @@ mod tests {
             .route("/metrics", get(|| async { "sluice_up 1" }))
             .route("/api/v1/openapi.json", get(openapi))
             .fallback(not_found)
-            .layer(middleware::from_fn_with_state(Arc::new(auth), require_token));
+            .layer(middleware::from_fn_with_state(
+                Arc::new(auth),
+                require_token,
+            ));
         match tls {
             None => {
                 tokio::spawn(async move { axum::serve(listener, app).await });
@@ -1069,7 +1072,11 @@ mod tests {
         let base = serve_guarded(&dir, tokens(false), None).await;
         tokio::task::spawn_blocking(move || {
             // Reads of resources need a token: none, or an unknown one, is a 401 challenge.
-            for path in ["/api/v1/service-accounts", "/api/v1/acls", "/api/v1/groups/x"] {
+            for path in [
+                "/api/v1/service-accounts",
+                "/api/v1/acls",
+                "/api/v1/groups/x",
+            ] {
                 let (status, challenge) = call(&base, "GET", path, None);
                 assert_eq!(status, 401, "{path}");
                 assert_eq!(challenge.as_deref(), Some(REALM), "{path}");
@@ -1081,20 +1088,41 @@ mod tests {
             assert_eq!(call(&base, "GET", "/api/v1/nothing", None).0, 401);
             // Writes: the admin token; the read-only token is a 403; nothing or junk a 401.
             assert_eq!(call(&base, "PUT", "/api/v1/groups/ops", None).0, 401);
-            assert_eq!(call(&base, "PUT", "/api/v1/groups/ops", Some(ADMIN.trim_end_matches('9'))).0, 401);
+            assert_eq!(
+                call(
+                    &base,
+                    "PUT",
+                    "/api/v1/groups/ops",
+                    Some(ADMIN.trim_end_matches('9'))
+                )
+                .0,
+                401
+            );
             let (status, challenge) = call(&base, "PUT", "/api/v1/groups/ops", Some(READER));
             assert_eq!(status, 403);
             assert!(challenge.unwrap().contains("insufficient_scope"));
-            assert_eq!(call(&base, "DELETE", "/api/v1/groups/ops", Some(READER)).0, 403);
+            assert_eq!(
+                call(&base, "DELETE", "/api/v1/groups/ops", Some(READER)).0,
+                403
+            );
             assert_eq!(call(&base, "PUT", "/api/v1/groups/ops", Some(ADMIN)).0, 201);
             // Either token reads.
-            assert_eq!(call(&base, "GET", "/api/v1/groups/ops", Some(READER)).0, 200);
+            assert_eq!(
+                call(&base, "GET", "/api/v1/groups/ops", Some(READER)).0,
+                200
+            );
             assert_eq!(call(&base, "GET", "/api/v1/groups", Some(ADMIN)).0, 200);
-            assert_eq!(call(&base, "GET", "/api/v1/groups/none", Some(READER)).0, 404);
+            assert_eq!(
+                call(&base, "GET", "/api/v1/groups/none", Some(READER)).0,
+                404
+            );
             // The error body keeps the API's shape.
             let c = AdminClient::new(&base, None);
             let e = c.get("acls").unwrap_err().to_string();
-            assert!(e.contains("HTTP 401") && e.contains("bearer token is required"), "{e}");
+            assert!(
+                e.contains("HTTP 401") && e.contains("bearer token is required"),
+                "{e}"
+            );
             let c = AdminClient::new(&base, Some(READER.into()));
             let e = c.delete("groups/ops").unwrap_err().to_string();
             assert!(e.contains("HTTP 403") && e.contains("read-only"), "{e}");
@@ -1117,7 +1145,10 @@ mod tests {
         let base = serve_guarded(&dir, tokens(true), None).await;
         tokio::task::spawn_blocking(move || {
             assert_eq!(call(&base, "GET", "/metrics", None).0, 401);
-            assert_eq!(call(&base, "GET", "/metrics", Some("nope-nope-nope-nope")).0, 401);
+            assert_eq!(
+                call(&base, "GET", "/metrics", Some("nope-nope-nope-nope")).0,
+                401
+            );
             assert_eq!(call(&base, "GET", "/metrics", Some(READER)).0, 200);
             assert_eq!(call(&base, "GET", "/metrics", Some(ADMIN)).0, 200);
             assert_eq!(call(&base, "GET", "/health", None).0, 200);
@@ -1154,7 +1185,10 @@ mod tests {
         assert_eq!(auth.grants(ADMIN), Some(Access::Write));
         assert_eq!(auth.grants(READER), Some(Access::Read));
         assert_eq!(auth.grants(""), None);
-        assert_eq!(auth.needs(&Method::GET, "/api/v1/openapi.json"), Access::Open);
+        assert_eq!(
+            auth.needs(&Method::GET, "/api/v1/openapi.json"),
+            Access::Open
+        );
         assert_eq!(auth.needs(&Method::HEAD, "/api/v1/acls"), Access::Read);
         assert_eq!(auth.needs(&Method::POST, "/health"), Access::Open);
         assert_eq!(auth.needs(&Method::OPTIONS, "/api/v1/acls"), Access::Write);
@@ -1177,8 +1211,11 @@ mod tests {
             .unwrap()
             .signed_by(&key, &ca, &ca_key)
             .unwrap();
-        let (ca_file, cert_file, key_file) =
-            (dir.join("ca.pem"), dir.join("admin.pem"), dir.join("admin.key"));
+        let (ca_file, cert_file, key_file) = (
+            dir.join("ca.pem"),
+            dir.join("admin.pem"),
+            dir.join("admin.key"),
+        );
         std::fs::write(&ca_file, ca.pem()).unwrap();
         std::fs::write(&cert_file, cert.pem()).unwrap();
         std::fs::write(&key_file, key.serialize_pem()).unwrap();
@@ -1191,9 +1228,14 @@ mod tests {
         let base = serve_guarded(&dir.join("state"), tokens(false), Some(acceptor)).await;
         tokio::task::spawn_blocking(move || {
             let c = AdminClient::with_tls(&base, Some(ADMIN.into()), Some(&ca_file)).unwrap();
-            assert!(c.put_json("groups/ops", &json!({"members": ["alice"]})).unwrap());
+            assert!(c
+                .put_json("groups/ops", &json!({"members": ["alice"]}))
+                .unwrap());
             let reader = AdminClient::with_tls(&base, Some(READER.into()), Some(&ca_file)).unwrap();
-            assert_eq!(reader.get("groups/ops").unwrap()["spec"]["members"], json!(["alice"]));
+            assert_eq!(
+                reader.get("groups/ops").unwrap()["spec"]["members"],
+                json!(["alice"])
+            );
             // A client that does not trust the CA gets no answer.
             let e = AdminClient::with_tls(&base, Some(ADMIN.into()), None)
                 .unwrap()
@@ -1202,7 +1244,9 @@ mod tests {
             assert!(format!("{e:#}").contains("cannot reach"), "{e:#}");
             // Plain HTTP on the TLS port gets no answer either.
             let plain = base.replace("https://", "http://");
-            assert!(AdminClient::new(&plain, Some(ADMIN.into())).get("groups").is_err());
+            assert!(AdminClient::new(&plain, Some(ADMIN.into()))
+                .get("groups")
+                .is_err());
         })
         .await
         .unwrap();
@@ -1243,6 +1287,21 @@ mod tests {
             "ConcentrationRule",
         ] {
             assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+        }
+        // Security: reads need a token (401 documented), the probes and the document do not.
+        assert_eq!(doc["security"], json!([{"bearer": []}]));
+        for path in ["/health", "/ready", "/api/v1/openapi.json"] {
+            assert_eq!(doc["paths"][path]["get"]["security"], json!([]), "{path}");
+        }
+        for path in [
+            "/api/v1/acls",
+            "/api/v1/interceptors/{name}",
+            "/api/v1/plugins",
+        ] {
+            assert!(
+                doc["paths"][path]["get"]["responses"]["401"].is_object(),
+                "{path}"
+            );
         }
         // Every schema reference resolves.
         let text = doc.to_string();

@@ -100,7 +100,8 @@ struct ServeArgs {
     /// Host name advertised to clients in broker lists.
     #[arg(long)]
     advertised_host: Option<String>,
-    /// Admin HTTP listener. Default 127.0.0.1:8888.
+    /// Admin HTTP listener. Default 127.0.0.1:8888. An address beyond loopback needs an admin
+    /// token (or --admin-allow-unauthenticated).
     #[arg(long)]
     admin: Option<String>,
     /// Directory for gateway state.
@@ -151,9 +152,10 @@ pub fn main() -> i32 {
             api.client()
                 .and_then(|c| crate::client::get(&c, &kind, name.as_deref())),
         ),
-        Command::Delete { kind, name, api } => {
-            report(api.client().and_then(|c| crate::client::delete(&c, &kind, &name)))
-        }
+        Command::Delete { kind, name, api } => report(
+            api.client()
+                .and_then(|c| crate::client::delete(&c, &kind, &name)),
+        ),
         Command::Plugin {
             command: PluginCommand::Push { name, file, api },
         } => report(
