@@ -7,6 +7,13 @@
 //! been learnt (their ports are open) and that a bootstrap server answers ApiVersions right
 //! now (a load balancer should route only to ready instances); `GET /metrics` is the
 //! Prometheus text exposition.
+//!
+//! Access ([`AdminAuth`]): with an admin token configured, every request under `/api/v1`
+//! (reads too: interceptor configs and ACLs are sensitive) needs `Authorization: Bearer
+//! <token>`; the read-only token is enough for `GET` and `HEAD` and is answered 403 on writes.
+//! A missing or unknown token is answered 401 with `WWW-Authenticate: Bearer`. `/health`,
+//! `/ready` and the OpenAPI document (no data in it) stay open; `/metrics` is open unless
+//! `admin.protectMetrics`. With `admin.tls` the listener speaks HTTPS only.
 
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path, Request, State};
@@ -19,8 +26,13 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
-use tracing::warn;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinSet;
+use tokio_rustls::server::TlsStream;
+use tokio_rustls::TlsAcceptor;
+use tracing::{debug, warn};
+
+use crate::config::{Config, Secret};
 
 use crate::interceptors::{ApiError, InterceptorSpec};
 use crate::security::{AclSpec, GroupSpec, SecurityStore, ServiceAccountSpec};
@@ -34,6 +46,7 @@ use crate::vcluster::{
 const READY_TIMEOUT: Duration = Duration::from_secs(3);
 
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    let auth = Arc::new(AdminAuth::from_config(&shared.config));
     Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
@@ -55,26 +68,120 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .merge(vcluster_routes(shared.vclusters.clone()))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(crate::wasm::MAX_PLUGIN_BYTES))
-        .layer(middleware::from_fn_with_state(
-            shared.clone(),
-            require_token,
-        ))
+        .layer(middleware::from_fn_with_state(auth, require_token))
         .with_state(shared)
 }
 
-pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener) {
+/// The TLS acceptor of the admin listener when `admin.tls` is set; a certificate or key that
+/// does not load is a start-up error.
+pub(crate) fn tls_acceptor(config: &Config) -> anyhow::Result<Option<TlsAcceptor>> {
+    use anyhow::Context;
+    let Some(tls) = &config.admin_options.tls else {
+        return Ok(None);
+    };
+    let server = crate::tls::server_config(&crate::config::ServerTls {
+        cert_file: tls.cert_file.clone(),
+        key_file: tls.key_file.clone(),
+        client_auth: crate::config::ClientAuth::None,
+        client_ca_file: None,
+        principal_mapping_rules: None,
+    })
+    .context("admin.tls")?;
+    let mut server = (*server).clone();
+    server.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(TlsAcceptor::from(Arc::new(server))))
+}
+
+/// Serves the admin API on `listener`, over TLS when `tls` is given.
+pub(crate) async fn serve(shared: Arc<Shared>, listener: TcpListener, tls: Option<TlsAcceptor>) {
     let stop = shared.force_close.clone();
     let drained = shared.shutdown.clone();
     let app = router(shared);
     // The admin API stays up while connections drain so probes can watch the shutdown.
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            drained.cancelled().await;
-            stop.cancelled().await;
-        })
-        .await;
+    let shutdown = async move {
+        drained.cancelled().await;
+        stop.cancelled().await;
+    };
+    let result = match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(acceptor) => {
+            axum::serve(TlsListener::new(listener, acceptor), app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
     if let Err(e) = result {
         warn!("admin listener failed: {e}");
+    }
+}
+
+/// Longest a client may take to complete the TLS handshake with the admin listener.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A TCP listener whose connections are TLS: handshakes run concurrently (a slow client does
+/// not hold up the others) and failed ones are dropped.
+pub(crate) struct TlsListener {
+    tcp: TcpListener,
+    acceptor: TlsAcceptor,
+    handshakes: JoinSet<Option<(TlsStream<TcpStream>, std::net::SocketAddr)>>,
+}
+
+impl TlsListener {
+    /// Accepts TLS connections on `tcp`.
+    pub(crate) fn new(tcp: TcpListener, acceptor: TlsAcceptor) -> TlsListener {
+        TlsListener {
+            tcp,
+            acceptor,
+            handshakes: JoinSet::new(),
+        }
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        loop {
+            tokio::select! {
+                accepted = self.tcp.accept() => match accepted {
+                    Ok((stream, peer)) => {
+                        let acceptor = self.acceptor.clone();
+                        self.handshakes.spawn(async move {
+                            match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => Some((tls, peer)),
+                                Ok(Err(e)) => {
+                                    debug!(%peer, "admin TLS handshake failed: {e}");
+                                    None
+                                }
+                                Err(_) => {
+                                    debug!(%peer, "admin TLS handshake timed out");
+                                    None
+                                }
+                            }
+                        });
+                    }
+                    Err(e) => {
+                        // Out of descriptors and the like: back off instead of spinning.
+                        warn!("admin listener accept failed: {e}");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                },
+                Some(done) = self.handshakes.join_next() => {
+                    if let Ok(Some(conn)) = done {
+                        return conn;
+                    }
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        self.tcp.local_addr()
     }
 }
 
@@ -162,28 +269,113 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Writes need `Authorization: Bearer <token>` when a token is configured.
-async fn require_token(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
-    let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
-    if let (true, Some(token)) = (write, shared.config.admin_token.as_ref()) {
-        let given = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match given {
-            None => {
-                return ApiError::new(401, "a bearer token is required for writes", vec![])
-                    .into_response()
-            }
-            Some(t) if !token.matches(t) => {
-                warn!("admin API write with a wrong token refused");
-                return ApiError::new(403, "wrong bearer token", vec![]).into_response();
-            }
-            Some(_) => {}
+/// Who may do what on the admin listener.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AdminAuth {
+    /// Reads and writes. None: the whole API is open.
+    admin: Option<Secret>,
+    /// Reads only.
+    read: Option<Secret>,
+    /// `/metrics` needs a token too.
+    protect_metrics: bool,
+}
+
+/// What a request needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Access {
+    /// Nothing: probes and the OpenAPI document.
+    Open,
+    /// Either token.
+    Read,
+    /// The admin token.
+    Write,
+}
+
+const REALM: &str = "Bearer realm=\"sluice-admin\"";
+
+impl AdminAuth {
+    /// The tokens and switches of `config`.
+    pub(crate) fn from_config(config: &Config) -> AdminAuth {
+        AdminAuth {
+            admin: config.admin_token.clone(),
+            read: config.admin_read_token.clone(),
+            protect_metrics: config.admin_options.protect_metrics,
         }
     }
-    next.run(req).await
+
+    /// What `method` on `path` needs.
+    fn needs(&self, method: &Method, path: &str) -> Access {
+        match path {
+            "/health" | "/ready" | "/api/v1/openapi.json" => Access::Open,
+            "/metrics" if !self.protect_metrics => Access::Open,
+            _ if matches!(*method, Method::GET | Method::HEAD) => Access::Read,
+            _ => Access::Write,
+        }
+    }
+
+    /// What `token` grants. Both tokens are always compared, each in constant time.
+    fn grants(&self, token: &str) -> Option<Access> {
+        let admin = self.admin.as_ref().is_some_and(|s| s.matches(token));
+        let read = self.read.as_ref().is_some_and(|s| s.matches(token));
+        if admin {
+            Some(Access::Write)
+        } else if read {
+            Some(Access::Read)
+        } else {
+            None
+        }
+    }
+}
+
+/// The bearer token of `Authorization` (the scheme is case-insensitive).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+}
+
+/// A 401 or 403 with the `WWW-Authenticate` challenge of RFC 6750.
+fn refuse(status: u16, error: &str, challenge: String) -> Response {
+    let mut resp = ApiError::new(status, error, vec![]).into_response();
+    if let Ok(v) = header::HeaderValue::from_str(&challenge) {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+    }
+    resp
+}
+
+/// Checks the bearer token when one is configured: see [`AdminAuth`].
+async fn require_token(State(auth): State<Arc<AdminAuth>>, req: Request, next: Next) -> Response {
+    if auth.admin.is_none() {
+        return next.run(req).await;
+    }
+    let needs = auth.needs(req.method(), req.uri().path());
+    if needs == Access::Open {
+        return next.run(req).await;
+    }
+    let granted = match bearer(req.headers()) {
+        None => {
+            return refuse(401, "a bearer token is required", REALM.to_string());
+        }
+        Some(token) => auth.grants(token),
+    };
+    match granted {
+        None => {
+            warn!(method = %req.method(), path = req.uri().path(), "admin API request with an unknown token refused");
+            refuse(
+                401,
+                "invalid bearer token",
+                format!("{REALM}, error=\"invalid_token\""),
+            )
+        }
+        Some(granted) if granted < needs => refuse(
+            403,
+            "the read-only token cannot change resources",
+            format!("{REALM}, error=\"insufficient_scope\""),
+        ),
+        Some(_) => next.run(req).await,
+    }
 }
 
 /// Runs blocking registry work (compiling, instantiating) off the async workers.
@@ -803,6 +995,282 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    const ADMIN: &str = "admin-token-0123456789";
+    const READER: &str = "reader-token-0123456789";
+
+    /// The security routes behind the token check, with stand-ins for the probes, the
+    /// metrics and the OpenAPI document; over TLS when `tls` is given.
+    async fn serve_guarded(
+        dir: &std::path::Path,
+        auth: AdminAuth,
+        tls: Option<TlsAcceptor>,
+    ) -> String {
+        let store = Arc::new(SecurityStore::new(Arc::new(FileStore::open(dir).unwrap())));
+        store.restore().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = security_routes::<()>(store)
+            .route("/health", get(|| async { "ok" }))
+            .route("/ready", get(|| async { "ok" }))
+            .route("/metrics", get(|| async { "sluice_up 1" }))
+            .route("/api/v1/openapi.json", get(openapi))
+            .fallback(not_found)
+            .layer(middleware::from_fn_with_state(
+                Arc::new(auth),
+                require_token,
+            ));
+        match tls {
+            None => {
+                tokio::spawn(async move { axum::serve(listener, app).await });
+                format!("http://{addr}")
+            }
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    axum::serve(TlsListener::new(listener, acceptor), app).await
+                });
+                format!("https://{addr}")
+            }
+        }
+    }
+
+    fn tokens(protect_metrics: bool) -> AdminAuth {
+        AdminAuth {
+            admin: Some(Secret::new(ADMIN)),
+            read: Some(Secret::new(READER)),
+            protect_metrics,
+        }
+    }
+
+    /// `method path` with `token`: the status and the `WWW-Authenticate` header.
+    fn call(base: &str, method: &str, path: &str, token: Option<&str>) -> (u16, Option<String>) {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .build()
+            .into();
+        let url = format!("{base}{path}");
+        let auth = token.map(|t| format!("Bearer {t}"));
+        let resp = match method {
+            "GET" => {
+                let mut r = agent.get(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            "DELETE" => {
+                let mut r = agent.delete(&url);
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.call()
+            }
+            _ => {
+                let mut r = agent.put(&url).content_type("application/json");
+                if let Some(a) = &auth {
+                    r = r.header("Authorization", a);
+                }
+                r.send(br#"{"members": ["alice"]}"#.as_slice())
+            }
+        }
+        .unwrap();
+        let challenge = resp
+            .headers()
+            .get("www-authenticate")
+            .map(|v| v.to_str().unwrap().to_string());
+        (resp.status().as_u16(), challenge)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_need_a_token_and_the_read_only_token_cannot_write() {
+        let dir = crate::state::test_dir("admin-auth");
+        let base = serve_guarded(&dir, tokens(false), None).await;
+        tokio::task::spawn_blocking(move || {
+            // Reads of resources need a token: none, or an unknown one, is a 401 challenge.
+            for path in [
+                "/api/v1/service-accounts",
+                "/api/v1/acls",
+                "/api/v1/groups/x",
+            ] {
+                let (status, challenge) = call(&base, "GET", path, None);
+                assert_eq!(status, 401, "{path}");
+                assert_eq!(challenge.as_deref(), Some(REALM), "{path}");
+                let (status, challenge) = call(&base, "GET", path, Some("wrong-token-0123456789"));
+                assert_eq!(status, 401, "{path}");
+                assert!(challenge.unwrap().contains("invalid_token"));
+            }
+            // Unknown paths are no way to probe without a token.
+            assert_eq!(call(&base, "GET", "/api/v1/nothing", None).0, 401);
+            // Writes: the admin token; the read-only token is a 403; nothing or junk a 401.
+            assert_eq!(call(&base, "PUT", "/api/v1/groups/ops", None).0, 401);
+            assert_eq!(
+                call(
+                    &base,
+                    "PUT",
+                    "/api/v1/groups/ops",
+                    Some(ADMIN.trim_end_matches('9'))
+                )
+                .0,
+                401
+            );
+            let (status, challenge) = call(&base, "PUT", "/api/v1/groups/ops", Some(READER));
+            assert_eq!(status, 403);
+            assert!(challenge.unwrap().contains("insufficient_scope"));
+            assert_eq!(
+                call(&base, "DELETE", "/api/v1/groups/ops", Some(READER)).0,
+                403
+            );
+            assert_eq!(call(&base, "PUT", "/api/v1/groups/ops", Some(ADMIN)).0, 201);
+            // Either token reads.
+            assert_eq!(
+                call(&base, "GET", "/api/v1/groups/ops", Some(READER)).0,
+                200
+            );
+            assert_eq!(call(&base, "GET", "/api/v1/groups", Some(ADMIN)).0, 200);
+            assert_eq!(
+                call(&base, "GET", "/api/v1/groups/none", Some(READER)).0,
+                404
+            );
+            // The error body keeps the API's shape.
+            let c = AdminClient::new(&base, None);
+            let e = c.get("acls").unwrap_err().to_string();
+            assert!(
+                e.contains("HTTP 401") && e.contains("bearer token is required"),
+                "{e}"
+            );
+            let c = AdminClient::new(&base, Some(READER.into()));
+            let e = c.delete("groups/ops").unwrap_err().to_string();
+            assert!(e.contains("HTTP 403") && e.contains("read-only"), "{e}");
+            // Probes, the metrics (by default) and the OpenAPI document stay open.
+            for path in ["/health", "/ready", "/metrics", "/api/v1/openapi.json"] {
+                assert_eq!(call(&base, "GET", path, None).0, 200, "{path}");
+            }
+            AdminClient::new(&base, Some(ADMIN.into()))
+                .delete("groups/ops")
+                .unwrap();
+        })
+        .await
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn protected_metrics_need_either_token() {
+        let dir = crate::state::test_dir("admin-metrics");
+        let base = serve_guarded(&dir, tokens(true), None).await;
+        tokio::task::spawn_blocking(move || {
+            assert_eq!(call(&base, "GET", "/metrics", None).0, 401);
+            assert_eq!(
+                call(&base, "GET", "/metrics", Some("nope-nope-nope-nope")).0,
+                401
+            );
+            assert_eq!(call(&base, "GET", "/metrics", Some(READER)).0, 200);
+            assert_eq!(call(&base, "GET", "/metrics", Some(ADMIN)).0, 200);
+            assert_eq!(call(&base, "GET", "/health", None).0, 200);
+            assert_eq!(call(&base, "GET", "/ready", None).0, 200);
+        })
+        .await
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_a_token_the_api_is_open() {
+        let dir = crate::state::test_dir("admin-open");
+        let base = serve_guarded(&dir, AdminAuth::default(), None).await;
+        tokio::task::spawn_blocking(move || {
+            assert_eq!(call(&base, "PUT", "/api/v1/groups/ops", None).0, 201);
+            assert_eq!(call(&base, "GET", "/api/v1/groups/ops", None).0, 200);
+            assert_eq!(call(&base, "GET", "/metrics", None).0, 200);
+        })
+        .await
+        .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn bearer_scheme_and_token() {
+        let mut h = HeaderMap::new();
+        assert_eq!(bearer(&h), None);
+        h.insert(header::AUTHORIZATION, "bearer abc".parse().unwrap());
+        assert_eq!(bearer(&h), Some("abc"));
+        h.insert(header::AUTHORIZATION, "Basic abc".parse().unwrap());
+        assert_eq!(bearer(&h), None);
+        let auth = tokens(false);
+        assert_eq!(auth.grants(ADMIN), Some(Access::Write));
+        assert_eq!(auth.grants(READER), Some(Access::Read));
+        assert_eq!(auth.grants(""), None);
+        assert_eq!(
+            auth.needs(&Method::GET, "/api/v1/openapi.json"),
+            Access::Open
+        );
+        assert_eq!(auth.needs(&Method::HEAD, "/api/v1/acls"), Access::Read);
+        assert_eq!(auth.needs(&Method::POST, "/health"), Access::Open);
+        assert_eq!(auth.needs(&Method::OPTIONS, "/api/v1/acls"), Access::Write);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn serves_https_to_a_client_trusting_its_ca() {
+        let dir = crate::state::test_dir("admin-tls");
+        std::fs::create_dir_all(&dir).unwrap();
+        // A CA and a localhost certificate it signs.
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "sluice admin test CA");
+        let ca = ca_params.self_signed(&ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["localhost".into(), "127.0.0.1".into()])
+            .unwrap()
+            .signed_by(&key, &ca, &ca_key)
+            .unwrap();
+        let (ca_file, cert_file, key_file) = (
+            dir.join("ca.pem"),
+            dir.join("admin.pem"),
+            dir.join("admin.key"),
+        );
+        std::fs::write(&ca_file, ca.pem()).unwrap();
+        std::fs::write(&cert_file, cert.pem()).unwrap();
+        std::fs::write(&key_file, key.serialize_pem()).unwrap();
+        let mut config = Config::default();
+        config.admin_options.tls = Some(crate::config::AdminTls {
+            cert_file,
+            key_file,
+        });
+        let acceptor = tls_acceptor(&config).unwrap().expect("TLS configured");
+        let base = serve_guarded(&dir.join("state"), tokens(false), Some(acceptor)).await;
+        tokio::task::spawn_blocking(move || {
+            let c = AdminClient::with_tls(&base, Some(ADMIN.into()), Some(&ca_file)).unwrap();
+            assert!(c
+                .put_json("groups/ops", &json!({"members": ["alice"]}))
+                .unwrap());
+            let reader = AdminClient::with_tls(&base, Some(READER.into()), Some(&ca_file)).unwrap();
+            assert_eq!(
+                reader.get("groups/ops").unwrap()["spec"]["members"],
+                json!(["alice"])
+            );
+            // A client that does not trust the CA gets no answer.
+            let e = AdminClient::with_tls(&base, Some(ADMIN.into()), None)
+                .unwrap()
+                .get("groups")
+                .unwrap_err();
+            assert!(format!("{e:#}").contains("cannot reach"), "{e:#}");
+            // Plain HTTP on the TLS port gets no answer either.
+            let plain = base.replace("https://", "http://");
+            assert!(AdminClient::new(&plain, Some(ADMIN.into()))
+                .get("groups")
+                .is_err());
+        })
+        .await
+        .unwrap();
+        // A key that does not load is a start-up error naming the setting.
+        config.admin_options.tls.as_mut().unwrap().key_file = dir.join("missing.key");
+        let e = tls_acceptor(&config).err().expect("missing key");
+        assert!(format!("{e:#}").contains("admin.tls"), "{e:#}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn openapi_documents_the_security_resources() {
         let doc = crate::openapi::document();
@@ -833,6 +1301,21 @@ mod tests {
             "ConcentrationRule",
         ] {
             assert!(doc["components"]["schemas"][schema].is_object(), "{schema}");
+        }
+        // Security: reads need a token (401 documented), the probes and the document do not.
+        assert_eq!(doc["security"], json!([{"bearer": []}]));
+        for path in ["/health", "/ready", "/api/v1/openapi.json"] {
+            assert_eq!(doc["paths"][path]["get"]["security"], json!([]), "{path}");
+        }
+        for path in [
+            "/api/v1/acls",
+            "/api/v1/interceptors/{name}",
+            "/api/v1/plugins",
+        ] {
+            assert!(
+                doc["paths"][path]["get"]["responses"]["401"].is_object(),
+                "{path}"
+            );
         }
         // Every schema reference resolves.
         let text = doc.to_string();

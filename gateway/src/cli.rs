@@ -69,12 +69,21 @@ enum PluginCommand {
 
 #[derive(Debug, clap::Args)]
 struct ApiArgs {
-    /// Admin API of the gateway.
+    /// Admin API of the gateway (`https://...` when it serves TLS).
     #[arg(long, env = "SLUICE_ADMIN", default_value = "http://127.0.0.1:8888")]
     admin: String,
-    /// Bearer token for writes.
+    /// Bearer token (the admin token, or the read-only one for `get`). A flag is visible to
+    /// every local user in `ps`: prefer the SLUICE_ADMIN_TOKEN environment variable or
+    /// --token-file.
     #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// File holding the bearer token (one line); wins over --token.
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN_FILE")]
+    token_file: Option<PathBuf>,
+    /// PEM CA bundle to trust for an `https://` admin API (default: the platform's trust
+    /// store).
+    #[arg(long, env = "SLUICE_ADMIN_CA_FILE")]
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -91,7 +100,8 @@ struct ServeArgs {
     /// Host name advertised to clients in broker lists.
     #[arg(long)]
     advertised_host: Option<String>,
-    /// Admin HTTP listener. Default 127.0.0.1:8888.
+    /// Admin HTTP listener. Default 127.0.0.1:8888. An address beyond loopback needs an admin
+    /// token (or --admin-allow-unauthenticated).
     #[arg(long)]
     admin: Option<String>,
     /// Directory for gateway state.
@@ -100,9 +110,26 @@ struct ServeArgs {
     /// Log format: text or json.
     #[arg(long, value_parser = parse_log_format)]
     log_format: Option<LogFormat>,
-    /// Bearer token required for admin API writes.
+    /// Bearer token the admin API requires for every resource read and write. A flag is
+    /// visible to every local user in `ps`: prefer the SLUICE_ADMIN_TOKEN environment
+    /// variable or --admin-token-file.
     #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// File holding the admin token (one line; keep it mode 0600).
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN_FILE")]
+    admin_token_file: Option<PathBuf>,
+    /// Read-only bearer token (monitoring, consoles): reads of resources, never writes.
+    /// Visible in `ps` like --admin-token: prefer SLUICE_ADMIN_READ_TOKEN or
+    /// --admin-read-token-file.
+    #[arg(long, env = "SLUICE_ADMIN_READ_TOKEN", hide_env_values = true)]
+    admin_read_token: Option<String>,
+    /// File holding the read-only token (one line).
+    #[arg(long, env = "SLUICE_ADMIN_READ_TOKEN_FILE")]
+    admin_read_token_file: Option<PathBuf>,
+    /// Serve the admin API without a token on an address beyond loopback: anyone who reaches
+    /// it can then upload plugins and create accounts and ACLs.
+    #[arg(long)]
+    admin_allow_unauthenticated: bool,
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
@@ -118,22 +145,33 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => report(serve(args)),
-        Command::Apply { file, api } => report(crate::client::apply(&api.client(), &file)),
-        Command::Get { kind, name, api } => {
-            report(crate::client::get(&api.client(), &kind, name.as_deref()))
+        Command::Apply { file, api } => {
+            report(api.client().and_then(|c| crate::client::apply(&c, &file)))
         }
-        Command::Delete { kind, name, api } => {
-            report(crate::client::delete(&api.client(), &kind, &name))
-        }
+        Command::Get { kind, name, api } => report(
+            api.client()
+                .and_then(|c| crate::client::get(&c, &kind, name.as_deref())),
+        ),
+        Command::Delete { kind, name, api } => report(
+            api.client()
+                .and_then(|c| crate::client::delete(&c, &kind, &name)),
+        ),
         Command::Plugin {
             command: PluginCommand::Push { name, file, api },
-        } => report(crate::client::push_plugin(&api.client(), &name, &file)),
+        } => report(
+            api.client()
+                .and_then(|c| crate::client::push_plugin(&c, &name, &file)),
+        ),
     }
 }
 
 impl ApiArgs {
-    fn client(&self) -> crate::client::AdminClient {
-        crate::client::AdminClient::new(&self.admin, self.token.clone())
+    fn client(&self) -> Result<crate::client::AdminClient> {
+        let token = match &self.token_file {
+            Some(path) => Some(crate::client::read_token_file(path)?),
+            None => self.token.clone(),
+        };
+        crate::client::AdminClient::with_tls(&self.admin, token, self.ca_file.as_deref())
     }
 }
 
@@ -158,6 +196,10 @@ fn serve(args: ServeArgs) -> Result<()> {
             state_dir: args.state_dir,
             log_format: args.log_format,
             admin_token: args.admin_token,
+            admin_token_file: args.admin_token_file,
+            admin_read_token: args.admin_read_token,
+            admin_read_token_file: args.admin_read_token_file,
+            admin_allow_unauthenticated: args.admin_allow_unauthenticated,
         },
     )?;
     init_logging(&config);

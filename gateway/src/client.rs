@@ -61,18 +61,70 @@ fn singular(collection: &str) -> &str {
     collection.strip_suffix('s').unwrap_or(collection)
 }
 
+/// Reads a bearer token from a file (one line; surrounding whitespace is ignored).
+pub fn read_token_file(path: &Path) -> Result<String> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the token file {}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        bail!("the token file {} is empty", path.display());
+    }
+    Ok(token.to_string())
+}
+
 impl AdminClient {
-    /// A client for `base` (e.g. `http://127.0.0.1:8888`).
+    /// A client for `base` (e.g. `http://127.0.0.1:8888`); `https://` bases are checked
+    /// against the platform's trust store.
+    #[cfg(test)]
     pub fn new(base: &str, token: Option<String>) -> AdminClient {
+        Self::with_tls(base, token, None).expect("no CA file to read")
+    }
+
+    /// A client for `base` trusting, for `https://`, the CA certificates of the PEM file
+    /// `ca_file` (or the platform's trust store when `None`).
+    pub fn with_tls(
+        base: &str,
+        token: Option<String>,
+        ca_file: Option<&Path>,
+    ) -> Result<AdminClient> {
+        use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
+        let roots = match ca_file {
+            Some(path) => {
+                let certs = crate::tls::load_certs(path).context("--ca-file")?;
+                RootCerts::Specific(std::sync::Arc::new(
+                    certs
+                        .iter()
+                        .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+                        .collect(),
+                ))
+            }
+            None if base.starts_with("https://") => RootCerts::Specific(std::sync::Arc::new(
+                rustls_native_certs::load_native_certs()
+                    .certs
+                    .iter()
+                    .map(|c| Certificate::from_der(c.as_ref()).to_owned())
+                    .collect(),
+            )),
+            None => RootCerts::Specific(std::sync::Arc::new(Vec::new())),
+        };
+        let tls = TlsConfig::builder()
+            .provider(TlsProvider::Rustls)
+            .root_certs(roots)
+            // The gateway's own provider: no second cryptography library is linked.
+            .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .build();
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            .tls_config(tls)
             .build()
             .into();
-        AdminClient {
+        Ok(AdminClient {
             base: base.trim_end_matches('/').to_string(),
             token,
             agent,
-        }
+        })
     }
 
     fn url(&self, path: &str) -> String {

@@ -26,12 +26,23 @@ pub struct Config {
     /// Host name or address the gateway advertises to clients in broker lists.
     /// Defaults to the listen host; required when listening on a wildcard address.
     pub advertised_host: Option<String>,
-    /// Admin HTTP listener (health, readiness, metrics, admin API).
+    /// Admin HTTP listener (health, readiness, metrics, admin API). In YAML either the
+    /// address alone (`admin: 127.0.0.1:8888`) or a mapping with `listen` and the keys of
+    /// [`AdminOptions`] plus `token` and `readToken`.
     pub admin: String,
-    /// Bearer token required for admin API writes (`SLUICE_ADMIN_TOKEN` or `--admin-token`
-    /// are better places for it than the file). None: writes are open.
+    /// Bearer token for the admin API: reads and writes of every resource need it (or the
+    /// read-only token for reads). Better given as a file (`admin.tokenFile`,
+    /// `--admin-token-file`) or in `SLUICE_ADMIN_TOKEN` than in the configuration file or on
+    /// the command line. None: the API is open, which only a loopback listener allows unless
+    /// [`AdminOptions::allow_unauthenticated`].
     #[serde(skip_serializing)]
     pub admin_token: Option<Secret>,
+    /// Read-only bearer token for monitoring and consoles: GETs of resources (and `/metrics`
+    /// when protected), never writes. Needs [`Config::admin_token`].
+    #[serde(skip_serializing)]
+    pub admin_read_token: Option<Secret>,
+    /// How the admin listener is protected besides the tokens.
+    pub admin_options: AdminOptions,
     /// Directory of the embedded state store.
     pub state_dir: PathBuf,
     /// The Kafka cluster behind the gateway.
@@ -52,6 +63,35 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     /// ACL enforcement (off by default).
     pub authorization: Authorization,
+}
+
+/// Protection of the admin listener besides the tokens (the `admin` mapping's keys).
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct AdminOptions {
+    /// File holding the admin token (one line; surrounding whitespace is ignored). Read once at
+    /// start.
+    pub token_file: Option<PathBuf>,
+    /// File holding the read-only token.
+    pub read_token_file: Option<PathBuf>,
+    /// `/metrics` needs a token too (either one). Off by default: scrapers usually have none.
+    pub protect_metrics: bool,
+    /// Lets an admin listener reachable beyond this host (not a loopback address) serve
+    /// without a token. Anyone who reaches it can then upload plugins, create accounts and
+    /// ACLs: only for a network that is itself trusted.
+    pub allow_unauthenticated: bool,
+    /// HTTPS on the admin listener.
+    pub tls: Option<AdminTls>,
+}
+
+/// The admin listener's certificate and key (PEM files, re-read when they change).
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AdminTls {
+    /// PEM certificate chain, leaf first.
+    pub cert_file: PathBuf,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 /// The name of the listener set made of the top-level `listen`, `advertisedHost` and `security`.
@@ -327,10 +367,18 @@ impl Secret {
         &self.0
     }
 
-    /// Constant-time comparison with a candidate.
+    /// Constant-time comparison with a candidate: the SHA-256 digests are compared, so
+    /// neither the content nor the length of the secret shows in the time taken.
     pub fn matches(&self, candidate: &str) -> bool {
-        let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        use sha2::{Digest, Sha256};
+        let (a, b) = (
+            Sha256::digest(self.0.as_bytes()),
+            Sha256::digest(candidate.as_bytes()),
+        );
+        a.iter()
+            .zip(b.iter())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
     }
 }
 
@@ -417,6 +465,8 @@ impl Default for Config {
             advertised_host: None,
             admin: "127.0.0.1:8888".into(),
             admin_token: None,
+            admin_read_token: None,
+            admin_options: AdminOptions::default(),
             state_dir: PathBuf::from("sluice-state"),
             upstream: UpstreamConfig {
                 bootstrap: Vec::new(),
@@ -507,6 +557,14 @@ pub struct Overrides {
     pub log_format: Option<LogFormat>,
     /// `--admin-token` (or `SLUICE_ADMIN_TOKEN`).
     pub admin_token: Option<String>,
+    /// `--admin-token-file` (or `SLUICE_ADMIN_TOKEN_FILE`).
+    pub admin_token_file: Option<PathBuf>,
+    /// `--admin-read-token` (or `SLUICE_ADMIN_READ_TOKEN`).
+    pub admin_read_token: Option<String>,
+    /// `--admin-read-token-file` (or `SLUICE_ADMIN_READ_TOKEN_FILE`).
+    pub admin_read_token_file: Option<PathBuf>,
+    /// `--admin-allow-unauthenticated`: only ever turns the option on.
+    pub admin_allow_unauthenticated: bool,
 }
 
 /// Walks one YAML mapping, taking known keys and recording problems.
@@ -665,7 +723,30 @@ impl Config {
         };
         root.take("listen", &mut config.listen);
         root.take("advertisedHost", &mut config.advertised_host);
-        root.take("admin", &mut config.admin);
+        if matches!(root.map.get("admin"), Some(Value::Mapping(_))) {
+            let mut s = root.section("admin");
+            let o = &mut config.admin_options;
+            s.take("listen", &mut config.admin);
+            s.take("token", &mut config.admin_token);
+            s.take("tokenFile", &mut o.token_file);
+            s.take("readToken", &mut config.admin_read_token);
+            s.take("readTokenFile", &mut o.read_token_file);
+            s.take("protectMetrics", &mut o.protect_metrics);
+            s.take("allowUnauthenticated", &mut o.allow_unauthenticated);
+            s.take("tls", &mut o.tls);
+            s.finish(&[
+                "listen",
+                "token",
+                "tokenFile",
+                "readToken",
+                "readTokenFile",
+                "protectMetrics",
+                "allowUnauthenticated",
+                "tls",
+            ]);
+        } else {
+            root.take("admin", &mut config.admin);
+        }
         root.take("adminToken", &mut config.admin_token);
         root.take("stateDir", &mut config.state_dir);
         {
@@ -782,6 +863,7 @@ impl Config {
             },
         };
         config.apply(overrides);
+        config.read_admin_token_files(&mut issues);
         if let (Ok(pw), Some(sasl)) = (
             std::env::var("SLUICE_UPSTREAM_PASSWORD"),
             config.upstream.sasl.as_mut(),
@@ -843,6 +925,55 @@ impl Config {
         }
         if let Some(v) = o.admin_token {
             self.admin_token = Some(Secret(v));
+        }
+        if let Some(v) = o.admin_token_file {
+            self.admin_options.token_file = Some(v);
+        }
+        if let Some(v) = o.admin_read_token {
+            self.admin_read_token = Some(Secret(v));
+        }
+        if let Some(v) = o.admin_read_token_file {
+            self.admin_options.read_token_file = Some(v);
+        }
+        if o.admin_allow_unauthenticated {
+            self.admin_options.allow_unauthenticated = true;
+        }
+    }
+
+    /// Reads `admin.tokenFile` and `admin.readTokenFile` into the tokens; a token given both
+    /// directly and as a file, an unreadable file or an empty one is a problem.
+    pub fn read_admin_token_files(&mut self, issues: &mut Vec<ConfigIssue>) {
+        let files = [
+            (
+                "admin.tokenFile",
+                self.admin_options.token_file.clone(),
+                &mut self.admin_token,
+            ),
+            (
+                "admin.readTokenFile",
+                self.admin_options.read_token_file.clone(),
+                &mut self.admin_read_token,
+            ),
+        ];
+        for (key, file, slot) in files {
+            let Some(file) = file else { continue };
+            let mut issue = |message: String| {
+                issues.push(ConfigIssue {
+                    key: key.into(),
+                    message,
+                })
+            };
+            if slot.is_some() {
+                issue(
+                    "the token is also given directly (flag, environment or file): give one".into(),
+                );
+                continue;
+            }
+            match std::fs::read_to_string(&file) {
+                Err(e) => issue(format!("cannot read {}: {e}", file.display())),
+                Ok(text) if text.trim().is_empty() => issue(format!("{} is empty", file.display())),
+                Ok(text) => *slot = Some(Secret(text.trim().to_string())),
+            }
         }
     }
 
@@ -942,9 +1073,7 @@ impl Config {
         if self.limits.max_connections == 0 {
             issue("limits.maxConnections", "must be greater than 0".into());
         }
-        if self.admin_token.as_ref().is_some_and(|t| t.0.len() < 16) {
-            issue("adminToken", "must be at least 16 characters".into());
-        }
+        self.admin_issues(&mut issue);
         self.security_issues(&mut issue);
         self.listener_issues(listen.as_ref().ok(), &mut issue);
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.logging.level) {
@@ -957,6 +1086,61 @@ impl Config {
                 source_name: source_name.into(),
                 issues,
             })
+        }
+    }
+
+    /// The admin listener: token strength, and no open API beyond loopback unless allowed.
+    fn admin_issues(&self, issue: &mut impl FnMut(&str, String)) {
+        if self.admin_token.as_ref().is_some_and(|t| t.0.len() < 16) {
+            issue("adminToken", "must be at least 16 characters".into());
+        }
+        if let Some(read) = &self.admin_read_token {
+            if read.0.len() < 16 {
+                issue("admin.readToken", "must be at least 16 characters".into());
+            }
+            match &self.admin_token {
+                None => issue(
+                    "admin.readToken",
+                    "a read-only token needs an admin token for writes (admin.token, \
+                     admin.tokenFile or SLUICE_ADMIN_TOKEN)"
+                        .into(),
+                ),
+                Some(admin) if admin.0 == read.0 => {
+                    issue("admin.readToken", "must differ from the admin token".into())
+                }
+                Some(_) => {}
+            }
+        }
+        if self.admin_options.protect_metrics && self.admin_token.is_none() {
+            issue(
+                "admin.protectMetrics",
+                "needs an admin token (admin.token, admin.tokenFile or SLUICE_ADMIN_TOKEN)".into(),
+            );
+        }
+        if let Some(tls) = &self.admin_options.tls {
+            for (key, path) in [("certFile", &tls.cert_file), ("keyFile", &tls.key_file)] {
+                if path.as_os_str().is_empty() {
+                    issue(&format!("admin.tls.{key}"), "must not be empty".into());
+                }
+            }
+        }
+        if let Ok(addr) = self.admin.parse::<SocketAddr>() {
+            if !addr.ip().is_loopback()
+                && self.admin_token.is_none()
+                && !self.admin_options.allow_unauthenticated
+            {
+                issue(
+                    "admin",
+                    format!(
+                        "`{}` is reachable beyond this host but no admin token is configured, so \
+                         anyone reaching it could upload plugins and create accounts and ACLs: \
+                         set a token (SLUICE_ADMIN_TOKEN, --admin-token-file or \
+                         admin.tokenFile), listen on 127.0.0.1, or accept an open API with \
+                         --admin-allow-unauthenticated (admin.allowUnauthenticated: true)",
+                        self.admin
+                    ),
+                );
+            }
         }
     }
 
@@ -1488,6 +1672,110 @@ listeners:
         assert_eq!(keys, vec!["listeners[0].security"], "{err}");
         c.listeners[0].security = c.security.clone();
         c.validate("l.yaml").unwrap();
+    }
+
+    fn admin_keys(c: &Config) -> Vec<String> {
+        match c.validate("f") {
+            Ok(()) => Vec::new(),
+            Err(e) => e.issues.into_iter().map(|i| i.key).collect(),
+        }
+    }
+
+    #[test]
+    fn admin_beyond_loopback_needs_a_token_or_an_explicit_override() {
+        let mut c =
+            Config::from_yaml("upstream: {bootstrap: a:1}\nadmin: 0.0.0.0:8888", "f").unwrap();
+        let err = c.validate("f").unwrap_err().to_string();
+        assert!(
+            err.contains("admin: `0.0.0.0:8888` is reachable beyond this host"),
+            "{err}"
+        );
+        assert!(err.contains("--admin-allow-unauthenticated"), "{err}");
+        c.admin_options.allow_unauthenticated = true;
+        c.validate("f").unwrap();
+        c.admin_options.allow_unauthenticated = false;
+        c.admin_token = Some(Secret::new("0123456789abcdef"));
+        c.validate("f").unwrap();
+        // Loopback needs neither.
+        c.admin_token = None;
+        for addr in ["127.0.0.1:8888", "[::1]:8888"] {
+            c.admin = addr.into();
+            c.validate("f").unwrap();
+        }
+    }
+
+    #[test]
+    fn admin_mapping_read_token_files_and_checks() {
+        let dir = std::env::temp_dir().join(format!("sluice-admin-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("admin"), "admin-token-from-file-0123\n").unwrap();
+        std::fs::write(dir.join("read"), "  read-token-from-file-0123  \n").unwrap();
+        let file = dir.join("c.yaml");
+        std::fs::write(
+            &file,
+            format!(
+                "upstream: {{bootstrap: a:1}}\nadmin:\n  listen: 0.0.0.0:9000\n  tokenFile: {}\n  \
+                 readTokenFile: {}\n  protectMetrics: true\n  tls: {{certFile: c.pem, keyFile: k.pem}}\n",
+                dir.join("admin").display(),
+                dir.join("read").display()
+            ),
+        )
+        .unwrap();
+        let c = Config::load(Some(&file), Overrides::default()).unwrap();
+        assert_eq!(c.admin, "0.0.0.0:9000");
+        assert!(c
+            .admin_token
+            .as_ref()
+            .unwrap()
+            .matches("admin-token-from-file-0123"));
+        assert!(c
+            .admin_read_token
+            .as_ref()
+            .unwrap()
+            .matches("read-token-from-file-0123"));
+        assert!(c.admin_options.protect_metrics);
+        assert_eq!(
+            c.admin_options.tls.as_ref().unwrap().key_file,
+            PathBuf::from("k.pem")
+        );
+        // A token both given and in a file, an unreadable file: errors naming the key.
+        let e = Config::load(
+            Some(&file),
+            Overrides {
+                admin_token: Some("flag-token-0123456789".into()),
+                admin_read_token_file: Some(dir.join("missing")),
+                ..Overrides::default()
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("admin.tokenFile: the token is also given directly"),
+            "{e}"
+        );
+        assert!(e.contains("admin.readTokenFile: cannot read"), "{e}");
+        // Unknown keys in the mapping are reported.
+        let e = Config::from_yaml("admin: {listen: 127.0.0.1:1, tokn: x}", "f").unwrap_err();
+        assert!(e.to_string().contains("admin.tokn: unknown key"), "{e}");
+        // The read-only token needs an admin token, differs from it; metrics need a token.
+        let mut c = Config::from_yaml("upstream: {bootstrap: a:1}", "f").unwrap();
+        c.admin_read_token = Some(Secret::new("read-token-0123456789"));
+        c.admin_options.protect_metrics = true;
+        assert_eq!(admin_keys(&c), ["admin.readToken", "admin.protectMetrics"]);
+        c.admin_token = Some(Secret::new("read-token-0123456789"));
+        assert_eq!(admin_keys(&c), ["admin.readToken"]);
+        c.admin_token = Some(Secret::new("admin-token-0123456789"));
+        assert!(admin_keys(&c).is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn secrets_compare_by_content_only() {
+        let s = Secret::new("0123456789abcdef");
+        assert!(s.matches("0123456789abcdef"));
+        assert!(!s.matches("0123456789abcdeF"));
+        assert!(!s.matches("0123456789abcde"));
+        assert!(!s.matches(""));
     }
 
     #[test]

@@ -28,7 +28,8 @@ pub fn document() -> Value {
     let mut doc = json!({
         "openapi": "3.1.0",
         "info": {"title": "Sluice admin API", "version": env!("CARGO_PKG_VERSION"),
-            "description": "Manage WebAssembly plugins, the interceptors that run them, the security resources (service accounts, groups, ACLs) and the tenancy resources (virtual clusters, alias topics, concentration rules). Writes need `Authorization: Bearer <token>` when the gateway is started with an admin token."},
+            "description": "Manage WebAssembly plugins, the interceptors that run them, the security resources (service accounts, groups, ACLs) and the tenancy resources (virtual clusters, alias topics, concentration rules). With an admin token configured, every /api/v1 request needs `Authorization: Bearer <token>`, reads included: the admin token for writes, the admin or the read-only token for reads (a read-only token on a write is a 403; a missing or unknown token a 401 with `WWW-Authenticate: Bearer`). /health, /ready and this document are open; /metrics is open unless the gateway protects it (`admin.protectMetrics`), then either token reads it."},
+        "security": [{"bearer": []}],
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": {
@@ -137,10 +138,15 @@ pub fn document() -> Value {
             }
         },
         "paths": {
-            "/health": {"get": {"summary": "Liveness", "responses": {"200": {"description": "serving"}}}},
-            "/ready": {"get": {"summary": "Readiness: a bootstrap server answers now",
+            "/health": {"get": {"summary": "Liveness", "security": [],
+                "responses": {"200": {"description": "serving"}}}},
+            "/ready": {"get": {"summary": "Readiness: a bootstrap server answers now", "security": [],
                 "responses": {"200": {"description": "ready"}, "503": {"description": "not ready"}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "text exposition"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics (a token only with admin.protectMetrics)",
+                "security": [{}, {"bearer": []}],
+                "responses": {"200": {"description": "text exposition"}, "401": {"description": "protected and no valid token"}}}},
+            "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [],
+                "responses": {"200": {"description": "the OpenAPI document"}}}},
             "/api/v1/plugins": {"get": {"summary": "List plugins", "responses": {"200": {"description": "plugins",
                 "content": {"application/json": {"schema": {"type": "object", "properties": {
                     "items": {"type": "array", "items": {"$ref": "#/components/schemas/Plugin"}}}}}}}}}},
@@ -197,6 +203,16 @@ pub fn document() -> Value {
         let (list, one) = resource_paths(collection, schema, what, &name, conflicts);
         paths.insert(format!("/api/v1/{collection}"), list);
         paths.insert(format!("/api/v1/{collection}/{{name}}"), one);
+    }
+    // Reads of resources need a token too (when one is configured).
+    for (path, item) in paths.iter_mut() {
+        if path == "/api/v1/openapi.json" || !path.starts_with("/api/v1/") {
+            continue;
+        }
+        if let Some(responses) = item.get_mut("get").and_then(|g| g.get_mut("responses")) {
+            let with_401 = merge(responses.take(), error_responses(&["401"]));
+            *responses = with_401;
+        }
     }
     doc
 }

@@ -379,6 +379,7 @@ impl Gateway {
             .await
             .with_context(|| format!("binding the admin listener {}", config.admin))?;
         let admin_addr = admin_listener.local_addr()?;
+        let admin_tls = crate::admin::tls_acceptor(&config)?;
         let metrics = Metrics::new();
         let store: Arc<dyn StateStore> = Arc::new(FileStore::open(&config.state_dir)?);
         let runtime = crate::wasm::Runtime::new(store.cache_dir())?;
@@ -445,7 +446,11 @@ impl Gateway {
             spawn_accept_loop(shared.clone(), socket, Route::Bootstrap, index);
         }
         spawn_discovery(shared.clone());
-        let admin_task = tokio::spawn(crate::admin::serve(shared.clone(), admin_listener));
+        let admin_task = tokio::spawn(crate::admin::serve(
+            shared.clone(),
+            admin_listener,
+            admin_tls,
+        ));
         Ok(Gateway {
             shared,
             kafka_addr,

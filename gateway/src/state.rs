@@ -3,6 +3,10 @@
 //!
 //! The embedded backend is a directory (`--state-dir`) written atomically (temporary file,
 //! fsync, rename), so a crash never leaves a half-written document.
+//!
+//! The directory holds secrets (SCRAM credentials, KMS keys, interceptor configs), so on Unix
+//! it is private to the gateway's user: directories are created mode 0700 and files 0600, and
+//! [`FileStore::open`] tightens what an older version or an operator left more open.
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
@@ -59,10 +63,57 @@ pub fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` atomically; `private` makes the file readable by the owner only.
+/// Creates `dir` and its missing parents, mode 0700 on Unix.
+pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(dir)
+}
+
+/// Makes `dir` and everything under it private to the owner on Unix (directories 0700, files
+/// 0600), without following symbolic links; returns how many entries were tightened.
+pub fn tighten_permissions(dir: &Path) -> std::io::Result<usize> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::symlink_metadata(dir)?;
+        let mut changed = 0;
+        let want = if meta.is_dir() {
+            0o700
+        } else if meta.is_file() {
+            0o600
+        } else {
+            return Ok(0); // a symbolic link or a special file: left alone
+        };
+        if meta.permissions().mode() & 0o777 != want {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(want))?;
+            changed += 1;
+        }
+        if meta.is_dir() {
+            for entry in std::fs::read_dir(dir)? {
+                changed += tighten_permissions(&entry?.path())?;
+            }
+        }
+        Ok(changed)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(0)
+    }
+}
+
+/// Writes `bytes` to `path` atomically; `private` makes the file readable by the owner only
+/// (mode 0600 on Unix, set when the temporary file is created, so the content is never
+/// readable by others, not even before the rename). Missing directories are created 0700.
 pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
+    create_private_dir(dir)?;
     let tmp = dir.join(format!(
         ".{}.tmp-{}",
         path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
@@ -79,6 +130,12 @@ pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> std::io::Result
         #[cfg(not(unix))]
         let _ = private;
         let mut f = options.open(&tmp)?;
+        #[cfg(unix)]
+        if private {
+            // A temporary file left by a crash keeps its mode when reopened.
+            use std::os::unix::fs::PermissionsExt;
+            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        }
         f.write_all(bytes)?;
         f.sync_all()?;
     }
@@ -92,10 +149,24 @@ pub struct FileStore {
 }
 
 impl FileStore {
-    /// Opens (creating) a state directory.
+    /// Opens (creating, mode 0700) a state directory and makes what it holds private to the
+    /// owner (directories 0700, files 0600).
     pub fn open(dir: &Path) -> Result<FileStore> {
-        std::fs::create_dir_all(dir)
+        create_private_dir(dir)
             .with_context(|| format!("creating the state directory {}", dir.display()))?;
+        let tightened = tighten_permissions(dir).with_context(|| {
+            format!(
+                "making the state directory {} private to its owner",
+                dir.display()
+            )
+        })?;
+        if tightened > 0 {
+            tracing::warn!(
+                dir = %dir.display(),
+                entries = tightened,
+                "state directory entries were readable by other users; made private (0700/0600)"
+            );
+        }
         Ok(FileStore {
             dir: dir.to_path_buf(),
         })
@@ -118,7 +189,7 @@ impl StateStore for FileStore {
     fn put_blob(&self, sha256: &str, bytes: &[u8]) -> Result<()> {
         let path = self.blob_path(sha256)?;
         if !path.exists() {
-            write_atomic(&path, bytes, false)
+            write_atomic(&path, bytes, true)
                 .with_context(|| format!("writing {}", path.display()))?;
         }
         Ok(())
@@ -145,7 +216,7 @@ impl StateStore for FileStore {
     fn put_doc(&self, kind: &str, name: &str, doc: &Value) -> Result<()> {
         let path = self.doc_path(kind, name)?;
         let text = serde_json::to_vec_pretty(doc)?;
-        write_atomic(&path, &text, false).with_context(|| format!("writing {}", path.display()))
+        write_atomic(&path, &text, true).with_context(|| format!("writing {}", path.display()))
     }
 
     fn delete_doc(&self, kind: &str, name: &str) -> Result<()> {
@@ -228,6 +299,65 @@ mod tests {
         assert_eq!(store.get_blob(&sha).unwrap().unwrap(), b"wasm");
         assert!(store.get_blob("../../etc/passwd").is_err());
         assert!(store.list_docs("nothing").unwrap().is_empty());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[cfg(unix)]
+    fn mode(path: &Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn state_is_private_to_the_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = test_dir("state-modes");
+        let store = FileStore::open(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        store
+            .put_doc("service-accounts", "alice", &json!({"storedKey": "x"}))
+            .unwrap();
+        store.put_blob(&"cd".repeat(32), b"wasm").unwrap();
+        assert_eq!(mode(&dir.join("service-accounts")), 0o700);
+        assert_eq!(
+            mode(&dir.join("service-accounts").join("alice.json")),
+            0o600
+        );
+        assert_eq!(mode(&dir.join("blobs")), 0o700);
+        assert_eq!(
+            mode(&dir.join("blobs").join(format!("{}.wasm", "cd".repeat(32)))),
+            0o600
+        );
+        // Replacing a document (temporary file and rename) keeps it private, even when a
+        // temporary file left by a crash was readable by others.
+        let stale = dir
+            .join("service-accounts")
+            .join(format!(".alice.json.tmp-{}", std::process::id()));
+        std::fs::write(&stale, b"{}").unwrap();
+        std::fs::set_permissions(&stale, std::fs::Permissions::from_mode(0o644)).unwrap();
+        store
+            .put_doc("service-accounts", "alice", &json!({"storedKey": "y"}))
+            .unwrap();
+        assert_eq!(
+            mode(&dir.join("service-accounts").join("alice.json")),
+            0o600
+        );
+        // What an older version left open is tightened when the directory is opened.
+        let open_file = dir.join("service-accounts").join("bob.json");
+        std::fs::write(&open_file, b"{}").unwrap();
+        std::fs::set_permissions(&open_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        for d in [&dir, &dir.join("service-accounts")] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        FileStore::open(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        assert_eq!(mode(&dir.join("service-accounts")), 0o700);
+        assert_eq!(mode(&open_file), 0o600);
         let _ = std::fs::remove_dir_all(&dir);
     }
 

@@ -167,11 +167,16 @@ fn plugin_path(name: &str) -> std::path::PathBuf {
     p
 }
 
+/// The read-only token of the gateways [`serve_with_token`] starts.
+const READ_TOKEN: &str = "cli-read-only-token-0123456789";
+
 fn run(args: &[&str], admin: &str, token: Option<&str>) -> (i32, String, String) {
     let mut cmd = sluice();
     cmd.args(args)
         .env("SLUICE_ADMIN", admin)
-        .env_remove("SLUICE_ADMIN_TOKEN");
+        .env_remove("SLUICE_ADMIN_TOKEN")
+        .env_remove("SLUICE_ADMIN_TOKEN_FILE")
+        .env_remove("SLUICE_ADMIN_CA_FILE");
     if let Some(t) = token {
         cmd.env("SLUICE_ADMIN_TOKEN", t);
     }
@@ -183,8 +188,9 @@ fn run(args: &[&str], admin: &str, token: Option<&str>) -> (i32, String, String)
     )
 }
 
-/// A gateway serving the admin API with `token` (an unreachable cluster behind it), its admin
-/// URL and its state directory, once `/health` answers.
+/// A gateway serving the admin API with `token` and the read-only [`READ_TOKEN`] (an
+/// unreachable cluster behind it), its admin URL and its state directory, once `/health`
+/// answers.
 fn serve_with_token(label: &str, token: &str) -> (KillOnDrop, String, std::path::PathBuf) {
     let admin_port = free_port();
     let state = std::env::temp_dir().join(format!("{label}-{}", std::process::id()));
@@ -201,6 +207,7 @@ fn serve_with_token(label: &str, token: &str) -> (KillOnDrop, String, std::path:
             .arg("--state-dir")
             .arg(&state)
             .env("SLUICE_ADMIN_TOKEN", token)
+            .env("SLUICE_ADMIN_READ_TOKEN", READ_TOKEN)
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
@@ -250,11 +257,38 @@ fn admin_cli_push_apply_get_delete() {
     );
     assert_eq!(code, 0);
     assert!(out.contains("interceptor/tag configured"), "{out}");
-    let (code, out, _) = run(&["get", "interceptors"], &admin, None);
+    // Reads need a token too (interceptor configs may hold secrets); the read-only one will do.
+    let (code, _, err) = run(&["get", "interceptors"], &admin, None);
+    assert_eq!(code, 1);
+    assert!(err.contains("HTTP 401"), "{err}");
+    let (code, out, _) = run(&["get", "interceptors"], &admin, Some(READ_TOKEN));
     assert_eq!(code, 0);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(v["items"][0]["spec"]["priority"], 5);
-    let (code, out, _) = run(&["get", "plugin", "noop"], &admin, None);
+    // The token may come from a file instead (no token in `ps` or the environment).
+    let token_file = state.join("read-token");
+    std::fs::write(&token_file, format!("{READ_TOKEN}\n")).unwrap();
+    let (code, out, err) = run(
+        &[
+            "get",
+            "plugin",
+            "noop",
+            "--token-file",
+            token_file.to_str().unwrap(),
+        ],
+        &admin,
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("on-request"), "{out}");
+    // The read-only token cannot write.
+    let (code, _, err) = run(&["delete", "plugin", "noop"], &admin, Some(READ_TOKEN));
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("HTTP 403") && err.contains("read-only"),
+        "{err}"
+    );
+    let (code, out, _) = run(&["get", "plugin", "noop"], &admin, Some(token));
     assert_eq!(code, 0);
     assert!(out.contains("on-request"), "{out}");
     // A bad document is refused with the API's details.
@@ -341,7 +375,13 @@ fn apply_get_delete_security_resources() {
     ] {
         let mut args = vec!["get", kind];
         args.extend(name);
-        let (code, out, err) = run(&args, &admin, None);
+        let (code, _, err) = run(&args, &admin, None);
+        assert_eq!(
+            code, 1,
+            "{kind}: accounts and ACLs are not for anyone to read"
+        );
+        assert!(err.contains("HTTP 401"), "{err}");
+        let (code, out, err) = run(&args, &admin, Some(READ_TOKEN));
         assert_eq!(code, 0, "{err}");
         assert!(out.contains(expect), "{kind}: {out}");
         assert!(
@@ -349,10 +389,21 @@ fn apply_get_delete_security_resources() {
             "{out}"
         );
     }
-    // Only derived credentials reach the state directory.
+    // Only derived credentials reach the state directory, readable by the owner only.
     std::fs::remove_file(&file).unwrap();
     let stored = read_tree(&state);
     assert!(stored.contains("storedKey") && !stored.contains(password));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&state), 0o700);
+        assert_eq!(mode(&state.join("service-accounts")), 0o700);
+        assert_eq!(
+            mode(&state.join("service-accounts").join("alice.json")),
+            0o600
+        );
+    }
     delete_all(
         &admin,
         token,
@@ -404,7 +455,7 @@ fn apply_get_delete_virtual_clusters() {
     ] {
         let mut args = vec!["get", kind];
         args.extend(name);
-        let (code, out, err) = run(&args, &admin, None);
+        let (code, out, err) = run(&args, &admin, Some(READ_TOKEN));
         assert_eq!(code, 0, "{kind}: {err}");
         assert!(out.contains(expect), "{kind}: {out}");
     }
@@ -452,7 +503,129 @@ fn delete_all(admin: &str, token: &str, resources: &[(&str, &str, &str)]) {
 
 /// `sluice get` of a deleted resource fails with the API's 404.
 fn assert_gone(admin: &str, kind: &str, name: &str) {
-    let (code, _, err) = run(&["get", kind, name], admin, None);
+    let (code, _, err) = run(&["get", kind, name], admin, Some(READ_TOKEN));
     assert_eq!(code, 1);
     assert!(err.contains("HTTP 404"), "{err}");
+}
+
+/// `sluice serve` with `args` after the common ones, the admin token and the admin token file
+/// variables removed from its environment.
+fn serve_cmd(args: &[&str]) -> Command {
+    let mut cmd = sluice();
+    cmd.args([
+        "serve",
+        "--bootstrap",
+        "127.0.0.1:1",
+        "--listen",
+        "127.0.0.1:0",
+    ])
+    .args(args)
+    .env_remove("SLUICE_ADMIN_TOKEN")
+    .env_remove("SLUICE_ADMIN_TOKEN_FILE")
+    .env_remove("SLUICE_ADMIN_READ_TOKEN")
+    .env_remove("SLUICE_ADMIN_READ_TOKEN_FILE");
+    cmd
+}
+
+#[test]
+fn admin_beyond_loopback_without_a_token_refuses_to_start() {
+    let state = std::env::temp_dir().join(format!("sluice-cli-open-{}", std::process::id()));
+    let state_arg = state.to_str().unwrap();
+    let out = serve_cmd(&["--admin", "0.0.0.0:0", "--state-dir", state_arg])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("admin: `0.0.0.0:0` is reachable beyond this host but no admin token"),
+        "{err}"
+    );
+    assert!(err.contains("--admin-allow-unauthenticated"), "{err}");
+
+    // Explicitly allowed: it starts, and the API is open.
+    let port = free_port();
+    let admin = format!("0.0.0.0:{port}");
+    let _child = KillOnDrop(
+        serve_cmd(&[
+            "--admin",
+            &admin,
+            "--state-dir",
+            state_arg,
+            "--admin-allow-unauthenticated",
+        ])
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let groups = loop {
+        if let Some(r) = http_get(port, "/api/v1/groups") {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "admin listener never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(groups.starts_with("HTTP/1.1 200"), "{groups}");
+    drop(_child);
+
+    // With a token from a file it starts, and reads need the token.
+    let token_file = state.join("admin-token");
+    std::fs::write(&token_file, "file-token-0123456789\n").unwrap();
+    let port = free_port();
+    let admin = format!("0.0.0.0:{port}");
+    let _child = KillOnDrop(
+        serve_cmd(&["--admin", &admin, "--state-dir", state_arg])
+            .arg("--admin-token-file")
+            .arg(&token_file)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let groups = loop {
+        if let Some(r) = http_get(port, "/api/v1/groups") {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "admin listener never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(groups.starts_with("HTTP/1.1 401"), "{groups}");
+    assert!(groups.contains("www-authenticate: Bearer"), "{groups}");
+    let url = format!("http://127.0.0.1:{port}");
+    let (code, out, err) = run(
+        &[
+            "get",
+            "groups",
+            "--token-file",
+            token_file.to_str().unwrap(),
+        ],
+        &url,
+        None,
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("items"), "{out}");
+    drop(_child);
+    let _ = std::fs::remove_dir_all(&state);
+}
+
+#[test]
+fn help_warns_that_token_flags_show_in_ps() {
+    for cmd in [&["serve", "--help"][..], &["get", "--help"][..]] {
+        let out = sluice().args(cmd).output().unwrap();
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            help.contains("visible to every local user in `ps`"),
+            "{help}"
+        );
+        assert!(help.contains("SLUICE_ADMIN_TOKEN"), "{help}");
+    }
+    let out = sluice().args(["serve", "--help"]).output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--admin-token-file",
+        "--admin-read-token",
+        "--admin-allow-unauthenticated",
+    ] {
+        assert!(help.contains(flag), "{flag}: {help}");
+    }
 }

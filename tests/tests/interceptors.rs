@@ -465,7 +465,7 @@ async fn admin_api_refuses_bad_input_with_reasons() {
     let admin = gw.admin_addr();
     let auth = [("Authorization", "Bearer 0123456789abcdef-token")];
     let wasm = [("Content-Type", "application/wasm")];
-    // Writes need the token; reads do not.
+    // Writes and reads need the token; a wrong one is a 401 like a missing one.
     let (status, _) = http(
         admin,
         "PUT",
@@ -483,8 +483,12 @@ async fn admin_api_refuses_bad_input_with_reasons() {
         &plugin_bytes("noop"),
     )
     .await;
-    assert_eq!(status, 403);
-    assert_eq!(http(admin, "GET", "/api/v1/plugins", &[], b"").await.0, 200);
+    assert_eq!(status, 401);
+    assert_eq!(http(admin, "GET", "/api/v1/plugins", &[], b"").await.0, 401);
+    assert_eq!(
+        http(admin, "GET", "/api/v1/plugins", &auth, b"").await.0,
+        200
+    );
     let with = |h: &[(&'static str, &'static str)]| [auth.as_slice(), h].concat();
     // Junk is not a component.
     let (status, body) = http(
@@ -602,7 +606,7 @@ async fn admin_api_refuses_bad_input_with_reasons() {
     assert_eq!(body["error"], "the plugin refused this interceptor");
     // Unknown resources.
     assert_eq!(
-        http(admin, "GET", "/api/v1/interceptors/none", &[], b"")
+        http(admin, "GET", "/api/v1/interceptors/none", &auth, b"")
             .await
             .0,
         404
@@ -613,7 +617,7 @@ async fn admin_api_refuses_bad_input_with_reasons() {
             .0,
         404
     );
-    // The OpenAPI document names every path.
+    // The OpenAPI document (no data in it) is open and names every path.
     let (status, doc) = http(admin, "GET", "/api/v1/openapi.json", &[], b"").await;
     assert_eq!(status, 200);
     assert!(doc["paths"]["/api/v1/interceptors/{name}"]["put"].is_object());
