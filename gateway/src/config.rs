@@ -759,7 +759,10 @@ impl Config {
                 "maxConnectionsPerSourceOverrides",
                 &mut config.limits.max_connections_per_source_overrides,
             );
-            s.take("handshakeTimeoutMs", &mut config.limits.handshake_timeout_ms);
+            s.take(
+                "handshakeTimeoutMs",
+                &mut config.limits.handshake_timeout_ms,
+            );
             s.take("idleTimeoutMs", &mut config.limits.idle_timeout_ms);
             s.finish(&[
                 "maxFrameBytes",

@@ -44,8 +44,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn, Instrument};
 
 use crate::acl::{Permits, PrincipalPermits};
-use crate::admission::Activity;
 use crate::acl_api;
+use crate::admission::Activity;
 use crate::auth::{self, Authenticated, Exchange, Step};
 use crate::authorize::{self, Decision, ResponseFix};
 use crate::concentrate::Concentrated;

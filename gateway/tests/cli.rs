@@ -460,7 +460,13 @@ fn assert_gone(admin: &str, kind: &str, name: &str) {
 /// The value of a series in a Prometheus text page, 0 when absent.
 fn series(page: &str, name: &str) -> u64 {
     page.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+        .find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
         .map_or(0, |v| v as u64)
 }
 

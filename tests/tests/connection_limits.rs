@@ -70,9 +70,13 @@ async fn connections_that_never_send_a_request_are_closed_at_the_handshake_timeo
     let mut half = RawClient::connect(addr).await.unwrap();
     half.send_raw(&frame[..frame.len() / 2]).await.unwrap();
     let mut served = RawClient::connect(addr).await.unwrap();
-    within(STEP, "metadata", served.call(&MetadataRequest::default(), 12))
-        .await
-        .unwrap();
+    within(
+        STEP,
+        "metadata",
+        served.call(&MetadataRequest::default(), 12),
+    )
+    .await
+    .unwrap();
     let mut trickle = RawClient::connect(addr).await.unwrap();
     let trickler = tokio::spawn(async move {
         // One byte every 40 ms: 1.2 s for the whole frame, never complete in time.
@@ -101,9 +105,13 @@ async fn connections_that_never_send_a_request_are_closed_at_the_handshake_timeo
     );
     // The served connection outlives the handshake timeout (the idle timeout is 10 min).
     assert!(started.elapsed() >= Duration::from_millis(300));
-    within(STEP, "metadata", served.call(&MetadataRequest::default(), 12))
-        .await
-        .expect("a connection that sent requests was closed");
+    within(
+        STEP,
+        "metadata",
+        served.call(&MetadataRequest::default(), 12),
+    )
+    .await
+    .expect("a connection that sent requests was closed");
     assert_eq!(closed(&gw, "idle_timeout"), 0);
     gw.shutdown().await;
 }
@@ -138,11 +146,18 @@ async fn sasl_clients_must_authenticate_within_the_handshake_timeout() {
         0
     );
     let after = closed_after(&mut lingering, started, Duration::from_secs(3)).await;
-    assert!(after >= Duration::from_millis(380), "closed after {after:?}");
+    assert!(
+        after >= Duration::from_millis(380),
+        "closed after {after:?}"
+    );
     assert!(started.elapsed() >= Duration::from_millis(400));
-    within(STEP, "metadata", alice.call(&MetadataRequest::default(), 12))
-        .await
-        .expect("an authenticated connection was closed");
+    within(
+        STEP,
+        "metadata",
+        alice.call(&MetadataRequest::default(), 12),
+    )
+    .await
+    .expect("an authenticated connection was closed");
     assert!(eventually(STEP, || closed(&gw, "handshake_timeout") == 1).await);
     gw.shutdown().await;
 }
@@ -184,7 +199,10 @@ async fn idle_connections_are_closed_but_not_while_a_request_is_in_flight() {
     assert!(sent.elapsed() >= Duration::from_millis(1500));
     let answered = Instant::now();
     let after = closed_after(&mut slow, answered, Duration::from_secs(3)).await;
-    assert!(after >= Duration::from_millis(450), "closed after {after:?}");
+    assert!(
+        after >= Duration::from_millis(450),
+        "closed after {after:?}"
+    );
     assert!(eventually(STEP, || closed(&gw, "idle_timeout") == 2).await);
     assert_eq!(closed(&gw, "handshake_timeout"), 0);
     gw.shutdown().await;
@@ -221,9 +239,13 @@ async fn one_source_cannot_take_every_connection() {
     }
     // Another source is served while the hog holds its ten.
     let mut other = connect_from([127, 0, 0, 3], addr).await;
-    within(STEP, "other source", other.call(&MetadataRequest::default(), 12))
-        .await
-        .expect("a second source was locked out");
+    within(
+        STEP,
+        "other source",
+        other.call(&MetadataRequest::default(), 12),
+    )
+    .await
+    .expect("a second source was locked out");
     // An override: two for 127.0.0.4.
     let mut small: Vec<RawClient> = Vec::new();
     for _ in 0..3 {
@@ -231,16 +253,24 @@ async fn one_source_cannot_take_every_connection() {
     }
     assert!(small[2].closed_within(STEP).await, "override not applied");
     assert!(eventually(STEP, || refused(&gw, "per_source") == 16).await);
-    within(STEP, "override", small[0].call(&MetadataRequest::default(), 12))
-        .await
-        .unwrap();
+    within(
+        STEP,
+        "override",
+        small[0].call(&MetadataRequest::default(), 12),
+    )
+    .await
+    .unwrap();
     // Slots come back when connections close.
     drop(hog);
     assert!(eventually(STEP, || metric(&gw, "sluice_connections_open") == 3).await);
     let mut back = connect_from([127, 0, 0, 2], addr).await;
-    within(STEP, "hog again", back.call(&MetadataRequest::default(), 12))
-        .await
-        .unwrap();
+    within(
+        STEP,
+        "hog again",
+        back.call(&MetadataRequest::default(), 12),
+    )
+    .await
+    .unwrap();
     assert_eq!(refused(&gw, "max_connections"), 0);
     gw.shutdown().await;
 }
