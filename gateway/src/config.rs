@@ -8,8 +8,9 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use serde_norway::{Mapping, Value};
+use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -426,8 +427,49 @@ pub struct Limits {
     pub max_frame_bytes: usize,
     /// Pipelined requests in flight per client connection before the gateway stops reading.
     pub max_in_flight: usize,
-    /// Concurrent client connections; more are closed at accept.
+    /// Concurrent client connections; more are closed at accept. The open-file limit may
+    /// lower it (each connection takes two descriptors: client and broker).
     pub max_connections: usize,
+    /// Concurrent client connections from one source IP address (Kafka's
+    /// `max.connections.per.ip`); more are closed at accept. None (default): half of the
+    /// effective connection limit, so one address can never take every slot and lock the
+    /// other clients out.
+    pub max_connections_per_source: Option<usize>,
+    /// Per-address exceptions to `maxConnectionsPerSource` (Kafka's
+    /// `max.connections.per.ip.overrides`), keyed by IP address; 0 refuses the address.
+    pub max_connections_per_source_overrides: BTreeMap<String, usize>,
+    /// Time a new connection has, from accept, to finish its TLS handshake, send its first
+    /// complete request and (with SASL) authenticate; then it is closed. Bounds connections
+    /// that never start (slowloris).
+    pub handshake_timeout_ms: u64,
+    /// A connection with no request from its client and nothing in flight for this long is
+    /// closed (Kafka's `connections.max.idle.ms`, 10 minutes). 0: never.
+    pub idle_timeout_ms: u64,
+}
+
+impl Limits {
+    /// The per-source connection limit for `ip`, given the effective connection limit.
+    pub fn per_source_limit(&self, ip: IpAddr, effective_max: usize) -> usize {
+        let ip = ip.to_canonical();
+        self.max_connections_per_source_overrides
+            .iter()
+            .find(|(k, _)| k.parse::<IpAddr>().is_ok_and(|a| a.to_canonical() == ip))
+            .map(|(_, v)| *v)
+            .unwrap_or_else(|| {
+                self.max_connections_per_source
+                    .unwrap_or_else(|| effective_max.div_ceil(2))
+            })
+    }
+
+    /// The handshake timeout.
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_millis(self.handshake_timeout_ms)
+    }
+
+    /// The idle timeout; None: connections may stay idle.
+    pub fn idle_timeout(&self) -> Option<Duration> {
+        (self.idle_timeout_ms > 0).then(|| Duration::from_millis(self.idle_timeout_ms))
+    }
 }
 
 /// Graceful shutdown.
@@ -484,6 +526,10 @@ impl Default for Config {
                 max_frame_bytes: 100 * 1024 * 1024,
                 max_in_flight: 1024,
                 max_connections: 20_000,
+                max_connections_per_source: None,
+                max_connections_per_source_overrides: BTreeMap::new(),
+                handshake_timeout_ms: 10_000,
+                idle_timeout_ms: 600_000,
             },
             shutdown: ShutdownConfig {
                 drain_timeout_ms: 15_000,
@@ -786,7 +832,28 @@ impl Config {
             s.take("maxFrameBytes", &mut config.limits.max_frame_bytes);
             s.take("maxInFlight", &mut config.limits.max_in_flight);
             s.take("maxConnections", &mut config.limits.max_connections);
-            s.finish(&["maxFrameBytes", "maxInFlight", "maxConnections"]);
+            s.take(
+                "maxConnectionsPerSource",
+                &mut config.limits.max_connections_per_source,
+            );
+            s.take(
+                "maxConnectionsPerSourceOverrides",
+                &mut config.limits.max_connections_per_source_overrides,
+            );
+            s.take(
+                "handshakeTimeoutMs",
+                &mut config.limits.handshake_timeout_ms,
+            );
+            s.take("idleTimeoutMs", &mut config.limits.idle_timeout_ms);
+            s.finish(&[
+                "maxFrameBytes",
+                "maxInFlight",
+                "maxConnections",
+                "maxConnectionsPerSource",
+                "maxConnectionsPerSourceOverrides",
+                "handshakeTimeoutMs",
+                "idleTimeoutMs",
+            ]);
         }
         {
             let mut s = root.section("shutdown");
@@ -1072,6 +1139,23 @@ impl Config {
         }
         if self.limits.max_connections == 0 {
             issue("limits.maxConnections", "must be greater than 0".into());
+        }
+        if self.limits.max_connections_per_source == Some(0) {
+            issue(
+                "limits.maxConnectionsPerSource",
+                "must be greater than 0 (leave it out for the default)".into(),
+            );
+        }
+        for key in self.limits.max_connections_per_source_overrides.keys() {
+            if key.parse::<IpAddr>().is_err() {
+                issue(
+                    &format!("limits.maxConnectionsPerSourceOverrides.{key}"),
+                    format!("`{key}` is not an IP address"),
+                );
+            }
+        }
+        if self.limits.handshake_timeout_ms == 0 {
+            issue("limits.handshakeTimeoutMs", "must be greater than 0".into());
         }
         self.admin_issues(&mut issue);
         self.security_issues(&mut issue);
@@ -1776,6 +1860,58 @@ listeners:
         assert!(!s.matches("0123456789abcdeF"));
         assert!(!s.matches("0123456789abcde"));
         assert!(!s.matches(""));
+    }
+
+    #[test]
+    fn connection_limits_parse_and_validate() {
+        let c = Config::from_yaml(
+            r#"
+upstream: { bootstrap: a:1 }
+limits:
+  maxConnections: 100
+  maxConnectionsPerSource: 10
+  maxConnectionsPerSourceOverrides: { "10.0.0.5": 50, "::1": 0 }
+  handshakeTimeoutMs: 300
+  idleTimeoutMs: 0
+"#,
+            "l.yaml",
+        )
+        .unwrap();
+        c.validate("l.yaml").unwrap();
+        assert_eq!(c.limits.handshake_timeout(), Duration::from_millis(300));
+        assert_eq!(c.limits.idle_timeout(), None);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(c.limits.per_source_limit(ip("10.0.0.5"), 100), 50);
+        assert_eq!(c.limits.per_source_limit(ip("::1"), 100), 0);
+        assert_eq!(c.limits.per_source_limit(ip("10.0.0.6"), 100), 10);
+        let d = Config::default().limits;
+        assert_eq!(d.idle_timeout(), Some(Duration::from_secs(600)));
+        assert_eq!(d.handshake_timeout(), Duration::from_secs(10));
+        assert_eq!(d.per_source_limit(ip("10.0.0.6"), 20_000), 10_000);
+        assert_eq!(d.per_source_limit(ip("10.0.0.6"), 5), 3);
+
+        let bad = Config::from_yaml(
+            r#"
+upstream: { bootstrap: a:1 }
+limits:
+  maxConnectionsPerSource: 0
+  maxConnectionsPerSourceOverrides: { "not-an-ip": 5 }
+  handshakeTimeoutMs: 0
+"#,
+            "l.yaml",
+        )
+        .unwrap();
+        let err = bad.validate("l.yaml").unwrap_err();
+        let keys: Vec<_> = err.issues.iter().map(|i| i.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec![
+                "limits.maxConnectionsPerSource",
+                "limits.maxConnectionsPerSourceOverrides.not-an-ip",
+                "limits.handshakeTimeoutMs"
+            ],
+            "{err}"
+        );
     }
 
     #[test]

@@ -37,6 +37,7 @@
 pub mod acl;
 pub mod acl_api;
 mod admin;
+pub mod admission;
 pub mod auth;
 pub mod authorize;
 pub mod cli;
@@ -48,6 +49,7 @@ pub mod intercept;
 pub mod interceptors;
 pub mod metrics;
 mod openapi;
+pub mod ratelimit;
 pub mod records;
 pub mod rewrite;
 pub mod schema;

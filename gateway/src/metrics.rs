@@ -29,6 +29,11 @@ struct KindLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct AuthLabels {
     mechanism: String,
     outcome: String,
@@ -102,6 +107,9 @@ struct Families {
     upstream_seconds: Family<ApiLabel, Histogram, fn() -> Histogram>,
     local_responses: Family<ApiLabel, Counter>,
     protocol_errors: Family<KindLabel, Counter>,
+    connections_refused: Family<ReasonLabel, Counter>,
+    connections_closed: Family<ReasonLabel, Counter>,
+    accept_errors: Family<KindLabel, Counter>,
     authentications: Family<AuthLabels, Counter>,
     listener_connections: Family<ListenerLabel, Counter>,
     listener_connections_open: Family<ListenerLabel, Gauge>,
@@ -123,8 +131,6 @@ pub struct Metrics {
     pub connections_open: Gauge,
     /// Client connections accepted since start.
     pub connections_total: Counter,
-    /// Client connections refused because `limits.maxConnections` was reached.
-    pub connections_refused: Counter,
     /// Failed attempts to connect to a broker.
     pub upstream_connect_errors: Counter,
     /// Upstream connections lost while requests were in flight.
@@ -149,6 +155,9 @@ impl Metrics {
             upstream_seconds: Family::new_with_constructor(upstream_histogram),
             local_responses: Family::default(),
             protocol_errors: Family::default(),
+            connections_refused: Family::default(),
+            connections_closed: Family::default(),
+            accept_errors: Family::default(),
             authentications: Family::default(),
             listener_connections: Family::default(),
             listener_connections_open: Family::default(),
@@ -241,7 +250,6 @@ impl Metrics {
         );
         let connections_open = Gauge::default();
         let connections_total = Counter::default();
-        let connections_refused = Counter::default();
         let upstream_connect_errors = Counter::default();
         let upstream_disconnects = Counter::default();
         let upstream_reauthentications = Counter::default();
@@ -262,8 +270,18 @@ impl Metrics {
         );
         registry.register(
             "connections_refused",
-            "Client connections closed at accept because the connection limit was reached",
-            connections_refused.clone(),
+            "Client connections closed at accept, by reason (max_connections, fd_limit, per_source)",
+            families.connections_refused.clone(),
+        );
+        registry.register(
+            "connections_closed",
+            "Client connections the gateway closed for a timeout, by reason (handshake_timeout, idle_timeout)",
+            families.connections_closed.clone(),
+        );
+        registry.register(
+            "accept_errors",
+            "Failed accepts on the Kafka listeners, by kind (fd_exhausted, other)",
+            families.accept_errors.clone(),
         );
         registry.register(
             "upstream_connect_errors",
@@ -296,7 +314,6 @@ impl Metrics {
             unknown: OnceLock::new(),
             connections_open,
             connections_total,
-            connections_refused,
             upstream_connect_errors,
             upstream_disconnects,
             upstream_reauthentications,
@@ -362,6 +379,36 @@ impl Metrics {
         self.families
             .authorization_denied
             .get_or_create(&DeniedLabels { api })
+            .inc();
+    }
+
+    /// Counts a connection refused at accept (`reason`: `max_connections`, `fd_limit`,
+    /// `per_source`).
+    pub fn connection_refused(&self, reason: &str) {
+        self.families
+            .connections_refused
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a connection the gateway closed for a timeout (`handshake_timeout`,
+    /// `idle_timeout`).
+    pub fn connection_closed(&self, reason: &str) {
+        self.families
+            .connections_closed
+            .get_or_create(&ReasonLabel {
+                reason: reason.into(),
+            })
+            .inc();
+    }
+
+    /// Counts a failed accept (`fd_exhausted` or `other`).
+    pub fn accept_error(&self, kind: &str) {
+        self.families
+            .accept_errors
+            .get_or_create(&KindLabel { kind: kind.into() })
             .inc();
     }
 
@@ -456,6 +503,8 @@ mod tests {
         m.api(999).requests.inc();
         m.connections_total.inc();
         m.protocol_error("too_large");
+        m.connection_refused("per_source");
+        m.connection_closed("idle_timeout");
         let text = m.render();
         assert!(
             text.contains("sluice_requests_total{api=\"Produce\"} 1"),
@@ -466,5 +515,7 @@ mod tests {
         assert!(text.contains("sluice_requests_total{api=\"unknown\"} 1"));
         assert!(text.contains("sluice_connections_total 1"));
         assert!(text.contains("sluice_protocol_errors_total{kind=\"too_large\"} 1"));
+        assert!(text.contains("sluice_connections_refused_total{reason=\"per_source\"} 1"));
+        assert!(text.contains("sluice_connections_closed_total{reason=\"idle_timeout\"} 1"));
     }
 }

@@ -26,11 +26,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn, Instrument};
 
+use crate::admission::{self, Refusal, SourceLimiter};
 use crate::auth::Authenticator;
 use crate::config::{Config, ListenerConfig, DEFAULT_LISTENER};
 use crate::intercept::TopicNames;
 use crate::interceptors::Registry;
 use crate::metrics::Metrics;
+use crate::ratelimit::{limited, LogLimiter};
 use crate::rewrite::AddressBook;
 use crate::security::SecurityStore;
 use crate::session::{self, Route};
@@ -80,7 +82,17 @@ pub(crate) struct Shared {
     /// Close every connection now (drain timeout expired).
     pub force_close: CancellationToken,
     pub tasks: TaskTracker,
+    /// Client connection slots: the effective limit ([`Shared::connection_limit`]).
     pub connections: Arc<Semaphore>,
+    /// `limits.maxConnections`, lowered to what the open-file limit allows.
+    pub connection_limit: usize,
+    /// What a refusal at the connection limit is counted as (`fd_limit` when the open-file
+    /// limit is the lower one).
+    pub limit_refusal: Refusal,
+    /// Connections per source address.
+    pub sources: SourceLimiter,
+    /// Budget of connection-level log lines.
+    pub log_limit: LogLimiter,
     /// Installed plugins and interceptors; the live chain.
     pub registry: Arc<Registry>,
     /// Service accounts, groups and ACLs; the live security snapshot.
@@ -302,30 +314,58 @@ impl AddressBook for SharedBook<'_> {
     }
 }
 
+/// Longest pause of an accept loop after a failed accept.
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
+
+/// Whether an accept failed for want of file descriptors (EMFILE, ENFILE), memory or buffers
+/// (ENOMEM, ENOBUFS; Linux numbers): the listener stays readable, so retrying at once would
+/// spin.
+fn out_of_resources(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(12 | 23 | 24 | 105))
+}
+
 /// Accepts connections on `listener` for listener set `set` until shutdown.
 fn spawn_accept_loop(shared: Arc<Shared>, listener: TcpListener, route: Route, set: usize) {
     let tracker = shared.tasks.clone();
     tracker.spawn(async move {
         let name = shared.listener(set).name.clone();
         let (accepted_here, open_here) = shared.metrics.listener_connections(&name);
+        let mut backoff = Duration::ZERO;
         loop {
             let accepted = tokio::select! {
                 _ = shared.shutdown.cancelled() => break,
                 r = listener.accept() => r,
             };
             let (stream, peer) = match accepted {
-                Ok(x) => x,
+                Ok(x) => {
+                    backoff = Duration::ZERO;
+                    x
+                }
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    warn!(listener = %name, "accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // EMFILE and friends: back off (growing, up to a second) instead of
+                    // spinning on a listener that stays readable.
+                    let kind = if out_of_resources(&e) {
+                        "fd_exhausted"
+                    } else {
+                        "other"
+                    };
+                    shared.metrics.accept_error(kind);
+                    backoff = (backoff * 2).clamp(Duration::from_millis(10), MAX_ACCEPT_BACKOFF);
+                    limited!(warn, shared.log_limit, "accept_failed",
+                        listener = %name, retry_in = ?backoff, "accept failed: {e}");
+                    tokio::select! {
+                        _ = shared.shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
                     continue;
                 }
             };
+            let Some(source) = shared.sources.try_acquire(peer.ip()) else {
+                refuse(&shared, Refusal::PerSource, peer, &name);
+                continue;
+            };
             let Ok(permit) = shared.connections.clone().try_acquire_owned() else {
-                shared.metrics.connections_refused.inc();
-                warn!(%peer, listener = %name, limit = shared.config.limits.max_connections, "connection limit reached; closing");
-                drop(stream);
+                refuse(&shared, shared.limit_refusal, peer, &name);
                 continue;
             };
             let _ = stream.set_nodelay(true);
@@ -346,12 +386,52 @@ fn spawn_accept_loop(shared: Arc<Shared>, listener: TcpListener, route: Route, s
                     s.metrics.connections_open.dec();
                     open_here.dec();
                     drop(permit);
+                    drop(source);
                 }
                 .instrument(span),
             );
         }
         debug!(?route, listener = %name, "listener closed");
     });
+}
+
+/// Counts and (within the log budget) logs a connection refused at accept; the stream was
+/// dropped, which closes it.
+fn refuse(shared: &Shared, why: Refusal, peer: SocketAddr, listener: &str) {
+    shared.metrics.connection_refused(why.label());
+    let limit = match why {
+        Refusal::PerSource => shared.sources.limit(peer.ip()),
+        Refusal::MaxConnections | Refusal::FdLimit => shared.connection_limit,
+    };
+    limited!(warn, shared.log_limit, "connection_refused",
+        %peer, listener, reason = why.label(), limit, "connection limit reached; closing");
+}
+
+/// The effective connection limit: `limits.maxConnections`, or less when the open-file limit
+/// (raised to its hard limit first) cannot hold that many connections; with what a refusal
+/// at it is counted as.
+fn connection_limit(config: &Config) -> (usize, Refusal) {
+    let max = config.limits.max_connections;
+    let Some((soft, hard)) = admission::raise_fd_limit() else {
+        return (max, Refusal::MaxConnections);
+    };
+    let fits = admission::fd_capacity(soft);
+    if fits >= max {
+        return (max, Refusal::MaxConnections);
+    }
+    // The limit is the process's: say it once, not at every start of an embedded gateway.
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    WARNED.call_once(|| {
+        warn!(
+            soft,
+            hard,
+            max_connections = max,
+            allowed = fits,
+            reserve = admission::fd_reserve(soft),
+            "the open-file limit allows only {fits} client connections (two descriptors each,              plus a reserve for listeners and the admin API), below limits.maxConnections;              connections beyond it are refused. Raise the limit (ulimit -n, LimitNOFILE)"
+        );
+    });
+    (fits.max(1), Refusal::FdLimit)
 }
 
 /// A running gateway.
@@ -381,6 +461,7 @@ impl Gateway {
         let admin_addr = admin_listener.local_addr()?;
         let admin_tls = crate::admin::tls_acceptor(&config)?;
         let metrics = Metrics::new();
+        let (limit, limit_refusal) = connection_limit(&config);
         let store: Arc<dyn StateStore> = Arc::new(FileStore::open(&config.state_dir)?);
         let runtime = crate::wasm::Runtime::new(store.cache_dir())?;
         let shutdown = CancellationToken::new();
@@ -430,7 +511,11 @@ impl Gateway {
             shutdown,
             force_close: CancellationToken::new(),
             tasks: TaskTracker::new(),
-            connections: Arc::new(Semaphore::new(config.limits.max_connections)),
+            connections: Arc::new(Semaphore::new(limit)),
+            connection_limit: limit,
+            limit_refusal,
+            sources: SourceLimiter::new(&config.limits, limit),
+            log_limit: LogLimiter::default(),
             nodes: RwLock::new(HashMap::new()),
             next_bootstrap: AtomicUsize::new(0),
             config,
@@ -446,6 +531,7 @@ impl Gateway {
             spawn_accept_loop(shared.clone(), socket, Route::Bootstrap, index);
         }
         spawn_discovery(shared.clone());
+        spawn_log_summaries(shared.clone());
         let admin_task = tokio::spawn(crate::admin::serve(
             shared.clone(),
             admin_listener,
@@ -550,6 +636,19 @@ async fn bind_listener_set(set: &ListenerConfig, index: usize) -> Result<(Listen
         base_port: listen.port(),
     };
     Ok((listener, socket))
+}
+
+/// Every window of the connection log budget, one line per kind that had lines suppressed.
+fn spawn_log_summaries(shared: Arc<Shared>) {
+    shared.tasks.clone().spawn(async move {
+        loop {
+            tokio::select! {
+                _ = shared.shutdown.cancelled() => break,
+                _ = tokio::time::sleep(crate::ratelimit::WINDOW) => shared.log_limit.summarise(),
+            }
+        }
+        shared.log_limit.summarise();
+    });
 }
 
 fn spawn_discovery(shared: Arc<Shared>) {

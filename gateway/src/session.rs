@@ -45,6 +45,7 @@ use tracing::{debug, info, warn, Instrument};
 
 use crate::acl::{Permits, PrincipalPermits};
 use crate::acl_api;
+use crate::admission::Activity;
 use crate::auth::{self, Authenticated, Exchange, Step};
 use crate::authorize::{self, Decision, ResponseFix};
 use crate::concentrate::Concentrated;
@@ -55,6 +56,7 @@ use crate::intercept::{
 };
 use crate::interceptors::{Installed, Who};
 use crate::metrics::secs;
+use crate::ratelimit::limited;
 use crate::rewrite::{self, ResponseAction};
 use crate::schema;
 use crate::server::{Shared, SharedBook};
@@ -259,6 +261,11 @@ fn tls_reader(tcp: TcpStream) -> tokio::io::BufReader<TcpStream> {
     tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, tcp)
 }
 
+/// A deadline that never comes, for a timer branch that is disabled.
+fn far_future() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
+}
+
 /// Serves one client connection, accepted on listener set `set`, until it closes.
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -267,6 +274,11 @@ pub(crate) async fn run(
     route: Route,
     set: usize,
 ) {
+    let activity = Arc::new(Activity::new());
+    // The TLS handshake, the first request and SASL share one budget from accept.
+    let handshake_deadline = tokio::time::Instant::from_std(
+        activity.started() + shared.config.limits.handshake_timeout(),
+    );
     let mut tls_principal = None;
     let mut sni = None;
     let authn = shared.listener(set).auth.clone();
@@ -276,21 +288,22 @@ pub(crate) async fn run(
             (Box::new(r), Box::new(w))
         }
         Some(acceptor) => {
-            let handshake = tokio::time::timeout(
-                shared.config.connect_timeout(),
-                acceptor.accept(tls_reader(client)),
-            )
-            .await;
+            let handshake =
+                tokio::time::timeout_at(handshake_deadline, acceptor.accept(tls_reader(client)))
+                    .await;
             let stream = match handshake {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
                     shared.metrics.authentication("SSL", "failure");
-                    warn!(%peer, ?route, "TLS handshake failed: {e}");
+                    limited!(warn, shared.log_limit, "tls_failed", %peer, ?route, "TLS handshake failed: {e}");
                     return;
                 }
                 Err(_) => {
                     shared.metrics.authentication("SSL", "failure");
-                    warn!(%peer, ?route, "TLS handshake timed out");
+                    shared.metrics.connection_closed("handshake_timeout");
+                    limited!(warn, shared.log_limit, "handshake_timeout", %peer, ?route,
+                        timeout_ms = shared.config.limits.handshake_timeout_ms,
+                        "TLS handshake not done within limits.handshakeTimeoutMs; closing connection");
                     return;
                 }
             };
@@ -313,7 +326,16 @@ pub(crate) async fn run(
     let (tx, rx) = mpsc::channel(shared.config.limits.max_in_flight);
     let dead = CancellationToken::new();
     let mut writer = AbortOnDrop(tokio::spawn(
-        response_side(shared.clone(), client_w, rx, dead.clone(), peer, set).in_current_span(),
+        response_side(
+            shared.clone(),
+            client_w,
+            rx,
+            dead.clone(),
+            peer,
+            set,
+            activity.clone(),
+        )
+        .in_current_span(),
     ));
     let mut requests = RequestSide {
         shared: shared.clone(),
@@ -339,6 +361,10 @@ pub(crate) async fn run(
         sni,
         upstream_session: None,
         internal_cid: i32::MIN,
+        activity,
+        handshake_deadline,
+        seen_request: false,
+        handshake_done: false,
     };
     if !authn.requires_sasl() && authn.tls().is_some() {
         // SSL listeners: the certificate is the identity (Kafka's ANONYMOUS without one).
@@ -433,6 +459,14 @@ struct RequestSide {
     upstream_session: Option<(UpstreamSession, Option<Instant>)>,
     /// Correlation id of the gateway's own next request on the upstream connection.
     internal_cid: i32,
+    /// Requests in flight and last activity, for the idle timeout.
+    activity: Arc<Activity>,
+    /// When the first request (and SASL authentication) must have arrived.
+    handshake_deadline: tokio::time::Instant,
+    /// Whether a complete request has arrived.
+    seen_request: bool,
+    /// Whether the handshake (first request, SASL) is over: the idle timeout applies.
+    handshake_done: bool,
 }
 
 /// A request the gateway answers itself, and what its answer needs.
@@ -477,10 +511,16 @@ impl RequestSide {
             if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
                 self.buf.reserve(READ_CHUNK);
             }
+            let deadline = self.next_deadline();
             tokio::select! {
                 biased;
                 _ = self.shared.shutdown.cancelled() => return End::Shutdown,
                 _ = dead.cancelled() => return End::Abort,
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
+                    if let Some(end) = self.timed_out() {
+                        return end;
+                    }
+                }
                 read = self.client.read_buf(&mut self.buf) => match read {
                     Ok(0) => {
                         if !self.buf.is_empty() {
@@ -517,12 +557,75 @@ impl RequestSide {
         }
     }
 
+    /// When the connection's current timeout expires: the handshake deadline until the
+    /// handshake is over, then the idle deadline (re-checked after the idle time while
+    /// requests are in flight); None: no timeout.
+    fn next_deadline(&mut self) -> Option<tokio::time::Instant> {
+        if !self.handshake_done {
+            self.handshake_done = self.seen_request && self.authenticated_or_deciding();
+        }
+        if !self.handshake_done {
+            return Some(self.handshake_deadline);
+        }
+        let idle = self.shared.config.limits.idle_timeout()?;
+        let at = self
+            .activity
+            .idle_deadline(idle)
+            .unwrap_or_else(|| std::time::Instant::now() + idle);
+        Some(tokio::time::Instant::from_std(at))
+    }
+
+    /// Whether SASL is over, or not needed: authenticated, or the broker has accepted the
+    /// client's credentials (delegated: taken in at the next request).
+    fn authenticated_or_deciding(&self) -> bool {
+        !self.shared.listener(self.set).auth.requires_sasl()
+            || self.auth.who.is_some()
+            || (self.auth.rounds > 0
+                && self
+                    .auth
+                    .outcome
+                    .lock()
+                    .expect("sasl outcome lock")
+                    .is_some())
+    }
+
+    /// A timeout fired: the end of the connection if it has expired (counted and logged).
+    fn timed_out(&mut self) -> Option<End> {
+        let now = tokio::time::Instant::now();
+        if self.next_deadline().is_none_or(|d| d > now) {
+            return None; // activity meanwhile
+        }
+        let limits = &self.shared.config.limits;
+        if self.handshake_done {
+            self.shared.metrics.connection_closed("idle_timeout");
+            limited!(info, self.shared.log_limit, "idle_timeout", peer = %self.peer,
+                client_id = ?self.client_id, timeout_ms = limits.idle_timeout_ms,
+                "connection idle for limits.idleTimeoutMs; closing it");
+        } else {
+            self.shared.metrics.connection_closed("handshake_timeout");
+            let stage = if self.seen_request {
+                "authentication"
+            } else {
+                "first request"
+            };
+            limited!(warn, self.shared.log_limit, "handshake_timeout", peer = %self.peer,
+                client_id = ?self.client_id, timeout_ms = limits.handshake_timeout_ms,
+                pending = self.buf.len(), "{stage} not done within limits.handshakeTimeoutMs; closing connection");
+        }
+        Some(End::Abort)
+    }
+
     /// Handles every complete frame in the buffer. Forwarded frames are appended to `out`.
     async fn process_buffered(&mut self, out: &mut Outbox) -> Option<End> {
         let max = self.shared.config.limits.max_frame_bytes;
         loop {
             let n = match frame::frame_len(&self.buf, max) {
-                Ok(FrameStatus::Complete(n)) => n,
+                Ok(FrameStatus::Complete(n)) => {
+                    // Only complete requests count: a trickle of bytes keeps nothing alive.
+                    self.seen_request = true;
+                    self.activity.touch();
+                    n
+                }
                 Ok(FrameStatus::Incomplete { total }) => {
                     if let Some(total) = total {
                         self.buf
@@ -588,8 +691,9 @@ impl RequestSide {
                 if peek.api_version < range.min || peek.api_version > range.max {
                     // The gateway never advertised this version: a broker closes the connection
                     // here too, and forwarding could leak what the gateway cannot rewrite.
-                    warn!(peer = %self.peer, client_id = ?self.client_id, api = ?k, version = peek.api_version,
-                        supported = %range, "unsupported request version; closing connection");
+                    limited!(warn, self.shared.log_limit, "protocol_error", peer = %self.peer, client_id = ?self.client_id,
+                        api = ?k, version = peek.api_version, supported = %range,
+                        "unsupported request version; closing connection");
                     self.shared.metrics.protocol_error("unsupported_version");
                     return Some(End::Abort);
                 }
@@ -909,6 +1013,9 @@ impl RequestSide {
     /// Queues a slot. When the queue is full, frames held in `out` are flushed first: the
     /// response side may be waiting for exactly those requests' responses.
     async fn push(&mut self, slot: Slot, out: &mut Outbox) -> Result<(), End> {
+        if matches!(slot, Slot::Local { .. } | Slot::Upstream(_)) {
+            self.activity.request_queued();
+        }
         match self.slots.try_send(slot) {
             Ok(()) => Ok(()),
             Err(mpsc::error::TrySendError::Closed(_)) => Err(End::Abort),
@@ -933,7 +1040,8 @@ impl RequestSide {
     }
 
     fn reject(&self, e: &FrameError) -> End {
-        warn!(peer = %self.peer, client_id = ?self.client_id, route = ?self.route, "closing connection: {e}");
+        limited!(warn, self.shared.log_limit, "protocol_error", peer = %self.peer,
+            client_id = ?self.client_id, route = ?self.route, "closing connection: {e}");
         self.shared.metrics.protocol_error(error_kind(e));
         End::Abort
     }
@@ -1636,6 +1744,9 @@ struct ResponseSide {
     out: Outbox,
     delivered: Vec<Delivered>,
     peer: SocketAddr,
+    /// Answers queued in `out` since the last write, and where their delivery is noted.
+    answers: usize,
+    activity: Arc<Activity>,
 }
 
 async fn response_side(
@@ -1645,6 +1756,7 @@ async fn response_side(
     dead: CancellationToken,
     peer: SocketAddr,
     set: usize,
+    activity: Arc<Activity>,
 ) {
     let mut side = ResponseSide {
         shared,
@@ -1656,6 +1768,8 @@ async fn response_side(
         out: Outbox::default(),
         delivered: Vec::new(),
         peer,
+        answers: 0,
+        activity,
     };
     let result = side.run(&mut slots).await;
     if let Err(e) = result {
@@ -1689,8 +1803,12 @@ impl ResponseSide {
                     api.local_responses.inc();
                     api.response_bytes.inc_by(bytes.len() as u64);
                     self.out.push(bytes);
+                    self.answers += 1;
                 }
-                Slot::Upstream(p) => self.relay(p).await?,
+                Slot::Upstream(p) => {
+                    self.relay(p).await?;
+                    self.answers += 1;
+                }
                 Slot::Internal {
                     correlation_id,
                     reply,
@@ -1972,6 +2090,7 @@ impl ResponseSide {
         if !self.out.is_empty() {
             self.out.write_to(&mut self.client).await?;
         }
+        self.activity.answered(std::mem::take(&mut self.answers));
         for d in self.delivered.drain(..) {
             let api = self.shared.metrics.api(d.api_key);
             api.response_bytes.inc_by(d.bytes as u64);

@@ -629,3 +629,138 @@ fn help_warns_that_token_flags_show_in_ps() {
         assert!(help.contains(flag), "{flag}: {help}");
     }
 }
+
+/// The value of a series in a Prometheus text page, 0 when absent.
+fn series(page: &str, name: &str) -> u64 {
+    page.lines()
+        .find_map(|l| {
+            l.strip_prefix(name)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse::<f64>()
+                .ok()
+        })
+        .map_or(0, |v| v as u64)
+}
+
+/// Resident memory of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+/// An ApiVersions request of a version no gateway knows (v99, correlation id 7): answered
+/// by the gateway itself (KIP-511), without a broker.
+fn too_new_api_versions() -> Vec<u8> {
+    let mut body = vec![0, 18, 0, 99, 0, 0, 0, 7, 0, 4];
+    body.extend_from_slice(b"test");
+    body.extend_from_slice(&[0, 1, 1, 0]);
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend(body);
+    frame
+}
+
+/// Under an open-file limit far below `maxConnections` (256 soft, 300 hard, as on a
+/// misconfigured host), 400 idle connections do not exhaust the descriptors: the gateway
+/// raises the soft limit to the hard one, warns, refuses connections beyond what the
+/// limit allows (keeping a reserve), `/health` keeps answering, and a new client is served
+/// once the idle ones are gone.
+#[test]
+fn descriptor_limit_keeps_the_admin_listener_reachable() {
+    let (admin, kafka) = (free_port(), free_port());
+    let dir = std::env::temp_dir().join(format!("sluice-cli-nofile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("gw.yaml");
+    // The per-source limit is lifted: the descriptor budget is what is under test.
+    std::fs::write(
+        &file,
+        "limits: {maxConnectionsPerSource: 100000, handshakeTimeoutMs: 120000}\n",
+    )
+    .unwrap();
+    let script = format!(
+        "ulimit -n 300 && ulimit -Sn 256 && exec {} serve --config {} --bootstrap 127.0.0.1:1 \
+         --listen 127.0.0.1:{kafka} --admin 127.0.0.1:{admin} --state-dir {}",
+        env!("CARGO_BIN_EXE_sluice"),
+        file.display(),
+        dir.join("state").display()
+    );
+    let mut child = KillOnDrop(
+        Command::new("bash")
+            .args(["-c", &script])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http_get(admin, "/health").is_none() {
+        assert!(Instant::now() < deadline, "admin listener never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rss_before = rss_kib(child.id());
+    let mut idle = Vec::new();
+    for _ in 0..400 {
+        idle.push(TcpStream::connect(("127.0.0.1", kafka)).unwrap());
+    }
+    // 300 descriptors: 64 + 6 kept back, 115 connections of two descriptors each.
+    let refused = "sluice_connections_refused_total{reason=\"fd_limit\"}";
+    let mut page = String::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while series(&page, refused) + series(&page, "sluice_connections_open") < 400 {
+        assert!(Instant::now() < deadline, "accepts not settled: {page}");
+        std::thread::sleep(Duration::from_millis(50));
+        page = http_get(admin, "/metrics").expect("/metrics answers with 400 connections");
+    }
+    assert_eq!(series(&page, "sluice_connections_open"), 115, "{page}");
+    assert_eq!(series(&page, refused), 285);
+    assert_eq!(
+        series(&page, "sluice_accept_errors_total{kind=\"fd_exhausted\"}"),
+        0,
+        "the gateway ran out of descriptors"
+    );
+    let grown = rss_kib(child.id()).saturating_sub(rss_before);
+    eprintln!("resident memory per idle connection: {} KiB", grown / 115);
+    let health = http_get(admin, "/health").expect("/health answers");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    // The idle connections go; a new client is served.
+    drop(idle);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let page = http_get(admin, "/metrics").unwrap();
+        if series(&page, "sluice_connections_open") == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "idle connections not closed");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut c = TcpStream::connect(("127.0.0.1", kafka)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(&too_new_api_versions()).unwrap();
+    let mut head = [0u8; 8];
+    c.read_exact(&mut head).expect("a new client is answered");
+    assert_eq!(&head[4..8], &[0, 0, 0, 7], "its correlation id");
+    drop(c);
+    let _ = child.kill();
+    let _ = child.wait();
+    let mut logs = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut logs)
+        .unwrap();
+    assert!(
+        logs.contains("the open-file limit allows only 115 client connections"),
+        "{logs}"
+    );
+    // 285 refusals, at most one budget of lines (and its summary) in the log.
+    let refusals = logs.matches("connection limit reached").count();
+    assert!(
+        (1..=sluice::ratelimit::BURST as usize).contains(&refusals),
+        "{refusals} refusal lines"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

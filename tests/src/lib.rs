@@ -349,6 +349,23 @@ impl RawClient {
         })
     }
 
+    /// Connects from a chosen local address (e.g. `127.0.0.2`: every address of 127.0.0.0/8
+    /// is loopback), to appear as another source.
+    pub async fn connect_from(source: std::net::IpAddr, addr: SocketAddr) -> Result<RawClient> {
+        let socket = match source {
+            std::net::IpAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::IpAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.bind(SocketAddr::new(source, 0))?;
+        let stream = socket.connect(addr).await?;
+        stream.set_nodelay(true)?;
+        Ok(RawClient {
+            stream,
+            buf: BytesMut::new(),
+            correlation_id: 0,
+        })
+    }
+
     /// Encodes a request frame (length prefix included) without sending it.
     pub fn encode<R: Request>(&mut self, req: &R, version: i16) -> (i32, Bytes) {
         self.correlation_id += 1;
