@@ -934,7 +934,6 @@ fn is_tagged(record: &Record, logical: &str) -> bool {
 mod tests {
     use super::*;
     use crate::records::RecordSet;
-    use crate::state::StateStore;
     use crate::vcluster::{ConcentrationRuleSpec, VirtualClusterStore};
     use kafka_protocol::messages::create_topics_request::CreatableTopic;
     use kafka_protocol::messages::create_topics_response::CreatableTopicResult as TopicResult;
@@ -968,58 +967,16 @@ mod tests {
         ListOffsetsResponse, OffsetCommitResponse, OffsetDeleteResponse, OffsetFetchResponse,
         OffsetForLeaderEpochResponse, TxnOffsetCommitResponse,
     };
-    use serde_json::Value;
-    use std::collections::BTreeMap;
-    use std::path::PathBuf;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Arc;
 
     /// Physical topic of the `events-.*` rule.
     const EVENTS: &str = "tenant-a.concentrated";
     /// Physical topic of the `logs-.*` rule.
     const LOGS: &str = "tenant-a.logs";
 
-    /// An in-memory state store: the tenancy store needs one to accept resources.
-    #[derive(Default)]
-    struct MemStore(Mutex<BTreeMap<(String, String), Value>>);
-
-    impl StateStore for MemStore {
-        fn put_blob(&self, _: &str, _: &[u8]) -> anyhow::Result<()> {
-            Ok(())
-        }
-        fn get_blob(&self, _: &str) -> anyhow::Result<Option<Vec<u8>>> {
-            Ok(None)
-        }
-        fn delete_blob(&self, _: &str) -> anyhow::Result<()> {
-            Ok(())
-        }
-        fn put_doc(&self, kind: &str, name: &str, doc: &Value) -> anyhow::Result<()> {
-            let mut docs = self.0.lock().unwrap();
-            docs.insert((kind.into(), name.into()), doc.clone());
-            Ok(())
-        }
-        fn delete_doc(&self, kind: &str, name: &str) -> anyhow::Result<()> {
-            self.0.lock().unwrap().remove(&(kind.into(), name.into()));
-            Ok(())
-        }
-        fn list_docs(&self, kind: &str) -> anyhow::Result<Vec<(String, Value)>> {
-            let docs = self.0.lock().unwrap();
-            Ok(docs
-                .iter()
-                .filter(|((k, _), _)| k == kind)
-                .map(|((_, n), v)| (n.clone(), v.clone()))
-                .collect())
-        }
-        fn cache_dir(&self) -> Option<PathBuf> {
-            None
-        }
-        fn root(&self) -> Option<PathBuf> {
-            None
-        }
-    }
-
     /// Tenant `tenant-a`: `events-*` concentrated into [`EVENTS`], `logs-*` into [`LOGS`].
     fn tenant() -> Arc<Tenant> {
-        let store = VirtualClusterStore::new(Arc::new(MemStore::default()));
+        let store = VirtualClusterStore::new(Arc::new(crate::state::MemoryStore::default()));
         store
             .put_virtual_cluster(
                 "tenant-a",

@@ -13,6 +13,54 @@ use serde_json::Value;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// State kept in memory only, gone with the process: for tests, the fuzz driver and
+/// embedders that load their resources from elsewhere. The stores validate and keep
+/// resources exactly as over a [`FileStore`].
+#[derive(Default)]
+pub struct MemoryStore {
+    docs: std::sync::Mutex<std::collections::BTreeMap<(String, String), Value>>,
+    blobs: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
+}
+
+impl StateStore for MemoryStore {
+    fn put_blob(&self, sha256: &str, bytes: &[u8]) -> Result<()> {
+        let mut blobs = self.blobs.lock().expect("blob lock");
+        blobs.insert(sha256.to_string(), bytes.to_vec());
+        Ok(())
+    }
+    fn get_blob(&self, sha256: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.blobs.lock().expect("blob lock").get(sha256).cloned())
+    }
+    fn delete_blob(&self, sha256: &str) -> Result<()> {
+        self.blobs.lock().expect("blob lock").remove(sha256);
+        Ok(())
+    }
+    fn put_doc(&self, kind: &str, name: &str, doc: &Value) -> Result<()> {
+        let mut docs = self.docs.lock().expect("document lock");
+        docs.insert((kind.into(), name.into()), doc.clone());
+        Ok(())
+    }
+    fn delete_doc(&self, kind: &str, name: &str) -> Result<()> {
+        let mut docs = self.docs.lock().expect("document lock");
+        docs.remove(&(kind.into(), name.into()));
+        Ok(())
+    }
+    fn list_docs(&self, kind: &str) -> Result<Vec<(String, Value)>> {
+        let docs = self.docs.lock().expect("document lock");
+        Ok(docs
+            .iter()
+            .filter(|((k, _), _)| k == kind)
+            .map(|((_, n), v)| (n.clone(), v.clone()))
+            .collect())
+    }
+    fn cache_dir(&self) -> Option<PathBuf> {
+        None
+    }
+    fn root(&self) -> Option<PathBuf> {
+        None
+    }
+}
+
 /// Where the gateway keeps its state.
 pub trait StateStore: Send + Sync {
     /// Stores a blob under its SHA-256.

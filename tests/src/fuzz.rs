@@ -32,12 +32,10 @@ use sluice::rewrite::{self, AddressBook};
 use sluice::schema::synth::{synth_body, Rng, Shape};
 use sluice::schema::{self, MessageDef};
 use sluice::security::SecurityStore;
-use sluice::state::StateStore;
+use sluice::state::{MemoryStore, StateStore};
 use sluice::tenancy::{self, MapError};
 use sluice::vcluster::{AliasTopicSpec, ConcentrationRuleSpec, Tenant, VirtualClusterStore};
-use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 /// Bodies a bit larger than the property tests': up to 3 elements per array, strings up to
@@ -97,46 +95,6 @@ impl AddressBook for Book {
     }
 }
 
-/// A state store in memory: the stores validate and keep resources without touching disk.
-#[derive(Default)]
-struct MemStore(Mutex<BTreeMap<(String, String), Value>>);
-
-impl StateStore for MemStore {
-    fn put_blob(&self, _: &str, _: &[u8]) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn get_blob(&self, _: &str) -> anyhow::Result<Option<Vec<u8>>> {
-        Ok(None)
-    }
-    fn delete_blob(&self, _: &str) -> anyhow::Result<()> {
-        Ok(())
-    }
-    fn put_doc(&self, kind: &str, name: &str, doc: &Value) -> anyhow::Result<()> {
-        let mut docs = self.0.lock().expect("store lock");
-        docs.insert((kind.into(), name.into()), doc.clone());
-        Ok(())
-    }
-    fn delete_doc(&self, kind: &str, name: &str) -> anyhow::Result<()> {
-        let mut docs = self.0.lock().expect("store lock");
-        docs.remove(&(kind.into(), name.into()));
-        Ok(())
-    }
-    fn list_docs(&self, kind: &str) -> anyhow::Result<Vec<(String, Value)>> {
-        let docs = self.0.lock().expect("store lock");
-        Ok(docs
-            .iter()
-            .filter(|((k, _), _)| k == kind)
-            .map(|((_, n), v)| (n.clone(), v.clone()))
-            .collect())
-    }
-    fn cache_dir(&self) -> Option<PathBuf> {
-        None
-    }
-    fn root(&self) -> Option<PathBuf> {
-        None
-    }
-}
-
 /// The state the stages read: tenants and the ACL store; and the stores admin documents
 /// are put into (apart, so that they do not change the tenants the frames see).
 pub struct Stages {
@@ -154,7 +112,7 @@ impl Stages {
     /// Tenants `plain` (prefix `q`), `limited` (prefix `r`, topic limits) and `mixed`
     /// (prefix `s`, an alias and a concentration rule over half of the names).
     pub fn new() -> anyhow::Result<Stages> {
-        let store: Arc<dyn StateStore> = Arc::new(MemStore::default());
+        let store: Arc<dyn StateStore> = Arc::new(MemoryStore::default());
         let vclusters = VirtualClusterStore::new(store.clone());
         let api = |e: ApiError| anyhow::anyhow!("{e:?}");
         for (name, spec) in [
@@ -196,7 +154,7 @@ impl Stages {
             .collect();
         let security = Arc::new(SecurityStore::new(store));
         let root = PrincipalPermits::new(security.clone(), "root", vec![], &["root".to_string()]);
-        let admin_store: Arc<dyn StateStore> = Arc::new(MemStore::default());
+        let admin_store: Arc<dyn StateStore> = Arc::new(MemoryStore::default());
         Ok(Stages {
             tenants,
             security,
