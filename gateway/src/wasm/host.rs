@@ -75,7 +75,8 @@ impl RecordsView {
         for p in &self.partitions {
             records += p.records.len();
             for r in &p.records {
-                bytes += r.key.as_ref().map_or(0, Bytes::len) + r.value.as_ref().map_or(0, Bytes::len);
+                bytes +=
+                    r.key.as_ref().map_or(0, Bytes::len) + r.value.as_ref().map_or(0, Bytes::len);
                 for h in &r.headers {
                     bytes += h.key.len() + h.value.as_ref().map_or(0, Bytes::len);
                 }

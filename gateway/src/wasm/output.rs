@@ -77,7 +77,10 @@ impl PluginOutput {
         let end = if flush || b.data.len() >= OUTPUT_BUFFER {
             b.data.len()
         } else {
-            b.data.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1)
+            b.data
+                .iter()
+                .rposition(|&c| c == b'\n')
+                .map_or(0, |i| i + 1)
         };
         let taken: Vec<u8> = b.data.drain(..end).collect();
         let dropped = std::mem::take(&mut b.dropped);
