@@ -1054,13 +1054,25 @@ async fn a_python_plugin_prints_and_raises_into_the_log() {
     )
     .await;
     let (code, message, _) = raw_produce_message(gw.kafka_addr(), "python").await;
-    assert_eq!(code, -1, "fail-closed");
-    assert!(message.unwrap().starts_with("interceptor py failed: "));
+    assert_eq!(code, -1, "fail-closed: {message:?}");
+    assert!(message.unwrap().starts_with("interceptor py failed: trap"));
     assert!(
-        has("ValueError: python-print raised on purpose", "stderr"),
+        has(
+            "ValueError: python-print raised on purpose",
+            "stream=\"stderr\""
+        ),
         "the traceback is logged: {}",
         logs.contents()
     );
+    // fail-open: the record goes through, the traceback is still logged.
+    install(
+        admin,
+        "py",
+        json!({"plugin": "python-print", "failurePolicy": "fail-open", "config": {"raise": true}}),
+    )
+    .await;
+    let (code, _) = raw_produce(gw.kafka_addr(), "python").await;
+    assert_eq!(code, 0);
     let all = logs.contents();
     assert!(!all.contains("Cannot start a runtime"));
     assert!(!all.contains("a host function panicked"));

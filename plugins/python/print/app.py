@@ -12,18 +12,20 @@ import wit_world
 from wit_world.imports import types
 
 
+# componentize-py creates a new `WitWorld` object for each call: state lives in the module.
+SETTINGS = {"raise": False}
+HEADER = types.Header(key="x-python", value=b"1")
+
+
 class WitWorld(wit_world.WitWorld):
-    def __init__(self):
-        self.fail = False
-        self.header = types.Header(key="x-python", value=b"1")
 
     def describe(self) -> types.Capabilities:
         return types.Capabilities(hooks=types.Hooks.PRODUCE, api_keys=[])
 
     def configure(self, config: str) -> None:
         settings = json.loads(config or "{}")
-        self.fail = bool(settings.get("raise", False))
-        print(f"python-print configured: raise={self.fail}")
+        SETTINGS["raise"] = bool(settings.get("raise", False))
+        print(f"python-print configured: raise={SETTINGS['raise']}")
 
     def on_request(self, ctx, body):
         return types.RequestAction_Forward()
@@ -35,11 +37,11 @@ class WitWorld(wit_world.WitWorld):
         count = 0
         for p in range(records.partition_count()):
             for r in range(records.record_count(p)):
-                records.add_header(p, r, self.header)
+                records.add_header(p, r, HEADER)
                 count += 1
         print(f"python-print: {ctx.interceptor} tagged {count} records")
         print("python-print: a warning on stderr", file=sys.stderr)
-        if self.fail:
+        if SETTINGS["raise"]:
             raise ValueError("python-print raised on purpose")
 
     def on_fetch(self, ctx, records) -> None:
