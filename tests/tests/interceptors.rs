@@ -978,6 +978,10 @@ async fn a_bulk_produce_through_add_header_fails_no_record() {
         .filter(|l| l.starts_with("sluice_interceptor_failures_total"))
         .collect::<Vec<_>>();
     assert!(failures.is_empty(), "interceptor failures: {failures:?}");
+    assert!(
+        metrics.contains("sluice_interceptor_calls_total{interceptor=\"tag\",hook=\"on-produce\"}"),
+        "the interceptor ran: {metrics}"
+    );
     // The records reached the broker. Not an exact count: tansu's in-memory log itself keeps a
     // few hundred fewer than it acknowledged under this load, also when produced to directly.
     let bootstrap = broker.bootstrap();
