@@ -800,16 +800,32 @@ mod tests {
     /// stays within its budget.
     #[test]
     fn record_hook_cost_of_add_header() {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../target/plugins/add-header.wasm"
+        record_hook_cost(
+            "add-header",
+            r#"{"headers": {"x-origin": "gateway"}}"#,
+            &[(1000, 1024), (60_000, 16), (100_000, 1024)],
         );
-        let Ok(bytes) = std::fs::read(path) else {
+    }
+
+    /// The same for the Python plugin, which adds a header to every record the same way
+    /// (slow to compile in a debug build: run by hand with `--ignored`).
+    #[test]
+    #[ignore]
+    fn record_hook_cost_of_python_print() {
+        record_hook_cost("python-print", "{}", &[(1000, 1024), (60_000, 16)]);
+    }
+
+    fn record_hook_cost(name: &str, config: &str, cases: &[(usize, usize)]) {
+        let path = format!(
+            "{}/../target/plugins/{name}.wasm",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let Ok(bytes) = std::fs::read(&path) else {
             eprintln!("skipped: {path} not built (make plugins)");
             return;
         };
         let runtime = Runtime::new(None).unwrap();
-        let plugin = runtime.load_plugin("add-header", &bytes).unwrap();
+        let plugin = runtime.load_plugin(name, &bytes).unwrap();
         let services = Arc::new(Services::new(
             "tag",
             Arc::default(),
@@ -818,14 +834,7 @@ mod tests {
             None,
         ));
         let timeout = 50 * MS;
-        let instances = Instances::new(
-            plugin,
-            services,
-            r#"{"headers": {"x-origin": "gateway"}}"#.into(),
-            timeout,
-            64,
-        )
-        .unwrap();
+        let instances = Instances::new(plugin, services, config.into(), timeout, 64).unwrap();
         let view = |records: usize, size: usize| RecordsView {
             fetch: false,
             partitions: vec![host::PartitionView {
@@ -860,7 +869,7 @@ mod tests {
             api_version: 9,
             correlation_id: 1,
         };
-        for (records, size) in [(1000, 1024), (60_000, 16), (100_000, 1024)] {
+        for &(records, size) in cases {
             let v = view(records, size);
             let (_, bytes) = v.size();
             let budget = Budget::scaled(timeout, records, bytes);
@@ -871,7 +880,7 @@ mod tests {
             assert_eq!(out.partitions[0].records[records - 1].headers.len(), 1);
             let mib = bytes as f64 / (1 << 20) as f64;
             eprintln!(
-                "add-header, {records} records of {size} B ({mib:.1} MiB): {:.2} µs/record, \
+                "{name}, {records} records of {size} B ({mib:.1} MiB): {:.2} µs/record, \
                  {:.1} ms/MiB, call {:.1} ms CPU / {:.1} ms wall, budget {:.0} ms CPU",
                 cpu.as_secs_f64() * 1e6 / records as f64,
                 cpu.as_secs_f64() * 1e3 / mib,
