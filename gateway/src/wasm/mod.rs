@@ -736,7 +736,12 @@ fn classify(inst: &Instance, e: wasmtime::Error) -> CallFailure {
                 budget: clock.budget.cpu,
             }
         }
-        _ => CallFailure::Trap(format!("{e:#}")),
+        // The reason only (the client may see it): the wasm backtrace, tens of lines for a
+        // language runtime, goes to the debug log.
+        _ => {
+            debug!(interceptor = %inst.store.data().services.name, "plugin trap: {e:?}");
+            CallFailure::Trap(e.root_cause().to_string())
+        }
     }
 }
 
