@@ -23,15 +23,19 @@ WASM_TARGET  := wasm32-wasip2
 WASM_DIR     := target/wasm
 WASM_OUT     := $(WASM_DIR)/$(WASM_TARGET)/release
 RUST_PLUGINS := noop noop-records add-header reject-large mask-fields
-TEST_PLUGINS := spin hog trap
+TEST_PLUGINS := spin hog trap chatty
 JS_STAMP     := plugins/js/stamp
+# The Python example plugin, built by componentize-py (pinned, installed into a venv under target/).
+PY_PRINT     := plugins/python/print
+PY_TOOLS     := target/python-tools
+COMPONENTIZE_PY := componentize-py==0.25.1
 # The kafkajs client the Rust end-to-end tests drive (a second, non-librdkafka client).
 JS_CLIENT    := tests/js
 # The kafka-python client the Rust end-to-end tests drive (a third client, pure Python), in
 # its own virtual environment (pinned by tests/py/requirements.txt).
 PY_VENV      := tests/py/.venv
 
-.PHONY: help run test lint bench fuzz deps tansu build release plugins wasm-target wasm-tools js-deps py-deps clean-tansu
+.PHONY: help run test lint bench fuzz deps tansu build release plugins wasm-target wasm-tools js-deps py-deps python-plugin clean-tansu
 
 help:
 	@echo "make run      start a gateway on $(LISTEN) (and a local tansu broker unless BOOTSTRAP=host:port)"
@@ -138,14 +142,21 @@ wasm-tools:
 ## Interceptor plugins: the Rust ones (plugins/, one workspace) and the sandbox test plugins
 ## (tests/plugins/, another) for wasm32-wasip2 sharing $(WASM_DIR), and the JavaScript one;
 ## copied to target/plugins/<name>.wasm and target/test-plugins/<name>.wasm, then checked.
-plugins: wasm-target wasm-tools $(JS_STAMP)/dist/js-stamp.wasm
+plugins: wasm-target wasm-tools $(JS_STAMP)/dist/js-stamp.wasm python-plugin
 	$(CARGO) build --release --target $(WASM_TARGET) --target-dir $(WASM_DIR) --manifest-path plugins/Cargo.toml
 	$(CARGO) build --release --target $(WASM_TARGET) --target-dir $(WASM_DIR) --manifest-path tests/plugins/Cargo.toml
 	@mkdir -p target/plugins target/test-plugins
 	@for p in $(RUST_PLUGINS); do cp $(WASM_OUT)/sluice_plugin_$${p//-/_}.wasm target/plugins/$$p.wasm; done
 	@for p in $(TEST_PLUGINS); do cp $(WASM_OUT)/sluice_test_plugin_$${p//-/_}.wasm target/test-plugins/$$p.wasm; done
 	@cp $(JS_STAMP)/dist/js-stamp.wasm target/plugins/js-stamp.wasm
-	@plugins/verify.sh $(RUST_PLUGINS:%=target/plugins/%.wasm) target/plugins/js-stamp.wasm $(TEST_PLUGINS:%=target/test-plugins/%.wasm)
+	@plugins/verify.sh $(RUST_PLUGINS:%=target/plugins/%.wasm) target/plugins/js-stamp.wasm target/plugins/python-print.wasm $(TEST_PLUGINS:%=target/test-plugins/%.wasm)
+
+## The Python plugin (componentize-py, ~1 min, ~18 MB): rebuilt only when its sources change.
+python-plugin: target/plugins/python-print.wasm
+target/plugins/python-print.wasm: $(PY_PRINT)/app.py wit/interceptor.wit
+	@test -x $(PY_TOOLS)/bin/componentize-py || { python3 -m venv $(PY_TOOLS) && $(PY_TOOLS)/bin/pip install --quiet $(COMPONENTIZE_PY); }
+	@mkdir -p target/plugins
+	$(PY_TOOLS)/bin/componentize-py -d wit -w interceptor componentize -p $(PY_PRINT) app -o $@
 
 ## The JavaScript toolchain (jco, componentize-js) and the tests' kafkajs client, each pinned
 ## by its package-lock.json. Idempotent.

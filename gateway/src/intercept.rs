@@ -29,8 +29,25 @@ use crate::wasm::CallFailure;
 pub mod codes {
     /// UNKNOWN_SERVER_ERROR.
     pub const UNKNOWN_SERVER_ERROR: i16 = -1;
+    /// REQUEST_TIMED_OUT (retriable).
+    pub const REQUEST_TIMED_OUT: i16 = 7;
     /// INVALID_RECORD.
     pub const INVALID_RECORD: i16 = 87;
+}
+
+/// The error a fail-closed interceptor's failure gives the client, and its message (which
+/// names the interceptor; sent where the protocol has a message field, Produce v8+ per
+/// partition). A timeout is REQUEST_TIMED_OUT, which every client retries: the plugin was slow
+/// this time. A trap, a refused allocation or an instance that cannot be created is
+/// UNKNOWN_SERVER_ERROR: the same request would most likely fail the same way.
+pub fn failure_error(interceptor: &str, failure: &CallFailure) -> (i16, String) {
+    let code = match failure {
+        CallFailure::Timeout { .. } => codes::REQUEST_TIMED_OUT,
+        CallFailure::OutOfMemory | CallFailure::Trap(_) | CallFailure::Instantiate(_) => {
+            codes::UNKNOWN_SERVER_ERROR
+        }
+    };
+    (code, format!("interceptor {interceptor} failed: {failure}"))
 }
 
 /// Topic ids learnt from Metadata responses, to show plugins topic names when a request
@@ -241,12 +258,10 @@ fn failed(
     log_failure(&inst.name, inst.spec.failure_policy, failure);
     match inst.spec.failure_policy {
         FailurePolicy::FailOpen => None,
-        FailurePolicy::FailClosed => Some(reject(
-            meta,
-            body,
-            codes::UNKNOWN_SERVER_ERROR,
-            &format!("interceptor {} failed: {failure}", inst.name),
-        )),
+        FailurePolicy::FailClosed => {
+            let (code, message) = failure_error(&inst.name, failure);
+            Some(reject(meta, body, code, &message))
+        }
     }
 }
 
@@ -557,8 +572,8 @@ pub fn on_response(
                         if inst.spec.failure_policy == FailurePolicy::FailOpen {
                             continue;
                         }
-                        let message = format!("interceptor {} failed: {failure}", inst.name);
-                        return produce_error_from_response(&body, req, &message).map(Some);
+                        let (code, message) = failure_error(&inst.name, &failure);
+                        return produce_error_from_response(&body, req, code, &message).map(Some);
                     }
                     if let Some(out) = failed(inst, &failure, metrics, req, &meta.request_body) {
                         return match out {
@@ -577,18 +592,6 @@ pub fn on_response(
                     changed = true;
                 }
                 Ok(None) => {}
-                Err(FetchFailure::Policy) => {
-                    return match reject(
-                        req,
-                        &meta.request_body,
-                        codes::UNKNOWN_SERVER_ERROR,
-                        "interceptor failed",
-                    ) {
-                        Outcome::Respond(f) => Ok(Some(f)),
-                        Outcome::Close(m) => Err(m),
-                        Outcome::Forward { .. } => Ok(None),
-                    };
-                }
                 Err(FetchFailure::Reject(code, message)) => {
                     return match reject(req, &meta.request_body, code, &message) {
                         Outcome::Respond(f) => Ok(Some(f)),
@@ -623,9 +626,7 @@ pub fn on_response(
 }
 
 enum FetchFailure {
-    /// Fail-closed policy applied.
-    Policy,
-    /// The plugin rejected the whole response.
+    /// The plugin rejected the whole response, or failed under the fail-closed policy.
     Reject(i16, String),
     /// The response could not be processed.
     Broken(String),
@@ -667,7 +668,10 @@ fn fetch_hook(
             log_failure(&inst.name, inst.spec.failure_policy, &failure);
             return match inst.spec.failure_policy {
                 FailurePolicy::FailOpen => Ok(None),
-                FailurePolicy::FailClosed => Err(FetchFailure::Policy),
+                FailurePolicy::FailClosed => {
+                    let (code, message) = failure_error(&inst.name, &failure);
+                    Err(FetchFailure::Reject(code, message))
+                }
             };
         }
     };
@@ -715,6 +719,7 @@ fn reject_fetch_partition(p: &mut PartitionData, code: i16) {
 fn produce_error_from_response(
     body: &Bytes,
     req: &RequestMeta<'_>,
+    code: i16,
     message: &str,
 ) -> Result<Bytes, String> {
     let mut resp: ProduceResponse =
@@ -722,7 +727,7 @@ fn produce_error_from_response(
             .map_err(|e| format!("{e:#}"))?;
     for t in &mut resp.responses {
         for p in &mut t.partition_responses {
-            p.error_code = codes::UNKNOWN_SERVER_ERROR;
+            p.error_code = code;
             p.base_offset = -1;
             p.error_message = Some(StrBytes::from_string(message.to_string()));
         }
@@ -987,6 +992,31 @@ mod tests {
     }
 
     #[test]
+    fn a_timeout_is_retriable_and_names_the_interceptor() {
+        use std::time::Duration;
+        let timeout = CallFailure::Timeout {
+            cpu: Duration::from_millis(51),
+            wall: Duration::from_millis(70),
+            budget: Duration::from_millis(50),
+        };
+        let (code, message) = failure_error("stamp", &timeout);
+        assert_eq!(code, codes::REQUEST_TIMED_OUT);
+        assert!(
+            message.starts_with("interceptor stamp failed: deadline exceeded (51.0 ms CPU"),
+            "{message}"
+        );
+        for other in [
+            CallFailure::Trap("unreachable".into()),
+            CallFailure::OutOfMemory,
+            CallFailure::Instantiate("x".into()),
+        ] {
+            let (code, message) = failure_error("stamp", &other);
+            assert_eq!(code, codes::UNKNOWN_SERVER_ERROR);
+            assert!(message.starts_with("interceptor stamp failed: "));
+        }
+    }
+
+    #[test]
     fn produce_error_built_from_the_response() {
         let resp = ProduceResponse::default().with_responses(vec![TopicProduceResponse::default()
             .with_name(TopicName(StrBytes::from_static_str("a")))
@@ -1006,14 +1036,14 @@ mod tests {
             header_len: 0,
             client: &client,
         };
-        let frame = produce_error_from_response(&body.freeze(), &meta, "boom").unwrap();
+        let frame = produce_error_from_response(&body.freeze(), &meta, 7, "boom").unwrap();
         let mut b = frame.slice(4..);
         let header =
             ResponseHeader::decode(&mut b, ApiKey::Produce.response_header_version(9)).unwrap();
         assert_eq!(header.correlation_id, 3);
         let got = ProduceResponse::decode(&mut b, 9).unwrap();
         for p in &got.responses[0].partition_responses {
-            assert_eq!((p.error_code, p.base_offset), (-1, -1));
+            assert_eq!((p.error_code, p.base_offset), (7, -1));
             assert_eq!(p.error_message.as_deref(), Some("boom"));
         }
         assert_eq!(got.responses[0].partition_responses.len(), 2);

@@ -68,6 +68,23 @@ pub struct RecordsView {
 }
 
 impl RecordsView {
+    /// Number of records and bytes of keys, values and headers, for the call's budget.
+    pub fn size(&self) -> (usize, usize) {
+        let mut records = 0;
+        let mut bytes = 0;
+        for p in &self.partitions {
+            records += p.records.len();
+            for r in &p.records {
+                bytes +=
+                    r.key.as_ref().map_or(0, Bytes::len) + r.value.as_ref().map_or(0, Bytes::len);
+                for h in &r.headers {
+                    bytes += h.key.len() + h.value.as_ref().map_or(0, Bytes::len);
+                }
+            }
+        }
+        (records, bytes)
+    }
+
     fn record(&mut self, p: u32, r: u32) -> wasmtime::Result<&mut RecordView> {
         let part = self
             .partitions
@@ -138,6 +155,11 @@ pub struct HostState {
     pub(crate) table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) services: Arc<Services>,
+    /// The plugin's stdout and stderr, drained into the log after each call.
+    pub(crate) stdout: super::output::PluginOutput,
+    pub(crate) stderr: super::output::PluginOutput,
+    /// The deadline of the call in progress.
+    pub(crate) clock: super::CallClock,
 }
 
 impl WasiView for HostState {

@@ -8,10 +8,19 @@
 //!   by content hash so a restart deserializes instead of recompiling, with an `InstancePre`
 //!   ready to instantiate.
 //! - An [`Instances`] pool per installed interceptor holds configured instances for reuse.
-//!   A call runs under a deadline (epoch ticks) and a memory cap; a trap, timeout or refused
-//!   allocation discards that instance (a trapped store cannot be entered again), and the
-//!   caller applies the interceptor's failure policy. Instances are also recycled past a call
-//!   count or a memory high-water mark, since some language runtimes leak.
+//!   A call runs under a deadline and a memory cap; a trap, timeout or refused allocation
+//!   discards that instance (a trapped store cannot be entered again), and the caller applies
+//!   the interceptor's failure policy. Instances are also recycled past a call count or a
+//!   memory high-water mark, since some language runtimes leak.
+//! - The deadline is CPU time: the interceptor's `timeoutMs` plus an allowance per record and
+//!   per MiB the call is given ([`Budget`]), charged for the CPU time the calling thread spends
+//!   in the call, so a call that was descheduled on a busy machine is not failed for it. The
+//!   epoch ticker wakes the store when the budget could have been used up in wall time; the
+//!   deadline callback then reads the thread's CPU clock and lets the call go on while budget
+//!   remains. A wall-clock ceiling ([`Budget::wall`]) still bounds how long a call can hold a
+//!   worker.
+//! - A plugin's stdout and stderr are captured ([`output`]) and logged as the interceptor's
+//!   lines after each call.
 
 pub mod bindings {
     //! Host bindings generated from `wit/`.
@@ -27,6 +36,7 @@ pub mod bindings {
     });
 }
 pub mod host;
+pub mod output;
 pub mod publisher;
 pub mod services;
 
@@ -36,10 +46,13 @@ use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tracing::{debug, info, warn};
 use wasmtime::component::{Component, Linker, Resource, ResourceTable};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap,
+    UpdateDeadline,
+};
 use wasmtime_wasi::WasiCtx;
 
 use bindings::sluice::interceptor::types::{self as wit, Hooks};
@@ -49,6 +62,14 @@ use services::Services;
 
 /// Epoch tick: the resolution of plugin call deadlines.
 pub const TICK: Duration = Duration::from_millis(2);
+/// CPU time a record hook is allowed per record it is given, on top of the timeout.
+pub const BUDGET_PER_RECORD: Duration = Duration::from_micros(25);
+/// CPU time a hook is allowed per MiB of records or body it is given, on top of the timeout.
+pub const BUDGET_PER_MIB: Duration = Duration::from_millis(10);
+/// The wall-clock ceiling of a call is this many times its CPU budget...
+const WALL_FACTOR: u32 = 20;
+/// ...and at least this long.
+const WALL_MIN: Duration = Duration::from_secs(2);
 /// Largest memory cap an interceptor may ask for.
 pub const MAX_MEMORY_MB: u64 = 512;
 /// Largest plugin component accepted.
@@ -158,6 +179,10 @@ impl Runtime {
             "linking WASI",
         )?;
         wt(
+            output::add_to_linker(&mut linker),
+            "linking WASI I/O for plugin output",
+        )?;
+        wt(
             Interceptor::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
                 &mut linker,
                 |s| s,
@@ -234,8 +259,7 @@ impl Runtime {
         let mut inst = plugin
             .instantiate(services, 64)
             .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
-        inst.store
-            .set_epoch_deadline(deadline_ticks(Duration::from_secs(5)));
+        inst.start(Budget::fixed(Duration::from_secs(5)));
         let caps = inst
             .bindings
             .call_describe(&mut inst.store)
@@ -301,6 +325,77 @@ fn deadline_ticks(timeout: Duration) -> u64 {
     (timeout.as_nanos() / TICK.as_nanos()).max(1) as u64 + 1
 }
 
+/// CPU time used by the calling thread so far.
+fn thread_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// What one call may use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Budget {
+    /// CPU time of the calling thread.
+    pub cpu: Duration,
+    /// Wall-clock ceiling, whatever the CPU time.
+    pub wall: Duration,
+}
+
+impl Budget {
+    /// A budget of `cpu` CPU time.
+    pub fn fixed(cpu: Duration) -> Budget {
+        Budget {
+            cpu,
+            wall: (cpu * WALL_FACTOR).max(WALL_MIN),
+        }
+    }
+
+    /// `timeout` plus the allowance for `records` records and `bytes` bytes of data.
+    pub fn scaled(timeout: Duration, records: usize, bytes: usize) -> Budget {
+        let per_record = BUDGET_PER_RECORD.saturating_mul(records.min(u32::MAX as usize) as u32);
+        let per_byte = BUDGET_PER_MIB.mul_f64(bytes as f64 / (1 << 20) as f64);
+        Budget::fixed(timeout + per_record + per_byte)
+    }
+}
+
+/// The clocks of the call in progress on a store.
+#[derive(Debug, Clone, Copy)]
+pub struct CallClock {
+    budget: Budget,
+    cpu_start: Duration,
+    wall_start: Instant,
+    /// CPU and wall time when the call was interrupted, for the failure message.
+    interrupted: Option<(Duration, Duration)>,
+}
+
+impl CallClock {
+    fn start(budget: Budget) -> CallClock {
+        CallClock {
+            budget,
+            cpu_start: thread_cpu(),
+            wall_start: Instant::now(),
+            interrupted: None,
+        }
+    }
+
+    /// CPU and wall time spent since the call started.
+    fn spent(&self) -> (Duration, Duration) {
+        (
+            thread_cpu().saturating_sub(self.cpu_start),
+            self.wall_start.elapsed(),
+        )
+    }
+}
+
+/// The deadline decision, when the epoch deadline is reached after `cpu` CPU time and `wall`
+/// wall time in a call: `Some(d)` goes on and checks again in `d` of wall time (the soonest the
+/// rest of the CPU budget or the ceiling could be used up), `None` interrupts the call.
+pub fn next_check(budget: Budget, cpu: Duration, wall: Duration) -> Option<Duration> {
+    if cpu >= budget.cpu || wall >= budget.wall {
+        return None;
+    }
+    Some((budget.cpu - cpu).min(budget.wall - wall))
+}
+
 /// A compiled and validated plugin.
 pub struct Plugin {
     /// Name it was uploaded under.
@@ -322,11 +417,48 @@ pub struct Instance {
     calls: u64,
 }
 
+/// Starts the clock of a call on `store`: the first check comes when the CPU budget could have
+/// been used up.
+fn start_call(store: &mut Store<HostState>, budget: Budget) {
+    store.data_mut().clock = CallClock::start(budget);
+    store.set_epoch_deadline(deadline_ticks(budget.cpu.min(budget.wall)));
+}
+
+impl Instance {
+    fn start(&mut self, budget: Budget) {
+        start_call(&mut self.store, budget);
+    }
+
+    /// Logs what the plugin wrote to stdout (info) and stderr (warn); `flush` also takes an
+    /// unfinished last line (the instance is going away).
+    fn drain_output(&self, flush: bool) {
+        let state = self.store.data();
+        for (stream, out) in [("stdout", &state.stdout), ("stderr", &state.stderr)] {
+            let drained = out.take_lines(flush);
+            for line in &drained.lines {
+                state.services.plugin_output(stream, line);
+            }
+            if drained.dropped > 0 {
+                warn!(interceptor = %state.services.name, stream, dropped_bytes = drained.dropped, "plugin output dropped (buffer full)");
+            }
+        }
+    }
+}
+
 impl Plugin {
     fn instantiate(&self, services: Arc<Services>, memory_mb: u64) -> Result<Instance> {
+        let stdout = output::PluginOutput::default();
+        let stderr = output::PluginOutput::default();
         let state = HostState {
             // Nothing granted: no preopened directories, no sockets, no environment, no args.
-            wasi: WasiCtx::builder().build(),
+            // Output goes to in-memory buffers the host logs.
+            wasi: WasiCtx::builder()
+                .stdout(stdout.clone())
+                .stderr(stderr.clone())
+                .build(),
+            stdout,
+            stderr,
+            clock: CallClock::start(Budget::fixed(Duration::from_secs(5))),
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
                 cap: (memory_mb as usize) << 20,
@@ -338,8 +470,18 @@ impl Plugin {
         };
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| &mut s.limiter);
-        store.epoch_deadline_trap();
-        store.set_epoch_deadline(deadline_ticks(Duration::from_secs(5)));
+        store.epoch_deadline_callback(|mut ctx| {
+            let clock = &mut ctx.data_mut().clock;
+            let (cpu, wall) = clock.spent();
+            match next_check(clock.budget, cpu, wall) {
+                Some(wait) => Ok(UpdateDeadline::Continue(deadline_ticks(wait))),
+                None => {
+                    clock.interrupted = Some((cpu, wall));
+                    Err(Trap::Interrupt.into())
+                }
+            }
+        });
+        start_call(&mut store, Budget::fixed(Duration::from_secs(5)));
         let bindings = self.pre.instantiate(&mut store)?;
         Ok(Instance {
             store,
@@ -352,8 +494,15 @@ impl Plugin {
 /// How a plugin call failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CallFailure {
-    /// The deadline passed.
-    Timeout,
+    /// The call used up its CPU budget, or reached its wall-clock ceiling.
+    Timeout {
+        /// CPU time spent in the call.
+        cpu: Duration,
+        /// Wall time spent in the call.
+        wall: Duration,
+        /// The call's CPU budget.
+        budget: Duration,
+    },
     /// A memory allocation beyond the cap was refused.
     OutOfMemory,
     /// The plugin trapped (panic, unreachable, bad host call...).
@@ -366,7 +515,7 @@ impl CallFailure {
     /// Metric label.
     pub fn kind(&self) -> &'static str {
         match self {
-            CallFailure::Timeout => "timeout",
+            CallFailure::Timeout { .. } => "timeout",
             CallFailure::OutOfMemory => "out_of_memory",
             CallFailure::Trap(_) => "trap",
             CallFailure::Instantiate(_) => "instantiate",
@@ -377,7 +526,13 @@ impl CallFailure {
 impl std::fmt::Display for CallFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            CallFailure::Timeout => write!(f, "deadline exceeded"),
+            CallFailure::Timeout { cpu, wall, budget } => write!(
+                f,
+                "deadline exceeded ({:.1} ms CPU, {:.1} ms wall, budget {:.1} ms CPU)",
+                cpu.as_secs_f64() * 1e3,
+                wall.as_secs_f64() * 1e3,
+                budget.as_secs_f64() * 1e3
+            ),
             CallFailure::OutOfMemory => write!(f, "memory limit exceeded"),
             CallFailure::Trap(m) => write!(f, "trap: {m}"),
             CallFailure::Instantiate(m) => write!(f, "cannot instantiate: {m}"),
@@ -427,7 +582,9 @@ impl Instances {
     /// can subscribe to hooks depending on its configuration (a masker that only masks on
     /// produce need not make the gateway decode every fetch response for it).
     pub fn capabilities(&self) -> Result<Capabilities, CallFailure> {
-        let caps = self.call(|inst| inst.bindings.call_describe(&mut inst.store))?;
+        let caps = self.call(Budget::fixed(self.timeout), |inst| {
+            inst.bindings.call_describe(&mut inst.store)
+        })?;
         Ok(Capabilities {
             request: caps.hooks.contains(Hooks::REQUEST),
             response: caps.hooks.contains(Hooks::RESPONSE),
@@ -442,9 +599,10 @@ impl Instances {
             .plugin
             .instantiate(self.services.clone(), self.memory_mb)
             .map_err(|e| CallFailure::Instantiate(format!("{e:#}")))?;
-        inst.store
-            .set_epoch_deadline(deadline_ticks(Duration::from_secs(5).max(self.timeout)));
-        match inst.bindings.call_configure(&mut inst.store, &self.config) {
+        inst.start(Budget::fixed(Duration::from_secs(5).max(self.timeout)));
+        let outcome = inst.bindings.call_configure(&mut inst.store, &self.config);
+        inst.drain_output(outcome.is_err());
+        match outcome {
             Ok(Ok(())) => Ok(inst),
             Ok(Err(refusal)) => Err(CallFailure::Instantiate(format!(
                 "the plugin refused its configuration: {refusal}"
@@ -453,9 +611,10 @@ impl Instances {
         }
     }
 
-    /// Runs `f` on an instance under the call deadline.
+    /// Runs `f` on an instance with `budget` (see [`Budget`]).
     fn call<R>(
         &self,
+        budget: Budget,
         f: impl FnOnce(&mut Instance) -> wasmtime::Result<R>,
     ) -> Result<R, CallFailure> {
         let pooled = self.idle.lock().expect("pool lock").pop();
@@ -463,13 +622,13 @@ impl Instances {
             Some(i) => i,
             None => self.fresh()?,
         };
-        inst.store.set_epoch_deadline(deadline_ticks(self.timeout));
+        inst.start(budget);
         inst.calls += 1;
-        // A host function may panic under a plugin: WASI stream and poll calls (a plugin
-        // printing, or a Rust panic message on its way to stderr) block on a runtime, which
-        // cannot be done from the gateway's async workers. No such capability is granted, so
-        // the call fails like a trap and the instance is discarded.
+        // No host function is expected to panic (WASI I/O is driven without a runtime, see
+        // `output`); should one, the call fails like a trap and the instance is discarded
+        // rather than the worker unwinding.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut inst)));
+        inst.drain_output(!matches!(outcome, Ok(Ok(_))));
         let outcome = match outcome {
             Ok(r) => r,
             Err(panic) => {
@@ -482,7 +641,7 @@ impl Instances {
                     return Err(CallFailure::OutOfMemory);
                 }
                 return Err(CallFailure::Trap(format!(
-                    "the plugin used a capability it does not have (WASI I/O): {what}"
+                    "a host function panicked: {what}"
                 )));
             }
         };
@@ -512,7 +671,7 @@ impl Instances {
         ctx: &wit::Context,
         body: Bytes,
     ) -> Result<wit::RequestAction, CallFailure> {
-        self.call(|inst| {
+        self.call(Budget::scaled(self.timeout, 0, body.len()), |inst| {
             let res = inst.store.data_mut().table.push(MessageBody(body))?;
             let borrowed = Resource::<MessageBody>::new_borrow(res.rep());
             let out = inst
@@ -529,7 +688,7 @@ impl Instances {
         ctx: &wit::Context,
         body: Bytes,
     ) -> Result<wit::ResponseAction, CallFailure> {
-        self.call(|inst| {
+        self.call(Budget::scaled(self.timeout, 0, body.len()), |inst| {
             let res = inst.store.data_mut().table.push(MessageBody(body))?;
             let borrowed = Resource::<MessageBody>::new_borrow(res.rep());
             let out = inst
@@ -547,7 +706,8 @@ impl Instances {
         ctx: &wit::Context,
         view: RecordsView,
     ) -> Result<(RecordsView, Result<(), wit::KafkaError>), CallFailure> {
-        self.call(|inst| {
+        let (records, bytes) = view.size();
+        self.call(Budget::scaled(self.timeout, records, bytes), |inst| {
             let res = inst.store.data_mut().table.push(view)?;
             let borrowed = Resource::<RecordsView>::new_borrow(res.rep());
             let out = if fetch {
@@ -567,7 +727,173 @@ fn classify(inst: &Instance, e: wasmtime::Error) -> CallFailure {
         return CallFailure::OutOfMemory;
     }
     match e.downcast_ref::<Trap>() {
-        Some(Trap::Interrupt) => CallFailure::Timeout,
-        _ => CallFailure::Trap(format!("{e:#}")),
+        Some(Trap::Interrupt) => {
+            let clock = &inst.store.data().clock;
+            let (cpu, wall) = clock.interrupted.unwrap_or_else(|| clock.spent());
+            CallFailure::Timeout {
+                cpu,
+                wall,
+                budget: clock.budget.cpu,
+            }
+        }
+        // The reason only (the client may see it): the wasm backtrace, tens of lines for a
+        // language runtime, goes to the debug log.
+        _ => {
+            debug!(interceptor = %inst.store.data().services.name, "plugin trap: {e:?}");
+            CallFailure::Trap(e.root_cause().to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    #[test]
+    fn the_deadline_charges_cpu_time_not_wall_time() {
+        let budget = Budget::fixed(50 * MS);
+        assert_eq!(budget.wall, WALL_MIN);
+        // Woken after 50 ms of wall time with 10 ms of CPU (descheduled): go on, and look again
+        // when the other 40 ms of CPU could have been used.
+        assert_eq!(next_check(budget, 10 * MS, 50 * MS), Some(40 * MS));
+        // Still descheduled much later: go on.
+        assert_eq!(next_check(budget, 49 * MS, 1500 * MS), Some(MS));
+        // The CPU budget is used up: interrupt, whatever the wall time.
+        assert_eq!(next_check(budget, 50 * MS, 50 * MS), None);
+        assert_eq!(next_check(budget, 51 * MS, 52 * MS), None);
+        // The wall-clock ceiling holds even with CPU budget left.
+        assert_eq!(next_check(budget, 20 * MS, WALL_MIN), None);
+        assert_eq!(next_check(budget, 20 * MS, WALL_MIN - 5 * MS), Some(5 * MS));
+    }
+
+    #[test]
+    fn the_budget_scales_with_the_batch() {
+        assert_eq!(Budget::scaled(50 * MS, 0, 0), Budget::fixed(50 * MS));
+        // 1 MiB in 1,000 records: 50 + 25 + 10 ms.
+        let b = Budget::scaled(50 * MS, 1000, 1 << 20);
+        assert_eq!(b.cpu, 85 * MS);
+        assert_eq!(b.wall, WALL_MIN);
+        // 60,000 small records.
+        assert_eq!(Budget::scaled(50 * MS, 60_000, 0).cpu, 1550 * MS);
+        assert_eq!(
+            Budget::scaled(50 * MS, 60_000, 0).wall,
+            31 * Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn the_thread_cpu_clock_moves_with_work_not_with_sleep() {
+        let start = thread_cpu();
+        std::thread::sleep(30 * MS);
+        let slept = thread_cpu() - start;
+        assert!(slept < 10 * MS, "sleeping used {slept:?} of CPU");
+        // Work moves it (however descheduled this thread is on a busy machine).
+        let start = thread_cpu();
+        let wall = Instant::now();
+        let mut n = 0u64;
+        while thread_cpu() - start < 20 * MS {
+            n = std::hint::black_box(n.wrapping_add(1));
+            assert!(wall.elapsed() < Duration::from_secs(30));
+        }
+    }
+
+    /// add-header (if built: `make plugins`) on 1 KiB records: µs per record and per MiB, and
+    /// CPU against wall time of the call; a batch of the largest frame the gateway accepts
+    /// stays within its budget.
+    #[test]
+    fn record_hook_cost_of_add_header() {
+        record_hook_cost(
+            "add-header",
+            r#"{"headers": {"x-origin": "gateway"}}"#,
+            &[(1000, 1024), (60_000, 16), (100_000, 1024)],
+        );
+    }
+
+    /// The same for the Python plugin, which adds a header to every record the same way
+    /// (slow to compile in a debug build: run by hand with `--ignored`).
+    #[test]
+    #[ignore]
+    fn record_hook_cost_of_python_print() {
+        record_hook_cost("python-print", "{}", &[(1000, 1024), (60_000, 16)]);
+    }
+
+    fn record_hook_cost(name: &str, config: &str, cases: &[(usize, usize)]) {
+        let path = format!(
+            "{}/../target/plugins/{name}.wasm",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let Ok(bytes) = std::fs::read(&path) else {
+            eprintln!("skipped: {path} not built (make plugins)");
+            return;
+        };
+        let runtime = Runtime::new(None).unwrap();
+        let plugin = runtime.load_plugin(name, &bytes).unwrap();
+        let services = Arc::new(Services::new(
+            "tag",
+            Arc::default(),
+            Arc::new(services::Kms::open(None).unwrap()),
+            crate::metrics::Metrics::new(),
+            None,
+        ));
+        let timeout = 50 * MS;
+        let instances = Instances::new(plugin, services, config.into(), timeout, 64).unwrap();
+        let view = |records: usize, size: usize| RecordsView {
+            fetch: false,
+            partitions: vec![host::PartitionView {
+                topic: "t".into(),
+                partition: 0,
+                records: (0..records)
+                    .map(|i| host::RecordView {
+                        key: Some(Bytes::from(format!("k{i}"))),
+                        value: Some(Bytes::from(vec![b'v'; size])),
+                        headers: Vec::new(),
+                        timestamp: 0,
+                        removed: false,
+                        changed: false,
+                        batch: Some(0),
+                        offset_delta: i as i32,
+                        attributes: 0,
+                    })
+                    .collect(),
+                rejected: None,
+                count_changed: false,
+                dirty: false,
+            }],
+        };
+        let ctx = wit::Context {
+            interceptor: "tag".into(),
+            vcluster: None,
+            principal: None,
+            groups: Vec::new(),
+            client_id: None,
+            client_address: "127.0.0.1:1".into(),
+            api_key: 0,
+            api_version: 9,
+            correlation_id: 1,
+        };
+        for &(records, size) in cases {
+            let v = view(records, size);
+            let (_, bytes) = v.size();
+            let budget = Budget::scaled(timeout, records, bytes);
+            let (cpu0, wall0) = (thread_cpu(), Instant::now());
+            let (out, verdict) = instances.on_records(false, &ctx, v).unwrap();
+            let (cpu, wall) = (thread_cpu() - cpu0, wall0.elapsed());
+            verdict.unwrap();
+            assert_eq!(out.partitions[0].records[records - 1].headers.len(), 1);
+            let mib = bytes as f64 / (1 << 20) as f64;
+            eprintln!(
+                "{name}, {records} records of {size} B ({mib:.1} MiB): {:.2} µs/record, \
+                 {:.1} ms/MiB, call {:.1} ms CPU / {:.1} ms wall, budget {:.0} ms CPU",
+                cpu.as_secs_f64() * 1e6 / records as f64,
+                cpu.as_secs_f64() * 1e3 / mib,
+                cpu.as_secs_f64() * 1e3,
+                wall.as_secs_f64() * 1e3,
+                budget.cpu.as_secs_f64() * 1e3
+            );
+            assert!(cpu < budget.cpu / 2, "{cpu:?} of {budget:?}");
+        }
     }
 }

@@ -65,22 +65,44 @@ impl Services {
         }
     }
 
-    pub(crate) fn log(&self, level: host::Level, message: &str) {
+    /// Whether one more plugin line may be logged this second (the host `log` function and
+    /// the plugin's stdout and stderr share the limit); reports the lines dropped in the
+    /// previous window.
+    fn log_allowed(&self) -> bool {
         let second = self.started.elapsed().as_secs();
-        {
-            let mut w = self.log_window.lock().expect("log window lock");
-            if w.0 != second {
-                let dropped = self.dropped_logs.swap(0, Ordering::Relaxed);
-                if dropped > 0 {
-                    warn!(interceptor = %self.name, dropped, "plugin log lines dropped (rate limit)");
-                }
-                *w = (second, 0);
+        let mut w = self.log_window.lock().expect("log window lock");
+        if w.0 != second {
+            let dropped = self.dropped_logs.swap(0, Ordering::Relaxed);
+            if dropped > 0 {
+                warn!(interceptor = %self.name, dropped, "plugin log lines dropped (rate limit)");
             }
-            w.1 += 1;
-            if w.1 > LOG_LINES_PER_SECOND {
-                self.dropped_logs.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
+            *w = (second, 0);
+        }
+        w.1 += 1;
+        if w.1 > LOG_LINES_PER_SECOND {
+            self.dropped_logs.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// A line the plugin wrote to `stream` (`stdout`: info, `stderr`: warn), already cut to
+    /// [`super::output::LINE_MAX`].
+    pub(crate) fn plugin_output(&self, stream: &'static str, line: &str) {
+        if !self.log_allowed() {
+            return;
+        }
+        let name = &self.name;
+        if stream == "stderr" {
+            warn!(interceptor = %name, stream, "plugin: {line}");
+        } else {
+            info!(interceptor = %name, stream, "plugin: {line}");
+        }
+    }
+
+    pub(crate) fn log(&self, level: host::Level, message: &str) {
+        if !self.log_allowed() {
+            return;
         }
         let mut end = message.len().min(LOG_LINE_MAX);
         while !message.is_char_boundary(end) {
