@@ -630,6 +630,65 @@ fn help_warns_that_token_flags_show_in_ps() {
     }
 }
 
+#[test]
+fn cli_talks_https_to_an_admin_listener_with_tls() {
+    let dir = std::env::temp_dir().join(format!("sluice-cli-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let ca_file = dir.join("ca.pem");
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(dir.join("admin.pem"), cert.pem()).unwrap();
+    std::fs::write(dir.join("admin.key"), key.serialize_pem()).unwrap();
+    let port = free_port();
+    let config = dir.join("gw.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "admin:\n  listen: 127.0.0.1:{port}\n  tls: {{certFile: {}, keyFile: {}}}\n",
+            dir.join("admin.pem").display(),
+            dir.join("admin.key").display()
+        ),
+    )
+    .unwrap();
+    let token = "cli-tls-token-0123456789";
+    let _child = KillOnDrop(
+        serve_cmd(&["--state-dir", dir.join("state").to_str().unwrap()])
+            .arg("--config")
+            .arg(&config)
+            .env("SLUICE_ADMIN_TOKEN", token)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let url = format!("https://127.0.0.1:{port}");
+    let ca = ca_file.to_str().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (code, out, err) = run(&["get", "groups", "--ca-file", ca], &url, Some(token));
+        if code == 0 {
+            assert!(out.contains("items"), "{out}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no HTTPS answer: {err}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Without the CA the server is not trusted; plain HTTP gets no answer.
+    let (code, _, err) = run(&["get", "groups"], &url, Some(token));
+    assert_eq!(code, 1, "{err}");
+    let plain = http_get(port, "/health").unwrap_or_default();
+    assert!(!plain.starts_with("HTTP/1.1 200"), "{plain}");
+    drop(_child);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The value of a series in a Prometheus text page, 0 when absent.
 fn series(page: &str, name: &str) -> u64 {
     page.lines()
