@@ -570,3 +570,120 @@ pub fn peak_rss_kib() -> u64 {
         })
         .unwrap_or(0)
 }
+
+/// Response bytes read by the network run's clients (also those of connections dropped
+/// before they closed).
+static RECEIVED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// What a run over the network did.
+#[derive(Debug, Default, Clone)]
+pub struct NetReport {
+    /// Frames written to the gateway.
+    pub frames: u64,
+    /// Connections opened (the gateway closes a connection on a frame it refuses).
+    pub connections: u64,
+    /// Response bytes read back.
+    pub response_bytes: u64,
+}
+
+/// Sends `frames` frames over TCP to a gateway's Kafka listener at `addr`, from
+/// `connections` concurrent clients: mostly mutated requests of random APIs and versions,
+/// a few with a forged length prefix, pipelined, with whatever comes back read and dropped.
+/// A connection the gateway closes is replaced. This is the session's own path (framing,
+/// header peek, version check, every stage, the slot queue) that [`Stages`] leaves out.
+pub async fn run_net(
+    addr: std::net::SocketAddr,
+    seed: u64,
+    frames: u64,
+    connections: u64,
+) -> std::io::Result<NetReport> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let per = frames.div_ceil(connections.max(1));
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..connections.max(1) {
+        tasks.spawn(async move {
+            let mut report = NetReport::default();
+            let mut rng = Rng(seed ^ (c + 1).wrapping_mul(0xa076_1d64_78bd_642f));
+            let mut sent = 0;
+            while sent < per {
+                let stream = tokio::net::TcpStream::connect(addr).await?;
+                report.connections += 1;
+                let (mut r, mut w) = stream.into_split();
+                let drain = tokio::spawn(async move {
+                    let mut buf = vec![0u8; 64 * 1024];
+                    let mut total = 0u64;
+                    while let Ok(n) = r.read(&mut buf).await {
+                        if n == 0 {
+                            break;
+                        }
+                        total += n as u64;
+                        RECEIVED.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    total
+                });
+                // A connection's life: up to 50 frames, or until the gateway closes it.
+                for _ in 0..1 + rng.below(50) {
+                    if sent >= per {
+                        break;
+                    }
+                    let frame = net_frame(&mut rng);
+                    sent += 1;
+                    report.frames += 1;
+                    if w.write_all(&frame).await.is_err() {
+                        break;
+                    }
+                }
+                // Answers to what was valid come back until the gateway closes the
+                // connection at the first frame it refuses; a connection it keeps open is
+                // given a moment for its answers, then dropped.
+                let mut drain = drain;
+                let answered =
+                    tokio::time::timeout(std::time::Duration::from_millis(300), &mut drain).await;
+                report.response_bytes += match answered {
+                    Ok(total) => total.unwrap_or(0),
+                    Err(_) => {
+                        drain.abort();
+                        0
+                    }
+                };
+                drop(w);
+            }
+            Ok::<_, std::io::Error>(report)
+        });
+    }
+    let mut total = NetReport::default();
+    while let Some(done) = tasks.join_next().await {
+        let r = done.map_err(std::io::Error::other)??;
+        total.frames += r.frames;
+        total.connections += r.connections;
+        total.response_bytes += r.response_bytes;
+    }
+    total.response_bytes = total
+        .response_bytes
+        .max(RECEIVED.load(std::sync::atomic::Ordering::Relaxed));
+    Ok(total)
+}
+
+/// One frame for the network run: a request (mutated 85 % of the time), its length prefix
+/// forged now and then.
+fn net_frame(rng: &mut Rng) -> Vec<u8> {
+    let (def, key, version) = pick(rng, false);
+    let mut body = synth_body(rng, &FUZZ_SHAPE, def, version);
+    if rng.chance(85) {
+        mutate(rng, &mut body);
+    }
+    let version = if rng.chance(5) {
+        relabel(rng, version)
+    } else {
+        version
+    };
+    let (frame, _) = request_frame(key as i16, version, &body);
+    let mut frame = frame.to_vec();
+    if rng.chance(2) {
+        let forged = EXTREMES[rng.below(EXTREMES.len() as u64) as usize];
+        for (i, b) in forged.iter().take(4).enumerate() {
+            frame[i] = *b;
+        }
+    }
+    frame
+}

@@ -692,6 +692,11 @@ fn answer(state: &State, mut frame: Bytes) -> Reply {
     let Ok(header) = RequestHeader::decode(&mut frame, key.request_header_version(version)) else {
         return Reply::Close;
     };
+    // Hostile frames reach the mock through the gateway (passthrough requests are not
+    // decoded there): the same structural check keeps its decoders from forged counts.
+    if !sluice::schema::check_request(api_key, version, &frame) {
+        return Reply::Close;
+    }
     let mut correlation_id = header.correlation_id;
     if options.fault == Fault::WrongCorrelation {
         correlation_id += 1000;

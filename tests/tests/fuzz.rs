@@ -4,6 +4,7 @@
 //! YAML. The long run is `make fuzz` (`sluice-fuzz`, ten million cases).
 
 use sluice_tests::fuzz::Stages;
+use sluice_tests::*;
 
 #[test]
 fn mutated_frames_and_documents_never_panic_and_memory_stays_bounded() {
@@ -33,4 +34,26 @@ fn mutated_frames_and_documents_never_panic_and_memory_stays_bounded() {
         "peak RSS {} KiB",
         report.peak_rss_kib
     );
+}
+
+/// The same frames over TCP through a running gateway (framing, the header peek, the version
+/// check and the slot queue of the session): 5,000 frames from 8 clients, then a
+/// well-behaved client is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutated_frames_over_tcp_leave_the_gateway_serving() {
+    use sluice_tests::mock::{MockBroker, MockOptions};
+    init_logging();
+    let mock = MockBroker::start(MockOptions::default()).await.unwrap();
+    let gw = start_gateway(&mock.bootstrap()).await.unwrap();
+    let report = sluice_tests::fuzz::run_net(gw.kafka_addr(), 0x5eed, 5_000, 8)
+        .await
+        .unwrap();
+    eprintln!("{report:?}");
+    assert_eq!(report.frames, 5_000);
+    assert!(report.connections > 8, "{report:?}");
+    let mut c = RawClient::connect(gw.kafka_addr()).await.unwrap();
+    c.call(&kafka_protocol::messages::MetadataRequest::default(), 12)
+        .await
+        .expect("a new client is served after the fuzz clients");
+    gw.shutdown().await;
 }

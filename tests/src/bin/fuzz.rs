@@ -4,6 +4,9 @@
 //! ```text
 //! sluice-fuzz [--seed N] [--cases N] [--from N] [--chunk N]   run cases from..from+cases
 //! sluice-fuzz --seed N --replay CASE                          run one case, panics shown
+//! sluice-fuzz --net FRAMES [--seed N] [--connections N]       mutated frames over TCP to a
+//!                                                             gateway (in this process) in
+//!                                                             front of the mock broker
 //! ```
 //!
 //! Progress goes to stderr every chunk (cases done, frames, panics, peak memory); an abort
@@ -27,6 +30,14 @@ fn arg(args: &[String], name: &str, default: u64) -> u64 {
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let seed = arg(&args, "--seed", 0x51u64);
+    if args.iter().any(|a| a == "--net") {
+        net(
+            seed,
+            arg(&args, "--net", 100_000),
+            arg(&args, "--connections", 8),
+        );
+        return;
+    }
     let stages = Stages::new().expect("setting up the stages");
     if args.iter().any(|a| a == "--replay") {
         let case = arg(&args, "--replay", 0);
@@ -86,3 +97,43 @@ fn main() {
 
 /// Every 50th case is an admin document.
 const ADMIN_EVERY: u64 = 50;
+
+/// The network run: a gateway and a mock broker in this process, `frames` mutated frames from
+/// `connections` clients, then a check that a well-behaved client is still served.
+fn net(seed: u64, frames: u64, connections: u64) {
+    use sluice_tests::mock::{MockBroker, MockOptions};
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mock = MockBroker::start(MockOptions::default()).await.expect("mock broker");
+        let gw = sluice_tests::start_gateway(&mock.bootstrap())
+            .await
+            .expect("gateway");
+        let started = Instant::now();
+        let report = sluice_tests::fuzz::run_net(gw.kafka_addr(), seed, frames, connections)
+            .await
+            .expect("the fuzz clients");
+        let mut client = sluice_tests::RawClient::connect(gw.kafka_addr())
+            .await
+            .expect("connecting after the run");
+        let served = client
+            .call(&kafka_protocol::messages::MetadataRequest::default(), 12)
+            .await
+            .is_ok();
+        println!(
+            "fuzz --net: {} frames over {} connections in {:.1} s, {} response bytes, a new client served: {served}, peak RSS {} MiB",
+            report.frames,
+            report.connections,
+            started.elapsed().as_secs_f64(),
+            report.response_bytes,
+            sluice_tests::fuzz::peak_rss_kib() / 1024
+        );
+        gw.shutdown().await;
+        if !served {
+            std::process::exit(1);
+        }
+    });
+}
