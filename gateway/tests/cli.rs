@@ -91,6 +91,18 @@ fn http_get(port: u16, path: &str) -> Option<String> {
     Some(out)
 }
 
+/// The first answer to `GET path` once the admin listener is up (30 s at most).
+fn http_get_when_up(port: u16, path: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(r) = http_get(port, path) {
+            return r;
+        }
+        assert!(Instant::now() < deadline, "admin listener never came up");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 #[test]
 fn serves_health_and_stops_on_sigterm() {
     let admin = free_port();
@@ -113,14 +125,7 @@ fn serves_health_and_stops_on_sigterm() {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let health = loop {
-        if let Some(r) = http_get(admin, "/health") {
-            break r;
-        }
-        assert!(Instant::now() < deadline, "admin listener never came up");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let health = http_get_when_up(admin, "/health");
     assert!(health.starts_with("HTTP/1.1 200"), "{health}");
     assert!(health.contains(r#""status":"ok""#));
     // Nothing listens on port 1: not ready, with a reason.
@@ -212,11 +217,7 @@ fn serve_with_token(label: &str, token: &str) -> (KillOnDrop, String, std::path:
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http_get(admin_port, "/health").is_none() {
-        assert!(Instant::now() < deadline, "admin listener never came up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    http_get_when_up(admin_port, "/health");
     (child, format!("http://127.0.0.1:{admin_port}"), state)
 }
 
@@ -557,14 +558,7 @@ fn admin_beyond_loopback_without_a_token_refuses_to_start() {
         .spawn()
         .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let groups = loop {
-        if let Some(r) = http_get(port, "/api/v1/groups") {
-            break r;
-        }
-        assert!(Instant::now() < deadline, "admin listener never came up");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let groups = http_get_when_up(port, "/api/v1/groups");
     assert!(groups.starts_with("HTTP/1.1 200"), "{groups}");
     drop(_child);
 
@@ -581,14 +575,7 @@ fn admin_beyond_loopback_without_a_token_refuses_to_start() {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let groups = loop {
-        if let Some(r) = http_get(port, "/api/v1/groups") {
-            break r;
-        }
-        assert!(Instant::now() < deadline, "admin listener never came up");
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let groups = http_get_when_up(port, "/api/v1/groups");
     assert!(groups.starts_with("HTTP/1.1 401"), "{groups}");
     assert!(groups.contains("www-authenticate: Bearer"), "{groups}");
     let url = format!("http://127.0.0.1:{port}");
@@ -754,11 +741,7 @@ fn descriptor_limit_keeps_the_admin_listener_reachable() {
             .spawn()
             .unwrap(),
     );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while http_get(admin, "/health").is_none() {
-        assert!(Instant::now() < deadline, "admin listener never came up");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    http_get_when_up(admin, "/health");
     let rss_before = rss_kib(child.id());
     let mut idle = Vec::new();
     for _ in 0..400 {

@@ -123,6 +123,30 @@ async fn assert_served(addr: SocketAddr, what: &str) -> MetadataResponse {
     .await
 }
 
+/// Creates topic `pipeline` through `c` by Metadata auto-creation, polling until the broker
+/// reports it with partitions; its Metadata answer.
+async fn create_pipeline_topic(c: &mut RawClient) -> MetadataResponse {
+    bounded("topic auto-creation", async {
+        loop {
+            let m = c
+                .call(
+                    &metadata_request(&["pipeline"]).with_allow_auto_topic_creation(true),
+                    12,
+                )
+                .await
+                .unwrap();
+            if m.topics
+                .first()
+                .is_some_and(|t| t.error_code == 0 && !t.partitions.is_empty())
+            {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}
+
 async fn start_mock() -> MockBroker {
     MockBroker::start(MockOptions::default()).await.unwrap()
 }
@@ -468,25 +492,7 @@ async fn pipelined_requests_are_answered_in_order_tansu() {
     let mut c = RawClient::connect(gw.kafka_addr()).await.unwrap();
     // Create the topic first (auto-creation on Metadata), so that acks=0 produce requests
     // do not fail: a broker may close the connection on a failed acks=0 produce.
-    let created = bounded("topic auto-creation", async {
-        loop {
-            let m = c
-                .call(
-                    &metadata_request(&["pipeline"]).with_allow_auto_topic_creation(true),
-                    12,
-                )
-                .await
-                .unwrap();
-            if m.topics
-                .first()
-                .is_some_and(|t| t.error_code == 0 && !t.partitions.is_empty())
-            {
-                return m;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
+    let created = create_pipeline_topic(&mut c).await;
     assert_eq!(created.topics.len(), 1);
 
     // tansu 0.6 answers acks=0 Produce requests (a broker fault: Kafka sends no response),
@@ -791,25 +797,7 @@ async fn relabelled_produce_version_is_answered_without_harm() {
     let broker = Tansu::start().await.unwrap();
     let gw = start_gateway(&broker.bootstrap()).await.unwrap();
     let mut c = RawClient::connect(gw.kafka_addr()).await.unwrap();
-    bounded("topic auto-creation", async {
-        loop {
-            let m = c
-                .call(
-                    &metadata_request(&["pipeline"]).with_allow_auto_topic_creation(true),
-                    12,
-                )
-                .await
-                .unwrap();
-            if m.topics
-                .first()
-                .is_some_and(|t| t.error_code == 0 && !t.partitions.is_empty())
-            {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await;
+    create_pipeline_topic(&mut c).await;
     let (_, v10) = c.encode(
         &produce_request(1, None, Some(record_batch("relabelled"))),
         10,
