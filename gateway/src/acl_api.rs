@@ -36,7 +36,7 @@ use crate::acl::{
     Operation, PatternType, Permission, Permits, PrincipalPermits, ResourceType, CLUSTER_NAME,
     WILDCARD,
 };
-use crate::intercept::response_frame;
+use crate::message::response_frame;
 use crate::security::{AclSpec, SecurityStore};
 
 /// Kafka error codes the ACL APIs answer with.
@@ -866,7 +866,7 @@ mod tests {
     /// API and version that passes the structure check and decodes.
     #[test]
     fn every_version_answers_random_requests_with_decodable_frames() {
-        use crate::schema::tests::{synth_body, Rng, SMALL};
+        use crate::schema::synth::{synth_body, Rng, SMALL};
         let (store, dir) = store();
         let supers = vec!["root".to_string()];
         let root = admin(&store, &supers);

@@ -307,7 +307,7 @@ impl Visitor for Scan<'_> {
 ///
 /// Requests of API keys the gateway does not know pass through (`Ok(None)`); a body that
 /// does not pass the structure check (the same walk as
-/// [`check_request_structure`](crate::frame::check_request_structure)) is refused with
+/// [`check_request`](crate::schema::check_request)) is refused with
 /// INVALID_REQUEST, as it could not be decoded safely.
 pub fn prepare_request(
     tenant: &Tenant,

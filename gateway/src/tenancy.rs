@@ -680,7 +680,7 @@ pub fn check_limits(
                             })
                             .collect(),
                     );
-                    crate::intercept::encode_response(key, version, correlation_id, &resp)
+                    crate::message::encode_response(key, version, correlation_id, &resp)
                 }),
             )
         }
@@ -710,7 +710,7 @@ pub fn check_limits(
                         })
                         .collect(),
                 );
-                crate::intercept::encode_response(key, version, correlation_id, &resp)
+                crate::message::encode_response(key, version, correlation_id, &resp)
             }))
         }
         _ => Ok(None),
@@ -774,7 +774,7 @@ mod tests {
                 .with_error_message(Some(s("Topic 'a.orders' already exists.")))]);
         let mut body = BytesMut::new();
         resp.encode(&mut body, version).unwrap();
-        let frame = crate::intercept::response_frame(ApiKey::CreateTopics, version, 9, &body);
+        let frame = crate::message::response_frame(ApiKey::CreateTopics, version, 9, &body);
         let out = unmap_response(&t, None, ApiKey::CreateTopics as i16, version, frame).unwrap();
         let mut rest = out.slice(4..);
         ResponseHeader::decode(
@@ -863,7 +863,7 @@ mod tests {
     /// encode (that closed kafka-python's connections on FindCoordinator v4+).
     #[test]
     fn every_api_and_version_maps_both_ways_to_decodable_frames() {
-        use crate::schema::tests::{synth_body, Rng, SMALL};
+        use crate::schema::synth::{synth_body, Rng, SMALL};
         let (tenants, dir) = tenants();
         let mut rng = Rng(0x7e9a);
         let (mut mapped, mut refused, mut unmapped) = (0usize, 0usize, 0usize);
@@ -882,7 +882,7 @@ mod tests {
                             tenant.name
                         );
                         let out = if def.response {
-                            let frame = crate::intercept::response_frame(key, version, 11, &body);
+                            let frame = crate::message::response_frame(key, version, 11, &body);
                             let out = unmap_response(tenant, None, key as i16, version, frame)
                                 .unwrap_or_else(|e| panic!("{what}: {e:#} body {body:02x?}"));
                             unmapped += 1;

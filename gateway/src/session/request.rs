@@ -443,7 +443,7 @@ impl RequestSide {
                     Err(tenancy::MapError::Refused { code, message }) => {
                         debug!(peer = %self.peer, vcluster = %t.name, api = ?key, "request refused: {message}");
                         let body = peek.body_of(&frame_bytes);
-                        let Some(bytes) = intercept::error_response(
+                        let Some(bytes) = crate::message::error_response(
                             peek.api_key,
                             peek.api_version,
                             peek.correlation_id,
@@ -894,7 +894,7 @@ impl RequestSide {
                     UNSUPPORTED_SASL_MECHANISM
                 })
                 .with_mechanisms(names.iter().map(|n| StrBytes::from_static_str(n)).collect());
-            let bytes = intercept::encode_response(key, version, cid, &resp);
+            let bytes = crate::message::encode_response(key, version, cid, &resp);
             self.push(
                 Slot::Local {
                     api_key: peek.api_key,
@@ -928,7 +928,7 @@ impl RequestSide {
                     .with_error_message(Some(StrBytes::from_static_str(
                         "SaslAuthenticate without a SaslHandshake",
                     )));
-                let bytes = intercept::encode_response(key, version, cid, &resp);
+                let bytes = crate::message::encode_response(key, version, cid, &resp);
                 self.push(
                     Slot::Local {
                         api_key: peek.api_key,
@@ -949,7 +949,7 @@ impl RequestSide {
                     .with_session_lifetime_ms(
                         lifetime.map_or(0, |l| i64::try_from(l.as_millis()).unwrap_or(i64::MAX)),
                     );
-                let bytes = intercept::encode_response(key, version, cid, &resp);
+                let bytes = crate::message::encode_response(key, version, cid, &resp);
                 self.push(
                     Slot::Local {
                         api_key: peek.api_key,
@@ -966,7 +966,7 @@ impl RequestSide {
                     .with_error_message(Some(StrBytes::from_string(format!(
                         "Authentication failed: invalid credentials with SASL mechanism {mechanism}"
                     ))));
-                let bytes = intercept::encode_response(key, version, cid, &resp);
+                let bytes = crate::message::encode_response(key, version, cid, &resp);
                 self.push(
                     Slot::Local {
                         api_key: peek.api_key,
@@ -1100,7 +1100,7 @@ impl RequestSide {
                 let resp = SaslHandshakeResponse::default()
                     .with_error_code(UNSUPPORTED_SASL_MECHANISM)
                     .with_mechanisms(names.iter().map(|n| StrBytes::from_static_str(n)).collect());
-                let bytes = intercept::encode_response(
+                let bytes = crate::message::encode_response(
                     ApiKey::SaslHandshake,
                     peek.api_version,
                     peek.correlation_id,
@@ -1179,7 +1179,7 @@ impl RequestSide {
         let resp = FetchResponse::default()
             .with_error_code(FETCH_SESSION_ID_NOT_FOUND)
             .with_session_id(0);
-        Some(intercept::encode_response(
+        Some(crate::message::encode_response(
             ApiKey::Fetch,
             peek.api_version,
             peek.correlation_id,
