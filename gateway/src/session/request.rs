@@ -27,6 +27,9 @@ use crate::config::SaslMode;
 use crate::frame::{self, FrameError, FrameStatus, RequestPeek};
 use crate::intercept::{self, Client, Outcome, RequestMeta, TopicLookup};
 use crate::interceptors::{Installed, Who};
+use crate::message::codes::{
+    ILLEGAL_SASL_STATE, SASL_AUTHENTICATION_FAILED, UNSUPPORTED_SASL_MECHANISM,
+};
 use crate::ratelimit::limited;
 use crate::rewrite::{self};
 use crate::schema;
@@ -116,11 +119,6 @@ struct LocalAnswer<'a> {
     /// acks=0 produce: no answer at all.
     expects_response: bool,
 }
-
-/// SASL error codes.
-const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
-const ILLEGAL_SASL_STATE: i16 = 34;
-const SASL_AUTHENTICATION_FAILED: i16 = 58;
 
 fn error_kind(e: &FrameError) -> &'static str {
     match e {
@@ -1155,11 +1153,10 @@ impl RequestSide {
     /// An incremental Fetch (KIP-227) names only what changed in its session, so partitions
     /// added to the session earlier are served without being named, and could not be checked
     /// again after an ACL change. After any change of the security resources, the next
-    /// incremental Fetch is answered FETCH_SESSION_ID_NOT_FOUND: the client starts a new
+    /// incremental Fetch is answered crate::message::codes::FETCH_SESSION_ID_NOT_FOUND: the client starts a new
     /// session with a full Fetch naming every partition, which the ACLs then judge. A full
     /// Fetch records the generation it was judged under.
     fn stale_fetch_session(&mut self, peek: &RequestPeek, frame: &Bytes) -> Option<Bytes> {
-        const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
         let generation = self.shared.security.current().generation();
         if generation == self.fetch_generation || peek.api_version < 7 {
             return None;
@@ -1177,7 +1174,7 @@ impl RequestSide {
         info!(peer = %self.peer, principal = ?self.principal(), session_id = req.session_id,
             "ACLs changed: the client's fetch session starts over");
         let resp = FetchResponse::default()
-            .with_error_code(FETCH_SESSION_ID_NOT_FOUND)
+            .with_error_code(crate::message::codes::FETCH_SESSION_ID_NOT_FOUND)
             .with_session_id(0);
         Some(crate::message::encode_response(
             ApiKey::Fetch,
