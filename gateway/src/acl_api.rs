@@ -33,11 +33,10 @@ use std::collections::BTreeMap;
 use tracing::info;
 
 use crate::acl::{
-    Operation, PatternType, Permission, Permits, PrincipalPermits, ResourceType, CLUSTER_NAME,
-    WILDCARD,
+    Operation, PatternType, Permission, Permits, ResourceType, CLUSTER_NAME, WILDCARD,
 };
 use crate::message::response_frame;
-use crate::security::{AclSpec, SecurityStore};
+use crate::security::{AclSpec, PrincipalPermits, SecurityStore};
 
 use crate::message::codes;
 

@@ -26,7 +26,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::sync::Arc;
 
-use crate::acl::{Operation, Permits, PrincipalPermits, ResourceType};
+use crate::acl::{Operation, Permits, ResourceType};
 use crate::concentrate::{self, Concentrated};
 use crate::intercept::{TopicLookup, TopicNames};
 use crate::message::codes::{
@@ -34,6 +34,7 @@ use crate::message::codes::{
 };
 use crate::schema::rewrite::{rewrite_frame, Direction};
 use crate::schema::Entity;
+use crate::security::PrincipalPermits;
 use crate::vcluster::Tenant;
 
 /// Whether `body` contains the bytes of a shadowed name's start (prefix and mark): the cheap

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::acl::{Permits, PrincipalPermits};
+use crate::acl::Permits;
 use crate::acl_api;
 use crate::admission::Activity;
 use crate::auth::{self, Authenticated, Exchange, Step};
@@ -33,7 +33,8 @@ use crate::message::codes::{
 use crate::ratelimit::limited;
 use crate::rewrite::{self};
 use crate::schema;
-use crate::server::Shared;
+use crate::security::PrincipalPermits;
+use crate::shared::Shared;
 use crate::tenancy;
 use crate::tls::{ReadHalf, WriteHalf};
 use crate::upstream::{SaslClient, UpstreamSession};
@@ -323,7 +324,7 @@ impl RequestSide {
                 let mut range = rewrite::gateway_versions(k);
                 range.min = range
                     .min
-                    .max(crate::server::version_floor(&self.shared.config, k));
+                    .max(crate::shared::version_floor(&self.shared.config, k));
                 if peek.api_version < range.min || peek.api_version > range.max {
                     // The gateway never advertised this version: a broker closes the connection
                     // here too, and forwarding could leak what the gateway cannot rewrite.
