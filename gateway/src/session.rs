@@ -922,7 +922,9 @@ impl RequestSide {
                         &forward,
                         &self.shared.metrics,
                         &self.shared.topic_names,
-                    ) {
+                    )
+                    .await
+                    {
                         Outcome::Forward {
                             frame,
                             produce_extra: extra,
@@ -1966,7 +1968,9 @@ impl ResponseSide {
                 &ic.produce_extra,
                 &self.shared.metrics,
                 &self.shared.topic_names,
-            ) {
+            )
+            .await
+            {
                 Ok(None) => {}
                 Ok(Some(b)) => frame = b,
                 Err(reason) => {
