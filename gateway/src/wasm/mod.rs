@@ -27,7 +27,7 @@
 //!   epoch ticker wakes the store when the budget could have been used up in wall time; the
 //!   deadline callback then reads the thread's CPU clock and lets the call go on while budget
 //!   remains. A wall-clock ceiling ([`Budget::wall`]) still bounds how long a call can hold a
-//!   worker.
+//!   plugin thread.
 //! - A plugin's stdout and stderr are captured ([`output`]) and logged as the interceptor's
 //!   lines after each call.
 
@@ -680,7 +680,7 @@ impl Instances {
         inst.calls += 1;
         // No host function is expected to panic (WASI I/O is driven without a runtime, see
         // `output`); should one, the call fails like a trap and the instance is discarded
-        // rather than the worker unwinding.
+        // rather than the plugin thread unwinding.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut inst)));
         inst.drain_output(!matches!(outcome, Ok(Ok(_))));
         let outcome = match outcome {
