@@ -75,6 +75,9 @@ impl Bad {
 pub struct Options {
     /// Produce latencies of the outside client to record, at least.
     pub samples: usize,
+    /// Least time to record them over, so that every phase (the reference too) samples a
+    /// machine's background noise over a similar window.
+    pub min_time: Duration,
     /// Connections of the bad scope producing in a loop.
     pub bad_clients: usize,
     /// `timeoutMs` of `spin`.
@@ -92,6 +95,7 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             samples: 300,
+            min_time: Duration::from_secs(3),
             bad_clients: 4,
             spin_timeout_ms: 1000,
             hog_memory_mb: 256,
@@ -314,6 +318,7 @@ pub async fn run(kafka: SocketAddr, admin: SocketAddr, bad: Bad, opts: &Options)
                 bad_failures = failures(admin, kind).await - failures_before;
             }
             let done = produce_us.len() >= opts.samples
+                && started.elapsed() >= opts.min_time
                 && (bad == Bad::None || bad_failures >= opts.min_bad_failures);
             if done || out_of_time {
                 break !done;
