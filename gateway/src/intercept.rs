@@ -1006,6 +1006,17 @@ mod tests {
             message.starts_with("interceptor stamp failed: deadline exceeded (51.0 ms CPU"),
             "{message}"
         );
+        // No call slot free within the wall-clock ceiling: retriable too.
+        let busy = CallFailure::Busy {
+            waited: Duration::from_secs(2),
+            limit: 1,
+        };
+        let (code, message) = failure_error("stamp", &busy);
+        assert_eq!(code, codes::REQUEST_TIMED_OUT);
+        assert_eq!(
+            message,
+            "interceptor stamp failed: no call slot free after 2000.0 ms (1 calls of it already running)"
+        );
         for other in [
             CallFailure::Trap("unreachable".into()),
             CallFailure::OutOfMemory,

@@ -566,7 +566,7 @@ impl std::fmt::Display for CallFailure {
             CallFailure::Instantiate(m) => write!(f, "cannot instantiate: {m}"),
             CallFailure::Busy { waited, limit } => write!(
                 f,
-                "no call slot free after {:.1} ms ({limit} calls already running)",
+                "no call slot free after {:.1} ms ({limit} calls of it already running)",
                 waited.as_secs_f64() * 1e3
             ),
         }
