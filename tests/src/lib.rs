@@ -17,6 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 pub mod fuzz;
+pub mod isolation;
 pub mod jwt;
 pub mod mock;
 pub mod pki;
