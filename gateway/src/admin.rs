@@ -67,7 +67,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .merge(security_routes(shared.security.clone()))
         .merge(vcluster_routes(shared.vclusters.clone()))
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(crate::wasm::MAX_PLUGIN_BYTES))
+        .layer(DefaultBodyLimit::max(sluice_wasm::MAX_PLUGIN_BYTES))
         .layer(middleware::from_fn_with_state(auth, require_token))
         .with_state(shared)
 }

@@ -21,9 +21,9 @@ use crate::message::{
 };
 use crate::metrics::Metrics;
 use crate::records::{self, Batch, Offsets, Record, RecordSet};
-use crate::wasm::bindings::sluice::interceptor::types as wit;
-use crate::wasm::host::{PartitionView, RecordView, RecordsView};
-use crate::wasm::CallFailure;
+use sluice_wasm::bindings::sluice::interceptor::types as wit;
+use sluice_wasm::host::{PartitionView, RecordView, RecordsView};
+use sluice_wasm::CallFailure;
 
 use crate::message::codes;
 
@@ -133,7 +133,7 @@ pub fn wants_response(chain: &[Arc<Installed>], api_key: i16) -> bool {
 }
 
 /// Runs the request hooks in ascending priority. Each plugin call runs on a plugin thread
-/// (see `wasm::pool`); the caller's task waits for it without holding its worker.
+/// (see `sluice_wasm::pool`); the caller's task waits for it without holding its worker.
 pub async fn on_request(
     chain: &[Arc<Installed>],
     meta: &RequestMeta<'_>,

@@ -20,9 +20,8 @@ use tracing::{info, warn};
 
 use crate::metrics::Metrics;
 use crate::state::{check_name, StateStore};
-use crate::wasm::host::KvStore;
-use crate::wasm::services::{Kms, Published, Services};
-use crate::wasm::{Capabilities, Instances, Plugin, PluginError, Runtime, MAX_MEMORY_MB};
+use sluice_wasm::services::{Kms, KvStore, Published, Services};
+use sluice_wasm::{Capabilities, Instances, Plugin, PluginError, Runtime, MAX_MEMORY_MB};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
 
@@ -686,7 +685,7 @@ impl Registry {
 }
 
 /// Warns once per failure kind; used by the request path.
-pub fn log_failure(interceptor: &str, policy: FailurePolicy, failure: &crate::wasm::CallFailure) {
+pub fn log_failure(interceptor: &str, policy: FailurePolicy, failure: &sluice_wasm::CallFailure) {
     warn!(
         interceptor,
         ?policy,

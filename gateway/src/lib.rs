@@ -5,8 +5,10 @@
 //!
 //! # Map
 //!
-//! The wire layer is its own crate, `sluice-protocol` (re-exported here as [`frame`],
-//! [`schema`], [`message`] and [`records`]). This crate is the gateway built on it:
+//! Three crates, each depending only on those before it: the wire layer, `sluice-protocol`
+//! (re-exported here as [`frame`], [`schema`], [`message`] and [`records`]); the WebAssembly
+//! plugin host, `sluice-wasm` (engine, bindings, instance pools, plugin threads, host
+//! services; it knows no sessions); and this crate, the gateway built on both:
 //!
 //! - the process: `server` (listeners, discovery, shutdown), `shared` (what every connection
 //!   shares: stores, metrics, the broker registry), [`config`], [`cli`], `admin` and `openapi`
@@ -21,7 +23,8 @@
 //! - tenancy: [`vcluster`] (virtual clusters and their store), [`tenancy`] (names mapped both
 //!   ways), `concentrate` (concentrated topics);
 //! - plugins: [`interceptors`] (plugins, interceptors, scopes, the chain), [`intercept`]
-//!   (running the chain on a request and its response), `wasm` (the wasmtime host);
+//!   (running the chain on a request and its response), `plugin_publisher` (producing the
+//!   records plugins publish); the plugin host itself is the `sluice-wasm` crate;
 //! - [`state`]: the state store.
 //!
 //! To embed a gateway (tests do):
@@ -35,9 +38,6 @@
 //! gateway.shutdown().await;
 //! # Ok(()) }
 //! ```
-
-#![deny(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod acl;
 pub mod acl_api;
@@ -54,6 +54,7 @@ pub mod interceptors;
 pub(crate) mod metrics;
 mod openapi;
 pub(crate) mod pem;
+mod plugin_publisher;
 pub mod ratelimit;
 pub mod rewrite;
 pub mod security;
@@ -65,7 +66,6 @@ pub mod tenancy;
 pub(crate) mod tls;
 pub mod upstream;
 pub mod vcluster;
-pub(crate) mod wasm;
 
 pub use server::Gateway;
 

@@ -490,6 +490,18 @@ pub fn secs(d: Duration) -> f64 {
     d.as_secs_f64()
 }
 
+/// The plugin host counts plugin-defined metrics through this; they are exported as
+/// `plugin_counter` and `plugin_gauge`.
+impl sluice_wasm::services::PluginMetrics for Metrics {
+    fn counter_add(&self, interceptor: &str, name: &str, delta: u64) {
+        self.plugin_counter(interceptor, name).inc_by(delta);
+    }
+
+    fn gauge_set(&self, interceptor: &str, name: &str, value: f64) {
+        self.plugin_gauge(interceptor, name).set(value);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

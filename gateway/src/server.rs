@@ -190,9 +190,9 @@ impl Gateway {
         let metrics = Metrics::new();
         let (limit, limit_refusal) = connection_limit(&config);
         let store: Arc<dyn StateStore> = Arc::new(FileStore::open(&config.state_dir)?);
-        let runtime = crate::wasm::Runtime::new(store.cache_dir())?;
+        let runtime = sluice_wasm::Runtime::new(store.cache_dir())?;
         let shutdown = CancellationToken::new();
-        let publisher = crate::wasm::publisher::spawn(
+        let publisher = crate::plugin_publisher::spawn(
             connector.clone(),
             config.upstream.bootstrap.clone(),
             config.request_timeout(),

@@ -10,8 +10,11 @@
 
 use anyhow::{bail, Context, Result};
 use serde_json::Value;
-use std::io::Write;
 use std::path::{Path, PathBuf};
+
+// Atomic, private file writes are shared with the plugin host (its compilation cache and KMS
+// key file live in this state directory); re-exported so `state::write_atomic` stays a path.
+pub use sluice_wasm::atomic_file::{create_private_dir, write_atomic};
 
 /// State kept in memory only, gone with the process: for tests, the fuzz driver and
 /// embedders that load their resources from elsewhere. The stores validate and keep
@@ -111,18 +114,6 @@ pub fn check_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Creates `dir` and its missing parents, mode 0700 on Unix.
-pub fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        builder.mode(0o700);
-    }
-    builder.create(dir)
-}
-
 /// Makes `dir` and everything under it private to the owner on Unix (directories 0700, files
 /// 0600), without following symbolic links; returns how many entries were tightened.
 pub fn tighten_permissions(dir: &Path) -> std::io::Result<usize> {
@@ -154,41 +145,6 @@ pub fn tighten_permissions(dir: &Path) -> std::io::Result<usize> {
         let _ = dir;
         Ok(0)
     }
-}
-
-/// Writes `bytes` to `path` atomically; `private` makes the file readable by the owner only
-/// (mode 0600 on Unix, set when the temporary file is created, so the content is never
-/// readable by others, not even before the rename). Missing directories are created 0700.
-pub fn write_atomic(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    create_private_dir(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().and_then(|n| n.to_str()).unwrap_or("state"),
-        std::process::id()
-    ));
-    {
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        if private {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        #[cfg(not(unix))]
-        let _ = private;
-        let mut f = options.open(&tmp)?;
-        #[cfg(unix)]
-        if private {
-            // A temporary file left by a crash keeps its mode when reopened.
-            use std::os::unix::fs::PermissionsExt;
-            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        }
-        f.write_all(bytes)?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
 }
 
 /// State in a directory: `<kind>/<name>.json`, `blobs/<sha256>.wasm`, `cache/`.

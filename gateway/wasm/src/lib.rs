@@ -1,4 +1,11 @@
-//! The WebAssembly plugin runtime (wasmtime, component model).
+//! The WebAssembly plugin host (wasmtime, component model): engine, bindings, instance pools,
+//! the plugin threads and the host services plugins import.
+//!
+//! A crate of its own, below the gateway: it knows no sessions, listeners or brokers. The
+//! gateway hands it plugin bytes, a [`services::PluginMetrics`] to count into and a channel
+//! for the records plugins publish ([`services::Published`]), and calls hooks with views of
+//! requests and records. It is also the one crate allowed an `unsafe` block (loading
+//! precompiled plugin code from the compilation cache).
 //!
 //! - One [`Runtime`] per gateway: one `Engine` with the pooling allocator and epoch
 //!   interruption (a ticker thread advances the epoch every [`TICK`]), and one `Linker` with
@@ -35,7 +42,7 @@ pub mod bindings {
     //! Host bindings generated from `wit/`.
     #![allow(missing_docs)]
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../../wit",
         world: "interceptor",
         imports: { default: trappable },
         with: {
@@ -44,10 +51,10 @@ pub mod bindings {
         },
     });
 }
+pub mod atomic_file;
 pub mod host;
 pub mod output;
 pub mod pool;
-pub mod publisher;
 pub mod services;
 
 use anyhow::{Context, Result};
@@ -271,7 +278,7 @@ impl Runtime {
             name,
             Arc::default(),
             Arc::new(services::Kms::open(None).expect("in-memory KMS")),
-            crate::metrics::Metrics::new(),
+            Arc::new(services::DiscardMetrics),
             None,
         ));
         let mut inst = plugin
@@ -319,7 +326,7 @@ impl Runtime {
         if let Some(path) = &cached {
             match component.serialize() {
                 Ok(data) => {
-                    if let Err(e) = crate::state::write_atomic(path, &data, false) {
+                    if let Err(e) = atomic_file::write_atomic(path, &data, false) {
                         warn!(sha256, "cannot cache the compiled plugin: {e:#}");
                     }
                 }
@@ -931,7 +938,7 @@ mod tests {
 
     fn record_hook_cost(name: &str, config: &str, cases: &[(usize, usize)]) {
         let path = format!(
-            "{}/../target/plugins/{name}.wasm",
+            "{}/../../target/plugins/{name}.wasm",
             env!("CARGO_MANIFEST_DIR")
         );
         let Ok(bytes) = std::fs::read(&path) else {
@@ -944,7 +951,7 @@ mod tests {
             "tag",
             Arc::default(),
             Arc::new(services::Kms::open(None).unwrap()),
-            crate::metrics::Metrics::new(),
+            Arc::new(services::DiscardMetrics),
             None,
         ));
         let timeout = 50 * MS;

@@ -1,5 +1,8 @@
 //! Records that plugins publish (`publish.produce`): batched and produced to the cluster on
 //! the gateway's own connections, acks=1, outside any client's request path.
+//!
+//! The plugin host (`sluice_wasm`) only queues [`Published`] records on the channel this
+//! returns; producing them needs the gateway's upstream client, so this half lives here.
 
 use anyhow::{bail, Context, Result};
 use bytes::{Bytes, BytesMut};
@@ -14,10 +17,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::warn;
 
-use super::services::Published;
 use crate::metrics::Metrics;
 use crate::records::{self, Batch, Header, Offsets, Record};
 use crate::upstream::MiniClient;
+use sluice_wasm::services::Published;
 
 /// Records queued before `publish.produce` answers "queue full".
 const QUEUE: usize = 10_000;

@@ -12,9 +12,9 @@ use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::sluice::interceptor::{host, kms, kv, publish, types};
-use super::services::Services;
-use crate::records::Header as RecHeader;
+use crate::bindings::sluice::interceptor::{host, kms, kv, publish, types};
+use crate::services::Services;
+use sluice_protocol::records::Header as RecHeader;
 
 /// A request or response body lent to a plugin.
 pub struct MessageBody(pub Bytes);
@@ -210,10 +210,10 @@ pub struct HostState {
     pub(crate) limiter: MemoryLimiter,
     pub(crate) services: Arc<Services>,
     /// The plugin's stdout and stderr, drained into the log after each call.
-    pub(crate) stdout: super::output::PluginOutput,
-    pub(crate) stderr: super::output::PluginOutput,
+    pub(crate) stdout: crate::output::PluginOutput,
+    pub(crate) stderr: crate::output::PluginOutput,
     /// The deadline of the call in progress.
-    pub(crate) clock: super::CallClock,
+    pub(crate) clock: crate::CallClock,
 }
 
 impl WasiView for HostState {
@@ -557,50 +557,6 @@ impl publish::Host for HostState {
     ) -> wasmtime::Result<Result<(), String>> {
         Ok(self.services.publish(topic, rec))
     }
-}
-
-/// A per-interceptor key-value store shared by its instances.
-#[derive(Default)]
-pub struct KvStore {
-    map: Mutex<HashMap<String, Vec<u8>>>,
-}
-
-/// Most keys one interceptor may hold.
-const KV_MAX_KEYS: usize = 100_000;
-
-impl KvStore {
-    fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.map.lock().expect("kv lock").get(key).cloned()
-    }
-
-    fn set(&self, key: String, value: Vec<u8>) {
-        let mut map = self.map.lock().expect("kv lock");
-        if map.len() < KV_MAX_KEYS || map.contains_key(&key) {
-            map.insert(key, value);
-        }
-    }
-
-    fn delete(&self, key: &str) {
-        self.map.lock().expect("kv lock").remove(key);
-    }
-
-    fn increment(&self, key: String, delta: i64) -> i64 {
-        let mut map = self.map.lock().expect("kv lock");
-        let current = map
-            .get(&key)
-            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
-            .map_or(0, i64::from_le_bytes);
-        let next = current.wrapping_add(delta);
-        if map.len() < KV_MAX_KEYS || map.contains_key(&key) {
-            map.insert(key, next.to_le_bytes().to_vec());
-        }
-        next
-    }
-}
-
-/// Time origin of `monotonic-nanos`.
-pub fn origin() -> Instant {
-    Instant::now()
 }
 
 #[cfg(test)]

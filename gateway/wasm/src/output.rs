@@ -26,11 +26,11 @@ use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 use wasmtime_wasi::p2::bindings::sync::io::{poll, streams};
 use wasmtime_wasi::p2::{DynPollable, OutputStream, Pollable, StreamError, StreamResult};
+use wasmtime_wasi::WasiView;
 use wasmtime_wasi_io::bindings::wasi::io::poll as async_poll;
 use wasmtime_wasi_io::bindings::wasi::io::streams as async_streams;
 use wasmtime_wasi_io::streams::{DynInputStream, DynOutputStream};
 
-use super::host::HostState;
 
 /// Bytes of output an instance may buffer between two drains (per stream).
 pub const OUTPUT_BUFFER: usize = 64 * 1024;
@@ -185,11 +185,12 @@ impl HasData for HasNoBlock {
 }
 
 /// Links `wasi:io/streams` and `wasi:io/poll` that never enter a runtime, over the ones
-/// `wasmtime_wasi::p2::add_to_linker_sync` linked.
-pub fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<()> {
+/// `wasmtime_wasi::p2::add_to_linker_sync` linked. Generic over the store's data so this
+/// module needs only its WASI view (the resource table), not the plugin host's state.
+pub fn add_to_linker<T: WasiView + 'static>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
     linker.allow_shadowing(true);
-    poll::add_to_linker::<HostState, HasNoBlock>(linker, |s| NoBlock(&mut s.table))?;
-    streams::add_to_linker::<HostState, HasNoBlock>(linker, |s| NoBlock(&mut s.table))?;
+    poll::add_to_linker::<T, HasNoBlock>(linker, |s| NoBlock(s.ctx().table))?;
+    streams::add_to_linker::<T, HasNoBlock>(linker, |s| NoBlock(s.ctx().table))?;
     linker.allow_shadowing(false);
     Ok(())
 }

@@ -12,14 +12,31 @@ use anyhow::{Context, Result};
 use tokio::sync::mpsc;
 use tracing::{debug, error, info, trace, warn};
 
-use super::bindings::sluice::interceptor::{host, types};
-use super::host::KvStore;
-use crate::metrics::Metrics;
+use crate::bindings::sluice::interceptor::{host, types};
 
 /// Plugin log lines allowed per interceptor per second; the rest are counted and dropped.
 const LOG_LINES_PER_SECOND: u64 = 100;
 /// Longest plugin log line kept.
 const LOG_LINE_MAX: usize = 4096;
+
+/// Where the counters and gauges plugins maintain go: the embedding gateway's metrics
+/// registry. A trait so that this crate knows no registry (the gateway exports these as
+/// `plugin_counter` and `plugin_gauge`, labelled by interceptor and name).
+pub trait PluginMetrics: Send + Sync {
+    /// Adds `delta` to counter `name` of interceptor `interceptor`.
+    fn counter_add(&self, interceptor: &str, name: &str, delta: u64);
+    /// Sets gauge `name` of interceptor `interceptor` to `value`.
+    fn gauge_set(&self, interceptor: &str, name: &str, value: f64);
+}
+
+/// Metrics that go nowhere: for calls whose metrics nobody reads (the `describe` call that
+/// checks a plugin at load time, tests).
+pub struct DiscardMetrics;
+
+impl PluginMetrics for DiscardMetrics {
+    fn counter_add(&self, _interceptor: &str, _name: &str, _delta: u64) {}
+    fn gauge_set(&self, _interceptor: &str, _name: &str, _value: f64) {}
+}
 
 /// A record a plugin asked to publish.
 pub struct Published {
@@ -38,7 +55,7 @@ pub struct Services {
     pub(crate) kv: Arc<KvStore>,
     pub(crate) kms: Arc<Kms>,
     pub(crate) started: Instant,
-    metrics: Arc<Metrics>,
+    metrics: Arc<dyn PluginMetrics>,
     publisher: Option<mpsc::Sender<Published>>,
     log_window: Mutex<(u64, u64)>,
     dropped_logs: AtomicU64,
@@ -50,14 +67,14 @@ impl Services {
         name: &str,
         kv: Arc<KvStore>,
         kms: Arc<Kms>,
-        metrics: Arc<Metrics>,
+        metrics: Arc<dyn PluginMetrics>,
         publisher: Option<mpsc::Sender<Published>>,
     ) -> Services {
         Services {
             name: name.to_string(),
             kv,
             kms,
-            started: super::host::origin(),
+            started: origin(),
             metrics,
             publisher,
             log_window: Mutex::new((0, 0)),
@@ -87,7 +104,7 @@ impl Services {
     }
 
     /// A line the plugin wrote to `stream` (`stdout`: info, `stderr`: warn), already cut to
-    /// [`super::output::LINE_MAX`].
+    /// [`crate::output::LINE_MAX`].
     pub(crate) fn plugin_output(&self, stream: &'static str, line: &str) {
         if !self.log_allowed() {
             return;
@@ -120,11 +137,11 @@ impl Services {
     }
 
     pub(crate) fn counter_add(&self, name: &str, delta: u64) {
-        self.metrics.plugin_counter(&self.name, name).inc_by(delta);
+        self.metrics.counter_add(&self.name, name, delta);
     }
 
     pub(crate) fn gauge_set(&self, name: &str, value: f64) {
-        self.metrics.plugin_gauge(&self.name, name).set(value);
+        self.metrics.gauge_set(&self.name, name, value);
     }
 
     pub(crate) fn publish(&self, topic: String, record: types::KafkaRecord) -> Result<(), String> {
@@ -193,7 +210,7 @@ impl Kms {
             let hex: HashMap<&String, String> =
                 keys.iter().map(|(k, v)| (k, hex_encode(v))).collect();
             let text = serde_json::to_string(&hex).map_err(|e| e.to_string())?;
-            crate::state::write_atomic(p, text.as_bytes(), true)
+            crate::atomic_file::write_atomic(p, text.as_bytes(), true)
                 .map_err(|e| format!("storing key: {e}"))?;
         }
         Ok(key)
@@ -263,6 +280,50 @@ fn hex_decode(s: &str) -> Option<Vec<u8>> {
         .step_by(2)
         .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
         .collect()
+}
+
+/// A per-interceptor key-value store shared by its instances.
+#[derive(Default)]
+pub struct KvStore {
+    map: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+/// Most keys one interceptor may hold.
+const KV_MAX_KEYS: usize = 100_000;
+
+impl KvStore {
+    pub(crate) fn get(&self, key: &str) -> Option<Vec<u8>> {
+        self.map.lock().expect("kv lock").get(key).cloned()
+    }
+
+    pub(crate) fn set(&self, key: String, value: Vec<u8>) {
+        let mut map = self.map.lock().expect("kv lock");
+        if map.len() < KV_MAX_KEYS || map.contains_key(&key) {
+            map.insert(key, value);
+        }
+    }
+
+    pub(crate) fn delete(&self, key: &str) {
+        self.map.lock().expect("kv lock").remove(key);
+    }
+
+    pub(crate) fn increment(&self, key: String, delta: i64) -> i64 {
+        let mut map = self.map.lock().expect("kv lock");
+        let current = map
+            .get(&key)
+            .and_then(|v| <[u8; 8]>::try_from(v.as_slice()).ok())
+            .map_or(0, i64::from_le_bytes);
+        let next = current.wrapping_add(delta);
+        if map.len() < KV_MAX_KEYS || map.contains_key(&key) {
+            map.insert(key, next.to_le_bytes().to_vec());
+        }
+        next
+    }
+}
+
+/// Time origin of `monotonic-nanos`.
+pub fn origin() -> Instant {
+    Instant::now()
 }
 
 #[cfg(test)]
