@@ -112,6 +112,7 @@ test: deps tansu plugins js-deps py-deps
 ## linted for wasm32 (its host-call code only compiles there); the sandbox test plugins only
 ## for wasm32 (natively they would be built and linted the same way).
 lint: wasm-target
+	python3 tests/lint/module_cycles.py gateway/src gateway/protocol/src gateway/wasm/src sdk/src tests/src
 	$(CARGO) fmt --all -- --check
 	$(CARGO) fmt --manifest-path plugins/Cargo.toml --all -- --check
 	$(CARGO) fmt --manifest-path tests/plugins/Cargo.toml --all -- --check
