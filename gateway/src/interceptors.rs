@@ -20,10 +20,10 @@ use tracing::{info, warn};
 
 use crate::metrics::Metrics;
 use crate::state::{check_name, StateStore};
-use sluice_wasm::services::{Kms, KvStore, Published, Services};
-use sluice_wasm::{Capabilities, Instances, Plugin, PluginError, Runtime, MAX_MEMORY_MB};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
+use sluice_wasm::services::{Kms, KvStore, Published, Services};
+use sluice_wasm::{Capabilities, Instances, Plugin, PluginError, Runtime, MAX_MEMORY_MB};
 
 /// Document kinds in the state store.
 const PLUGINS: &str = "plugins";

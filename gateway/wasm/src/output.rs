@@ -31,7 +31,6 @@ use wasmtime_wasi_io::bindings::wasi::io::poll as async_poll;
 use wasmtime_wasi_io::bindings::wasi::io::streams as async_streams;
 use wasmtime_wasi_io::streams::{DynInputStream, DynOutputStream};
 
-
 /// Bytes of output an instance may buffer between two drains (per stream).
 pub const OUTPUT_BUFFER: usize = 64 * 1024;
 /// Longest logged line; longer lines are cut (at a character boundary) and marked.
