@@ -49,6 +49,7 @@ pub mod cli;
 mod client;
 pub(crate) mod concentrate;
 pub mod config;
+pub mod identity;
 pub mod intercept;
 pub mod interceptors;
 pub(crate) mod metrics;

@@ -12,9 +12,10 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::admission::Activity;
-use crate::auth::{self, Authenticated};
+use crate::auth;
 use crate::authorize::{self};
 use crate::frame::{self, FrameStatus};
+use crate::identity::Identity;
 use crate::intercept::{self, RequestMeta, ResponseMeta, TopicLookup};
 use crate::metrics::secs;
 use crate::rewrite::{self, ResponseAction};
@@ -383,12 +384,7 @@ impl ResponseSide {
             self.shared.metrics.authentication(d.mechanism, "success");
             info!(peer = %self.peer, principal = %principal, mechanism = d.mechanism, "client authenticated by the broker");
             *d.outcome.lock().expect("sasl outcome lock") = Some(DelegatedOutcome {
-                who: Authenticated {
-                    principal,
-                    token_groups: Vec::new(),
-                    mechanism: d.mechanism,
-                    expires_at: None,
-                },
+                who: Identity::authenticated(principal, d.mechanism),
                 lifetime: (resp.session_lifetime_ms > 0)
                     .then(|| Duration::from_millis(resp.session_lifetime_ms as u64)),
             });
