@@ -3806,7 +3806,7 @@ mod tests {
             let Some(resp_def) = crate::schema::response_def(def.api_key) else {
                 continue;
             };
-            let range = crate::rewrite::gateway_versions(key);
+            let range = crate::advertise::gateway_versions(key);
             for version in range.min..=range.max {
                 for _ in 0..8 {
                     let body = synth_body(&mut rng, &SMALL, def, version);

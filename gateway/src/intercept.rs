@@ -15,13 +15,13 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use crate::identity::Identity;
-use crate::interceptors::{log_failure, FailurePolicy, Hook, Installed};
 pub use crate::message::PartitionResult;
 use crate::message::{
     encode_response, error_response, merge_produce, reject_fetch_partition, response_frame,
 };
 use crate::metrics::Metrics;
 use crate::records::{self, Batch, Offsets, Record, RecordSet};
+use crate::registry::{log_failure, FailurePolicy, Hook, Installed};
 use crate::wasm::bindings::sluice::interceptor::types as wit;
 use crate::wasm::host::{PartitionView, RecordView, RecordsView};
 use crate::wasm::CallFailure;

@@ -38,14 +38,14 @@ use tracing::{debug, warn, Instrument};
 
 use crate::acl::Permits;
 use crate::admission::Activity;
+use crate::advertise::ResponseAction;
 use crate::auth;
 use crate::authorize::ResponseFix;
 use crate::concentrate::Concentrated;
 use crate::identity::Identity;
-use crate::interceptors::Installed;
 use crate::message::PartitionResult;
 use crate::ratelimit::limited;
-use crate::rewrite::ResponseAction;
+use crate::registry::Installed;
 use crate::shared::{Route, Shared};
 use crate::tls::{ReadHalf, WriteHalf};
 use crate::vcluster::Tenant;

@@ -20,18 +20,18 @@ use tracing::{debug, info, warn};
 use crate::acl::Permits;
 use crate::acl_api;
 use crate::admission::Activity;
+use crate::advertise;
 use crate::auth::{self, Exchange, Step};
 use crate::authorize::{self, Decision};
 use crate::config::SaslMode;
 use crate::frame::{self, FrameError, FrameStatus, RequestPeek};
 use crate::identity::Identity;
 use crate::intercept::{self, Outcome, RequestMeta, TopicLookup};
-use crate::interceptors::Installed;
 use crate::message::codes::{
     ILLEGAL_SASL_STATE, SASL_AUTHENTICATION_FAILED, UNSUPPORTED_SASL_MECHANISM,
 };
 use crate::ratelimit::limited;
-use crate::rewrite::{self};
+use crate::registry::Installed;
 use crate::schema;
 use crate::security::PrincipalPermits;
 use crate::shared::Shared;
@@ -383,14 +383,14 @@ impl RequestSide {
         let (peek, Some(k)) = (&req.peek, req.key) else {
             return Verdict::Continue;
         };
-        if k == ApiKey::ApiVersions && peek.api_version > rewrite::gateway_versions(k).max {
+        if k == ApiKey::ApiVersions && peek.api_version > advertise::gateway_versions(k).max {
             // KIP-511: answer a too-new ApiVersions ourselves so the client retries lower.
             return Verdict::Respond {
-                frame: rewrite::unsupported_api_versions(peek.correlation_id),
+                frame: advertise::unsupported_api_versions(peek.correlation_id),
                 physical: false,
             };
         }
-        let mut range = rewrite::gateway_versions(k);
+        let mut range = advertise::gateway_versions(k);
         range.min = range
             .min
             .max(crate::shared::version_floor(&self.shared.config, k));
@@ -691,7 +691,7 @@ impl RequestSide {
                 api_key: peek.api_key,
                 version: peek.api_version,
                 correlation_id: peek.correlation_id,
-                action: rewrite::action_for(req.key, peek.api_version),
+                action: advertise::action_for(req.key, peek.api_version),
                 gateway_request: req.received.elapsed(),
                 queued: Instant::now(),
                 intercept: req.intercept,

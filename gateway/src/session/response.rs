@@ -12,13 +12,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::admission::Activity;
+use crate::advertise::{self, ResponseAction};
 use crate::auth;
 use crate::authorize::{self};
 use crate::frame::{self, FrameStatus};
 use crate::identity::Identity;
 use crate::intercept::{self, RequestMeta, ResponseMeta, TopicLookup};
 use crate::metrics::secs;
-use crate::rewrite::{self, ResponseAction};
 use crate::schema;
 use crate::shared::{Shared, SharedBook};
 use crate::tenancy;
@@ -316,7 +316,7 @@ impl ResponseSide {
         if p.action != ResponseAction::Passthrough {
             let key = ApiKey::try_from(p.api_key).expect("rewrite actions are for known keys");
             let book = SharedBook(&self.shared, self.set);
-            match rewrite::rewrite_response(p.action, key, p.version, frame.clone(), &book) {
+            match advertise::rewrite_response(p.action, key, p.version, frame.clone(), &book) {
                 Ok(None) => {}
                 Ok(Some(rewritten)) => frame = rewritten,
                 Err(e) => {
