@@ -55,7 +55,6 @@
 //!   per topic.
 //! - *Delegation tokens* would be issued to the gateway's own broker identity, so creating,
 //!   renewing or expiring one requires ALTER on the cluster, describing one DESCRIBE.
-
 //!
 //! ## Where to add an API's ACL rule
 //!
