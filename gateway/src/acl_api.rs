@@ -33,20 +33,12 @@ use std::collections::BTreeMap;
 use tracing::info;
 
 use crate::acl::{
-    Operation, PatternType, Permission, Permits, PrincipalPermits, ResourceType, CLUSTER_NAME,
-    WILDCARD,
+    Operation, PatternType, Permission, Permits, ResourceType, CLUSTER_NAME, WILDCARD,
 };
-use crate::intercept::response_frame;
-use crate::security::{AclSpec, SecurityStore};
+use crate::message::response_frame;
+use crate::security::{AclSpec, PrincipalPermits, SecurityStore};
 
-/// Kafka error codes the ACL APIs answer with.
-mod codes {
-    pub const NONE: i16 = 0;
-    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
-    pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
-    pub const INVALID_REQUEST: i16 = 42;
-    pub const SECURITY_DISABLED: i16 = 54;
-}
+use crate::message::codes;
 
 /// Kafka's wire codes (`AclOperation`, `ResourceType`, `PatternType`, `AclPermissionType`).
 mod wire {
@@ -866,7 +858,7 @@ mod tests {
     /// API and version that passes the structure check and decodes.
     #[test]
     fn every_version_answers_random_requests_with_decodable_frames() {
-        use crate::schema::tests::{synth_body, Rng, SMALL};
+        use crate::schema::synth::{synth_body, Rng, SMALL};
         let (store, dir) = store();
         let supers = vec!["root".to_string()];
         let root = admin(&store, &supers);

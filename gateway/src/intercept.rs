@@ -8,32 +8,24 @@
 //! its original bytes.
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::fetch_response::PartitionData;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{
-    ApiKey, FetchResponse, ProduceRequest, ProduceResponse, ResponseHeader, TopicName,
-};
+use kafka_protocol::messages::{ApiKey, FetchResponse, ProduceRequest, ProduceResponse, TopicName};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use crate::interceptors::{log_failure, FailurePolicy, Hook, Installed, Who};
+pub use crate::message::PartitionResult;
+use crate::message::{
+    encode_response, error_response, merge_produce, reject_fetch_partition, response_frame,
+};
 use crate::metrics::Metrics;
 use crate::records::{self, Batch, Offsets, Record, RecordSet};
 use crate::wasm::bindings::sluice::interceptor::types as wit;
 use crate::wasm::host::{PartitionView, RecordView, RecordsView};
 use crate::wasm::CallFailure;
 
-/// Kafka error codes used here.
-pub mod codes {
-    /// UNKNOWN_SERVER_ERROR.
-    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
-    /// REQUEST_TIMED_OUT (retriable).
-    pub const REQUEST_TIMED_OUT: i16 = 7;
-    /// INVALID_RECORD.
-    pub const INVALID_RECORD: i16 = 87;
-}
+use crate::message::codes;
 
 /// The error a fail-closed interceptor's failure gives the client, and its message (which
 /// names the interceptor; sent where the protocol has a message field, Produce v8+ per
@@ -93,21 +85,6 @@ pub struct RequestMeta<'a> {
     pub header_len: usize,
     /// The client.
     pub client: &'a Client,
-}
-
-/// A produce partition the gateway answers itself (rejected or emptied by an interceptor).
-#[derive(Debug, Clone, PartialEq)]
-pub struct PartitionResult {
-    /// Topic name.
-    pub topic: TopicName,
-    /// Topic id (Produce v13+).
-    pub topic_id: uuid::Uuid,
-    /// Partition.
-    pub partition: i32,
-    /// Error code (0: accepted and dropped).
-    pub code: i16,
-    /// Message.
-    pub message: Option<String>,
 }
 
 /// What the request path does after the chain ran.
@@ -709,12 +686,6 @@ fn fetch_hook(
     Ok(Some(out.freeze()))
 }
 
-fn reject_fetch_partition(p: &mut PartitionData, code: i16) {
-    p.error_code = code;
-    p.records = Some(Bytes::new());
-    p.aborted_transactions = Some(Vec::new());
-}
-
 /// A Produce response failing every partition the broker's `body` names.
 fn produce_error_from_response(
     body: &Bytes,
@@ -740,256 +711,15 @@ fn produce_error_from_response(
     ))
 }
 
-fn merge_produce(resp: &mut ProduceResponse, extras: &[PartitionResult]) {
-    for e in extras {
-        let entry = PartitionProduceResponse::default()
-            .with_index(e.partition)
-            .with_error_code(e.code)
-            .with_base_offset(-1)
-            .with_log_append_time_ms(-1)
-            .with_log_start_offset(-1)
-            .with_error_message(e.message.clone().map(StrBytes::from_string));
-        match resp
-            .responses
-            .iter_mut()
-            .find(|t| t.name == e.topic && t.topic_id == e.topic_id)
-        {
-            Some(t) => t.partition_responses.push(entry),
-            None => resp.responses.push(
-                TopicProduceResponse::default()
-                    .with_name(e.topic.clone())
-                    .with_topic_id(e.topic_id)
-                    .with_partition_responses(vec![entry]),
-            ),
-        }
-    }
-}
-
-/// A response frame for `key`/`version` around `body`.
-pub fn response_frame(key: ApiKey, version: i16, correlation_id: i32, body: &[u8]) -> Bytes {
-    let header = ResponseHeader::default().with_correlation_id(correlation_id);
-    let hv = key.response_header_version(version);
-    let size = header.compute_size(hv).expect("response header") + body.len();
-    let mut out = BytesMut::with_capacity(4 + size);
-    out.put_i32(size as i32);
-    header.encode(&mut out, hv).expect("response header");
-    out.put_slice(body);
-    out.freeze()
-}
-
-pub(crate) fn encode_response<T: Encodable>(
-    key: ApiKey,
-    version: i16,
-    correlation_id: i32,
-    msg: &T,
-) -> Bytes {
-    let mut body = BytesMut::new();
-    msg.encode(&mut body, version)
-        .expect("gateway-built response encodes");
-    response_frame(key, version, correlation_id, &body)
-}
-
-/// [`encode_response`] for a message that may not fit the version: `None` then.
-fn try_encode_response<T: Encodable>(
-    key: ApiKey,
-    version: i16,
-    correlation_id: i32,
-    msg: &T,
-) -> Option<Bytes> {
-    let mut body = BytesMut::new();
-    msg.encode(&mut body, version).ok()?;
-    Some(response_frame(key, version, correlation_id, &body))
-}
-
-macro_rules! top_level_error {
-    ($key:expr, $version:expr, $cid:expr, $code:expr, $($api:ident => $resp:ty),* $(,)?) => {
-        match $key {
-            $(ApiKey::$api => {
-                let mut r = <$resp>::default();
-                r.error_code = $code;
-                // None (the connection closes) where the version has no top-level error code
-                // (OffsetFetch v0-1 and v8+): never a panic on a client's request.
-                try_encode_response($key, $version, $cid, &r)
-            })*
-            _ => None,
-        }
-    };
-}
-
-/// A response to `body` that fails it with `code`, for the APIs that have an error form
-/// the gateway can build; `None` for the others.
-pub fn error_response(
-    api_key: i16,
-    version: i16,
-    correlation_id: i32,
-    body: &Bytes,
-    code: i16,
-    message: &str,
-) -> Option<Bytes> {
-    use kafka_protocol::messages::*;
-    let key = ApiKey::try_from(api_key).ok()?;
-    match key {
-        ApiKey::Produce => {
-            let req: ProduceRequest = crate::schema::decode_request(key, version, body).ok()?;
-            let mut resp = ProduceResponse::default();
-            let extras: Vec<_> = req
-                .topic_data
-                .iter()
-                .flat_map(|t| {
-                    t.partition_data.iter().map(|p| PartitionResult {
-                        topic: t.name.clone(),
-                        topic_id: t.topic_id,
-                        partition: p.index,
-                        code,
-                        message: Some(message.to_string()),
-                    })
-                })
-                .collect();
-            merge_produce(&mut resp, &extras);
-            Some(encode_response(key, version, correlation_id, &resp))
-        }
-        ApiKey::Fetch => {
-            let req: FetchRequest = crate::schema::decode_request(key, version, body).ok()?;
-            let mut resp =
-                FetchResponse::default().with_error_code(if version >= 7 { code } else { 0 });
-            resp.session_id = req.session_id;
-            resp.responses = req
-                .topics
-                .iter()
-                .map(|t| {
-                    fetch_response::FetchableTopicResponse::default()
-                        .with_topic(t.topic.clone())
-                        .with_topic_id(t.topic_id)
-                        .with_partitions(
-                            t.partitions
-                                .iter()
-                                .map(|p| {
-                                    let mut d = PartitionData::default()
-                                        .with_partition_index(p.partition)
-                                        .with_high_watermark(-1);
-                                    reject_fetch_partition(&mut d, code);
-                                    d
-                                })
-                                .collect(),
-                        )
-                })
-                .collect();
-            Some(encode_response(key, version, correlation_id, &resp))
-        }
-        ApiKey::Metadata => {
-            let req: MetadataRequest = crate::schema::decode_request(key, version, body).ok()?;
-            let mut resp = MetadataResponse::default();
-            resp.topics = req
-                .topics
-                .unwrap_or_default()
-                .into_iter()
-                .map(|t| {
-                    metadata_response::MetadataResponseTopic::default()
-                        .with_name(t.name)
-                        .with_topic_id(t.topic_id)
-                        .with_error_code(code)
-                })
-                .collect();
-            Some(encode_response(key, version, correlation_id, &resp))
-        }
-        // From v4 the request names a batch of keys and the answer has an entry (and an
-        // error) per key, no top-level error.
-        ApiKey::FindCoordinator if version >= 4 => {
-            let req: FindCoordinatorRequest =
-                crate::schema::decode_request(key, version, body).ok()?;
-            let resp = FindCoordinatorResponse::default().with_coordinators(
-                req.coordinator_keys
-                    .into_iter()
-                    .map(|k| {
-                        find_coordinator_response::Coordinator::default()
-                            .with_key(k)
-                            .with_node_id(BrokerId(-1))
-                            .with_port(-1)
-                            .with_error_code(code)
-                            .with_error_message(Some(StrBytes::from_string(message.to_string())))
-                    })
-                    .collect(),
-            );
-            try_encode_response(key, version, correlation_id, &resp)
-        }
-        _ => top_level_error!(key, version, correlation_id, code,
-            FindCoordinator => FindCoordinatorResponse,
-            JoinGroup => JoinGroupResponse,
-            Heartbeat => HeartbeatResponse,
-            LeaveGroup => LeaveGroupResponse,
-            SyncGroup => SyncGroupResponse,
-            DescribeCluster => DescribeClusterResponse,
-            InitProducerId => InitProducerIdResponse,
-            ListGroups => ListGroupsResponse,
-            AddOffsetsToTxn => AddOffsetsToTxnResponse,
-            EndTxn => EndTxnResponse,
-            OffsetFetch => OffsetFetchResponse,
-            ConsumerGroupHeartbeat => ConsumerGroupHeartbeatResponse,
-            GetTelemetrySubscriptions => GetTelemetrySubscriptionsResponse,
-            PushTelemetry => PushTelemetryResponse,
-            DescribeAcls => DescribeAclsResponse,
-            SaslHandshake => SaslHandshakeResponse,
-            SaslAuthenticate => SaslAuthenticateResponse,
-        ),
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::disallowed_methods)] // tests read back what the gateway wrote
 mod tests {
     use super::*;
-    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::produce_response::{
+        PartitionProduceResponse, TopicProduceResponse,
+    };
     use kafka_protocol::messages::ResponseHeader;
     use kafka_protocol::protocol::Decodable;
-
-    fn produce_body(version: i16) -> Bytes {
-        let req = ProduceRequest::default()
-            .with_acks(-1)
-            .with_topic_data(vec![TopicProduceData::default()
-                .with_name(TopicName(StrBytes::from_static_str("t")))
-                .with_partition_data(vec![
-                    PartitionProduceData::default().with_index(0),
-                    PartitionProduceData::default().with_index(1),
-                ])]);
-        let mut b = BytesMut::new();
-        req.encode(&mut b, version).unwrap();
-        b.freeze()
-    }
-
-    #[test]
-    fn produce_error_response_names_every_partition() {
-        for version in [3i16, 9, 12] {
-            let frame =
-                error_response(0, version, 5, &produce_body(version), 87, "too big").unwrap();
-            let mut body = frame.slice(4..);
-            let header =
-                ResponseHeader::decode(&mut body, ApiKey::Produce.response_header_version(version))
-                    .unwrap();
-            assert_eq!(header.correlation_id, 5);
-            let resp = ProduceResponse::decode(&mut body, version).unwrap();
-            let parts: Vec<_> = resp.responses[0]
-                .partition_responses
-                .iter()
-                .map(|p| (p.index, p.error_code))
-                .collect();
-            assert_eq!(parts, vec![(0, 87), (1, 87)]);
-        }
-    }
-
-    #[test]
-    fn generic_error_response_or_none() {
-        let frame =
-            error_response(ApiKey::Heartbeat as i16, 4, 9, &Bytes::new(), 44, "no").unwrap();
-        let mut body = frame.slice(4..);
-        ResponseHeader::decode(&mut body, ApiKey::Heartbeat.response_header_version(4)).unwrap();
-        let resp = kafka_protocol::messages::HeartbeatResponse::decode(&mut body, 4).unwrap();
-        assert_eq!(resp.error_code, 44);
-        // No generic error form: the caller closes the connection.
-        assert!(
-            error_response(ApiKey::CreateTopics as i16, 5, 1, &Bytes::new(), 44, "no").is_none()
-        );
-        assert!(error_response(9999, 0, 1, &Bytes::new(), 44, "no").is_none());
-    }
 
     #[test]
     fn a_timeout_is_retriable_and_names_the_interceptor() {

@@ -44,18 +44,17 @@ pub mod cli;
 mod client;
 pub mod concentrate;
 pub mod config;
-pub mod frame;
 pub mod intercept;
 pub mod interceptors;
 pub mod metrics;
 mod openapi;
+pub mod pem;
 pub mod ratelimit;
-pub mod records;
 pub mod rewrite;
-pub mod schema;
 pub mod security;
 mod server;
 mod session;
+mod shared;
 pub mod state;
 pub mod tenancy;
 pub mod tls;
@@ -64,3 +63,7 @@ pub mod vcluster;
 pub mod wasm;
 
 pub use server::Gateway;
+
+// The wire layer lives in its own crate; these keep `crate::frame`, `sluice::schema` etc. as
+// paths for the stages and the tests.
+pub use sluice_protocol::{frame, message, records, schema};

@@ -20,9 +20,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes, VersionRange};
 
 use crate::frame::LENGTH_PREFIX;
+use crate::message::encode_with_header;
 
-/// Error code UNSUPPORTED_VERSION.
-pub const UNSUPPORTED_VERSION: i16 = 35;
+pub use crate::message::codes::UNSUPPORTED_VERSION;
 
 /// What the gateway must do with the response to a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -134,7 +134,7 @@ pub fn rewrite_response(
                     }
                 }
             }
-            encode(key, version, &header, &msg).map(Some)
+            encode_with_header(key, version, &header, &msg).map(Some)
         }
         ResponseAction::FindCoordinator => {
             let (header, mut msg) = decode::<FindCoordinatorResponse>(&mut body, key, version)?;
@@ -150,14 +150,14 @@ pub fn rewrite_response(
                     }
                 }
             }
-            encode(key, version, &header, &msg).map(Some)
+            encode_with_header(key, version, &header, &msg).map(Some)
         }
         ResponseAction::DescribeCluster => {
             let (header, mut msg) = decode::<DescribeClusterResponse>(&mut body, key, version)?;
             for b in &mut msg.brokers {
                 (b.host, b.port) = book.gateway_endpoint(b.broker_id.0, &b.host, b.port);
             }
-            encode(key, version, &header, &msg).map(Some)
+            encode_with_header(key, version, &header, &msg).map(Some)
         }
         ResponseAction::NodeEndpoints => match key {
             ApiKey::Produce => node_endpoints::<ProduceResponse>(body, key, version, book, |m| {
@@ -210,7 +210,7 @@ fn node_endpoints<T: Decodable + Encodable>(
     for (node, host, port) in list {
         (*host, *port) = book.gateway_endpoint(node, host, *port);
     }
-    encode(key, version, &header, &msg).map(Some)
+    encode_with_header(key, version, &header, &msg).map(Some)
 }
 
 fn decode<T: Decodable>(
@@ -228,22 +228,6 @@ fn decode<T: Decodable>(
         );
     }
     Ok((header, msg))
-}
-
-/// Encodes a response frame: length prefix, header, body.
-pub fn encode<T: Encodable>(
-    key: ApiKey,
-    version: i16,
-    header: &ResponseHeader,
-    msg: &T,
-) -> Result<Bytes> {
-    let header_version = key.response_header_version(version);
-    let size = header.compute_size(header_version)? + msg.compute_size(version)?;
-    let mut buf = BytesMut::with_capacity(LENGTH_PREFIX + size);
-    buf.put_i32(i32::try_from(size).context("response too large")?);
-    header.encode(&mut buf, header_version)?;
-    msg.encode(&mut buf, version)?;
-    Ok(buf.freeze())
 }
 
 fn rewrite_api_versions(mut body: Bytes, version: i16, book: &dyn AddressBook) -> Result<Bytes> {
@@ -388,7 +372,7 @@ mod tests {
 
     fn frame<T: Encodable>(key: ApiKey, version: i16, msg: &T) -> Bytes {
         let header = ResponseHeader::default().with_correlation_id(77);
-        encode(key, version, &header, msg).unwrap()
+        encode_with_header(key, version, &header, msg).unwrap()
     }
 
     fn parse<T: Decodable>(key: ApiKey, version: i16, frame: &Bytes) -> T {

@@ -26,16 +26,16 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::sync::Arc;
 
-use crate::acl::{Operation, Permits, PrincipalPermits, ResourceType};
+use crate::acl::{Operation, Permits, ResourceType};
 use crate::concentrate::{self, Concentrated};
 use crate::intercept::{TopicLookup, TopicNames};
+use crate::message::codes::{
+    INVALID_TOPIC_EXCEPTION, POLICY_VIOLATION, UNKNOWN_TOPIC_OR_PARTITION,
+};
 use crate::schema::rewrite::{rewrite_frame, Direction};
 use crate::schema::Entity;
+use crate::security::PrincipalPermits;
 use crate::vcluster::Tenant;
-
-/// Kafka error codes the shadowed-name answer translates.
-const INVALID_TOPIC_EXCEPTION: i16 = 17;
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 
 /// Whether `body` contains the bytes of a shadowed name's start (prefix and mark): the cheap
 /// test before decoding a response to fix its error codes.
@@ -588,9 +588,6 @@ pub fn unmap_response(
     })
 }
 
-/// POLICY_VIOLATION: what a request over a tenant's quota gets.
-const POLICY_VIOLATION: i16 = 44;
-
 /// Whether a request may grow the tenant past its `maxTopics` / `maxPartitions`.
 pub fn limited(tenant: &Tenant, api_key: i16) -> bool {
     let l = &tenant.limits;
@@ -680,7 +677,7 @@ pub fn check_limits(
                             })
                             .collect(),
                     );
-                    crate::intercept::encode_response(key, version, correlation_id, &resp)
+                    crate::message::encode_response(key, version, correlation_id, &resp)
                 }),
             )
         }
@@ -710,7 +707,7 @@ pub fn check_limits(
                         })
                         .collect(),
                 );
-                crate::intercept::encode_response(key, version, correlation_id, &resp)
+                crate::message::encode_response(key, version, correlation_id, &resp)
             }))
         }
         _ => Ok(None),
@@ -774,7 +771,7 @@ mod tests {
                 .with_error_message(Some(s("Topic 'a.orders' already exists.")))]);
         let mut body = BytesMut::new();
         resp.encode(&mut body, version).unwrap();
-        let frame = crate::intercept::response_frame(ApiKey::CreateTopics, version, 9, &body);
+        let frame = crate::message::response_frame(ApiKey::CreateTopics, version, 9, &body);
         let out = unmap_response(&t, None, ApiKey::CreateTopics as i16, version, frame).unwrap();
         let mut rest = out.slice(4..);
         ResponseHeader::decode(
@@ -863,7 +860,7 @@ mod tests {
     /// encode (that closed kafka-python's connections on FindCoordinator v4+).
     #[test]
     fn every_api_and_version_maps_both_ways_to_decodable_frames() {
-        use crate::schema::tests::{synth_body, Rng, SMALL};
+        use crate::schema::synth::{synth_body, Rng, SMALL};
         let (tenants, dir) = tenants();
         let mut rng = Rng(0x7e9a);
         let (mut mapped, mut refused, mut unmapped) = (0usize, 0usize, 0usize);
@@ -882,7 +879,7 @@ mod tests {
                             tenant.name
                         );
                         let out = if def.response {
-                            let frame = crate::intercept::response_frame(key, version, 11, &body);
+                            let frame = crate::message::response_frame(key, version, 11, &body);
                             let out = unmap_response(tenant, None, key as i16, version, frame)
                                 .unwrap_or_else(|e| panic!("{what}: {e:#} body {body:02x?}"));
                             unmapped += 1;

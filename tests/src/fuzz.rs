@@ -24,13 +24,14 @@ use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use serde_json::Value;
-use sluice::acl::{Operation, Permits, PrincipalPermits, ResourceType};
+use sluice::acl::{Operation, Permits, ResourceType};
 use sluice::authorize::{self, Decision};
 use sluice::intercept::TopicNames;
 use sluice::interceptors::ApiError;
 use sluice::rewrite::{self, AddressBook};
 use sluice::schema::synth::{synth_body, Rng, Shape};
 use sluice::schema::{self, MessageDef};
+use sluice::security::PrincipalPermits;
 use sluice::security::SecurityStore;
 use sluice::state::{MemoryStore, StateStore};
 use sluice::tenancy::{self, MapError};
@@ -270,7 +271,7 @@ impl Stages {
             }
         };
         let body = peek.body_of(&frame);
-        let _ = sluice::intercept::error_response(api, version, 7, &body, 7, "fuzz");
+        let _ = sluice::message::error_response(api, version, 7, &body, 7, "fuzz");
         if let Ok(k) = ApiKey::try_from(api) {
             if sluice::acl_api::is_acl_api(Some(k)) {
                 let caller = sluice::acl_api::Caller {
@@ -298,7 +299,7 @@ impl Stages {
                 if let Some(resp_def) = schema::response_def(api) {
                     let resp = synth_body(rng, &FUZZ_SHAPE, resp_def, version);
                     let Ok(k) = ApiKey::try_from(api) else { return };
-                    let frame = sluice::intercept::response_frame(k, version, 7, &resp);
+                    let frame = sluice::message::response_frame(k, version, 7, &resp);
                     if authorize::fix_response(
                         &fix,
                         api,
@@ -337,7 +338,7 @@ impl Stages {
             version
         };
         self.now(format!("response {key:?} v{version} read as v{asked}"));
-        let frame = sluice::intercept::response_frame(key, version, 7, &body);
+        let frame = sluice::message::response_frame(key, version, 7, &body);
         let action = rewrite::action_for(Some(key), asked);
         if rewrite::rewrite_response(action, key, asked, frame.clone(), &Book).is_err() {
             report.refused += 1;

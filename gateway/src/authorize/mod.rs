@@ -105,7 +105,8 @@ use std::hash::Hash;
 use uuid::Uuid;
 
 use crate::acl::{Operation as Op, Permits, ResourceType as Rt, CLUSTER_NAME};
-use crate::intercept::{response_frame, TopicLookup};
+use crate::intercept::TopicLookup;
+use crate::message::response_frame;
 
 mod cluster;
 mod configs;
@@ -888,7 +889,7 @@ mod tests {
     /// only for the APIs that have no error form.
     #[test]
     fn every_api_and_version_is_rewritten_and_answered_in_decodable_frames() {
-        use crate::schema::tests::{synth_body, Rng, SMALL};
+        use crate::schema::synth::{synth_body, Rng, SMALL};
         let mut rng = Rng(0xac1);
         let ids = names(&[]);
         let (mut rewritten, mut answered, mut fixed, mut unfixable) = (0, 0, 0, 0);
@@ -949,7 +950,7 @@ mod tests {
                     };
                     let Some(fix) = fix else { continue };
                     let resp = synth_body(&mut rng, &SMALL, resp_def, version);
-                    let resp_frame = crate::intercept::response_frame(key, version, 7, &resp);
+                    let resp_frame = crate::message::response_frame(key, version, 7, &resp);
                     match fix_response(&fix, key as i16, version, resp_frame, &Half, &ids) {
                         Ok(out) => {
                             let mut rest = out.slice(4..);

@@ -5,7 +5,8 @@
 pub(super) use super::codes::*;
 pub(super) use super::{check_request, fix_response, Decision, ResponseFix};
 pub(super) use crate::acl::{Operation as Op, Permits, ResourceType as Rt, CLUSTER_NAME};
-pub(super) use crate::intercept::{response_frame, TopicLookup};
+pub(super) use crate::intercept::TopicLookup;
+pub(super) use crate::message::response_frame;
 pub(super) use bytes::{BufMut, Bytes, BytesMut};
 pub(super) use kafka_protocol::messages::*;
 pub(super) use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};

@@ -1,29 +1,4 @@
-//! One client connection: the request path and the response path.
-//!
-//! Each client connection gets one upstream connection, opened on its first request: to any
-//! live bootstrap server on the bootstrap port, to broker `n` on broker `n`'s port. That keeps
-//! Kafka's per-connection ordering without remapping correlation ids.
-//!
-//! Two tasks run per connection. The *request side* reads client frames, decides what each
-//! needs, queues a [`Slot`] per expected response (in request order) and forwards frames
-//! upstream. The *response side* takes the slots in order: a local answer is written as is, an
-//! upstream slot consumes the next upstream frame, checks its correlation id, rewrites it if
-//! needed, and writes it to the client. Slot order is response order, so pipelining keeps
-//! Kafka's in-order guarantee, and acks=0 produce requests simply get no slot.
-//!
-//! Backpressure: the slot queue is bounded (`limits.maxInFlight`), frames are bounded
-//! (`limits.maxFrameBytes`), and neither side reads while its write is blocked, so a slow
-//! client or broker slows the other side instead of growing buffers.
-//!
-//! Passthrough frames are never copied: each frame is split off the read buffer as a shared
-//! `Bytes`, queued in an [`Outbox`], and the queue is written with one vectored write.
-//!
-//! Security runs first on the request side: a TLS listener completes its handshake (and maps
-//! a client certificate to a principal) before the first frame; a SASL listener answers
-//! SaslHandshake and SaslAuthenticate itself (gateway-managed) or relays them to the broker
-//! and watches the answer (delegated), and closes a connection that sends anything but
-//! ApiVersions or SASL before it has authenticated or after its session expired (KIP-368).
-//! With authorization on, every other request then passes the ACLs before the interceptors.
+//! The request side of a connection: reads client frames and runs them through the stages.
 
 use anyhow::Context as _;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -38,374 +13,41 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, info, warn};
 
-use crate::acl::{Permits, PrincipalPermits};
+use crate::acl::Permits;
 use crate::acl_api;
 use crate::admission::Activity;
 use crate::auth::{self, Authenticated, Exchange, Step};
-use crate::authorize::{self, Decision, ResponseFix};
+use crate::authorize::{self, Decision};
 use crate::concentrate::Concentrated;
 use crate::config::SaslMode;
 use crate::frame::{self, FrameError, FrameStatus, RequestPeek};
-use crate::intercept::{
-    self, Client, Outcome, PartitionResult, RequestMeta, ResponseMeta, TopicLookup,
-};
+use crate::intercept::{self, Client, Outcome, RequestMeta, TopicLookup};
 use crate::interceptors::{Installed, Who};
-use crate::metrics::secs;
+use crate::message::codes::{
+    ILLEGAL_SASL_STATE, SASL_AUTHENTICATION_FAILED, UNSUPPORTED_SASL_MECHANISM,
+};
 use crate::ratelimit::limited;
-use crate::rewrite::{self, ResponseAction};
+use crate::rewrite::{self};
 use crate::schema;
-use crate::server::{Shared, SharedBook};
+use crate::security::PrincipalPermits;
+use crate::shared::Shared;
 use crate::tenancy;
 use crate::tls::{ReadHalf, WriteHalf};
 use crate::upstream::{SaslClient, UpstreamSession};
 use crate::vcluster::{ConnectionGuard, Tenant};
 
-/// Which listener a connection arrived on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Route {
-    /// The bootstrap port: any live broker.
-    Bootstrap,
-    /// A broker port: that broker only.
-    Node(i32),
-}
-
-/// Minimum free space before a socket read; frames larger than this are read in one piece
-/// once their length is known.
-const READ_CHUNK: usize = 64 * 1024;
-
-/// One expected response, in request order.
-enum Slot {
-    /// The upstream connection is open; here is its read half.
-    Attach(ReadHalf),
-    /// A response the gateway produced (framed).
-    Local { api_key: i16, bytes: Bytes },
-    /// The next upstream frame answers this request.
-    Upstream(Pending),
-    /// An acks=0 Produce was forwarded: a correct broker does not answer it, but some brokers
-    /// do; such an answer is dropped instead of being taken for the next response.
-    NoResponse { correlation_id: i32 },
-    /// A request of the gateway's own on the client's upstream connection (re-authentication):
-    /// its answer goes back to the request side, never to the client.
-    Internal {
-        correlation_id: i32,
-        reply: tokio::sync::oneshot::Sender<Bytes>,
-    },
-}
-
-/// When to renew a broker SASL session of `lifetime`: at 85 % of it (Kafka's own clients
-/// pick 85–95 %), so the exchange is over well before the broker would close the connection.
-fn renewal_time(lifetime: Option<Duration>) -> Option<Instant> {
-    lifetime.map(|l| Instant::now() + l.mul_f64(0.85))
-}
-
-/// acks=0 correlation ids remembered, in case the broker answers them anyway.
-const NO_RESPONSE_MEMORY: usize = 256;
-/// Largest single buffer reservation made ahead of a frame's bytes: a peer that announces a
-/// 100 MiB frame and sends nothing does not get 100 MiB reserved at once.
-const MAX_RESERVE_STEP: usize = 8 * 1024 * 1024;
-
-struct Pending {
-    api_key: i16,
-    version: i16,
-    correlation_id: i32,
-    action: ResponseAction,
-    /// Time the request spent in the gateway before being queued for the broker.
-    gateway_request: Duration,
-    queued: Instant,
-    /// Response interception, when some interceptor wants this response.
-    intercept: Option<Box<ResponseIntercept>>,
-    /// ACL completion of the response (denied parts merged back, listings filtered).
-    authz: Option<Box<(ResponseFix, Arc<dyn Permits + Send + Sync>)>>,
-    /// The virtual cluster whose names the response is mapped back to, and the concentrated
-    /// topics the request named.
-    tenant: Option<Box<(Arc<Tenant>, Option<Concentrated>)>>,
-    /// A relayed SaslAuthenticate (delegated mode) whose answer decides the principal.
-    delegated: Option<DelegatedRound>,
-}
-
-/// One relayed SaslAuthenticate round.
-struct DelegatedRound {
-    mechanism: &'static str,
-    /// The principal the client claimed in its first message.
-    principal: Option<String>,
-    /// Whether a successful answer completes the exchange.
-    last: bool,
-    outcome: Arc<Mutex<Option<DelegatedOutcome>>>,
-}
-
-/// What the response side learnt from the broker's last SaslAuthenticate answer.
-struct DelegatedOutcome {
-    who: Authenticated,
-    lifetime: Option<Duration>,
-}
-
-/// What the response side needs to run the chain on a response.
-struct ResponseIntercept {
-    /// The chain the request ran on (a swap meanwhile does not change it).
-    chain: Arc<[Arc<Installed>]>,
-    client: Arc<Client>,
-    /// The request body as forwarded, to build error answers.
-    request_body: Bytes,
-    /// Produce partitions the gateway answers itself.
-    produce_extra: Vec<PartitionResult>,
-}
-
-/// Why the request side stopped.
-enum End {
-    /// The client closed its connection.
-    ClientClosed,
-    /// Shutdown: stop reading, deliver what is in flight.
-    Shutdown,
-    /// Protocol error or upstream failure: close now.
-    Abort,
-    /// Deliver the answers already queued, then close.
-    Finish,
-    /// A failed authentication's error is queued: deliver it, then keep the connection open
-    /// for [`FAILED_AUTH_LINGER`] (or until the client closes) before closing, as Kafka delays
-    /// the close after such an answer. A client that reads the answer and the close in one go
-    /// may act on the close alone: kafka-python then reports a lost connection and retries
-    /// until its bootstrap timeout instead of an authentication failure.
-    AuthFailed,
-}
-
-/// How long a connection stays open after its failed authentication was answered (nothing
-/// it sends meanwhile is read as a request).
-const FAILED_AUTH_LINGER: Duration = Duration::from_millis(500);
-
-/// Aborts a spawned task when dropped, so a closed session leaves nothing behind.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Frames waiting to be written, as shared buffers: joining them costs no copy, and one
-/// vectored write sends them all.
-#[derive(Default)]
-struct Outbox {
-    chunks: Vec<Bytes>,
-}
-
-/// Most buffers handed to one `writev`.
-const MAX_IOVECS: usize = 64;
-
-impl Outbox {
-    fn push(&mut self, frame: Bytes) {
-        self.chunks.push(frame);
-    }
-
-    fn is_empty(&self) -> bool {
-        self.chunks.is_empty()
-    }
-
-    /// Writes everything queued, then empties the queue.
-    async fn write_to<W: tokio::io::AsyncWrite + Unpin>(
-        &mut self,
-        w: &mut W,
-    ) -> std::io::Result<()> {
-        let (mut first, mut offset) = (0, 0);
-        while first < self.chunks.len() {
-            let slices: Vec<std::io::IoSlice<'_>> = self.chunks[first..]
-                .iter()
-                .take(MAX_IOVECS)
-                .enumerate()
-                .map(|(i, c)| std::io::IoSlice::new(if i == 0 { &c[offset..] } else { c }))
-                .collect();
-            let mut n = w.write_vectored(&slices).await?;
-            if n == 0 {
-                return Err(std::io::ErrorKind::WriteZero.into());
-            }
-            while n > 0 {
-                let left = self.chunks[first].len() - offset;
-                if n >= left {
-                    n -= left;
-                    first += 1;
-                    offset = 0;
-                } else {
-                    offset += n;
-                    n = 0;
-                }
-            }
-        }
-        self.chunks.clear();
-        Ok(())
-    }
-}
-
-/// Requests kept for error answers are copied out of the read buffer when small; large ones
-/// (produce batches) are not kept at all: holding a slice would pin the whole read buffer until
-/// the response arrives, and the gateway builds a produce error answer from the response.
-const KEEP_REQUEST_MAX: usize = 64 * 1024;
-
-fn detach_small(body: Bytes) -> Bytes {
-    if body.len() <= KEEP_REQUEST_MAX {
-        Bytes::copy_from_slice(&body)
-    } else {
-        Bytes::new()
-    }
-}
-
-/// Socket read buffer under TLS. rustls reads at most 4 KiB per call; without a buffer below
-/// it, a bulk transfer costs one `recv` per TLS record (about 60 times the syscalls of
-/// plaintext). Writes pass straight through.
-const TLS_READ_BUFFER: usize = 64 * 1024;
-
-fn tls_reader(tcp: TcpStream) -> tokio::io::BufReader<TcpStream> {
-    tokio::io::BufReader::with_capacity(TLS_READ_BUFFER, tcp)
-}
-
-/// A deadline that never comes, for a timer branch that is disabled.
-fn far_future() -> tokio::time::Instant {
-    tokio::time::Instant::now() + Duration::from_secs(86_400 * 365)
-}
-
-/// Serves one client connection, accepted on listener set `set`, until it closes.
-pub(crate) async fn run(
-    shared: Arc<Shared>,
-    client: TcpStream,
-    peer: SocketAddr,
-    route: Route,
-    set: usize,
-) {
-    let activity = Arc::new(Activity::new());
-    // The TLS handshake, the first request and SASL share one budget from accept.
-    let handshake_deadline = tokio::time::Instant::from_std(
-        activity.started() + shared.config.limits.handshake_timeout(),
-    );
-    let mut tls_principal = None;
-    let mut sni = None;
-    let authn = shared.listener(set).auth.clone();
-    let (client_r, client_w): (ReadHalf, WriteHalf) = match authn.tls() {
-        None => {
-            let (r, w) = client.into_split();
-            (Box::new(r), Box::new(w))
-        }
-        Some(acceptor) => {
-            let handshake =
-                tokio::time::timeout_at(handshake_deadline, acceptor.accept(tls_reader(client)))
-                    .await;
-            let stream = match handshake {
-                Ok(Ok(s)) => s,
-                Ok(Err(e)) => {
-                    shared.metrics.authentication("SSL", "failure");
-                    limited!(warn, shared.log_limit, "tls_failed", %peer, ?route, "TLS handshake failed: {e}");
-                    return;
-                }
-                Err(_) => {
-                    shared.metrics.authentication("SSL", "failure");
-                    shared.metrics.connection_closed("handshake_timeout");
-                    limited!(warn, shared.log_limit, "handshake_timeout", %peer, ?route,
-                        timeout_ms = shared.config.limits.handshake_timeout_ms,
-                        "TLS handshake not done within limits.handshakeTimeoutMs; closing connection");
-                    return;
-                }
-            };
-            match authn.tls_principal(stream.get_ref().1.peer_certificates()) {
-                Ok(p) => tls_principal = p,
-                Err(e) => {
-                    shared.metrics.authentication("SSL", "failure");
-                    warn!(%peer, "client certificate refused: {e:#}");
-                    return;
-                }
-            }
-            if tls_principal.is_some() {
-                shared.metrics.authentication("SSL", "success");
-            }
-            sni = stream.get_ref().1.server_name().map(str::to_string);
-            let (r, w) = tokio::io::split(stream);
-            (Box::new(r), Box::new(w))
-        }
-    };
-    let (tx, rx) = mpsc::channel(shared.config.limits.max_in_flight);
-    let dead = CancellationToken::new();
-    let mut writer = AbortOnDrop(tokio::spawn(
-        response_side(
-            shared.clone(),
-            client_w,
-            rx,
-            dead.clone(),
-            peer,
-            set,
-            activity.clone(),
-        )
-        .in_current_span(),
-    ));
-    let mut requests = RequestSide {
-        shared: shared.clone(),
-        route,
-        set,
-        peer,
-        client: client_r,
-        upstream: None,
-        slots: tx,
-        buf: BytesMut::with_capacity(READ_CHUNK),
-        client_id: None,
-        ident: Arc::new(Client {
-            address: peer.to_string(),
-            ..Client::default()
-        }),
-        chain: (u64::MAX, Arc::from(Vec::new())),
-        auth: ConnAuth::default(),
-        authz: None,
-        acls: None,
-        fetch_generation: 0,
-        tenant: None,
-        _tenant_slot: None,
-        sni,
-        upstream_session: None,
-        internal_cid: i32::MIN,
-        activity,
-        handshake_deadline,
-        seen_request: false,
-        handshake_done: false,
-    };
-    if !authn.requires_sasl() && authn.tls().is_some() {
-        // SSL listeners: the certificate is the identity (Kafka's ANONYMOUS without one).
-        let principal = tls_principal.unwrap_or_else(|| auth::ANONYMOUS.to_string());
-        let identity = Authenticated {
-            principal,
-            token_groups: Vec::new(),
-            mechanism: "SSL",
-            expires_at: None,
-        };
-        if requests.set_identity(identity).is_err() {
-            return;
-        }
-    } else if !authn.requires_sasl() && shared.config.authorization.enabled {
-        let identity = Authenticated {
-            principal: auth::ANONYMOUS.to_string(),
-            token_groups: Vec::new(),
-            mechanism: "NONE",
-            expires_at: None,
-        };
-        if requests.set_identity(identity).is_err() {
-            return;
-        }
-    }
-    let end = requests.run(&dead).await;
-    if matches!(end, End::AuthFailed) {
-        requests.linger(&dead).await;
-    }
-    drop(requests); // closes the slot queue: the response side ends after the last slot
-    match end {
-        End::Shutdown | End::Finish | End::AuthFailed => {
-            let _ = (&mut writer.0).await;
-        }
-        End::ClientClosed | End::Abort => {}
-    }
-    debug!(%peer, ?route, "connection closed");
-}
+use super::{
+    detach_small, far_future, renewal_time, DelegatedOutcome, DelegatedRound, End, Outbox, Pending,
+    ResponseIntercept, Route, Slot, FAILED_AUTH_LINGER, MAX_RESERVE_STEP, READ_CHUNK,
+};
 
 /// SASL state of one connection.
 #[derive(Default)]
-struct ConnAuth {
+pub(super) struct ConnAuth {
     /// Who the connection is, once authenticated.
     who: Option<Authenticated>,
     /// When the session expires (KIP-368); past it only re-authentication is accepted.
@@ -424,49 +66,49 @@ struct ConnAuth {
     outcome: Arc<Mutex<Option<DelegatedOutcome>>>,
 }
 
-struct RequestSide {
-    shared: Arc<Shared>,
-    route: Route,
+pub(super) struct RequestSide {
+    pub(super) shared: Arc<Shared>,
+    pub(super) route: Route,
     /// The listener set the connection arrived on (index into `Shared::listeners`): its
     /// authentication, and the only addresses the client is told.
-    set: usize,
-    peer: SocketAddr,
-    client: ReadHalf,
-    upstream: Option<WriteHalf>,
-    slots: mpsc::Sender<Slot>,
-    buf: BytesMut,
-    client_id: Option<String>,
+    pub(super) set: usize,
+    pub(super) peer: SocketAddr,
+    pub(super) client: ReadHalf,
+    pub(super) upstream: Option<WriteHalf>,
+    pub(super) slots: mpsc::Sender<Slot>,
+    pub(super) buf: BytesMut,
+    pub(super) client_id: Option<String>,
     /// Identity for interceptor scopes and contexts.
-    ident: Arc<Client>,
+    pub(super) ident: Arc<Client>,
     /// The chain selected for this client, with the generation it was selected from.
-    chain: (u64, Arc<[Arc<Installed>]>),
-    auth: ConnAuth,
+    pub(super) chain: (u64, Arc<[Arc<Installed>]>),
+    pub(super) auth: ConnAuth,
     /// What the ACL stage asks: the principal's ACLs (authorization on), within its
     /// virtual cluster's walls (a tenant connection always has them).
-    authz: Option<Arc<dyn Permits + Send + Sync>>,
+    pub(super) authz: Option<Arc<dyn Permits + Send + Sync>>,
     /// The principal's own ACLs (authorization on): who may use the Kafka ACL APIs.
-    acls: Option<Arc<PrincipalPermits>>,
+    pub(super) acls: Option<Arc<PrincipalPermits>>,
     /// The security generation the connection's fetch session was last authorized under
     /// (a full Fetch): an incremental Fetch after the ACLs changed must start over.
-    fetch_generation: u64,
+    pub(super) fetch_generation: u64,
     /// The connection's virtual cluster, unless none or passthrough.
-    tenant: Option<Arc<Tenant>>,
+    pub(super) tenant: Option<Arc<Tenant>>,
     /// Holds the connection's place in its virtual cluster's connection limit.
-    _tenant_slot: Option<ConnectionGuard>,
+    pub(super) _tenant_slot: Option<ConnectionGuard>,
     /// The TLS server name the client asked for (virtual cluster by host).
-    sni: Option<String>,
+    pub(super) sni: Option<String>,
     /// The gateway's SASL session on the upstream connection, and when to renew it in place.
-    upstream_session: Option<(UpstreamSession, Option<Instant>)>,
+    pub(super) upstream_session: Option<(UpstreamSession, Option<Instant>)>,
     /// Correlation id of the gateway's own next request on the upstream connection.
-    internal_cid: i32,
+    pub(super) internal_cid: i32,
     /// Requests in flight and last activity, for the idle timeout.
-    activity: Arc<Activity>,
+    pub(super) activity: Arc<Activity>,
     /// When the first request (and SASL authentication) must have arrived.
-    handshake_deadline: tokio::time::Instant,
+    pub(super) handshake_deadline: tokio::time::Instant,
     /// Whether a complete request has arrived.
-    seen_request: bool,
+    pub(super) seen_request: bool,
     /// Whether the handshake (first request, SASL) is over: the idle timeout applies.
-    handshake_done: bool,
+    pub(super) handshake_done: bool,
 }
 
 /// A request the gateway answers itself, and what its answer needs.
@@ -478,11 +120,6 @@ struct LocalAnswer<'a> {
     /// acks=0 produce: no answer at all.
     expects_response: bool,
 }
-
-/// SASL error codes.
-const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
-const ILLEGAL_SASL_STATE: i16 = 34;
-const SASL_AUTHENTICATION_FAILED: i16 = 58;
 
 fn error_kind(e: &FrameError) -> &'static str {
     match e {
@@ -497,7 +134,7 @@ fn error_kind(e: &FrameError) -> &'static str {
 }
 
 impl RequestSide {
-    async fn run(&mut self, dead: &CancellationToken) -> End {
+    pub(super) async fn run(&mut self, dead: &CancellationToken) -> End {
         loop {
             let mut out = Outbox::default();
             let end = self.process_buffered(&mut out).await;
@@ -541,7 +178,7 @@ impl RequestSide {
     /// After a failed authentication: the answer is on its way (the response side flushes as
     /// soon as its queue is empty); wait until the client closes or [`FAILED_AUTH_LINGER`]
     /// passes, discarding anything it sends.
-    async fn linger(&mut self, dead: &CancellationToken) {
+    pub(super) async fn linger(&mut self, dead: &CancellationToken) {
         let until = tokio::time::Instant::now() + FAILED_AUTH_LINGER;
         let mut sink = [0u8; 4096];
         loop {
@@ -687,7 +324,7 @@ impl RequestSide {
                 let mut range = rewrite::gateway_versions(k);
                 range.min = range
                     .min
-                    .max(crate::server::version_floor(&self.shared.config, k));
+                    .max(crate::shared::version_floor(&self.shared.config, k));
                 if peek.api_version < range.min || peek.api_version > range.max {
                     // The gateway never advertised this version: a broker closes the connection
                     // here too, and forwarding could leak what the gateway cannot rewrite.
@@ -805,7 +442,7 @@ impl RequestSide {
                     Err(tenancy::MapError::Refused { code, message }) => {
                         debug!(peer = %self.peer, vcluster = %t.name, api = ?key, "request refused: {message}");
                         let body = peek.body_of(&frame_bytes);
-                        let Some(bytes) = intercept::error_response(
+                        let Some(bytes) = crate::message::error_response(
                             peek.api_key,
                             peek.api_version,
                             peek.correlation_id,
@@ -1116,7 +753,7 @@ impl RequestSide {
 
     /// Takes `who` as the connection's identity: virtual cluster, interceptor scopes and
     /// contexts, ACLs. Fails when the virtual cluster is at its connection limit.
-    fn set_identity(&mut self, who: Authenticated) -> Result<(), End> {
+    pub(super) fn set_identity(&mut self, who: Authenticated) -> Result<(), End> {
         let snapshot = self.shared.security.snapshot();
         let groups = snapshot.groups_of(&who.principal, &who.token_groups);
         let tenancy = self.shared.vclusters.snapshot();
@@ -1256,7 +893,7 @@ impl RequestSide {
                     UNSUPPORTED_SASL_MECHANISM
                 })
                 .with_mechanisms(names.iter().map(|n| StrBytes::from_static_str(n)).collect());
-            let bytes = intercept::encode_response(key, version, cid, &resp);
+            let bytes = crate::message::encode_response(key, version, cid, &resp);
             self.push(
                 Slot::Local {
                     api_key: peek.api_key,
@@ -1290,7 +927,7 @@ impl RequestSide {
                     .with_error_message(Some(StrBytes::from_static_str(
                         "SaslAuthenticate without a SaslHandshake",
                     )));
-                let bytes = intercept::encode_response(key, version, cid, &resp);
+                let bytes = crate::message::encode_response(key, version, cid, &resp);
                 self.push(
                     Slot::Local {
                         api_key: peek.api_key,
@@ -1311,7 +948,7 @@ impl RequestSide {
                     .with_session_lifetime_ms(
                         lifetime.map_or(0, |l| i64::try_from(l.as_millis()).unwrap_or(i64::MAX)),
                     );
-                let bytes = intercept::encode_response(key, version, cid, &resp);
+                let bytes = crate::message::encode_response(key, version, cid, &resp);
                 self.push(
                     Slot::Local {
                         api_key: peek.api_key,
@@ -1328,7 +965,7 @@ impl RequestSide {
                     .with_error_message(Some(StrBytes::from_string(format!(
                         "Authentication failed: invalid credentials with SASL mechanism {mechanism}"
                     ))));
-                let bytes = intercept::encode_response(key, version, cid, &resp);
+                let bytes = crate::message::encode_response(key, version, cid, &resp);
                 self.push(
                     Slot::Local {
                         api_key: peek.api_key,
@@ -1462,7 +1099,7 @@ impl RequestSide {
                 let resp = SaslHandshakeResponse::default()
                     .with_error_code(UNSUPPORTED_SASL_MECHANISM)
                     .with_mechanisms(names.iter().map(|n| StrBytes::from_static_str(n)).collect());
-                let bytes = intercept::encode_response(
+                let bytes = crate::message::encode_response(
                     ApiKey::SaslHandshake,
                     peek.api_version,
                     peek.correlation_id,
@@ -1517,11 +1154,10 @@ impl RequestSide {
     /// An incremental Fetch (KIP-227) names only what changed in its session, so partitions
     /// added to the session earlier are served without being named, and could not be checked
     /// again after an ACL change. After any change of the security resources, the next
-    /// incremental Fetch is answered FETCH_SESSION_ID_NOT_FOUND: the client starts a new
+    /// incremental Fetch is answered crate::message::codes::FETCH_SESSION_ID_NOT_FOUND: the client starts a new
     /// session with a full Fetch naming every partition, which the ACLs then judge. A full
     /// Fetch records the generation it was judged under.
     fn stale_fetch_session(&mut self, peek: &RequestPeek, frame: &Bytes) -> Option<Bytes> {
-        const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
         let generation = self.shared.security.current().generation();
         if generation == self.fetch_generation || peek.api_version < 7 {
             return None;
@@ -1539,9 +1175,9 @@ impl RequestSide {
         info!(peer = %self.peer, principal = ?self.principal(), session_id = req.session_id,
             "ACLs changed: the client's fetch session starts over");
         let resp = FetchResponse::default()
-            .with_error_code(FETCH_SESSION_ID_NOT_FOUND)
+            .with_error_code(crate::message::codes::FETCH_SESSION_ID_NOT_FOUND)
             .with_session_id(0);
-        Some(intercept::encode_response(
+        Some(crate::message::encode_response(
             ApiKey::Fetch,
             peek.api_version,
             peek.correlation_id,
@@ -1718,386 +1354,5 @@ impl RequestSide {
         }
         info!(peer = %self.peer, route = ?self.route, "no broker reachable; closing client connection so it retries");
         Err(End::Abort)
-    }
-}
-
-/// A response read from upstream, waiting for its bytes to reach the client.
-struct Delivered {
-    api_key: i16,
-    bytes: usize,
-    /// Time in the gateway before the request was queued for the broker.
-    gateway_request: Duration,
-    /// Time in the gateway from reading the response to queueing it for the client.
-    gateway_response: Duration,
-    upstream: Duration,
-}
-
-struct ResponseSide {
-    shared: Arc<Shared>,
-    /// The connection's listener set: brokers in responses are named by its addresses.
-    set: usize,
-    /// acks=0 requests a non-conforming broker may still answer.
-    no_response: std::collections::VecDeque<i32>,
-    client: WriteHalf,
-    upstream: Option<ReadHalf>,
-    buf: BytesMut,
-    out: Outbox,
-    delivered: Vec<Delivered>,
-    peer: SocketAddr,
-    /// Answers queued in `out` since the last write, and where their delivery is noted.
-    answers: usize,
-    activity: Arc<Activity>,
-}
-
-async fn response_side(
-    shared: Arc<Shared>,
-    client: WriteHalf,
-    mut slots: mpsc::Receiver<Slot>,
-    dead: CancellationToken,
-    peer: SocketAddr,
-    set: usize,
-    activity: Arc<Activity>,
-) {
-    let mut side = ResponseSide {
-        shared,
-        set,
-        no_response: std::collections::VecDeque::new(),
-        client,
-        upstream: None,
-        buf: BytesMut::with_capacity(READ_CHUNK),
-        out: Outbox::default(),
-        delivered: Vec::new(),
-        peer,
-        answers: 0,
-        activity,
-    };
-    let result = side.run(&mut slots).await;
-    if let Err(e) = result {
-        debug!(peer = %side.peer, "response path ended: {e}");
-    }
-    let _ = side.client.shutdown().await;
-    dead.cancel();
-}
-
-impl ResponseSide {
-    async fn run(&mut self, slots: &mut mpsc::Receiver<Slot>) -> anyhow::Result<()> {
-        loop {
-            let slot = match slots.try_recv() {
-                Ok(slot) => slot,
-                Err(mpsc::error::TryRecvError::Empty) => {
-                    self.flush().await?;
-                    match self.wait(slots).await? {
-                        Some(slot) => slot,
-                        None => return Ok(()),
-                    }
-                }
-                Err(mpsc::error::TryRecvError::Disconnected) => {
-                    self.flush().await?;
-                    return Ok(());
-                }
-            };
-            match slot {
-                Slot::Attach(r) => self.upstream = Some(r),
-                Slot::Local { api_key, bytes } => {
-                    let api = self.shared.metrics.api(api_key);
-                    api.local_responses.inc();
-                    api.response_bytes.inc_by(bytes.len() as u64);
-                    self.out.push(bytes);
-                    self.answers += 1;
-                }
-                Slot::Upstream(p) => {
-                    self.relay(p).await?;
-                    self.answers += 1;
-                }
-                Slot::Internal {
-                    correlation_id,
-                    reply,
-                } => {
-                    let frame = self.next_frame(0, correlation_id).await?;
-                    // The request side may have given up (timeout): nothing to deliver then.
-                    let _ = reply.send(frame.freeze());
-                }
-                Slot::NoResponse { correlation_id } => {
-                    if self.no_response.len() == NO_RESPONSE_MEMORY {
-                        self.no_response.pop_front();
-                    }
-                    self.no_response.push_back(correlation_id);
-                }
-            }
-        }
-    }
-
-    /// Waits for the next slot while watching the broker connection: a broker that closes it
-    /// while nothing is pending (after an acks=0 produce it rejected, or when idle) must close
-    /// the client connection too, so the client notices and reconnects.
-    async fn wait(&mut self, slots: &mut mpsc::Receiver<Slot>) -> anyhow::Result<Option<Slot>> {
-        loop {
-            let Some(up) = self.upstream.as_mut() else {
-                return Ok(slots.recv().await);
-            };
-            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
-                self.buf.reserve(READ_CHUNK);
-            }
-            let buf = &mut self.buf;
-            tokio::select! {
-                // Slots first: the slot of a request is queued before the request is written,
-                // so its answer must never be taken for an unsolicited frame.
-                biased;
-                slot = slots.recv() => return Ok(slot),
-                read = up.read_buf(buf) => {
-                    if read? == 0 {
-                        self.shared.metrics.upstream_disconnects.inc();
-                        info!(peer = %self.peer, "broker closed an idle connection; closing client connection");
-                        anyhow::bail!("upstream closed");
-                    }
-                    self.drop_unsolicited()?;
-                }
-            }
-        }
-    }
-
-    /// Drops complete frames that answer acks=0 requests; any other unsolicited frame is a
-    /// protocol error.
-    fn drop_unsolicited(&mut self) -> anyhow::Result<()> {
-        let max = self.shared.config.limits.max_frame_bytes;
-        while let Ok(FrameStatus::Complete(n)) = frame::frame_len(&self.buf, max) {
-            let cid = frame::response_correlation_id(&self.buf[frame::LENGTH_PREFIX..n])?;
-            if !self.forget_no_response(cid) {
-                self.shared.metrics.protocol_error("unsolicited_response");
-                warn!(peer = %self.peer, correlation_id = cid, "broker sent a response nobody asked for; closing connection");
-                anyhow::bail!("unsolicited response");
-            }
-            let _ = self.buf.split_to(n);
-        }
-        Ok(())
-    }
-
-    fn forget_no_response(&mut self, correlation_id: i32) -> bool {
-        match self.no_response.iter().position(|c| *c == correlation_id) {
-            Some(i) => {
-                self.no_response.remove(i);
-                debug!(peer = %self.peer, correlation_id, "dropping the broker's answer to an acks=0 produce");
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Reads the next response frame from upstream, the answer to `correlation_id`
-    /// (`api_key` for the log): answers to acks=0 requests a broker sent anyway are skipped;
-    /// anything else out of order ends the connection.
-    async fn next_frame(&mut self, api_key: i16, correlation_id: i32) -> anyhow::Result<BytesMut> {
-        let max = self.shared.config.limits.max_frame_bytes;
-        loop {
-            let n = loop {
-                match frame::frame_len(&self.buf, max) {
-                    Ok(FrameStatus::Complete(n)) => break n,
-                    Ok(FrameStatus::Incomplete { total }) => {
-                        // Nothing more to send until the broker answers: let the client have
-                        // what is ready.
-                        self.flush().await?;
-                        let want = total.unwrap_or(0).saturating_sub(self.buf.len());
-                        self.buf
-                            .reserve(want.clamp(READ_CHUNK / 4, MAX_RESERVE_STEP));
-                        let Some(up) = self.upstream.as_mut() else {
-                            anyhow::bail!("no upstream connection for a pending request");
-                        };
-                        if up.read_buf(&mut self.buf).await? == 0 {
-                            self.shared.metrics.upstream_disconnects.inc();
-                            warn!(peer = %self.peer, api_key, correlation_id,
-                                "broker closed the connection with requests in flight; closing client connection");
-                            anyhow::bail!("upstream closed");
-                        }
-                    }
-                    Err(e) => {
-                        self.shared.metrics.protocol_error("bad_upstream_frame");
-                        warn!(peer = %self.peer, "bad frame from broker: {e}; closing connection");
-                        anyhow::bail!("bad upstream frame");
-                    }
-                }
-            };
-            let frame = self.buf.split_to(n);
-            let got = frame::response_correlation_id(&frame[frame::LENGTH_PREFIX..])?;
-            if got == correlation_id {
-                return Ok(frame);
-            }
-            if !self.forget_no_response(got) {
-                self.shared
-                    .metrics
-                    .protocol_error("correlation_id_mismatch");
-                warn!(peer = %self.peer, expected = correlation_id, got,
-                    "broker answered out of order; closing connection");
-                anyhow::bail!("correlation id mismatch");
-            }
-        }
-    }
-
-    /// Reads the response to `p` from upstream and queues it for the client.
-    async fn relay(&mut self, p: Pending) -> anyhow::Result<()> {
-        let frame = self.next_frame(p.api_key, p.correlation_id).await?;
-        let read_at = Instant::now();
-        let n = frame.len();
-        let delivered = Delivered {
-            api_key: p.api_key,
-            bytes: n,
-            gateway_request: p.gateway_request,
-            gateway_response: Duration::ZERO,
-            upstream: read_at.duration_since(p.queued),
-        };
-        let mut frame = frame.freeze();
-        if let Some(d) = &p.delegated {
-            self.delegated_answer(d, p.version, &frame);
-        }
-        if let Some(ic) = &p.intercept {
-            let meta = ResponseMeta {
-                request: RequestMeta {
-                    api_key: p.api_key,
-                    version: p.version,
-                    correlation_id: p.correlation_id,
-                    header_len: 0,
-                    client: &ic.client,
-                },
-                request_body: ic.request_body.clone(),
-            };
-            match intercept::on_response(
-                &ic.chain,
-                &meta,
-                frame.clone(),
-                &ic.produce_extra,
-                &self.shared.metrics,
-                &self.shared.topic_names,
-            ) {
-                Ok(None) => {}
-                Ok(Some(b)) => frame = b,
-                Err(reason) => {
-                    self.shared.metrics.protocol_error("interceptor");
-                    warn!(peer = %self.peer, "closing connection: {reason}");
-                    anyhow::bail!("interceptor failure");
-                }
-            }
-        }
-        if let Some(authz) = &p.authz {
-            let (fix, permits) = authz.as_ref();
-            let tenant_view = p.tenant.as_deref().map(|(t, _)| tenancy::TenantTopics {
-                tenant: t,
-                names: &self.shared.topic_names,
-            });
-            let topics: &dyn TopicLookup = match &tenant_view {
-                Some(v) => v,
-                None => &self.shared.topic_names,
-            };
-            match authorize::fix_response(
-                fix,
-                p.api_key,
-                p.version,
-                frame.clone(),
-                permits.as_ref(),
-                topics,
-            ) {
-                Ok(b) => frame = b,
-                Err(e) => {
-                    self.shared.metrics.protocol_error("undecodable_response");
-                    warn!(peer = %self.peer, api_key = p.api_key, version = p.version,
-                        "cannot apply ACLs to broker response: {e:#}; closing connection");
-                    return Err(e);
-                }
-            }
-        }
-        if p.action != ResponseAction::Passthrough {
-            let key = ApiKey::try_from(p.api_key).expect("rewrite actions are for known keys");
-            let book = SharedBook(&self.shared, self.set);
-            match rewrite::rewrite_response(p.action, key, p.version, frame.clone(), &book) {
-                Ok(None) => {}
-                Ok(Some(rewritten)) => frame = rewritten,
-                Err(e) => {
-                    self.shared.metrics.protocol_error("undecodable_response");
-                    warn!(peer = %self.peer, api = ?key, version = p.version,
-                        "cannot rewrite broker response: {e:#}; closing connection");
-                    return Err(e);
-                }
-            }
-        }
-        // After the address rewriting, which learns topic ids with their physical names.
-        if let Some((t, concentrated)) = p.tenant.as_deref() {
-            match tenancy::unmap_response(
-                t,
-                concentrated.as_ref(),
-                p.api_key,
-                p.version,
-                frame.clone(),
-            ) {
-                Ok(b) => frame = b,
-                Err(e) => {
-                    self.shared.metrics.protocol_error("undecodable_response");
-                    warn!(peer = %self.peer, api_key = p.api_key, version = p.version, vcluster = %t.name,
-                        "cannot map broker response back to the tenant's names: {e:#}; closing connection");
-                    return Err(e);
-                }
-            }
-        }
-        // Gateway time ends here: writing to the client is the client's pace, not ours.
-        self.delivered.push(Delivered {
-            bytes: frame.len(),
-            gateway_response: read_at.elapsed(),
-            ..delivered
-        });
-        self.out.push(frame);
-        Ok(())
-    }
-
-    /// Reads the broker's verdict on a relayed SaslAuthenticate (delegated mode).
-    fn delegated_answer(&self, d: &DelegatedRound, version: i16, frame: &Bytes) {
-        let mut body = frame.slice(frame::LENGTH_PREFIX..);
-        let decoded = schema::decode_response_frame::<SaslAuthenticateResponse>(
-            ApiKey::SaslAuthenticate,
-            version,
-            &mut body,
-        );
-        let resp = match decoded {
-            Ok((_, r)) => r,
-            Err(e) => {
-                warn!(peer = %self.peer, "undecodable SaslAuthenticate answer from the broker: {e:#}");
-                return;
-            }
-        };
-        if resp.error_code != 0 {
-            self.shared.metrics.authentication(d.mechanism, "failure");
-            warn!(peer = %self.peer, principal = ?d.principal, mechanism = d.mechanism, code = resp.error_code,
-                "the broker refused the client's credentials");
-            return;
-        }
-        if d.last {
-            let principal = d
-                .principal
-                .clone()
-                .unwrap_or_else(|| auth::ANONYMOUS.to_string());
-            self.shared.metrics.authentication(d.mechanism, "success");
-            info!(peer = %self.peer, principal = %principal, mechanism = d.mechanism, "client authenticated by the broker");
-            *d.outcome.lock().expect("sasl outcome lock") = Some(DelegatedOutcome {
-                who: Authenticated {
-                    principal,
-                    token_groups: Vec::new(),
-                    mechanism: d.mechanism,
-                    expires_at: None,
-                },
-                lifetime: (resp.session_lifetime_ms > 0)
-                    .then(|| Duration::from_millis(resp.session_lifetime_ms as u64)),
-            });
-        }
-    }
-
-    async fn flush(&mut self) -> std::io::Result<()> {
-        if !self.out.is_empty() {
-            self.out.write_to(&mut self.client).await?;
-        }
-        self.activity.answered(std::mem::take(&mut self.answers));
-        for d in self.delivered.drain(..) {
-            let api = self.shared.metrics.api(d.api_key);
-            api.response_bytes.inc_by(d.bytes as u64);
-            api.gateway_seconds
-                .observe(secs(d.gateway_request + d.gateway_response));
-            api.upstream_seconds.observe(secs(d.upstream));
-        }
-        Ok(())
     }
 }

@@ -261,18 +261,6 @@ pub fn response_correlation_id(body: &[u8]) -> Result<i32, FrameError> {
     Ok(i32::from_be_bytes([body[0], body[1], body[2], body[3]]))
 }
 
-/// Whether a request body (the bytes after the request header) is safe to decode with
-/// kafka-protocol: every array count, at any depth and inside tagged fields, fits in the
-/// bytes that remain, every string and bytes length fits, and the body has the shape the
-/// decoder reads for this API key and version. A forged count would otherwise make the
-/// decoder reserve unbounded memory and abort the process.
-///
-/// Driven by the schema table of every API key and version kafka-protocol decodes (see
-/// [`crate::schema`]); an API key or version it does not decode is `false`.
-pub fn check_request_structure(api_key: i16, version: i16, body: &[u8]) -> bool {
-    crate::schema::check_request(api_key, version, body)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,9 +398,12 @@ mod tests {
                 ]);
             let mut body = BytesMut::new();
             req.encode(&mut body, version).unwrap();
-            assert!(check_request_structure(0, version, &body), "v{version}");
             assert!(
-                !check_request_structure(0, version, &body[..body.len() - 3]),
+                crate::schema::check_request(0, version, &body),
+                "v{version}"
+            );
+            assert!(
+                !crate::schema::check_request(0, version, &body[..body.len() - 3]),
                 "v{version} cut"
             );
             // A forged topic count is refused before any decoder sees it.
@@ -425,7 +416,7 @@ mod tests {
                 forged[at..at + 4].copy_from_slice(&i32::MAX.to_be_bytes());
             }
             assert!(
-                !check_request_structure(0, version, &forged),
+                !crate::schema::check_request(0, version, &forged),
                 "v{version} forged"
             );
         }

@@ -9,7 +9,7 @@
 //! decoder reserve more than a small multiple of its own size.
 //!
 //! The walk is driven by a generated table (`schema/table.rs`, produced by
-//! `gateway/schema/generate.py` from kafka-protocol's decoders, which kafka-protocol itself
+//! `gateway/protocol/schema/generate.py` from kafka-protocol's decoders, which kafka-protocol itself
 //! generates from Apache Kafka's JSON message specs). It holds, for every request and
 //! response of every API key and version kafka-protocol decodes, each field's wire type,
 //! version range, nullability, tag and entity type (topic name, group id, transactional id,
@@ -747,11 +747,7 @@ pub(crate) mod tests {
                     .unwrap_or_else(|e| panic!("{} v{version}: {e}", def.name));
                 assert_eq!(walked_len, body.len(), "{} v{version}", def.name);
                 if !def.response {
-                    assert!(crate::frame::check_request_structure(
-                        def.api_key,
-                        version,
-                        &body
-                    ));
+                    assert!(check_request(def.api_key, version, &body));
                 }
                 walked += 1;
             }
@@ -759,7 +755,7 @@ pub(crate) mod tests {
         assert_eq!(skipped, 0, "walked {walked}");
     }
 
-    pub(crate) use super::synth::{synth_body, synth_struct, Rng, Shape, SMALL};
+    pub(crate) use super::synth::{synth_struct, Rng, Shape, SMALL};
 
     /// Decodes a body with kafka-protocol; on success re-encodes it and decodes that again.
     /// Returns (bytes the decode consumed, the re-encoding if kafka-protocol could encode it).
@@ -838,9 +834,7 @@ pub(crate) mod tests {
         let len = walk_request(key as i16, version, body, &mut rec)
             .unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_eq!(len, body.len(), "{what} consumed");
-        assert!(crate::frame::check_request_structure(
-            key as i16, version, body
-        ));
+        assert!(check_request(key as i16, version, body));
         // kafka-protocol agrees with the original.
         let decoded = table::with_message_type(key as i16, false, DecodeBody(body, version));
         assert_eq!(decoded.unwrap().unwrap().0, body.len(), "{what} decode");
@@ -865,9 +859,7 @@ pub(crate) mod tests {
                 "{what} at {header:?}: {err}"
             );
             assert_eq!(err.offset, header.start, "{what}");
-            assert!(!crate::frame::check_request_structure(
-                key as i16, version, &forged
-            ));
+            assert!(!check_request(key as i16, version, &forged));
             // A negative classic count other than null is refused as well.
             if *kind == ArrayKind::Array {
                 forged = body.to_vec();

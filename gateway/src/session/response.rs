@@ -1,0 +1,410 @@
+//! The response side of a connection: relays upstream responses and local answers in request order.
+
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::SaslAuthenticateResponse;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::admission::Activity;
+use crate::auth::{self, Authenticated};
+use crate::authorize::{self};
+use crate::frame::{self, FrameStatus};
+use crate::intercept::{self, RequestMeta, ResponseMeta, TopicLookup};
+use crate::metrics::secs;
+use crate::rewrite::{self, ResponseAction};
+use crate::schema;
+use crate::shared::{Shared, SharedBook};
+use crate::tenancy;
+use crate::tls::{ReadHalf, WriteHalf};
+
+use super::{
+    DelegatedOutcome, DelegatedRound, Outbox, Pending, Slot, MAX_RESERVE_STEP, NO_RESPONSE_MEMORY,
+    READ_CHUNK,
+};
+
+/// A response read from upstream, waiting for its bytes to reach the client.
+struct Delivered {
+    api_key: i16,
+    bytes: usize,
+    /// Time in the gateway before the request was queued for the broker.
+    gateway_request: Duration,
+    /// Time in the gateway from reading the response to queueing it for the client.
+    gateway_response: Duration,
+    upstream: Duration,
+}
+
+struct ResponseSide {
+    shared: Arc<Shared>,
+    /// The connection's listener set: brokers in responses are named by its addresses.
+    set: usize,
+    /// acks=0 requests a non-conforming broker may still answer.
+    no_response: std::collections::VecDeque<i32>,
+    client: WriteHalf,
+    upstream: Option<ReadHalf>,
+    buf: BytesMut,
+    out: Outbox,
+    delivered: Vec<Delivered>,
+    peer: SocketAddr,
+    /// Answers queued in `out` since the last write, and where their delivery is noted.
+    answers: usize,
+    activity: Arc<Activity>,
+}
+
+pub(super) async fn response_side(
+    shared: Arc<Shared>,
+    client: WriteHalf,
+    mut slots: mpsc::Receiver<Slot>,
+    dead: CancellationToken,
+    peer: SocketAddr,
+    set: usize,
+    activity: Arc<Activity>,
+) {
+    let mut side = ResponseSide {
+        shared,
+        set,
+        no_response: std::collections::VecDeque::new(),
+        client,
+        upstream: None,
+        buf: BytesMut::with_capacity(READ_CHUNK),
+        out: Outbox::default(),
+        delivered: Vec::new(),
+        peer,
+        answers: 0,
+        activity,
+    };
+    let result = side.run(&mut slots).await;
+    if let Err(e) = result {
+        debug!(peer = %side.peer, "response path ended: {e}");
+    }
+    let _ = side.client.shutdown().await;
+    dead.cancel();
+}
+
+impl ResponseSide {
+    async fn run(&mut self, slots: &mut mpsc::Receiver<Slot>) -> anyhow::Result<()> {
+        loop {
+            let slot = match slots.try_recv() {
+                Ok(slot) => slot,
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    self.flush().await?;
+                    match self.wait(slots).await? {
+                        Some(slot) => slot,
+                        None => return Ok(()),
+                    }
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    self.flush().await?;
+                    return Ok(());
+                }
+            };
+            match slot {
+                Slot::Attach(r) => self.upstream = Some(r),
+                Slot::Local { api_key, bytes } => {
+                    let api = self.shared.metrics.api(api_key);
+                    api.local_responses.inc();
+                    api.response_bytes.inc_by(bytes.len() as u64);
+                    self.out.push(bytes);
+                    self.answers += 1;
+                }
+                Slot::Upstream(p) => {
+                    self.relay(p).await?;
+                    self.answers += 1;
+                }
+                Slot::Internal {
+                    correlation_id,
+                    reply,
+                } => {
+                    let frame = self.next_frame(0, correlation_id).await?;
+                    // The request side may have given up (timeout): nothing to deliver then.
+                    let _ = reply.send(frame.freeze());
+                }
+                Slot::NoResponse { correlation_id } => {
+                    if self.no_response.len() == NO_RESPONSE_MEMORY {
+                        self.no_response.pop_front();
+                    }
+                    self.no_response.push_back(correlation_id);
+                }
+            }
+        }
+    }
+
+    /// Waits for the next slot while watching the broker connection: a broker that closes it
+    /// while nothing is pending (after an acks=0 produce it rejected, or when idle) must close
+    /// the client connection too, so the client notices and reconnects.
+    async fn wait(&mut self, slots: &mut mpsc::Receiver<Slot>) -> anyhow::Result<Option<Slot>> {
+        loop {
+            let Some(up) = self.upstream.as_mut() else {
+                return Ok(slots.recv().await);
+            };
+            if self.buf.capacity() - self.buf.len() < READ_CHUNK / 4 {
+                self.buf.reserve(READ_CHUNK);
+            }
+            let buf = &mut self.buf;
+            tokio::select! {
+                // Slots first: the slot of a request is queued before the request is written,
+                // so its answer must never be taken for an unsolicited frame.
+                biased;
+                slot = slots.recv() => return Ok(slot),
+                read = up.read_buf(buf) => {
+                    if read? == 0 {
+                        self.shared.metrics.upstream_disconnects.inc();
+                        info!(peer = %self.peer, "broker closed an idle connection; closing client connection");
+                        anyhow::bail!("upstream closed");
+                    }
+                    self.drop_unsolicited()?;
+                }
+            }
+        }
+    }
+
+    /// Drops complete frames that answer acks=0 requests; any other unsolicited frame is a
+    /// protocol error.
+    fn drop_unsolicited(&mut self) -> anyhow::Result<()> {
+        let max = self.shared.config.limits.max_frame_bytes;
+        while let Ok(FrameStatus::Complete(n)) = frame::frame_len(&self.buf, max) {
+            let cid = frame::response_correlation_id(&self.buf[frame::LENGTH_PREFIX..n])?;
+            if !self.forget_no_response(cid) {
+                self.shared.metrics.protocol_error("unsolicited_response");
+                warn!(peer = %self.peer, correlation_id = cid, "broker sent a response nobody asked for; closing connection");
+                anyhow::bail!("unsolicited response");
+            }
+            let _ = self.buf.split_to(n);
+        }
+        Ok(())
+    }
+
+    fn forget_no_response(&mut self, correlation_id: i32) -> bool {
+        match self.no_response.iter().position(|c| *c == correlation_id) {
+            Some(i) => {
+                self.no_response.remove(i);
+                debug!(peer = %self.peer, correlation_id, "dropping the broker's answer to an acks=0 produce");
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Reads the next response frame from upstream, the answer to `correlation_id`
+    /// (`api_key` for the log): answers to acks=0 requests a broker sent anyway are skipped;
+    /// anything else out of order ends the connection.
+    async fn next_frame(&mut self, api_key: i16, correlation_id: i32) -> anyhow::Result<BytesMut> {
+        let max = self.shared.config.limits.max_frame_bytes;
+        loop {
+            let n = loop {
+                match frame::frame_len(&self.buf, max) {
+                    Ok(FrameStatus::Complete(n)) => break n,
+                    Ok(FrameStatus::Incomplete { total }) => {
+                        // Nothing more to send until the broker answers: let the client have
+                        // what is ready.
+                        self.flush().await?;
+                        let want = total.unwrap_or(0).saturating_sub(self.buf.len());
+                        self.buf
+                            .reserve(want.clamp(READ_CHUNK / 4, MAX_RESERVE_STEP));
+                        let Some(up) = self.upstream.as_mut() else {
+                            anyhow::bail!("no upstream connection for a pending request");
+                        };
+                        if up.read_buf(&mut self.buf).await? == 0 {
+                            self.shared.metrics.upstream_disconnects.inc();
+                            warn!(peer = %self.peer, api_key, correlation_id,
+                                "broker closed the connection with requests in flight; closing client connection");
+                            anyhow::bail!("upstream closed");
+                        }
+                    }
+                    Err(e) => {
+                        self.shared.metrics.protocol_error("bad_upstream_frame");
+                        warn!(peer = %self.peer, "bad frame from broker: {e}; closing connection");
+                        anyhow::bail!("bad upstream frame");
+                    }
+                }
+            };
+            let frame = self.buf.split_to(n);
+            let got = frame::response_correlation_id(&frame[frame::LENGTH_PREFIX..])?;
+            if got == correlation_id {
+                return Ok(frame);
+            }
+            if !self.forget_no_response(got) {
+                self.shared
+                    .metrics
+                    .protocol_error("correlation_id_mismatch");
+                warn!(peer = %self.peer, expected = correlation_id, got,
+                    "broker answered out of order; closing connection");
+                anyhow::bail!("correlation id mismatch");
+            }
+        }
+    }
+
+    /// Reads the response to `p` from upstream and queues it for the client.
+    async fn relay(&mut self, p: Pending) -> anyhow::Result<()> {
+        let frame = self.next_frame(p.api_key, p.correlation_id).await?;
+        let read_at = Instant::now();
+        let n = frame.len();
+        let delivered = Delivered {
+            api_key: p.api_key,
+            bytes: n,
+            gateway_request: p.gateway_request,
+            gateway_response: Duration::ZERO,
+            upstream: read_at.duration_since(p.queued),
+        };
+        let mut frame = frame.freeze();
+        if let Some(d) = &p.delegated {
+            self.delegated_answer(d, p.version, &frame);
+        }
+        if let Some(ic) = &p.intercept {
+            let meta = ResponseMeta {
+                request: RequestMeta {
+                    api_key: p.api_key,
+                    version: p.version,
+                    correlation_id: p.correlation_id,
+                    header_len: 0,
+                    client: &ic.client,
+                },
+                request_body: ic.request_body.clone(),
+            };
+            match intercept::on_response(
+                &ic.chain,
+                &meta,
+                frame.clone(),
+                &ic.produce_extra,
+                &self.shared.metrics,
+                &self.shared.topic_names,
+            ) {
+                Ok(None) => {}
+                Ok(Some(b)) => frame = b,
+                Err(reason) => {
+                    self.shared.metrics.protocol_error("interceptor");
+                    warn!(peer = %self.peer, "closing connection: {reason}");
+                    anyhow::bail!("interceptor failure");
+                }
+            }
+        }
+        if let Some(authz) = &p.authz {
+            let (fix, permits) = authz.as_ref();
+            let tenant_view = p.tenant.as_deref().map(|(t, _)| tenancy::TenantTopics {
+                tenant: t,
+                names: &self.shared.topic_names,
+            });
+            let topics: &dyn TopicLookup = match &tenant_view {
+                Some(v) => v,
+                None => &self.shared.topic_names,
+            };
+            match authorize::fix_response(
+                fix,
+                p.api_key,
+                p.version,
+                frame.clone(),
+                permits.as_ref(),
+                topics,
+            ) {
+                Ok(b) => frame = b,
+                Err(e) => {
+                    self.shared.metrics.protocol_error("undecodable_response");
+                    warn!(peer = %self.peer, api_key = p.api_key, version = p.version,
+                        "cannot apply ACLs to broker response: {e:#}; closing connection");
+                    return Err(e);
+                }
+            }
+        }
+        if p.action != ResponseAction::Passthrough {
+            let key = ApiKey::try_from(p.api_key).expect("rewrite actions are for known keys");
+            let book = SharedBook(&self.shared, self.set);
+            match rewrite::rewrite_response(p.action, key, p.version, frame.clone(), &book) {
+                Ok(None) => {}
+                Ok(Some(rewritten)) => frame = rewritten,
+                Err(e) => {
+                    self.shared.metrics.protocol_error("undecodable_response");
+                    warn!(peer = %self.peer, api = ?key, version = p.version,
+                        "cannot rewrite broker response: {e:#}; closing connection");
+                    return Err(e);
+                }
+            }
+        }
+        // After the address rewriting, which learns topic ids with their physical names.
+        if let Some((t, concentrated)) = p.tenant.as_deref() {
+            match tenancy::unmap_response(
+                t,
+                concentrated.as_ref(),
+                p.api_key,
+                p.version,
+                frame.clone(),
+            ) {
+                Ok(b) => frame = b,
+                Err(e) => {
+                    self.shared.metrics.protocol_error("undecodable_response");
+                    warn!(peer = %self.peer, api_key = p.api_key, version = p.version, vcluster = %t.name,
+                        "cannot map broker response back to the tenant's names: {e:#}; closing connection");
+                    return Err(e);
+                }
+            }
+        }
+        // Gateway time ends here: writing to the client is the client's pace, not ours.
+        self.delivered.push(Delivered {
+            bytes: frame.len(),
+            gateway_response: read_at.elapsed(),
+            ..delivered
+        });
+        self.out.push(frame);
+        Ok(())
+    }
+
+    /// Reads the broker's verdict on a relayed SaslAuthenticate (delegated mode).
+    fn delegated_answer(&self, d: &DelegatedRound, version: i16, frame: &Bytes) {
+        let mut body = frame.slice(frame::LENGTH_PREFIX..);
+        let decoded = schema::decode_response_frame::<SaslAuthenticateResponse>(
+            ApiKey::SaslAuthenticate,
+            version,
+            &mut body,
+        );
+        let resp = match decoded {
+            Ok((_, r)) => r,
+            Err(e) => {
+                warn!(peer = %self.peer, "undecodable SaslAuthenticate answer from the broker: {e:#}");
+                return;
+            }
+        };
+        if resp.error_code != 0 {
+            self.shared.metrics.authentication(d.mechanism, "failure");
+            warn!(peer = %self.peer, principal = ?d.principal, mechanism = d.mechanism, code = resp.error_code,
+                "the broker refused the client's credentials");
+            return;
+        }
+        if d.last {
+            let principal = d
+                .principal
+                .clone()
+                .unwrap_or_else(|| auth::ANONYMOUS.to_string());
+            self.shared.metrics.authentication(d.mechanism, "success");
+            info!(peer = %self.peer, principal = %principal, mechanism = d.mechanism, "client authenticated by the broker");
+            *d.outcome.lock().expect("sasl outcome lock") = Some(DelegatedOutcome {
+                who: Authenticated {
+                    principal,
+                    token_groups: Vec::new(),
+                    mechanism: d.mechanism,
+                    expires_at: None,
+                },
+                lifetime: (resp.session_lifetime_ms > 0)
+                    .then(|| Duration::from_millis(resp.session_lifetime_ms as u64)),
+            });
+        }
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if !self.out.is_empty() {
+            self.out.write_to(&mut self.client).await?;
+        }
+        self.activity.answered(std::mem::take(&mut self.answers));
+        for d in self.delivered.drain(..) {
+            let api = self.shared.metrics.api(d.api_key);
+            api.response_bytes.inc_by(d.bytes as u64);
+            api.gateway_seconds
+                .observe(secs(d.gateway_request + d.gateway_response));
+            api.upstream_seconds.observe(secs(d.upstream));
+        }
+        Ok(())
+    }
+}
