@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::*;
+use crate::free_port;
 
 /// Where the tansu binary is: `$SLUICE_TANSU`, else the Makefile's install location.
 pub fn tansu_path() -> PathBuf {

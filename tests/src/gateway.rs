@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use crate::*;
+use crate::{jwt, pki, temp_dir};
 
 /// A gateway configuration for tests: free ports everywhere, fronting `bootstrap`.
 pub fn gateway_config(bootstrap: &str) -> sluice::config::Config {

@@ -5,7 +5,7 @@
 use rdkafka::config::ClientConfig;
 use std::time::{Duration, Instant};
 
-use crate::*;
+use crate::{jwt, pki};
 
 /// librdkafka client settings that suit tansu and fast tests.
 pub fn client_config(bootstrap: &str) -> ClientConfig {
