@@ -46,7 +46,7 @@ impl Tansu {
     /// listener (`--cert` is accepted and ignored, `--cert` with `--key` is refused by its
     /// argument parser) and cannot authenticate (`--authentication` needs SCRAM users, which
     /// its only storage engines, memory and S3, do not keep): secured upstreams are tested
-    /// against [`mock::MockBroker`] instead.
+    /// against [`MockBroker`](crate::mock::MockBroker) instead.
     pub async fn start_with_args(storage: &str, extra: &[&str]) -> Result<Tansu> {
         let bin = tansu_path();
         if !bin.exists() {
