@@ -88,7 +88,7 @@ const RELOAD_CHECK: Duration = Duration::from_secs(1);
 /// The listeners' certificate and key, re-read when their files change.
 ///
 /// The check happens on a handshake (a `stat` of both files, at most once per
-/// [`RELOAD_CHECK`]), so an idle gateway does no work and there is no task to manage; the
+/// `RELOAD_CHECK`), so an idle gateway does no work and there is no task to manage; the
 /// first handshake after a renewal already presents the new certificate.
 pub struct ReloadingCert {
     cert_file: PathBuf,

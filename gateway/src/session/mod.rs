@@ -50,6 +50,7 @@ use crate::shared::{Route, Shared};
 use crate::tls::{ReadHalf, WriteHalf};
 use crate::vcluster::Tenant;
 
+mod pipeline;
 mod request;
 mod response;
 
