@@ -13,7 +13,6 @@
 //!
 //! The gateway crate builds its stages on these; nothing here depends on it.
 
-
 pub mod frame;
 pub mod message;
 pub mod records;
