@@ -121,11 +121,13 @@ lint: wasm-target
 	$(CARGO) clippy --manifest-path plugins/Cargo.toml --all-targets -- -D warnings
 	$(CARGO) clippy --manifest-path tests/plugins/Cargo.toml --target $(WASM_TARGET) --target-dir $(WASM_DIR) -- -D warnings
 
-## Ratio benchmark (release build): tansu arms, then the mock-broker ceiling.
+## Ratio benchmark (release build): tansu arms, then the mock-broker ceiling, then how well a
+## misbehaving plugin on one interceptor scope is contained (outside p99, /health, RSS).
 bench: deps tansu plugins
 	$(CARGO) build --release -p sluice-tests --bin sluice-bench
 	./target/release/sluice-bench --mode tansu $(BENCH_ARGS)
 	./target/release/sluice-bench --mode mock $(BENCH_ARGS)
+	./target/release/sluice-bench --mode isolation
 
 ## The long fuzz run (release build): ten million mutated frames and admin documents through
 ## every stage (FUZZ_ARGS, e.g. `--seed 7 --cases 50000000`; `--replay CASE` for one case).

@@ -30,11 +30,11 @@ use crate::message::codes;
 /// The error a fail-closed interceptor's failure gives the client, and its message (which
 /// names the interceptor; sent where the protocol has a message field, Produce v8+ per
 /// partition). A timeout is REQUEST_TIMED_OUT, which every client retries: the plugin was slow
-/// this time. A trap, a refused allocation or an instance that cannot be created is
+/// this time; so is a call that found all of the interceptor's call slots taken for as long. A trap, a refused allocation or an instance that cannot be created is
 /// UNKNOWN_SERVER_ERROR: the same request would most likely fail the same way.
 pub fn failure_error(interceptor: &str, failure: &CallFailure) -> (i16, String) {
     let code = match failure {
-        CallFailure::Timeout { .. } => codes::REQUEST_TIMED_OUT,
+        CallFailure::Timeout { .. } | CallFailure::Busy { .. } => codes::REQUEST_TIMED_OUT,
         CallFailure::OutOfMemory | CallFailure::Trap(_) | CallFailure::Instantiate(_) => {
             codes::UNKNOWN_SERVER_ERROR
         }
@@ -132,8 +132,9 @@ pub fn wants_response(chain: &[Arc<Installed>], api_key: i16) -> bool {
     })
 }
 
-/// Runs the request hooks in ascending priority.
-pub fn on_request(
+/// Runs the request hooks in ascending priority. Each plugin call runs on a plugin thread
+/// (see `wasm::pool`); the caller's task waits for it without holding its worker.
+pub async fn on_request(
     chain: &[Arc<Installed>],
     meta: &RequestMeta<'_>,
     frame: &Bytes,
@@ -149,7 +150,7 @@ pub fn on_request(
         if inst.caps.request && inst.caps.wants_key(meta.api_key) {
             let ctx = context(inst, meta);
             let t = Instant::now();
-            let result = inst.instances.on_request(&ctx, body.clone());
+            let result = inst.instances.on_request(ctx, body.clone()).await;
             inst.observe(Hook::Request, t.elapsed());
             match result {
                 Ok(wit::RequestAction::Forward) => {}
@@ -182,7 +183,7 @@ pub fn on_request(
             }
         }
         if key == Some(ApiKey::Produce) && inst.caps.produce {
-            match produce_hook(inst, meta, &body, &mut extras, metrics, topic_names) {
+            match produce_hook(inst, meta, &body, &mut extras, metrics, topic_names).await {
                 Ok(Some(new_body)) => {
                     body = new_body;
                     changed = true;
@@ -388,7 +389,7 @@ fn rebuild(
     Ok(Some(out.freeze()))
 }
 
-fn produce_hook(
+async fn produce_hook(
     inst: &Installed,
     meta: &RequestMeta<'_>,
     body: &Bytes,
@@ -412,7 +413,7 @@ fn produce_hook(
     let view = view_of(&sets, false);
     let ctx = context(inst, meta);
     let t = Instant::now();
-    let result = inst.instances.on_records(false, &ctx, view);
+    let result = inst.instances.on_records(false, ctx, view).await;
     inst.observe(Hook::Produce, t.elapsed());
     let view = match result {
         Ok((_, Err(e))) => return Err(reject(meta, body, e.code, &e.message)),
@@ -508,7 +509,7 @@ pub struct ResponseMeta<'a> {
 
 /// Runs the response hooks in descending priority and merges gateway-answered produce
 /// partitions. `Ok(None)`: forward the original frame.
-pub fn on_response(
+pub async fn on_response(
     chain: &[Arc<Installed>],
     meta: &ResponseMeta<'_>,
     frame: Bytes,
@@ -532,7 +533,7 @@ pub fn on_response(
         if inst.caps.response && inst.caps.wants_key(req.api_key) {
             let ctx = context(inst, req);
             let t = Instant::now();
-            let result = inst.instances.on_response(&ctx, body.clone());
+            let result = inst.instances.on_response(ctx, body.clone()).await;
             inst.observe(Hook::Response, t.elapsed());
             match result {
                 Ok(wit::ResponseAction::Forward) => {}
@@ -563,7 +564,7 @@ pub fn on_response(
             }
         }
         if key == ApiKey::Fetch && inst.caps.fetch {
-            match fetch_hook(inst, req, &body, metrics, topic_names) {
+            match fetch_hook(inst, req, &body, metrics, topic_names).await {
                 Ok(Some(b)) => {
                     body = b;
                     changed = true;
@@ -609,7 +610,7 @@ enum FetchFailure {
     Broken(String),
 }
 
-fn fetch_hook(
+async fn fetch_hook(
     inst: &Installed,
     meta: &RequestMeta<'_>,
     body: &Bytes,
@@ -635,7 +636,7 @@ fn fetch_hook(
     let view = view_of(&sets, true);
     let ctx = context(inst, meta);
     let t = Instant::now();
-    let result = inst.instances.on_records(true, &ctx, view);
+    let result = inst.instances.on_records(true, ctx, view).await;
     inst.observe(Hook::Fetch, t.elapsed());
     let view = match result {
         Ok((_, Err(e))) => return Err(FetchFailure::Reject(e.code, e.message)),
@@ -734,6 +735,17 @@ mod tests {
         assert!(
             message.starts_with("interceptor stamp failed: deadline exceeded (51.0 ms CPU"),
             "{message}"
+        );
+        // No call slot free within the wall-clock ceiling: retriable too.
+        let busy = CallFailure::Busy {
+            waited: Duration::from_secs(2),
+            limit: 1,
+        };
+        let (code, message) = failure_error("stamp", &busy);
+        assert_eq!(code, codes::REQUEST_TIMED_OUT);
+        assert_eq!(
+            message,
+            "interceptor stamp failed: no call slot free after 2000.0 ms (1 calls of it already running)"
         );
         for other in [
             CallFailure::Trap("unreachable".into()),

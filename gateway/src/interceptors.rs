@@ -128,7 +128,8 @@ pub struct InterceptorSpec {
     /// Deadline of one call, in milliseconds.
     #[serde(default = "default_timeout")]
     pub timeout_ms: u64,
-    /// Memory cap of one instance, in MiB.
+    /// Memory cap, in MiB, of the linear memory of all the interceptor's instances together
+    /// (calls running at once share it; one instance may use all of it).
     #[serde(default = "default_memory")]
     pub memory_mb: u64,
 }
@@ -563,7 +564,9 @@ impl Registry {
             }
         }
         for new in replaced {
-            inner.interceptors.insert(new.name.clone(), new);
+            if let Some(old) = inner.interceptors.insert(new.name.clone(), new) {
+                old.instances.retire();
+            }
         }
         self.publish_chain(&mut inner);
         info!(plugin = name, sha256 = %plugin.sha256, hooks = ?plugin.capabilities.hook_names(), "plugin stored");
@@ -632,10 +635,11 @@ impl Registry {
         self.store
             .put_doc(INTERCEPTORS, name, &doc)
             .map_err(internal)?;
-        let created = inner
-            .interceptors
-            .insert(name.to_string(), installed)
-            .is_none();
+        let replaced = inner.interceptors.insert(name.to_string(), installed);
+        let created = replaced.is_none();
+        if let Some(old) = replaced {
+            old.instances.retire();
+        }
         self.publish_chain(&mut inner);
         info!(interceptor = name, plugin = %spec.plugin, priority = spec.priority, scope = ?spec.scope, "interceptor installed");
         Ok((with_name(name, &doc), created))
@@ -670,7 +674,10 @@ impl Registry {
         self.store
             .delete_doc(INTERCEPTORS, name)
             .map_err(internal)?;
-        inner.interceptors.remove(name);
+        if let Some(old) = inner.interceptors.remove(name) {
+            // Its memory goes back now, not when the last connection that saw it moves on.
+            old.instances.retire();
+        }
         inner.kv.remove(name);
         self.publish_chain(&mut inner);
         info!(interceptor = name, "interceptor removed");

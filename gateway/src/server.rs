@@ -20,11 +20,11 @@ use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::oneshot;
 use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, error, info, warn, Instrument};
 
 use crate::admission::{self, Refusal, SourceLimiter};
 use crate::auth::Authenticator;
@@ -165,7 +165,8 @@ pub struct Gateway {
     shared: Arc<Shared>,
     kafka_addr: SocketAddr,
     admin_addr: SocketAddr,
-    admin_task: JoinHandle<()>,
+    /// Completes when the admin listener has stopped.
+    admin_task: oneshot::Receiver<()>,
 }
 
 impl Gateway {
@@ -259,11 +260,7 @@ impl Gateway {
         }
         spawn_discovery(shared.clone());
         spawn_log_summaries(shared.clone());
-        let admin_task = tokio::spawn(crate::admin::serve(
-            shared.clone(),
-            admin_listener,
-            admin_tls,
-        ));
+        let admin_task = spawn_admin(shared.clone(), admin_listener, admin_tls)?;
         Ok(Gateway {
             shared,
             kafka_addr,
@@ -337,6 +334,49 @@ impl Gateway {
         let _ = self.admin_task.await;
         info!("shutdown complete");
     }
+}
+
+/// Serves the admin API on a thread and runtime of its own, so `/health`, `/metrics` and the
+/// resource API answer however busy the proxy's workers are (a probe that times out gets a
+/// healthy gateway restarted). Blocking admin work (compiling a plugin) still goes to that
+/// runtime's blocking pool. The receiver completes when the listener has stopped.
+fn spawn_admin(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) -> Result<oneshot::Receiver<()>> {
+    // A tokio listener belongs to the runtime it was made in: hand over the socket itself.
+    let listener = listener.into_std()?;
+    let (done, stopped) = oneshot::channel();
+    // The admin listener also stops when the runtime that started the gateway goes away
+    // without a shutdown (as a task of that runtime did): a task of it holds the guard.
+    let orphaned = CancellationToken::new();
+    let guard = orphaned.clone().drop_guard();
+    tokio::spawn(async move {
+        let _guard = guard;
+        std::future::pending::<()>().await
+    });
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("sluice-admin")
+        .build()
+        .context("starting the admin runtime")?;
+    std::thread::Builder::new()
+        .name("sluice-admin".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                match TcpListener::from_std(listener) {
+                    Ok(listener) => tokio::select! {
+                        () = crate::admin::serve(shared, listener, tls) => {}
+                        () = orphaned.cancelled() => {}
+                    },
+                    Err(e) => error!("admin listener: {e}"),
+                }
+            });
+            let _ = done.send(());
+        })
+        .context("starting the admin thread")?;
+    Ok(stopped)
 }
 
 /// Builds listener set `index` (its authenticator) and binds its bootstrap port.

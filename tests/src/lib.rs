@@ -19,11 +19,13 @@
 //! | [`mock`] | a kafka-protocol mock broker with fault injection |
 //! | [`pki`], [`jwt`] | test certificates and JWT issuers |
 //! | [`fuzz`] | the bounded fuzz driver |
+//! | [`isolation`] | a misbehaving plugin in one scope, measured from outside it |
 
 pub mod admin;
 pub mod broker;
 pub mod fuzz;
 pub mod gateway;
+pub mod isolation;
 pub mod jwt;
 pub mod local;
 pub mod logs;

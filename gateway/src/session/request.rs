@@ -377,7 +377,7 @@ impl RequestSide {
             RequestStage::TenantLimits => self.tenant_limits(req).await,
             RequestStage::FetchSession => self.fetch_session(req),
             RequestStage::Authorize => self.authorize(req),
-            RequestStage::Intercept => self.intercept(req),
+            RequestStage::Intercept => self.intercept(req).await,
         }
     }
 
@@ -623,7 +623,7 @@ impl RequestSide {
     }
 
     /// [`RequestStage::Intercept`].
-    fn intercept(&mut self, req: &mut InFlight) -> Verdict {
+    async fn intercept(&mut self, req: &mut InFlight) -> Verdict {
         let chain = self.current_chain();
         let Some(header_len) = req.peek.body_offset.filter(|_| !chain.is_empty()) else {
             return Verdict::Continue;
@@ -644,7 +644,9 @@ impl RequestSide {
                 &req.frame,
                 &self.shared.metrics,
                 &self.shared.topic_names,
-            ) {
+            )
+            .await
+            {
                 Outcome::Forward {
                     frame,
                     produce_extra: extra,

@@ -273,7 +273,9 @@ impl ResponseSide {
                 &ic.produce_extra,
                 &self.shared.metrics,
                 &self.shared.topic_names,
-            ) {
+            )
+            .await
+            {
                 Ok(None) => {}
                 Ok(Some(b)) => frame = b,
                 Err(reason) => {

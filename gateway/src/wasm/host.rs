@@ -5,6 +5,7 @@
 
 use bytes::Bytes;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use wasmtime::component::{Resource, ResourceTable};
@@ -110,7 +111,49 @@ impl RecordsView {
     }
 }
 
-/// Tracks a store's linear memory against its cap.
+/// The linear memory one interceptor's instances hold together, against its `memoryMb`:
+/// concurrent calls share one allowance instead of multiplying it.
+#[derive(Debug)]
+pub struct MemoryBudget {
+    /// The allowance in bytes.
+    pub cap: usize,
+    used: AtomicUsize,
+}
+
+impl MemoryBudget {
+    /// An allowance of `cap` bytes.
+    pub fn new(cap: usize) -> MemoryBudget {
+        MemoryBudget {
+            cap,
+            used: AtomicUsize::new(0),
+        }
+    }
+
+    /// Bytes held by live instances now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// Takes `bytes` from the allowance, or nothing and `false` if they do not fit.
+    fn take(&self, bytes: usize) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|after| *after <= self.cap)
+            })
+            .is_ok()
+    }
+
+    /// Gives `bytes` back.
+    fn give_back(&self, bytes: usize) {
+        let _ = self
+            .used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                Some(used.saturating_sub(bytes))
+            });
+    }
+}
+
+/// Tracks a store's linear memory against its cap and its interceptor's shared budget.
 pub struct MemoryLimiter {
     /// Cap in bytes for all memories of the instance.
     pub cap: usize,
@@ -120,6 +163,15 @@ pub struct MemoryLimiter {
     pub peak: usize,
     /// A grow was refused.
     pub refused: bool,
+    /// The allowance shared by every instance of the interceptor; what this instance holds
+    /// goes back to it when the store is dropped.
+    pub budget: Arc<MemoryBudget>,
+}
+
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        self.budget.give_back(self.used);
+    }
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -129,8 +181,10 @@ impl ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
+        // Also called with `current` 0 when an instance's memory is created, so the initial
+        // memory is charged too.
         let after = self.used - current.min(self.used) + desired;
-        if after > self.cap {
+        if after > self.cap || !self.budget.take(after.saturating_sub(self.used)) {
             self.refused = true;
             return Ok(false);
         }
@@ -547,4 +601,48 @@ impl KvStore {
 /// Time origin of `monotonic-nanos`.
 pub fn origin() -> Instant {
     Instant::now()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: usize = 1 << 20;
+
+    fn limiter(budget: &Arc<MemoryBudget>) -> MemoryLimiter {
+        MemoryLimiter {
+            cap: budget.cap,
+            used: 0,
+            peak: 0,
+            refused: false,
+            budget: budget.clone(),
+        }
+    }
+
+    #[test]
+    fn instances_share_their_interceptors_memory_budget() {
+        let budget = Arc::new(MemoryBudget::new(32 * MIB));
+        let mut a = limiter(&budget);
+        let mut b = limiter(&budget);
+        // Initial memories (current 0), then growth.
+        assert!(a.memory_growing(0, 4 * MIB, None).unwrap());
+        assert!(b.memory_growing(0, 4 * MIB, None).unwrap());
+        assert!(a.memory_growing(4 * MIB, 20 * MIB, None).unwrap());
+        assert_eq!(budget.used(), 24 * MIB);
+        // Each alone is under its cap, together they would not be: refused.
+        assert!(!b.memory_growing(4 * MIB, 16 * MIB, None).unwrap());
+        assert!(b.refused);
+        assert_eq!(budget.used(), 24 * MIB);
+        // What fits still fits.
+        assert!(b.memory_growing(4 * MIB, 12 * MIB, None).unwrap());
+        assert_eq!(budget.used(), 32 * MIB);
+        // A dropped instance gives its memory back.
+        drop(a);
+        assert_eq!(budget.used(), 12 * MIB);
+        assert!(b.memory_growing(12 * MIB, 30 * MIB, None).unwrap());
+        // One instance alone is held to the cap as before.
+        assert!(!b.memory_growing(30 * MIB, 33 * MIB, None).unwrap());
+        drop(b);
+        assert_eq!(budget.used(), 0);
+    }
 }

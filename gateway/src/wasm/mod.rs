@@ -12,13 +12,22 @@
 //!   discards that instance (a trapped store cannot be entered again), and the caller applies
 //!   the interceptor's failure policy. Instances are also recycled past a call count or a
 //!   memory high-water mark, since some language runtimes leak.
+//! - Calls from the request path run on the plugin threads of [`pool`], never on the async
+//!   workers, with a bound on how many calls of one interceptor run at once: a plugin that
+//!   spins to its deadline holds its own share of the plugin threads, not the proxy.
+//! - An interceptor's `memoryMb` bounds the linear memory of all its instances together
+//!   ([`host::MemoryBudget`]), so concurrent calls do not multiply it. A dropped instance's
+//!   memory goes back to the OS: the pooling allocator keeps no linear memory resident
+//!   between instances (`linear_memory_keep_resident` 0: a freed slot is decommitted), and an
+//!   uninstalled interceptor's idle instances are dropped at once ([`Instances::retire`]), not
+//!   when the last connection that saw it lets go of its chain.
 //! - The deadline is CPU time: the interceptor's `timeoutMs` plus an allowance per record and
 //!   per MiB the call is given ([`Budget`]), charged for the CPU time the calling thread spends
 //!   in the call, so a call that was descheduled on a busy machine is not failed for it. The
 //!   epoch ticker wakes the store when the budget could have been used up in wall time; the
 //!   deadline callback then reads the thread's CPU clock and lets the call go on while budget
 //!   remains. A wall-clock ceiling ([`Budget::wall`]) still bounds how long a call can hold a
-//!   worker.
+//!   plugin thread.
 //! - A plugin's stdout and stderr are captured ([`output`]) and logged as the interceptor's
 //!   lines after each call.
 
@@ -37,6 +46,7 @@ pub mod bindings {
 }
 pub mod host;
 pub mod output;
+pub mod pool;
 pub mod publisher;
 pub mod services;
 
@@ -47,6 +57,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
 use tracing::{debug, info, warn};
 use wasmtime::component::{Component, Linker, Resource, ResourceTable};
 use wasmtime::{
@@ -57,7 +68,7 @@ use wasmtime_wasi::WasiCtx;
 
 use bindings::sluice::interceptor::types::{self as wit, Hooks};
 use bindings::{Interceptor, InterceptorPre};
-use host::{HostState, MemoryLimiter, MessageBody, RecordsView};
+use host::{HostState, MemoryBudget, MemoryLimiter, MessageBody, RecordsView};
 use services::Services;
 
 /// Epoch tick: the resolution of plugin call deadlines.
@@ -142,11 +153,14 @@ pub struct Runtime {
     linker: Linker<HostState>,
     cache_dir: Option<PathBuf>,
     stop_ticker: Arc<AtomicBool>,
+    calls: pool::CallPool,
+    per_interceptor: usize,
 }
 
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.stop_ticker.store(true, Ordering::Relaxed);
+        self.calls.shutdown();
     }
 }
 
@@ -207,11 +221,15 @@ impl Runtime {
                 })
                 .context("starting the epoch ticker")?;
         }
+        let calls =
+            pool::CallPool::start(pool::threads()).context("starting the plugin threads")?;
         Ok(Arc::new(Runtime {
             engine,
             linker,
             cache_dir,
             stop_ticker,
+            calls,
+            per_interceptor: pool::per_interceptor(),
         }))
     }
 
@@ -257,7 +275,7 @@ impl Runtime {
             None,
         ));
         let mut inst = plugin
-            .instantiate(services, 64)
+            .instantiate(services, Arc::new(MemoryBudget::new(64 << 20)))
             .map_err(|e| PluginError::WrongWorld(format!("{e:#}")))?;
         inst.start(Budget::fixed(Duration::from_secs(5)));
         let caps = inst
@@ -446,7 +464,7 @@ impl Instance {
 }
 
 impl Plugin {
-    fn instantiate(&self, services: Arc<Services>, memory_mb: u64) -> Result<Instance> {
+    fn instantiate(&self, services: Arc<Services>, memory: Arc<MemoryBudget>) -> Result<Instance> {
         let stdout = output::PluginOutput::default();
         let stderr = output::PluginOutput::default();
         let state = HostState {
@@ -461,10 +479,11 @@ impl Plugin {
             clock: CallClock::start(Budget::fixed(Duration::from_secs(5))),
             table: ResourceTable::new(),
             limiter: MemoryLimiter {
-                cap: (memory_mb as usize) << 20,
+                cap: memory.cap,
                 used: 0,
                 peak: 0,
                 refused: false,
+                budget: memory,
             },
             services,
         };
@@ -509,6 +528,14 @@ pub enum CallFailure {
     Trap(String),
     /// The plugin could not be instantiated.
     Instantiate(String),
+    /// The interceptor already ran as many calls as it may at once, and none finished within
+    /// the call's wall-clock ceiling.
+    Busy {
+        /// How long the call waited.
+        waited: Duration,
+        /// Calls the interceptor may run at once.
+        limit: usize,
+    },
 }
 
 impl CallFailure {
@@ -519,6 +546,7 @@ impl CallFailure {
             CallFailure::OutOfMemory => "out_of_memory",
             CallFailure::Trap(_) => "trap",
             CallFailure::Instantiate(_) => "instantiate",
+            CallFailure::Busy { .. } => "busy",
         }
     }
 }
@@ -536,6 +564,11 @@ impl std::fmt::Display for CallFailure {
             CallFailure::OutOfMemory => write!(f, "memory limit exceeded"),
             CallFailure::Trap(m) => write!(f, "trap: {m}"),
             CallFailure::Instantiate(m) => write!(f, "cannot instantiate: {m}"),
+            CallFailure::Busy { waited, limit } => write!(
+                f,
+                "no call slot free after {:.1} ms ({limit} calls of it already running)",
+                waited.as_secs_f64() * 1e3
+            ),
         }
     }
 }
@@ -546,8 +579,12 @@ pub struct Instances {
     services: Arc<Services>,
     config: String,
     timeout: Duration,
-    memory_mb: u64,
+    memory: Arc<MemoryBudget>,
     idle: Mutex<Vec<Instance>>,
+    /// Calls that may run at once (see [`pool`]).
+    slots: Arc<Semaphore>,
+    /// Uninstalled or replaced: instances are dropped after their call, not kept.
+    retired: AtomicBool,
 }
 
 impl Instances {
@@ -560,13 +597,16 @@ impl Instances {
         timeout: Duration,
         memory_mb: u64,
     ) -> Result<Arc<Instances>, String> {
+        let slots = Arc::new(Semaphore::new(plugin.runtime.per_interceptor));
         let instances = Arc::new(Instances {
             plugin,
             services,
             config,
             timeout,
-            memory_mb,
+            memory: Arc::new(MemoryBudget::new((memory_mb as usize) << 20)),
             idle: Mutex::new(Vec::new()),
+            slots,
+            retired: AtomicBool::new(false),
         });
         let inst = instances.fresh().map_err(|e| e.to_string())?;
         instances.idle.lock().expect("pool lock").push(inst);
@@ -576,6 +616,20 @@ impl Instances {
     /// The plugin.
     pub fn plugin(&self) -> &Arc<Plugin> {
         &self.plugin
+    }
+
+    /// Bytes of linear memory the interceptor's live instances hold now.
+    pub fn memory_used(&self) -> usize {
+        self.memory.used()
+    }
+
+    /// The interceptor was uninstalled or replaced: drops its idle instances now (their memory
+    /// goes back to the OS) and keeps none from calls still in flight. Calls may still come
+    /// (requests that took the old chain finish on it); they get a fresh instance.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        let idle = std::mem::take(&mut *self.idle.lock().expect("pool lock"));
+        drop(idle);
     }
 
     /// What the configured plugin wants: `describe` asked again after `configure`, so a plugin
@@ -597,7 +651,7 @@ impl Instances {
     fn fresh(&self) -> Result<Instance, CallFailure> {
         let mut inst = self
             .plugin
-            .instantiate(self.services.clone(), self.memory_mb)
+            .instantiate(self.services.clone(), self.memory.clone())
             .map_err(|e| CallFailure::Instantiate(format!("{e:#}")))?;
         inst.start(Budget::fixed(Duration::from_secs(5).max(self.timeout)));
         let outcome = inst.bindings.call_configure(&mut inst.store, &self.config);
@@ -626,7 +680,7 @@ impl Instances {
         inst.calls += 1;
         // No host function is expected to panic (WASI I/O is driven without a runtime, see
         // `output`); should one, the call fails like a trap and the instance is discarded
-        // rather than the worker unwinding.
+        // rather than the plugin thread unwinding.
         let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(&mut inst)));
         inst.drain_output(!matches!(outcome, Ok(Ok(_))));
         let outcome = match outcome {
@@ -653,8 +707,10 @@ impl Instances {
                 if worn {
                     debug!(interceptor = %self.services.name, calls = inst.calls, peak = limiter.peak, "recycling plugin instance");
                 } else {
+                    // Checked under the lock `retire` drains: an instance is either drained
+                    // with the others or never kept.
                     let mut idle = self.idle.lock().expect("pool lock");
-                    if idle.len() < POOL_SIZE {
+                    if idle.len() < POOL_SIZE && !self.retired.load(Ordering::Acquire) {
                         idle.push(inst);
                     }
                 }
@@ -665,60 +721,113 @@ impl Instances {
         }
     }
 
+    /// Runs `f` on an instance on a plugin thread (see [`pool`]), once one of the
+    /// interceptor's call slots is free; the caller's task waits without holding its thread.
+    async fn call_off_thread<R: Send + 'static>(
+        self: &Arc<Self>,
+        budget: Budget,
+        f: impl FnOnce(&mut Instance) -> wasmtime::Result<R> + Send + 'static,
+    ) -> Result<R, CallFailure> {
+        let queued = Instant::now();
+        let permit =
+            match tokio::time::timeout(budget.wall, self.slots.clone().acquire_owned()).await {
+                Ok(Ok(permit)) => permit,
+                Ok(Err(_)) => return Err(CallFailure::Instantiate("shutting down".into())),
+                Err(_) => {
+                    return Err(CallFailure::Busy {
+                        waited: queued.elapsed(),
+                        limit: self.plugin.runtime.per_interceptor,
+                    })
+                }
+            };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let this = self.clone();
+        let submitted = self.plugin.runtime.calls.submit(Box::new(move || {
+            let _permit = permit;
+            // The request went away (its connection closed) while the call was queued.
+            if tx.is_closed() {
+                return;
+            }
+            let _ = tx.send(this.call(budget, f));
+        }));
+        if !submitted {
+            return Err(CallFailure::Instantiate("shutting down".into()));
+        }
+        rx.await
+            .unwrap_or_else(|_| Err(CallFailure::Trap("the plugin thread ended".into())))
+    }
+
     /// `on-request`.
-    pub fn on_request(
-        &self,
-        ctx: &wit::Context,
+    pub async fn on_request(
+        self: &Arc<Self>,
+        ctx: wit::Context,
         body: Bytes,
     ) -> Result<wit::RequestAction, CallFailure> {
-        self.call(Budget::scaled(self.timeout, 0, body.len()), |inst| {
+        let budget = Budget::scaled(self.timeout, 0, body.len());
+        self.call_off_thread(budget, move |inst| {
             let res = inst.store.data_mut().table.push(MessageBody(body))?;
             let borrowed = Resource::<MessageBody>::new_borrow(res.rep());
             let out = inst
                 .bindings
-                .call_on_request(&mut inst.store, ctx, borrowed);
+                .call_on_request(&mut inst.store, &ctx, borrowed);
             inst.store.data_mut().table.delete(res)?;
             out
         })
+        .await
     }
 
     /// `on-response`.
-    pub fn on_response(
-        &self,
-        ctx: &wit::Context,
+    pub async fn on_response(
+        self: &Arc<Self>,
+        ctx: wit::Context,
         body: Bytes,
     ) -> Result<wit::ResponseAction, CallFailure> {
-        self.call(Budget::scaled(self.timeout, 0, body.len()), |inst| {
+        let budget = Budget::scaled(self.timeout, 0, body.len());
+        self.call_off_thread(budget, move |inst| {
             let res = inst.store.data_mut().table.push(MessageBody(body))?;
             let borrowed = Resource::<MessageBody>::new_borrow(res.rep());
             let out = inst
                 .bindings
-                .call_on_response(&mut inst.store, ctx, borrowed);
+                .call_on_response(&mut inst.store, &ctx, borrowed);
             inst.store.data_mut().table.delete(res)?;
             out
         })
+        .await
     }
 
     /// `on-produce` or `on-fetch` over `view`; returns the view as the plugin left it.
-    pub fn on_records(
-        &self,
+    pub async fn on_records(
+        self: &Arc<Self>,
         fetch: bool,
-        ctx: &wit::Context,
+        ctx: wit::Context,
         view: RecordsView,
-    ) -> Result<(RecordsView, Result<(), wit::KafkaError>), CallFailure> {
+    ) -> Result<RecordsOutcome, CallFailure> {
         let (records, bytes) = view.size();
-        self.call(Budget::scaled(self.timeout, records, bytes), |inst| {
-            let res = inst.store.data_mut().table.push(view)?;
-            let borrowed = Resource::<RecordsView>::new_borrow(res.rep());
-            let out = if fetch {
-                inst.bindings.call_on_fetch(&mut inst.store, ctx, borrowed)
-            } else {
-                inst.bindings
-                    .call_on_produce(&mut inst.store, ctx, borrowed)
-            };
-            let view = inst.store.data_mut().table.delete(res)?;
-            out.map(|verdict| (view, verdict))
-        })
+        let budget = Budget::scaled(self.timeout, records, bytes);
+        self.call_off_thread(budget, records_call(fetch, ctx, view))
+            .await
+    }
+}
+
+/// The body of an `on-produce` or `on-fetch` call.
+type RecordsOutcome = (RecordsView, Result<(), wit::KafkaError>);
+
+fn records_call(
+    fetch: bool,
+    ctx: wit::Context,
+    view: RecordsView,
+) -> impl FnOnce(&mut Instance) -> wasmtime::Result<RecordsOutcome> + Send + 'static {
+    move |inst| {
+        let res = inst.store.data_mut().table.push(view)?;
+        let borrowed = Resource::<RecordsView>::new_borrow(res.rep());
+        let out = if fetch {
+            inst.bindings.call_on_fetch(&mut inst.store, &ctx, borrowed)
+        } else {
+            inst.bindings
+                .call_on_produce(&mut inst.store, &ctx, borrowed)
+        };
+        let view = inst.store.data_mut().table.delete(res)?;
+        out.map(|verdict| (view, verdict))
     }
 }
 
@@ -879,7 +988,10 @@ mod tests {
             let (_, bytes) = v.size();
             let budget = Budget::scaled(timeout, records, bytes);
             let (cpu0, wall0) = (thread_cpu(), Instant::now());
-            let (out, verdict) = instances.on_records(false, &ctx, v).unwrap();
+            // On this thread, so its CPU clock measures the call.
+            let (out, verdict) = instances
+                .call(budget, records_call(false, ctx.clone(), v))
+                .unwrap();
             let (cpu, wall) = (thread_cpu() - cpu0, wall0.elapsed());
             verdict.unwrap();
             assert_eq!(out.partitions[0].records[records - 1].headers.len(), 1);

@@ -98,6 +98,7 @@ const RDKAFKA_THREAD: &str = "rdk:";
 enum Mode {
     Tansu,
     Mock,
+    Isolation,
 }
 
 #[derive(Debug, Clone)]
@@ -130,7 +131,7 @@ struct Args {
 }
 
 const USAGE: &str = "\
-usage: sluice-bench [--mode tansu|mock] [options]
+usage: sluice-bench [--mode tansu|mock|isolation] [options]
 
 common:
   --blocks N            blocks per arm, arms interleaved A B A B ...   (default 4)
@@ -158,6 +159,7 @@ mock mode (mock broker, raw pipelined requests, gateway on 1 worker thread):
   --fetch-versions L    Fetch versions, comma-separated                (default 16,12)
   --latency N           1 KiB Produce round trips per arm               (default 20000)
   --load-threads N      worker threads of the load generator + mock    (default 1)
+isolation mode (spin / hog on another client's interceptor scope; no options)
 ";
 
 fn parse_args() -> Result<Args> {
@@ -229,7 +231,8 @@ fn parse_args() -> Result<Args> {
                 a.mode = match value()?.as_str() {
                     "tansu" => Mode::Tansu,
                     "mock" => Mode::Mock,
-                    other => bail!("--mode: unknown mode {other:?} (tansu or mock)"),
+                    "isolation" => Mode::Isolation,
+                    other => bail!("--mode: unknown mode {other:?} (tansu, mock or isolation)"),
                 }
             }
             "--blocks" => a.blocks = num(&flag, value()?)?,
@@ -2864,6 +2867,11 @@ fn main() -> Result<()> {
             0
         }
         Mode::Mock => run_mock(&args)?,
+        // A misbehaving plugin on another scope (see sluice_tests::isolation).
+        Mode::Isolation => {
+            sluice_tests::isolation::bench(&Default::default())?;
+            0
+        }
     };
     eprintln!(
         "done in {:.1} s wall, {:.1} s CPU in this process",
