@@ -43,6 +43,10 @@
 //! `sluice_interceptor_calls_total`). Project targets (figures, not tests): 1 no-op costs at
 //! most 5 % of the throughput, 10 no-ops 15 %, 1 record-level no-op 10 % on 1 KiB records.
 //!
+//! Every throughput ratio is printed next to the gateway's CPU seconds per GB for produce and
+//! for consume (tansu mode: all threads of the gateway's runtime; mock mode: its one worker
+//! thread), so a ratio can be read as "the gateway is slower" or "the machine was busier".
+//!
 //! Every figure is also printed as `RESULT name=value` at the end. MB = 10^6 bytes of record
 //! data (values in tansu mode, record-batch bytes in mock mode).
 //!
