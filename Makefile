@@ -41,7 +41,7 @@ help:
 	@echo "make run      start a gateway on $(LISTEN) (and a local tansu broker unless BOOTSTRAP=host:port)"
 	@echo "make test     run every test (unit, integration with a real broker, lint)"
 	@echo "make bench    ratio benchmark: direct vs through the gateway, and the mock-broker ceiling"
-	@echo "make lint     cargo fmt --check and clippy -D warnings"
+	@echo "make lint     module cycles, cargo fmt --check, clippy and rustdoc with -D warnings"
 	@echo "make fuzz     the long fuzz run over the request path and admin inputs (10 M cases)"
 	@echo "make plugins  build the interceptor plugins into target/plugins/ (and target/test-plugins/)"
 
@@ -98,15 +98,17 @@ run: release
 	echo "gateway: Kafka clients use bootstrap.servers=$(LISTEN); admin on http://$(ADMIN)"; \
 	./target/release/sluice serve --bootstrap "$$bootstrap" --listen $(LISTEN) --admin $(ADMIN) $(SLUICE_ARGS)
 
-## Every test: plugins first (tests load them), unit tests, integration tests against a real
-## broker, the plugins' own tests, then lint.
+## Every test: lint first (a format error fails in seconds, not after the long suites), then
+## plugins (tests load them), unit tests, integration tests against a real broker, and the
+## plugins' own tests.
 test: deps tansu plugins js-deps py-deps
+	$(MAKE) --no-print-directory lint
 	$(CARGO) test --workspace
 	$(CARGO) test --manifest-path plugins/Cargo.toml
 	cd $(JS_STAMP) && npm test
-	$(MAKE) --no-print-directory lint
 
-## Formatting and clippy for the root workspace and the two plugin workspaces. The SDK is also
+## No import cycles between modules, formatting, clippy and rustdoc (warnings are errors) for
+## the root workspace, and formatting and clippy for the two plugin workspaces. The SDK is also
 ## linted for wasm32 (its host-call code only compiles there); the sandbox test plugins only
 ## for wasm32 (natively they would be built and linted the same way).
 lint: wasm-target
@@ -114,6 +116,7 @@ lint: wasm-target
 	$(CARGO) fmt --manifest-path plugins/Cargo.toml --all -- --check
 	$(CARGO) fmt --manifest-path tests/plugins/Cargo.toml --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps --workspace --quiet
 	$(CARGO) clippy -p sluice-sdk --target $(WASM_TARGET) --target-dir $(WASM_DIR) -- -D warnings
 	$(CARGO) clippy --manifest-path plugins/Cargo.toml --all-targets -- -D warnings
 	$(CARGO) clippy --manifest-path tests/plugins/Cargo.toml --target $(WASM_TARGET) --target-dir $(WASM_DIR) -- -D warnings

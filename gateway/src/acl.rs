@@ -7,9 +7,6 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::sync::Arc;
-
-use crate::security::SecurityStore;
 
 /// Kafka resource types an ACL can name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -408,103 +405,9 @@ impl AclIndex {
     }
 }
 
-/// The ACL questions of one connection: its principal, the groups a token or certificate
-/// gave it, and whether it is a super user.
-///
-/// It reads the store's current snapshot on every question, so an ACL or group change
-/// applies to open connections at once (as a Kafka broker's authorizer does), not only to
-/// new ones. Loading the snapshot is a lock-free pointer read.
-pub struct PrincipalPermits {
-    store: Arc<SecurityStore>,
-    principal: String,
-    extra_groups: Vec<String>,
-    super_user: bool,
-    /// The connection's virtual cluster: its own ACLs apply besides the global ones.
-    vcluster: Option<String>,
-}
-
-impl PrincipalPermits {
-    /// The permits of `principal`; `extra_groups` are groups from outside the store (e.g. a
-    /// token claim), `super_users` the configured super users.
-    pub fn new(
-        store: Arc<SecurityStore>,
-        principal: impl Into<String>,
-        extra_groups: Vec<String>,
-        super_users: &[String],
-    ) -> PrincipalPermits {
-        let principal = principal.into();
-        let super_user = !principal.is_empty() && super_users.contains(&principal);
-        PrincipalPermits {
-            store,
-            principal,
-            extra_groups,
-            super_user,
-            vcluster: None,
-        }
-    }
-
-    /// The same permits for a connection in virtual cluster `vcluster`: the ACLs made for
-    /// that virtual cluster apply too (and only there).
-    pub fn in_vcluster(mut self, vcluster: Option<String>) -> PrincipalPermits {
-        self.vcluster = vcluster;
-        self
-    }
-
-    /// The virtual cluster whose own ACLs apply, if any.
-    pub fn vcluster(&self) -> Option<&str> {
-        self.vcluster.as_deref()
-    }
-
-    /// The principal.
-    pub fn principal(&self) -> &str {
-        &self.principal
-    }
-
-    /// Whether the principal is a super user (every operation allowed).
-    pub fn is_super_user(&self) -> bool {
-        self.super_user
-    }
-
-    /// The principal's groups right now, sorted (see [`SecuritySnapshot::groups_of`](crate::security::SecuritySnapshot::groups_of)).
-    pub fn groups(&self) -> Vec<String> {
-        self.store
-            .snapshot()
-            .groups_of(&self.principal, &self.extra_groups)
-    }
-}
-
-impl std::fmt::Debug for PrincipalPermits {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PrincipalPermits")
-            .field("principal", &self.principal)
-            .field("extra_groups", &self.extra_groups)
-            .field("super_user", &self.super_user)
-            .field("vcluster", &self.vcluster)
-            .finish()
-    }
-}
-
-impl Permits for PrincipalPermits {
-    fn permits(&self, resource_type: ResourceType, name: &str, op: Operation) -> bool {
-        if self.super_user {
-            return true;
-        }
-        self.store.current().decide_in(
-            self.vcluster.as_deref(),
-            &self.principal,
-            &self.extra_groups,
-            resource_type,
-            name,
-            op,
-        )
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::security::{AclSpec, GroupSpec};
-    use crate::state::FileStore;
     use Operation::*;
     use ResourceType::*;
 
@@ -639,83 +542,6 @@ mod tests {
         // Describe does not imply read.
         let describe = AclIndex::new([rule(user("x"), Topic, Literal, "t", &[Describe], Allow)]);
         assert!(!describe.decide("x", no_groups, Topic, "t", Read));
-    }
-
-    fn store() -> (Arc<SecurityStore>, std::path::PathBuf) {
-        let dir = crate::state::test_dir("acl");
-        let files = Arc::new(FileStore::open(&dir).unwrap());
-        (Arc::new(SecurityStore::new(files)), dir)
-    }
-
-    fn acl(json: serde_json::Value) -> AclSpec {
-        serde_json::from_value(json).unwrap()
-    }
-
-    #[test]
-    fn group_acls_super_users_and_live_changes() {
-        let (store, dir) = store();
-        store
-            .put_group(
-                "ops",
-                GroupSpec {
-                    members: vec!["CN=app1,O=acme".into()],
-                    description: None,
-                },
-            )
-            .unwrap();
-        store
-            .put_acl(
-                "ops-read",
-                acl(serde_json::json!({"group": "ops", "resourceType": "topic",
-                    "patternType": "prefixed", "name": "ops.", "operations": ["read"]})),
-            )
-            .unwrap();
-        store
-            .put_acl(
-                "claims-write",
-                acl(
-                    serde_json::json!({"group": "writers", "resourceType": "topic",
-                    "name": "*", "operations": ["write"]}),
-                ),
-            )
-            .unwrap();
-        let supers = vec!["root".to_string()];
-        let app = PrincipalPermits::new(store.clone(), "CN=app1,O=acme", vec![], &supers);
-        assert!(app.permits(Topic, "ops.metrics", Read));
-        assert!(app.permits(Topic, "ops.metrics", Describe));
-        assert!(!app.permits(Topic, "ops.metrics", Write));
-        assert!(!app.permits(Topic, "other", Read));
-        assert_eq!(app.groups(), vec!["ops".to_string()]);
-        // Groups from a token claim count too.
-        let claimed = PrincipalPermits::new(store.clone(), "bob", vec!["writers".into()], &supers);
-        assert!(claimed.permits(Topic, "anything", Write));
-        assert!(!claimed.permits(Topic, "ops.metrics", Read));
-        // Super users may do anything, with no ACL at all.
-        let root = PrincipalPermits::new(store.clone(), "root", vec![], &supers);
-        assert!(root.is_super_user());
-        assert!(root.permits(Cluster, CLUSTER_NAME, ClusterAction));
-        let snapshot = store.snapshot();
-        assert!(snapshot.permits("root", &[], &supers, Cluster, CLUSTER_NAME, Alter));
-        assert!(!snapshot.permits("bob", &[], &supers, Cluster, CLUSTER_NAME, Alter));
-        // A change applies to an open connection at once.
-        store
-            .put_acl(
-                "deny-app",
-                acl(
-                    serde_json::json!({"principal": "CN=app1,O=acme", "resourceType": "topic",
-                    "name": "ops.metrics", "operations": ["all"], "permission": "deny"}),
-                ),
-            )
-            .unwrap();
-        assert!(!app.permits(Topic, "ops.metrics", Read));
-        assert!(app.permits(Topic, "ops.logs", Read));
-        store.delete_group("ops").unwrap();
-        assert!(!app.permits(Topic, "ops.logs", Read));
-        assert!(app.groups().is_empty());
-        // The old snapshot is unchanged: readers never see a half-applied change.
-        assert!(snapshot.permits("CN=app1,O=acme", &[], &[], Topic, "ops.metrics", Read));
-        assert!(store.snapshot().generation() > snapshot.generation());
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -33,20 +33,12 @@ use std::collections::BTreeMap;
 use tracing::info;
 
 use crate::acl::{
-    Operation, PatternType, Permission, Permits, PrincipalPermits, ResourceType, CLUSTER_NAME,
-    WILDCARD,
+    Operation, PatternType, Permission, Permits, ResourceType, CLUSTER_NAME, WILDCARD,
 };
 use crate::message::response_frame;
-use crate::security::{AclSpec, SecurityStore};
+use crate::security::{AclSpec, PrincipalPermits, SecurityStore};
 
-/// Kafka error codes the ACL APIs answer with.
-mod codes {
-    pub const NONE: i16 = 0;
-    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
-    pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
-    pub const INVALID_REQUEST: i16 = 42;
-    pub const SECURITY_DISABLED: i16 = 54;
-}
+use crate::message::codes;
 
 /// Kafka's wire codes (`AclOperation`, `ResourceType`, `PatternType`, `AclPermissionType`).
 mod wire {

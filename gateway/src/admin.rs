@@ -36,7 +36,7 @@ use crate::config::{Config, Secret};
 
 use crate::interceptors::{ApiError, InterceptorSpec};
 use crate::security::{AclSpec, GroupSpec, SecurityStore, ServiceAccountSpec};
-use crate::server::Shared;
+use crate::shared::Shared;
 use crate::upstream;
 use crate::vcluster::{
     AliasTopicSpec, ConcentrationRuleSpec, VirtualClusterSpec, VirtualClusterStore,

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use crate::config::Limits;
 
-/// Descriptors always left to the gateway itself, on top of [`reserve_share`].
+/// Descriptors always left to the gateway itself, on top of `reserve_share`.
 pub const FD_RESERVE_BASE: u64 = 64;
 
 /// Descriptors kept back from client connections under an open-file limit of `nofile`: a fixed

@@ -90,7 +90,7 @@ impl AdminClient {
         use ureq::tls::{Certificate, RootCerts, TlsConfig, TlsProvider};
         let roots = match ca_file {
             Some(path) => {
-                let certs = crate::tls::load_certs(path).context("--ca-file")?;
+                let certs = crate::pem::load_certs(path).context("--ca-file")?;
                 RootCerts::Specific(std::sync::Arc::new(
                     certs
                         .iter()

@@ -116,19 +116,7 @@ pub const MAX_NAMED_FETCH_VERSION: i16 = 12;
 /// The highest Produce version that names topics (v13+ name them by id only).
 pub const MAX_NAMED_PRODUCE_VERSION: i16 = 12;
 
-/// Kafka error codes of the refusals and of the Fetch filter.
-pub mod codes {
-    /// UNKNOWN_SERVER_ERROR: a request that decoded could not be encoded again.
-    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
-    /// CORRUPT_MESSAGE: records that do not decode as RecordBatch v2.
-    pub const CORRUPT_MESSAGE: i16 = 2;
-    /// INVALID_REQUEST: a malformed request, or two logical topics of one physical topic.
-    pub const INVALID_REQUEST: i16 = 42;
-    /// POLICY_VIOLATION: an operation concentrated topics do not support.
-    pub const POLICY_VIOLATION: i16 = 44;
-    /// INVALID_RECORD: idempotent, transactional or control batches.
-    pub const INVALID_RECORD: i16 = 87;
-}
+use crate::message::codes;
 
 /// Why [`prepare_request`] refused a request: the caller answers it with this error (every
 /// topic and partition of the request, or the request's top-level error) and does not forward

@@ -25,15 +25,7 @@ use crate::wasm::bindings::sluice::interceptor::types as wit;
 use crate::wasm::host::{PartitionView, RecordView, RecordsView};
 use crate::wasm::CallFailure;
 
-/// Kafka error codes used here.
-pub mod codes {
-    /// UNKNOWN_SERVER_ERROR.
-    pub const UNKNOWN_SERVER_ERROR: i16 = -1;
-    /// REQUEST_TIMED_OUT (retriable).
-    pub const REQUEST_TIMED_OUT: i16 = 7;
-    /// INVALID_RECORD.
-    pub const INVALID_RECORD: i16 = 87;
-}
+use crate::message::codes;
 
 /// The error a fail-closed interceptor's failure gives the client, and its message (which
 /// names the interceptor; sent where the protocol has a message field, Produce v8+ per

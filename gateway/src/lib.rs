@@ -3,21 +3,26 @@
 //! Sluice speaks the Kafka wire protocol and sits between Kafka clients and any Kafka
 //! cluster. Clients change nothing but their bootstrap servers.
 //!
-//! # Request path
+//! # Map
 //!
-//! ```text
-//! client ──TCP──▶ listener ──▶ session ── request side ──▶ upstream broker
-//! client ◀── rewrite broker addresses ◀── response side ◀──┘
-//! ```
+//! The wire layer is its own crate, `sluice-protocol` (re-exported here as [`frame`],
+//! [`schema`], [`message`] and [`records`]). This crate is the gateway built on it:
 //!
-//! - [`frame`]: length-prefixed framing and the cheap header peek run on every frame.
-//! - [`session`](crate::session): one client connection, its upstream connection, pipelining
-//!   and backpressure.
-//! - [`rewrite`]: the responses that name brokers, rewritten to name the gateway, and the
-//!   ApiVersions intersection.
-//! - [`server`]: listeners (port per broker), the broker registry, graceful shutdown.
-//! - [`admin`](crate::admin): health, readiness and metrics over HTTP.
-//! - [`config`]: the YAML configuration and its validation.
+//! - the process: `server` (listeners, discovery, shutdown), `shared` (what every connection
+//!   shares: stores, metrics, the broker registry), [`config`], [`cli`], `admin` and `openapi`
+//!   (the admin HTTP API), `client` (the CLI's client of that API), `metrics`, [`ratelimit`]
+//!   (log budgets), `admission` (who may connect);
+//! - a connection: `session` (its request side and response side, and the declared pipeline of
+//!   stages in `session::pipeline`), [`upstream`] (broker connections and the gateway's own
+//!   Kafka client), [`rewrite`] (broker addresses in responses, ApiVersions);
+//! - security: `tls` and `pem`, [`auth`] (SASL, SCRAM, PLAIN, OAUTHBEARER, mTLS principals),
+//!   [`security`] (service accounts, groups, ACLs and their store), [`acl`] (ACL matching),
+//!   [`authorize`] (per-API enforcement), [`acl_api`] (Kafka's ACL APIs answered here);
+//! - tenancy: [`vcluster`] (virtual clusters and their store), [`tenancy`] (names mapped both
+//!   ways), `concentrate` (concentrated topics);
+//! - plugins: [`interceptors`] (plugins, interceptors, scopes, the chain), [`intercept`]
+//!   (running the chain on a request and its response), `wasm` (the wasmtime host);
+//! - [`state`]: the state store.
 //!
 //! To embed a gateway (tests do):
 //!
@@ -37,28 +42,30 @@
 pub mod acl;
 pub mod acl_api;
 mod admin;
-pub mod admission;
+pub(crate) mod admission;
 pub mod auth;
 pub mod authorize;
 pub mod cli;
 mod client;
-pub mod concentrate;
+pub(crate) mod concentrate;
 pub mod config;
 pub mod intercept;
 pub mod interceptors;
-pub mod metrics;
+pub(crate) mod metrics;
 mod openapi;
+pub(crate) mod pem;
 pub mod ratelimit;
 pub mod rewrite;
 pub mod security;
 mod server;
 mod session;
+mod shared;
 pub mod state;
 pub mod tenancy;
-pub mod tls;
+pub(crate) mod tls;
 pub mod upstream;
 pub mod vcluster;
-pub mod wasm;
+pub(crate) mod wasm;
 
 pub use server::Gateway;
 

@@ -22,8 +22,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes, VersionRange};
 use crate::frame::LENGTH_PREFIX;
 use crate::message::encode_with_header;
 
-/// Error code UNSUPPORTED_VERSION.
-pub const UNSUPPORTED_VERSION: i16 = 35;
+pub use crate::message::codes::UNSUPPORTED_VERSION;
 
 /// What the gateway must do with the response to a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -26,16 +26,16 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 use std::sync::Arc;
 
-use crate::acl::{Operation, Permits, PrincipalPermits, ResourceType};
+use crate::acl::{Operation, Permits, ResourceType};
 use crate::concentrate::{self, Concentrated};
 use crate::intercept::{TopicLookup, TopicNames};
+use crate::message::codes::{
+    INVALID_TOPIC_EXCEPTION, POLICY_VIOLATION, UNKNOWN_TOPIC_OR_PARTITION,
+};
 use crate::schema::rewrite::{rewrite_frame, Direction};
 use crate::schema::Entity;
+use crate::security::PrincipalPermits;
 use crate::vcluster::Tenant;
-
-/// Kafka error codes the shadowed-name answer translates.
-const INVALID_TOPIC_EXCEPTION: i16 = 17;
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 
 /// Whether `body` contains the bytes of a shadowed name's start (prefix and mark): the cheap
 /// test before decoding a response to fix its error codes.
@@ -587,9 +587,6 @@ pub fn unmap_response(
         (None, false) => frame,
     })
 }
-
-/// POLICY_VIOLATION: what a request over a tenant's quota gets.
-const POLICY_VIOLATION: i16 = 44;
 
 /// Whether a request may grow the tenant past its `maxTopics` / `maxPartitions`.
 pub fn limited(tenant: &Tenant, api_key: i16) -> bool {

@@ -17,8 +17,7 @@ use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls::{DigitallySignedStruct, DistinguishedName, SignatureScheme};
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -28,6 +27,8 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use crate::config::{ClientAuth, ServerTls, UpstreamTls};
+use crate::pem::load_certs;
+use crate::pem::load_key;
 
 /// ring, with the AES-128-GCM suites first: as safe for this use and about a third cheaper per
 /// byte than AES-256 (10 rounds instead of 14), which matters on a proxy that encrypts every
@@ -48,25 +49,6 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 
 const VERSIONS: &[&rustls::SupportedProtocolVersion] =
     &[&rustls::version::TLS13, &rustls::version::TLS12];
-
-/// Reads every certificate of a PEM file.
-pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
-        .with_context(|| format!("reading certificates from {}", path.display()))?
-        .collect::<Result<Vec<_>, _>>()
-        .with_context(|| format!("parsing certificates in {}", path.display()))?;
-    if certs.is_empty() {
-        bail!("{} holds no PEM certificate", path.display());
-    }
-    Ok(certs)
-}
-
-/// Reads the private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
-pub fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>> {
-    // The error of the PEM parser never includes key material.
-    PrivateKeyDer::from_pem_file(path)
-        .with_context(|| format!("reading a private key from {}", path.display()))
-}
 
 fn load_roots(path: &Path) -> Result<RootCertStore> {
     let mut roots = RootCertStore::empty();
@@ -106,7 +88,7 @@ const RELOAD_CHECK: Duration = Duration::from_secs(1);
 /// The listeners' certificate and key, re-read when their files change.
 ///
 /// The check happens on a handshake (a `stat` of both files, at most once per
-/// [`RELOAD_CHECK`]), so an idle gateway does no work and there is no task to manage; the
+/// `RELOAD_CHECK`), so an idle gateway does no work and there is no task to manage; the
 /// first handshake after a renewal already presents the new certificate.
 pub struct ReloadingCert {
     cert_file: PathBuf,

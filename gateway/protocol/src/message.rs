@@ -17,6 +17,56 @@ pub use kafka_protocol::error::ResponseError;
 
 use crate::frame::LENGTH_PREFIX;
 
+/// The Kafka error codes the gateway answers with, each taken from kafka-protocol's
+/// [`ResponseError`] table (no number is written here by hand).
+pub mod codes {
+    use super::ResponseError as E;
+
+    /// No error.
+    pub const NONE: i16 = 0;
+    /// UNKNOWN_SERVER_ERROR.
+    pub const UNKNOWN_SERVER_ERROR: i16 = E::UnknownServerError.code();
+    /// CORRUPT_MESSAGE.
+    pub const CORRUPT_MESSAGE: i16 = E::CorruptMessage.code();
+    /// UNKNOWN_TOPIC_OR_PARTITION.
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = E::UnknownTopicOrPartition.code();
+    /// REQUEST_TIMED_OUT.
+    pub const REQUEST_TIMED_OUT: i16 = E::RequestTimedOut.code();
+    /// INVALID_TOPIC_EXCEPTION.
+    pub const INVALID_TOPIC_EXCEPTION: i16 = E::InvalidTopicException.code();
+    /// TOPIC_AUTHORIZATION_FAILED.
+    pub const TOPIC_AUTHORIZATION_FAILED: i16 = E::TopicAuthorizationFailed.code();
+    /// GROUP_AUTHORIZATION_FAILED.
+    pub const GROUP_AUTHORIZATION_FAILED: i16 = E::GroupAuthorizationFailed.code();
+    /// CLUSTER_AUTHORIZATION_FAILED.
+    pub const CLUSTER_AUTHORIZATION_FAILED: i16 = E::ClusterAuthorizationFailed.code();
+    /// UNSUPPORTED_SASL_MECHANISM.
+    pub const UNSUPPORTED_SASL_MECHANISM: i16 = E::UnsupportedSaslMechanism.code();
+    /// ILLEGAL_SASL_STATE.
+    pub const ILLEGAL_SASL_STATE: i16 = E::IllegalSaslState.code();
+    /// UNSUPPORTED_VERSION.
+    pub const UNSUPPORTED_VERSION: i16 = E::UnsupportedVersion.code();
+    /// INVALID_REQUEST.
+    pub const INVALID_REQUEST: i16 = E::InvalidRequest.code();
+    /// POLICY_VIOLATION.
+    pub const POLICY_VIOLATION: i16 = E::PolicyViolation.code();
+    /// TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
+    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 =
+        E::TransactionalIdAuthorizationFailed.code();
+    /// SECURITY_DISABLED.
+    pub const SECURITY_DISABLED: i16 = E::SecurityDisabled.code();
+    /// OPERATION_NOT_ATTEMPTED.
+    pub const OPERATION_NOT_ATTEMPTED: i16 = E::OperationNotAttempted.code();
+    /// SASL_AUTHENTICATION_FAILED.
+    pub const SASL_AUTHENTICATION_FAILED: i16 = E::SaslAuthenticationFailed.code();
+    /// FETCH_SESSION_ID_NOT_FOUND.
+    pub const FETCH_SESSION_ID_NOT_FOUND: i16 = E::FetchSessionIdNotFound.code();
+    /// INVALID_RECORD.
+    pub const INVALID_RECORD: i16 = E::InvalidRecord.code();
+    /// UNKNOWN_TOPIC_ID.
+    pub const UNKNOWN_TOPIC_ID: i16 = E::UnknownTopicId.code();
+}
+
 /// A produce partition the gateway answers itself (refused by a stage, or rejected or
 /// emptied by an interceptor).
 #[derive(Debug, Clone, PartialEq)]

@@ -991,7 +991,7 @@ impl JwksReader {
 /// The CA certificates of the PEM bundle at `path`, each checked to be a usable trust anchor
 /// (the HTTP client would silently skip one that is not).
 fn load_ca_bundle(path: &Path) -> Result<Vec<ureq::tls::Certificate<'static>>, OauthError> {
-    let certs = crate::tls::load_certs(path)
+    let certs = crate::pem::load_certs(path)
         .map_err(|e| OauthError::InvalidConfig(format!("CA bundle: {e:#}")))?;
     let mut store = rustls::RootCertStore::empty();
     for (i, cert) in certs.iter().enumerate() {

@@ -46,24 +46,16 @@ use crate::interceptors::Installed;
 use crate::message::PartitionResult;
 use crate::ratelimit::limited;
 use crate::rewrite::ResponseAction;
-use crate::server::Shared;
+use crate::shared::{Route, Shared};
 use crate::tls::{ReadHalf, WriteHalf};
 use crate::vcluster::Tenant;
 
+mod pipeline;
 mod request;
 mod response;
 
 use request::{ConnAuth, RequestSide};
 use response::response_side;
-
-/// Which listener a connection arrived on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Route {
-    /// The bootstrap port: any live broker.
-    Bootstrap,
-    /// A broker port: that broker only.
-    Node(i32),
-}
 
 /// Minimum free space before a socket read; frames larger than this are read in one piece
 /// once their length is known.

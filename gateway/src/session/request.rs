@@ -17,25 +17,29 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
-use crate::acl::{Permits, PrincipalPermits};
+use crate::acl::Permits;
 use crate::acl_api;
 use crate::admission::Activity;
 use crate::auth::{self, Authenticated, Exchange, Step};
 use crate::authorize::{self, Decision};
-use crate::concentrate::Concentrated;
 use crate::config::SaslMode;
 use crate::frame::{self, FrameError, FrameStatus, RequestPeek};
 use crate::intercept::{self, Client, Outcome, RequestMeta, TopicLookup};
 use crate::interceptors::{Installed, Who};
+use crate::message::codes::{
+    ILLEGAL_SASL_STATE, SASL_AUTHENTICATION_FAILED, UNSUPPORTED_SASL_MECHANISM,
+};
 use crate::ratelimit::limited;
 use crate::rewrite::{self};
 use crate::schema;
-use crate::server::Shared;
+use crate::security::PrincipalPermits;
+use crate::shared::Shared;
 use crate::tenancy;
 use crate::tls::{ReadHalf, WriteHalf};
 use crate::upstream::{SaslClient, UpstreamSession};
 use crate::vcluster::{ConnectionGuard, Tenant};
 
+use super::pipeline::{InFlight, RequestStage, Verdict, REQUEST_STAGES};
 use super::{
     detach_small, far_future, renewal_time, DelegatedOutcome, DelegatedRound, End, Outbox, Pending,
     ResponseIntercept, Route, Slot, FAILED_AUTH_LINGER, MAX_RESERVE_STEP, READ_CHUNK,
@@ -106,21 +110,6 @@ pub(super) struct RequestSide {
     /// Whether the handshake (first request, SASL) is over: the idle timeout applies.
     pub(super) handshake_done: bool,
 }
-
-/// A request the gateway answers itself, and what its answer needs.
-struct LocalAnswer<'a> {
-    peek: &'a RequestPeek,
-    /// Map the answer back to this tenant's names.
-    tenant: Option<&'a Tenant>,
-    concentrated: Option<&'a Concentrated>,
-    /// acks=0 produce: no answer at all.
-    expects_response: bool,
-}
-
-/// SASL error codes.
-const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
-const ILLEGAL_SASL_STATE: i16 = 34;
-const SASL_AUTHENTICATION_FAILED: i16 = 58;
 
 fn error_kind(e: &FrameError) -> &'static str {
     match e {
@@ -253,25 +242,14 @@ impl RequestSide {
         Some(End::Abort)
     }
 
-    /// Handles every complete frame in the buffer. Forwarded frames are appended to `out`.
+    /// Runs every complete frame in the buffer through the request stages
+    /// ([`REQUEST_STAGES`]) and forwards what they let through.
     async fn process_buffered(&mut self, out: &mut Outbox) -> Option<End> {
-        let max = self.shared.config.limits.max_frame_bytes;
         loop {
-            let n = match frame::frame_len(&self.buf, max) {
-                Ok(FrameStatus::Complete(n)) => {
-                    // Only complete requests count: a trickle of bytes keeps nothing alive.
-                    self.seen_request = true;
-                    self.activity.touch();
-                    n
-                }
-                Ok(FrameStatus::Incomplete { total }) => {
-                    if let Some(total) = total {
-                        self.buf
-                            .reserve(total.saturating_sub(self.buf.len()).min(MAX_RESERVE_STEP));
-                    }
-                    return None;
-                }
-                Err(e) => return Some(self.reject(&e)),
+            let n = match self.next_frame_len() {
+                Ok(Some(n)) => n,
+                Ok(None) => return None,
+                Err(end) => return Some(end),
             };
             if self.auth.raw {
                 // After SaslHandshake v0 the client sends bare SASL tokens.
@@ -281,362 +259,455 @@ impl RequestSide {
                 }
                 continue;
             }
-            let received = Instant::now();
-            let peek = match frame::peek_request(&self.buf[frame::LENGTH_PREFIX..n]) {
-                Ok(p) => p,
-                Err(e) => return Some(self.reject(&e)),
+            let mut req = match self.intake(n) {
+                Ok(req) => req,
+                Err(end) => return Some(end),
             };
-            if self.client_id.is_none() {
-                if let Some(r) = &peek.client_id {
-                    let body = &self.buf[frame::LENGTH_PREFIX..n];
-                    self.client_id = Some(String::from_utf8_lossy(&body[r.clone()]).into_owned());
-                    self.ident = Arc::new(Client {
-                        client_id: self.client_id.clone(),
-                        ..(*self.ident).clone()
-                    });
-                }
-            }
-            let api = self.shared.metrics.api(peek.api_key);
-            api.requests.inc();
-            api.request_bytes.inc_by(n as u64);
-            let key = peek.known_key();
-
-            if key == Some(ApiKey::ApiVersions)
-                && peek.api_version > rewrite::gateway_versions(ApiKey::ApiVersions).max
-            {
-                // KIP-511: answer a too-new ApiVersions ourselves so the client retries lower.
-                let _ = self.buf.split_to(n);
-                let bytes = rewrite::unsupported_api_versions(peek.correlation_id);
-                if let Err(end) = self
-                    .push(
-                        Slot::Local {
-                            api_key: peek.api_key,
-                            bytes,
-                        },
-                        out,
-                    )
-                    .await
-                {
-                    return Some(end);
-                }
-                continue;
-            }
-            if let Some(k) = key {
-                let mut range = rewrite::gateway_versions(k);
-                range.min = range
-                    .min
-                    .max(crate::server::version_floor(&self.shared.config, k));
-                if peek.api_version < range.min || peek.api_version > range.max {
-                    // The gateway never advertised this version: a broker closes the connection
-                    // here too, and forwarding could leak what the gateway cannot rewrite.
-                    limited!(warn, self.shared.log_limit, "protocol_error", peer = %self.peer, client_id = ?self.client_id,
-                        api = ?k, version = peek.api_version, supported = %range,
-                        "unsupported request version; closing connection");
-                    self.shared.metrics.protocol_error("unsupported_version");
-                    return Some(End::Abort);
-                }
-            }
-            let expects_response = if key == Some(ApiKey::Produce) {
-                match frame::produce_expects_response(&self.buf[frame::LENGTH_PREFIX..n], &peek) {
-                    Ok(b) => b,
-                    Err(e) => return Some(self.reject(&e)),
-                }
-            } else {
-                true
-            };
-            // Queues the gateway's own answer to this request (mapped back to `$tenant`'s names
-            // when given) and goes on with the next frame.
-            macro_rules! answer_here {
-                ($tenant:expr, $concentrated:expr, $bytes:expr) => {{
-                    let local = LocalAnswer {
-                        peek: &peek,
-                        tenant: $tenant,
-                        concentrated: $concentrated,
-                        expects_response,
-                    };
-                    if let Err(end) = self.answer_locally(local, $bytes, out).await {
+            let mut answered = false;
+            for stage in REQUEST_STAGES {
+                match self.run_stage(stage, &mut req, out).await {
+                    Verdict::Continue => {}
+                    Verdict::Respond { frame, physical } => {
+                        if let Err(end) = self.answer_locally(&req, physical, frame, out).await {
+                            return Some(end);
+                        }
+                        answered = true;
+                        break;
+                    }
+                    Verdict::Handled => {
+                        answered = true;
+                        break;
+                    }
+                    Verdict::ForwardThenClose => req.close_after = true,
+                    Verdict::Close { end, error } => {
+                        if let Some(error) = error {
+                            self.shared.metrics.protocol_error(error);
+                        }
                         return Some(end);
                     }
-                    continue;
-                }};
-            }
-            let mut delegated = None;
-            if self.shared.listener(self.set).auth.requires_sasl() {
-                let managed =
-                    self.shared.listener(self.set).auth.mode() == SaslMode::GatewayManaged;
-                let step = match key {
-                    Some(ApiKey::ApiVersions) => Ok(()),
-                    Some(k @ (ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)) if managed => {
-                        let frame_bytes = self.buf.split_to(n).freeze();
-                        match self.sasl_local(k, &peek, &frame_bytes, out).await {
-                            Ok(()) => continue,
-                            Err(end) => return Some(end),
-                        }
-                    }
-                    // Delegated: relayed to the broker; a copy (a few bytes) is read here.
-                    Some(ApiKey::SaslHandshake) => {
-                        let copy = Bytes::copy_from_slice(&self.buf[..n]);
-                        self.delegated_handshake(&peek, &copy, out).await
-                    }
-                    Some(ApiKey::SaslAuthenticate) => {
-                        let copy = Bytes::copy_from_slice(&self.buf[..n]);
-                        self.delegated_authenticate(&peek, &copy)
-                            .map(|d| delegated = Some(d))
-                    }
-                    _ => self.check_authenticated(&peek),
-                };
-                if let Err(end) = step {
-                    return Some(end);
                 }
             }
-            let mut frame_bytes = self.buf.split_to(n).freeze();
-            let gateway_api = matches!(
-                key,
-                Some(ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
-            );
-            // The Kafka ACL APIs manage the gateway's ACLs when those are the ones enforced
-            // (and a tenant's are always its own); otherwise they go to the broker.
-            if acl_api::is_acl_api(key) && (self.acls.is_some() || self.tenant.is_some()) {
-                let body = peek.body_of(&frame_bytes);
-                let caller = acl_api::Caller {
-                    store: &self.shared.security,
-                    permits: self.acls.as_deref(),
-                    vcluster: self.ident.who.vcluster.as_deref(),
-                    principal: self.principal().unwrap_or_default(),
-                };
-                let answer = acl_api::answer(
-                    &caller,
-                    key.expect("an ACL API key"),
-                    peek.api_version,
-                    peek.correlation_id,
-                    &body,
-                );
-                match answer {
-                    Ok(bytes) => {
-                        answer_here!(None, None, bytes);
-                    }
-                    Err(reason) => {
-                        warn!(peer = %self.peer, principal = ?self.principal(), api = ?key, "closing connection: {reason}");
-                        self.shared.metrics.protocol_error("malformed_request");
-                        return Some(End::Abort);
-                    }
-                }
+            if answered {
+                continue;
             }
-            // Virtual cluster: the tenant's names become physical names first; the ACLs (and
-            // the tenant's walls) then judge physical names.
-            let tenant = self.tenant.clone().filter(|_| !gateway_api);
-            let mut concentrated = None;
-            if let Some(t) = &tenant {
-                match tenancy::map_request(
-                    t,
-                    peek.api_key,
-                    peek.api_version,
-                    peek.body_offset.unwrap_or(0),
-                    &frame_bytes,
-                ) {
-                    Ok(mapped) => {
-                        if let Some(f) = mapped.frame {
-                            frame_bytes = f;
-                        }
-                        concentrated = mapped.concentrated;
-                    }
-                    Err(tenancy::MapError::Refused { code, message }) => {
-                        debug!(peer = %self.peer, vcluster = %t.name, api = ?key, "request refused: {message}");
-                        let body = peek.body_of(&frame_bytes);
-                        let Some(bytes) = crate::message::error_response(
-                            peek.api_key,
-                            peek.api_version,
-                            peek.correlation_id,
-                            &body,
-                            code,
-                            &message,
-                        ) else {
-                            warn!(peer = %self.peer, vcluster = %t.name, api = ?key,
-                                "closing connection: {message} (no error form for this API)");
-                            return Some(End::Abort);
-                        };
-                        // The refused request was never mapped: its answer names what the
-                        // client sent.
-                        answer_here!(None, None, bytes);
-                    }
-                    Err(tenancy::MapError::Broken(e)) => {
-                        warn!(peer = %self.peer, principal = ?self.principal(), vcluster = %t.name, api = ?key,
-                            "closing connection: {e:#}");
-                        self.shared.metrics.protocol_error("unmappable_request");
-                        return Some(End::Abort);
-                    }
-                }
-            }
-            if let Some(t) = tenant
-                .as_ref()
-                .filter(|t| tenancy::limited(t, peek.api_key))
-            {
-                match self.tenant_limits(t, &peek, &frame_bytes).await {
-                    Ok(None) => {}
-                    Ok(Some(refusal)) => {
-                        answer_here!(Some(t), concentrated.as_ref(), refusal);
-                    }
-                    Err(e) => {
-                        warn!(peer = %self.peer, vcluster = %t.name, "closing connection: cannot check the tenant's limits: {e:#}");
-                        return Some(End::Abort);
-                    }
-                }
-            }
-            let mut authz = None;
-            let mut close_after = false;
-            if key == Some(ApiKey::Fetch) && self.acls.is_some() {
-                if let Some(answer) = self.stale_fetch_session(&peek, &frame_bytes) {
-                    answer_here!(None, None, answer);
-                }
-            }
-            if let Some(permits) = self.authz.clone().filter(|_| !gateway_api) {
-                let tenant_view = tenant.as_deref().map(|t| tenancy::TenantTopics {
-                    tenant: t,
-                    names: &self.shared.topic_names,
-                });
-                let topics: &dyn TopicLookup = match &tenant_view {
-                    Some(v) => v,
-                    None => &self.shared.topic_names,
-                };
-                match authorize::check_request(
-                    peek.api_key,
-                    peek.api_version,
-                    peek.correlation_id,
-                    peek.body_offset.unwrap_or(0),
-                    &frame_bytes,
-                    permits.as_ref(),
-                    topics,
-                ) {
-                    Decision::Forward { frame, fix } => {
-                        if let Some(f) = frame {
-                            self.shared.metrics.authorization_denied(peek.api_key);
-                            frame_bytes = f;
-                        }
-                        authz = fix.map(|f| Box::new((f, permits)));
-                    }
-                    Decision::Respond(bytes) => {
-                        self.shared.metrics.authorization_denied(peek.api_key);
-                        debug!(peer = %self.peer, principal = ?self.principal(), api = ?key, "request denied by ACLs");
-                        answer_here!(tenant.as_deref(), concentrated.as_ref(), bytes);
-                    }
-                    Decision::ForwardThenClose { frame, reason } => {
-                        // Kafka closes the connection of a failed acks=0 Produce: the client
-                        // learns of the failure by the disconnection.
-                        self.shared.metrics.authorization_denied(peek.api_key);
-                        info!(peer = %self.peer, principal = ?self.principal(), api = ?key,
-                            "closing connection after forwarding what is allowed: {reason}");
-                        match frame {
-                            Some(f) => {
-                                frame_bytes = f;
-                                close_after = true;
-                            }
-                            None => return Some(End::Finish),
-                        }
-                    }
-                    Decision::Close(reason) => {
-                        warn!(peer = %self.peer, principal = ?self.principal(), api = ?key, "closing connection: {reason}");
-                        self.shared.metrics.protocol_error("unauthorized");
-                        return Some(End::Abort);
-                    }
-                }
-            }
-            let chain = self.current_chain();
-            let mut intercept_response = None;
-            let request: Bytes = if !chain.is_empty() && peek.body_offset.is_some() {
-                let header_len = peek.body_offset.unwrap_or(0);
-                let mut forward = frame_bytes;
-                let mut produce_extra = Vec::new();
-                if intercept::wants_request(&chain, peek.api_key) {
-                    let meta = RequestMeta {
-                        api_key: peek.api_key,
-                        version: peek.api_version,
-                        correlation_id: peek.correlation_id,
-                        header_len,
-                        client: &self.ident,
-                    };
-                    match intercept::on_request(
-                        &chain,
-                        &meta,
-                        &forward,
-                        &self.shared.metrics,
-                        &self.shared.topic_names,
-                    ) {
-                        Outcome::Forward {
-                            frame,
-                            produce_extra: extra,
-                        } => {
-                            if let Some(f) = frame {
-                                forward = f;
-                            }
-                            produce_extra = extra;
-                        }
-                        Outcome::Respond(bytes) => {
-                            answer_here!(tenant.as_deref(), concentrated.as_ref(), bytes);
-                        }
-                        Outcome::Close(reason) => {
-                            warn!(peer = %self.peer, client_id = ?self.client_id, "closing connection: {reason}");
-                            self.shared.metrics.protocol_error("interceptor");
-                            return Some(End::Abort);
-                        }
-                    }
-                }
-                if !produce_extra.is_empty() || intercept::wants_response(&chain, peek.api_key) {
-                    intercept_response = Some(Box::new(ResponseIntercept {
-                        chain: chain.clone(),
-                        client: self.ident.clone(),
-                        request_body: detach_small(
-                            forward.slice(frame::LENGTH_PREFIX + header_len..),
-                        ),
-                        produce_extra,
-                    }));
-                }
-                forward
-            } else {
-                frame_bytes
-            };
-            if self.upstream.is_none() {
-                if let Err(end) = self.open_upstream(&peek).await {
-                    return Some(end);
-                }
-            }
-            if self.reauth_due() {
-                if let Err(end) = self.reauthenticate_upstream(out).await {
-                    return Some(end);
-                }
-            }
-            if expects_response {
-                let pending = Pending {
-                    api_key: peek.api_key,
-                    version: peek.api_version,
-                    correlation_id: peek.correlation_id,
-                    action: rewrite::action_for(key, peek.api_version),
-                    gateway_request: received.elapsed(),
-                    queued: Instant::now(),
-                    intercept: intercept_response,
-                    authz,
-                    delegated,
-                    tenant: tenant.map(|t| Box::new((t, concentrated))),
-                };
-                if let Err(end) = self.push(Slot::Upstream(pending), out).await {
-                    return Some(end);
-                }
-            } else if let Err(end) = self
-                .push(
-                    Slot::NoResponse {
-                        correlation_id: peek.correlation_id,
-                    },
-                    out,
-                )
-                .await
-            {
+            let close_after = req.close_after;
+            if let Err(end) = self.forward(req, out).await {
                 return Some(end);
             }
-            out.push(request);
             if close_after {
                 // Written upstream before the connection ends (see `run`).
                 return Some(End::Finish);
             }
         }
+    }
+
+    /// The length of the next complete frame in the buffer; `None` until one is complete.
+    fn next_frame_len(&mut self) -> Result<Option<usize>, End> {
+        let max = self.shared.config.limits.max_frame_bytes;
+        match frame::frame_len(&self.buf, max) {
+            Ok(FrameStatus::Complete(n)) => {
+                // Only complete requests count: a trickle of bytes keeps nothing alive.
+                self.seen_request = true;
+                self.activity.touch();
+                Ok(Some(n))
+            }
+            Ok(FrameStatus::Incomplete { total }) => {
+                if let Some(total) = total {
+                    self.buf
+                        .reserve(total.saturating_sub(self.buf.len()).min(MAX_RESERVE_STEP));
+                }
+                Ok(None)
+            }
+            Err(e) => Err(self.reject(&e)),
+        }
+    }
+
+    /// Takes the next frame (`n` bytes) off the buffer: its header peek, the client id, the
+    /// request metrics, and whether it expects an answer.
+    fn intake(&mut self, n: usize) -> Result<InFlight, End> {
+        let received = Instant::now();
+        let peek =
+            frame::peek_request(&self.buf[frame::LENGTH_PREFIX..n]).map_err(|e| self.reject(&e))?;
+        if self.client_id.is_none() {
+            if let Some(r) = &peek.client_id {
+                let body = &self.buf[frame::LENGTH_PREFIX..n];
+                self.client_id = Some(String::from_utf8_lossy(&body[r.clone()]).into_owned());
+                self.ident = Arc::new(Client {
+                    client_id: self.client_id.clone(),
+                    ..(*self.ident).clone()
+                });
+            }
+        }
+        let api = self.shared.metrics.api(peek.api_key);
+        api.requests.inc();
+        api.request_bytes.inc_by(n as u64);
+        let key = peek.known_key();
+        let gateway_api = matches!(
+            key,
+            Some(ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
+        );
+        Ok(InFlight {
+            key,
+            received,
+            expects_response: true,
+            frame: self.buf.split_to(n).freeze(),
+            gateway_api,
+            tenant: self.tenant.clone().filter(|_| !gateway_api),
+            concentrated: None,
+            authz: None,
+            intercept: None,
+            delegated: None,
+            close_after: false,
+            peek,
+        })
+    }
+
+    /// Runs one request stage.
+    async fn run_stage(
+        &mut self,
+        stage: RequestStage,
+        req: &mut InFlight,
+        out: &mut Outbox,
+    ) -> Verdict {
+        match stage {
+            RequestStage::Versions => self.versions(req),
+            RequestStage::Authenticate => self.authenticate(req, out).await,
+            RequestStage::AclApis => self.acl_apis(req),
+            RequestStage::TenantNames => self.tenant_names(req),
+            RequestStage::TenantLimits => self.tenant_limits(req).await,
+            RequestStage::FetchSession => self.fetch_session(req),
+            RequestStage::Authorize => self.authorize(req),
+            RequestStage::Intercept => self.intercept(req),
+        }
+    }
+
+    /// [`RequestStage::Versions`].
+    fn versions(&mut self, req: &mut InFlight) -> Verdict {
+        let (peek, Some(k)) = (&req.peek, req.key) else {
+            return Verdict::Continue;
+        };
+        if k == ApiKey::ApiVersions && peek.api_version > rewrite::gateway_versions(k).max {
+            // KIP-511: answer a too-new ApiVersions ourselves so the client retries lower.
+            return Verdict::Respond {
+                frame: rewrite::unsupported_api_versions(peek.correlation_id),
+                physical: false,
+            };
+        }
+        let mut range = rewrite::gateway_versions(k);
+        range.min = range
+            .min
+            .max(crate::shared::version_floor(&self.shared.config, k));
+        if peek.api_version < range.min || peek.api_version > range.max {
+            // The gateway never advertised this version: a broker closes the connection
+            // here too, and forwarding could leak what the gateway cannot rewrite.
+            limited!(warn, self.shared.log_limit, "protocol_error", peer = %self.peer, client_id = ?self.client_id,
+                api = ?k, version = peek.api_version, supported = %range,
+                "unsupported request version; closing connection");
+            return Verdict::close("unsupported_version");
+        }
+        if k == ApiKey::Produce {
+            match frame::produce_expects_response(&req.frame[frame::LENGTH_PREFIX..], &req.peek) {
+                Ok(expects) => req.expects_response = expects,
+                Err(e) => return self.reject(&e).into(),
+            }
+        }
+        Verdict::Continue
+    }
+
+    /// [`RequestStage::Authenticate`].
+    async fn authenticate(&mut self, req: &mut InFlight, out: &mut Outbox) -> Verdict {
+        if !self.shared.listener(self.set).auth.requires_sasl() {
+            return Verdict::Continue;
+        }
+        let managed = self.shared.listener(self.set).auth.mode() == SaslMode::GatewayManaged;
+        let step = match req.key {
+            Some(ApiKey::ApiVersions) => Ok(()),
+            Some(k @ (ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)) if managed => {
+                return match self.sasl_local(k, &req.peek, &req.frame, out).await {
+                    Ok(()) => Verdict::Handled,
+                    Err(end) => end.into(),
+                };
+            }
+            // Delegated: relayed to the broker; a copy (a few bytes) is read here, so the
+            // exchange does not hold on to the read buffer.
+            Some(ApiKey::SaslHandshake) => {
+                let copy = Bytes::copy_from_slice(&req.frame);
+                self.delegated_handshake(&req.peek, &copy, out).await
+            }
+            Some(ApiKey::SaslAuthenticate) => {
+                let copy = Bytes::copy_from_slice(&req.frame);
+                self.delegated_authenticate(&req.peek, &copy)
+                    .map(|d| req.delegated = Some(d))
+            }
+            _ => self.check_authenticated(&req.peek),
+        };
+        match step {
+            Ok(()) => Verdict::Continue,
+            Err(end) => end.into(),
+        }
+    }
+
+    /// [`RequestStage::AclApis`]: the Kafka ACL APIs manage the gateway's ACLs when those are
+    /// the ones enforced (and a tenant's are always its own); otherwise they go to the broker.
+    fn acl_apis(&mut self, req: &InFlight) -> Verdict {
+        if !acl_api::is_acl_api(req.key) || (self.acls.is_none() && self.tenant.is_none()) {
+            return Verdict::Continue;
+        }
+        let peek = &req.peek;
+        let body = peek.body_of(&req.frame);
+        let caller = acl_api::Caller {
+            store: &self.shared.security,
+            permits: self.acls.as_deref(),
+            vcluster: self.ident.who.vcluster.as_deref(),
+            principal: self.principal().unwrap_or_default(),
+        };
+        let key = req.key.expect("an ACL API key");
+        match acl_api::answer(&caller, key, peek.api_version, peek.correlation_id, &body) {
+            Ok(frame) => Verdict::Respond {
+                frame,
+                physical: false,
+            },
+            Err(reason) => {
+                warn!(peer = %self.peer, principal = ?self.principal(), api = ?key, "closing connection: {reason}");
+                Verdict::close("malformed_request")
+            }
+        }
+    }
+
+    /// [`RequestStage::TenantNames`]: the tenant's names become physical names first; the
+    /// ACLs (and the tenant's walls) then judge physical names.
+    fn tenant_names(&mut self, req: &mut InFlight) -> Verdict {
+        let Some(t) = req.tenant.clone() else {
+            return Verdict::Continue;
+        };
+        let peek = &req.peek;
+        match tenancy::map_request(
+            &t,
+            peek.api_key,
+            peek.api_version,
+            peek.body_offset.unwrap_or(0),
+            &req.frame,
+        ) {
+            Ok(mapped) => {
+                if let Some(f) = mapped.frame {
+                    req.frame = f;
+                }
+                req.concentrated = mapped.concentrated;
+                Verdict::Continue
+            }
+            Err(tenancy::MapError::Refused { code, message }) => {
+                debug!(peer = %self.peer, vcluster = %t.name, api = ?req.key, "request refused: {message}");
+                let body = peek.body_of(&req.frame);
+                let Some(frame) = crate::message::error_response(
+                    peek.api_key,
+                    peek.api_version,
+                    peek.correlation_id,
+                    &body,
+                    code,
+                    &message,
+                ) else {
+                    warn!(peer = %self.peer, vcluster = %t.name, api = ?req.key,
+                        "closing connection: {message} (no error form for this API)");
+                    return End::Abort.into();
+                };
+                // The refused request was never mapped: its answer names what the client
+                // sent.
+                Verdict::Respond {
+                    frame,
+                    physical: false,
+                }
+            }
+            Err(tenancy::MapError::Broken(e)) => {
+                warn!(peer = %self.peer, principal = ?self.principal(), vcluster = %t.name, api = ?req.key,
+                    "closing connection: {e:#}");
+                Verdict::close("unmappable_request")
+            }
+        }
+    }
+
+    /// [`RequestStage::TenantLimits`].
+    async fn tenant_limits(&mut self, req: &InFlight) -> Verdict {
+        let Some(t) = req
+            .tenant
+            .clone()
+            .filter(|t| tenancy::limited(t, req.peek.api_key))
+        else {
+            return Verdict::Continue;
+        };
+        match self.tenant_usage_check(&t, &req.peek, &req.frame).await {
+            Ok(None) => Verdict::Continue,
+            Ok(Some(refusal)) => Verdict::Respond {
+                frame: refusal,
+                physical: true,
+            },
+            Err(e) => {
+                warn!(peer = %self.peer, vcluster = %t.name, "closing connection: cannot check the tenant's limits: {e:#}");
+                End::Abort.into()
+            }
+        }
+    }
+
+    /// [`RequestStage::FetchSession`].
+    fn fetch_session(&mut self, req: &InFlight) -> Verdict {
+        if req.key != Some(ApiKey::Fetch) || self.acls.is_none() {
+            return Verdict::Continue;
+        }
+        match self.stale_fetch_session(&req.peek, &req.frame) {
+            Some(frame) => Verdict::Respond {
+                frame,
+                physical: false,
+            },
+            None => Verdict::Continue,
+        }
+    }
+
+    /// [`RequestStage::Authorize`].
+    fn authorize(&mut self, req: &mut InFlight) -> Verdict {
+        let Some(permits) = self.authz.clone().filter(|_| !req.gateway_api) else {
+            return Verdict::Continue;
+        };
+        let peek = &req.peek;
+        let tenant_view = req.tenant.as_deref().map(|t| tenancy::TenantTopics {
+            tenant: t,
+            names: &self.shared.topic_names,
+        });
+        let topics: &dyn TopicLookup = match &tenant_view {
+            Some(v) => v,
+            None => &self.shared.topic_names,
+        };
+        let decision = authorize::check_request(
+            peek.api_key,
+            peek.api_version,
+            peek.correlation_id,
+            peek.body_offset.unwrap_or(0),
+            &req.frame,
+            permits.as_ref(),
+            topics,
+        );
+        match decision {
+            Decision::Forward { frame, fix } => {
+                if let Some(f) = frame {
+                    self.shared.metrics.authorization_denied(peek.api_key);
+                    req.frame = f;
+                }
+                req.authz = fix.map(|f| Box::new((f, permits)));
+                Verdict::Continue
+            }
+            Decision::Respond(frame) => {
+                self.shared.metrics.authorization_denied(peek.api_key);
+                debug!(peer = %self.peer, principal = ?self.principal(), api = ?req.key, "request denied by ACLs");
+                Verdict::Respond {
+                    frame,
+                    physical: true,
+                }
+            }
+            Decision::ForwardThenClose { frame, reason } => {
+                // Kafka closes the connection of a failed acks=0 Produce: the client learns
+                // of the failure by the disconnection.
+                self.shared.metrics.authorization_denied(peek.api_key);
+                info!(peer = %self.peer, principal = ?self.principal(), api = ?req.key,
+                    "closing connection after forwarding what is allowed: {reason}");
+                match frame {
+                    Some(f) => {
+                        req.frame = f;
+                        Verdict::ForwardThenClose
+                    }
+                    None => End::Finish.into(),
+                }
+            }
+            Decision::Close(reason) => {
+                warn!(peer = %self.peer, principal = ?self.principal(), api = ?req.key, "closing connection: {reason}");
+                Verdict::close("unauthorized")
+            }
+        }
+    }
+
+    /// [`RequestStage::Intercept`].
+    fn intercept(&mut self, req: &mut InFlight) -> Verdict {
+        let chain = self.current_chain();
+        let Some(header_len) = req.peek.body_offset.filter(|_| !chain.is_empty()) else {
+            return Verdict::Continue;
+        };
+        let peek = &req.peek;
+        let mut produce_extra = Vec::new();
+        if intercept::wants_request(&chain, peek.api_key) {
+            let meta = RequestMeta {
+                api_key: peek.api_key,
+                version: peek.api_version,
+                correlation_id: peek.correlation_id,
+                header_len,
+                client: &self.ident,
+            };
+            match intercept::on_request(
+                &chain,
+                &meta,
+                &req.frame,
+                &self.shared.metrics,
+                &self.shared.topic_names,
+            ) {
+                Outcome::Forward {
+                    frame,
+                    produce_extra: extra,
+                } => {
+                    if let Some(f) = frame {
+                        req.frame = f;
+                    }
+                    produce_extra = extra;
+                }
+                Outcome::Respond(frame) => {
+                    return Verdict::Respond {
+                        frame,
+                        physical: true,
+                    }
+                }
+                Outcome::Close(reason) => {
+                    warn!(peer = %self.peer, client_id = ?self.client_id, "closing connection: {reason}");
+                    return Verdict::close("interceptor");
+                }
+            }
+        }
+        if !produce_extra.is_empty() || intercept::wants_response(&chain, peek.api_key) {
+            req.intercept = Some(Box::new(ResponseIntercept {
+                chain: chain.clone(),
+                client: self.ident.clone(),
+                request_body: detach_small(req.frame.slice(frame::LENGTH_PREFIX + header_len..)),
+                produce_extra,
+            }));
+        }
+        Verdict::Continue
+    }
+
+    /// After the last stage: opens the upstream connection if needed, queues the response's
+    /// slot and the frame.
+    async fn forward(&mut self, req: InFlight, out: &mut Outbox) -> Result<(), End> {
+        if self.upstream.is_none() {
+            self.open_upstream(&req.peek).await?;
+        }
+        if self.reauth_due() {
+            self.reauthenticate_upstream(out).await?;
+        }
+        let peek = &req.peek;
+        let slot = if req.expects_response {
+            Slot::Upstream(Pending {
+                api_key: peek.api_key,
+                version: peek.api_version,
+                correlation_id: peek.correlation_id,
+                action: rewrite::action_for(req.key, peek.api_version),
+                gateway_request: req.received.elapsed(),
+                queued: Instant::now(),
+                intercept: req.intercept,
+                authz: req.authz,
+                delegated: req.delegated,
+                tenant: req.tenant.map(|t| Box::new((t, req.concentrated))),
+            })
+        } else {
+            Slot::NoResponse {
+                correlation_id: peek.correlation_id,
+            }
+        };
+        self.push(slot, out).await?;
+        out.push(req.frame);
+        Ok(())
     }
 
     /// The interceptors that apply to this client, re-selected when the chain changes.
@@ -684,18 +755,20 @@ impl RequestSide {
         End::Abort
     }
 
-    /// Queues an answer the gateway made for a request, in the tenant's names.
+    /// Queues an answer the gateway made for a request; an answer in `physical` names is
+    /// mapped back to the tenant's first.
     async fn answer_locally(
         &mut self,
-        local: LocalAnswer<'_>,
+        req: &InFlight,
+        physical: bool,
         mut bytes: Bytes,
         out: &mut Outbox,
     ) -> Result<(), End> {
-        let peek = local.peek;
-        if let Some(t) = local.tenant {
+        let peek = &req.peek;
+        if let Some(t) = req.tenant.as_deref().filter(|_| physical) {
             bytes = tenancy::unmap_response(
                 t,
-                local.concentrated,
+                req.concentrated.as_ref(),
                 peek.api_key,
                 peek.api_version,
                 bytes,
@@ -705,7 +778,7 @@ impl RequestSide {
                 End::Abort
             })?;
         }
-        if !local.expects_response {
+        if !req.expects_response {
             return Ok(());
         }
         self.push(
@@ -720,7 +793,7 @@ impl RequestSide {
 
     /// Checks a topic or partition creation against the tenant's limits, counting what the
     /// cluster holds now.
-    async fn tenant_limits(
+    async fn tenant_usage_check(
         &mut self,
         tenant: &Tenant,
         peek: &RequestPeek,
@@ -1155,11 +1228,10 @@ impl RequestSide {
     /// An incremental Fetch (KIP-227) names only what changed in its session, so partitions
     /// added to the session earlier are served without being named, and could not be checked
     /// again after an ACL change. After any change of the security resources, the next
-    /// incremental Fetch is answered FETCH_SESSION_ID_NOT_FOUND: the client starts a new
+    /// incremental Fetch is answered crate::message::codes::FETCH_SESSION_ID_NOT_FOUND: the client starts a new
     /// session with a full Fetch naming every partition, which the ACLs then judge. A full
     /// Fetch records the generation it was judged under.
     fn stale_fetch_session(&mut self, peek: &RequestPeek, frame: &Bytes) -> Option<Bytes> {
-        const FETCH_SESSION_ID_NOT_FOUND: i16 = 70;
         let generation = self.shared.security.current().generation();
         if generation == self.fetch_generation || peek.api_version < 7 {
             return None;
@@ -1177,7 +1249,7 @@ impl RequestSide {
         info!(peer = %self.peer, principal = ?self.principal(), session_id = req.session_id,
             "ACLs changed: the client's fetch session starts over");
         let resp = FetchResponse::default()
-            .with_error_code(FETCH_SESSION_ID_NOT_FOUND)
+            .with_error_code(crate::message::codes::FETCH_SESSION_ID_NOT_FOUND)
             .with_session_id(0);
         Some(crate::message::encode_response(
             ApiKey::Fetch,

@@ -25,7 +25,7 @@ use crate::intercept::{self, RequestMeta, ResponseMeta, TopicLookup};
 use crate::metrics::secs;
 use crate::rewrite::{self, ResponseAction};
 use crate::schema;
-use crate::server::{Shared, SharedBook};
+use crate::shared::{Shared, SharedBook};
 use crate::tenancy;
 use crate::tls::{ReadHalf, WriteHalf};
 

@@ -42,7 +42,7 @@
 //! | ListConfigResources (74) response | `ConfigResource.resource_name` | as DescribeConfigs, by `resource_type` |
 //! | CreateAcls (30) request | `AclCreation.resource_name` | a topic (`resource_type` 2), group (3) or transactional id (5); with `pattern_type` PREFIXED it is a name prefix, `*` is the wildcard |
 //! | DescribeAcls (29) | `DescribeAclsRequest.resource_name_filter` (nullable: any), `DescribeAclsResource.resource_name` (response) | as CreateAcls, a filter on the request side |
-//! | DeleteAcls (31) | `DeleteAclsFilter.resource_name_filter` (nullable), `DeleteAclsMatchingAcl.resource_name` (response) | as DescribeAcls (a tenant's ACL API calls never reach the rewriter: [`crate::acl_api`] answers them from the tenant's own ACLs, on logical names) |
+//! | DeleteAcls (31) | `DeleteAclsFilter.resource_name_filter` (nullable), `DeleteAclsMatchingAcl.resource_name` (response) | as DescribeAcls (a tenant's ACL API calls never reach the rewriter: the gateway's ACL API stage answers them from the tenant's own ACLs, on logical names) |
 //! | ConsumerGroupHeartbeat (68) request v1 | `ConsumerGroupHeartbeatRequest.subscribed_topic_regex` | a (RE2/J) regular expression over topic names: must be confined to the tenant's names, not prefixed |
 //! | ConsumerGroupDescribe (69) response | `Member.subscribed_topic_regex` | the regex the member sent |
 //! | ListTransactions (66) request v2 | `ListTransactionsRequest.transactional_id_pattern` | a regular expression over transactional ids |
