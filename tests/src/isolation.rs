@@ -1,6 +1,6 @@
 //! A misbehaving plugin on one interceptor scope, and what clients outside that scope see.
 //!
-//! Shared by the isolation test (`tests/interceptors.rs`) and `sluice-bench --mode isolation`.
+//! Shared by the isolation test (`tests/it/interceptors.rs`) and `sluice-bench --mode isolation`.
 //! The gateway authenticates clients (SASL/PLAIN, gateway-managed accounts); the bad plugin
 //! (`spin`: loops to its CPU deadline, or `hog`: allocates until its memory cap refuses) is
 //! installed fail-open for one username, [`BAD`], whose clients produce in a loop to keep it
