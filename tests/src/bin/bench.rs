@@ -91,6 +91,8 @@ use tokio::sync::Semaphore;
 const MB: f64 = 1e6;
 const GW_THREAD: &str = "sluice-gw";
 const LOAD_THREAD: &str = "sluice-load";
+/// Prefix of the gateway's plugin threads: interceptor calls run there, not on `sluice-gw`.
+const PLUGIN_THREAD: &str = "sluice-plugin";
 /// Prefix of librdkafka's thread names (`rdk:main`, `rdk:broker1`, ...).
 const RDKAFKA_THREAD: &str = "rdk:";
 
@@ -384,6 +386,11 @@ fn tasks_cpu(proc_dir: &std::path::Path, prefix: &str) -> f64 {
 }
 
 /// CPU seconds of this process's threads whose name starts with `prefix`.
+/// CPU seconds of the gateway's threads: its runtime's workers and its plugin threads.
+fn gateway_threads_cpu() -> f64 {
+    threads_cpu(GW_THREAD) + threads_cpu(PLUGIN_THREAD)
+}
+
 fn threads_cpu(prefix: &str) -> f64 {
     tasks_cpu(std::path::Path::new("/proc/self"), prefix)
 }
@@ -1360,7 +1367,7 @@ async fn run_load(
     tokio::time::sleep_until(start.into()).await;
     let (gw0, gwt0, load0, t0) = (
         gateway_cpu(gw_rt).await,
-        threads_cpu(GW_THREAD),
+        gateway_threads_cpu(),
         threads_cpu(LOAD_THREAD),
         Instant::now(),
     );
@@ -1370,7 +1377,7 @@ async fn run_load(
     tokio::time::sleep_until(end.into()).await;
     let (gw1, gwt1, load1, t1) = (
         gateway_cpu(gw_rt).await,
-        threads_cpu(GW_THREAD),
+        gateway_threads_cpu(),
         threads_cpu(LOAD_THREAD),
         Instant::now(),
     );
@@ -2261,7 +2268,7 @@ struct CpuMark {
 impl CpuMark {
     fn now(calls: &dyn Fn() -> f64) -> CpuMark {
         CpuMark {
-            gw: threads_cpu(GW_THREAD),
+            gw: gateway_threads_cpu(),
             tansu: children_cpu("tansu").unwrap_or(f64::NAN),
             client: client_cpu(),
             calls: calls(),
