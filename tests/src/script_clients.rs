@@ -137,17 +137,18 @@ async fn run_client(
     let child = cmd
         .spawn()
         .unwrap_or_else(|e| panic!("running the {name} client: {e}"));
-    let pid = child.id() as libc::pid_t;
+    let pid = rustix::process::Pid::from_raw(child.id() as i32);
     let waiting = tokio::task::spawn_blocking(move || child.wait_with_output());
     let output = match tokio::time::timeout(limit, waiting).await {
         Ok(done) => done
             .expect("joining the client waiter")
             .expect("client output"),
         Err(_) => {
-            // SAFETY: kill(2) has no memory-safety preconditions. The pid is our own child's;
-            // its waiter has not returned, so it is not reaped and the pid not reused (the
-            // test panics right after either way).
-            unsafe { libc::kill(pid, libc::SIGKILL) };
+            // The pid is our own child's; its waiter has not returned, so it is not reaped and
+            // the pid not reused (the test panics right after either way).
+            if let Some(pid) = pid {
+                let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+            }
             panic!("{name} {args:?} did not finish within {limit:?}");
         }
     };

@@ -30,6 +30,7 @@ use crate::shared::{Shared, SharedBook};
 use crate::tenancy;
 use crate::tls::{ReadHalf, WriteHalf};
 
+use super::pipeline::{ResponseStage, RESPONSE_STAGES};
 use super::{
     DelegatedOutcome, DelegatedRound, Outbox, Pending, Slot, MAX_RESERVE_STEP, NO_RESPONSE_MEMORY,
     READ_CHUNK,
@@ -351,97 +352,8 @@ impl ResponseSide {
             upstream: read_at.duration_since(p.queued),
         };
         let mut frame = frame.freeze();
-        if let Some(d) = &p.delegated {
-            self.delegated_answer(d, p.version, &frame);
-        }
-        if let Some(ic) = &p.intercept {
-            let meta = ResponseMeta {
-                request: RequestMeta {
-                    api_key: p.api_key,
-                    version: p.version,
-                    correlation_id: p.correlation_id,
-                    header_len: 0,
-                    client: &ic.client,
-                },
-                request_body: ic.request_body.clone(),
-            };
-            match intercept::on_response(
-                &ic.chain,
-                &meta,
-                frame.clone(),
-                &ic.produce_extra,
-                &self.shared.metrics,
-                &self.shared.topic_names,
-            )
-            .await
-            {
-                Ok(None) => {}
-                Ok(Some(b)) => frame = b,
-                Err(reason) => {
-                    self.shared.metrics.protocol_error("interceptor");
-                    warn!(peer = %self.peer, "closing connection: {reason}");
-                    anyhow::bail!("interceptor failure");
-                }
-            }
-        }
-        if let Some(authz) = &p.authz {
-            let (fix, permits) = authz.as_ref();
-            let tenant_view = p.tenant.as_deref().map(|(t, _)| tenancy::TenantTopics {
-                tenant: t,
-                names: &self.shared.topic_names,
-            });
-            let topics: &dyn TopicLookup = match &tenant_view {
-                Some(v) => v,
-                None => &self.shared.topic_names,
-            };
-            match authorize::fix_response(
-                fix,
-                p.api_key,
-                p.version,
-                frame.clone(),
-                permits.as_ref(),
-                topics,
-            ) {
-                Ok(b) => frame = b,
-                Err(e) => {
-                    self.shared.metrics.protocol_error("undecodable_response");
-                    warn!(peer = %self.peer, api_key = p.api_key, version = p.version,
-                        "cannot apply ACLs to broker response: {e:#}; closing connection");
-                    return Err(e);
-                }
-            }
-        }
-        if p.action != ResponseAction::Passthrough {
-            let key = ApiKey::try_from(p.api_key).expect("rewrite actions are for known keys");
-            let book = SharedBook(&self.shared, self.set);
-            match advertise::rewrite_response(p.action, key, p.version, frame.clone(), &book) {
-                Ok(None) => {}
-                Ok(Some(rewritten)) => frame = rewritten,
-                Err(e) => {
-                    self.shared.metrics.protocol_error("undecodable_response");
-                    warn!(peer = %self.peer, api = ?key, version = p.version,
-                        "cannot rewrite broker response: {e:#}; closing connection");
-                    return Err(e);
-                }
-            }
-        }
-        // After the address rewriting, which learns topic ids with their physical names.
-        if let Some((t, concentrated)) = p.tenant.as_deref() {
-            match tenancy::unmap_response(
-                t,
-                concentrated.as_ref(),
-                p.api_key,
-                p.version,
-                frame.clone(),
-            ) {
-                Ok(b) => frame = b,
-                Err(e) => {
-                    self.shared.metrics.protocol_error("undecodable_response");
-                    warn!(peer = %self.peer, api_key = p.api_key, version = p.version, vcluster = %t.name,
-                        "cannot map broker response back to the tenant's names: {e:#}; closing connection");
-                    return Err(e);
-                }
-            }
+        for stage in RESPONSE_STAGES {
+            frame = self.run_stage(stage, &p, frame).await?;
         }
         // Gateway time ends here: writing to the client is the client's pace, not ours.
         self.delivered.push(Delivered {
@@ -451,6 +363,117 @@ impl ResponseSide {
         });
         self.out.push(frame);
         Ok(())
+    }
+
+    /// Runs one response stage over a held response; an error closes the connection (the
+    /// stage has logged and counted it).
+    async fn run_stage(
+        &mut self,
+        stage: ResponseStage,
+        p: &Pending,
+        frame: Bytes,
+    ) -> anyhow::Result<Bytes> {
+        match stage {
+            ResponseStage::Authenticate => {
+                if let Some(d) = &p.delegated {
+                    self.delegated_answer(d, p.version, &frame);
+                }
+                Ok(frame)
+            }
+            ResponseStage::Intercept => self.intercept(p, frame).await,
+            ResponseStage::Authorize => self.authorize(p, frame),
+            ResponseStage::Addresses => self.addresses(p, frame),
+            ResponseStage::TenantNames => self.tenant_names(p, frame),
+        }
+    }
+
+    /// [`ResponseStage::Intercept`].
+    async fn intercept(&mut self, p: &Pending, frame: Bytes) -> anyhow::Result<Bytes> {
+        let Some(ic) = &p.intercept else {
+            return Ok(frame);
+        };
+        let meta = ResponseMeta {
+            request: RequestMeta {
+                api_key: p.api_key,
+                version: p.version,
+                correlation_id: p.correlation_id,
+                header_len: 0,
+                client: &ic.client,
+            },
+            request_body: ic.request_body.clone(),
+        };
+        match intercept::on_response(
+            &ic.chain,
+            &meta,
+            frame.clone(),
+            &ic.produce_extra,
+            &self.shared.metrics,
+            &self.shared.topic_names,
+        )
+        .await
+        {
+            Ok(None) => Ok(frame),
+            Ok(Some(b)) => Ok(b),
+            Err(reason) => {
+                self.shared.metrics.protocol_error("interceptor");
+                warn!(peer = %self.peer, "closing connection: {reason}");
+                anyhow::bail!("interceptor failure");
+            }
+        }
+    }
+
+    /// [`ResponseStage::Authorize`].
+    fn authorize(&mut self, p: &Pending, frame: Bytes) -> anyhow::Result<Bytes> {
+        let Some(authz) = &p.authz else {
+            return Ok(frame);
+        };
+        let (fix, permits) = authz.as_ref();
+        let tenant_view = p.tenant.as_deref().map(|(t, _)| tenancy::TenantTopics {
+            tenant: t,
+            names: &self.shared.topic_names,
+        });
+        let topics: &dyn TopicLookup = match &tenant_view {
+            Some(v) => v,
+            None => &self.shared.topic_names,
+        };
+        authorize::fix_response(fix, p.api_key, p.version, frame, permits.as_ref(), topics)
+            .inspect_err(|e| {
+                self.shared.metrics.protocol_error("undecodable_response");
+                warn!(peer = %self.peer, api_key = p.api_key, version = p.version,
+                    "cannot apply ACLs to broker response: {e:#}; closing connection");
+            })
+    }
+
+    /// [`ResponseStage::Addresses`].
+    fn addresses(&mut self, p: &Pending, frame: Bytes) -> anyhow::Result<Bytes> {
+        if p.action == ResponseAction::Passthrough {
+            return Ok(frame);
+        }
+        let key = ApiKey::try_from(p.api_key).expect("rewrite actions are for known keys");
+        let book = SharedBook(&self.shared, self.set);
+        match advertise::rewrite_response(p.action, key, p.version, frame.clone(), &book) {
+            Ok(None) => Ok(frame),
+            Ok(Some(rewritten)) => Ok(rewritten),
+            Err(e) => {
+                self.shared.metrics.protocol_error("undecodable_response");
+                warn!(peer = %self.peer, api = ?key, version = p.version,
+                    "cannot rewrite broker response: {e:#}; closing connection");
+                Err(e)
+            }
+        }
+    }
+
+    /// [`ResponseStage::TenantNames`].
+    fn tenant_names(&mut self, p: &Pending, frame: Bytes) -> anyhow::Result<Bytes> {
+        let Some((t, concentrated)) = p.tenant.as_deref() else {
+            return Ok(frame);
+        };
+        tenancy::unmap_response(t, concentrated.as_ref(), p.api_key, p.version, frame)
+            .inspect_err(|e| {
+                self.shared.metrics.protocol_error("undecodable_response");
+                warn!(peer = %self.peer, api_key = p.api_key, version = p.version, vcluster = %t.name,
+                    "cannot map broker response back to the tenant's names: {e:#}; closing connection");
+            })
     }
 
     /// Reads the broker's verdict on a relayed SaslAuthenticate (delegated mode).

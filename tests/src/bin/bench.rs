@@ -91,6 +91,8 @@ use tokio::sync::Semaphore;
 const MB: f64 = 1e6;
 const GW_THREAD: &str = "sluice-gw";
 const LOAD_THREAD: &str = "sluice-load";
+/// Prefix of the gateway's plugin threads: interceptor calls run there, not on `sluice-gw`.
+const PLUGIN_THREAD: &str = "sluice-plugin";
 /// Prefix of librdkafka's thread names (`rdk:main`, `rdk:broker1`, ...).
 const RDKAFKA_THREAD: &str = "rdk:";
 
@@ -311,33 +313,20 @@ fn loadavg() -> String {
 
 /// CPU seconds of the calling thread (user + system).
 fn thread_cpu_now() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: clock_gettime writes into the timespec we own.
-    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ThreadCPUTime);
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 /// CPU seconds of this whole process (all threads; not child processes).
 fn process_cpu_now() -> f64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: as above.
-    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
 fn clock_ticks() -> f64 {
-    // SAFETY: sysconf has no preconditions.
-    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    if t > 0 {
-        t as f64
-    } else {
-        100.0
+    match rustix::param::clock_ticks_per_second() {
+        0 => 100.0,
+        t => t as f64,
     }
 }
 
@@ -384,6 +373,11 @@ fn tasks_cpu(proc_dir: &std::path::Path, prefix: &str) -> f64 {
 }
 
 /// CPU seconds of this process's threads whose name starts with `prefix`.
+/// CPU seconds of the gateway's threads: its runtime's workers and its plugin threads.
+fn gateway_threads_cpu() -> f64 {
+    threads_cpu(GW_THREAD) + threads_cpu(PLUGIN_THREAD)
+}
+
 fn threads_cpu(prefix: &str) -> f64 {
     tasks_cpu(std::path::Path::new("/proc/self"), prefix)
 }
@@ -1360,7 +1354,7 @@ async fn run_load(
     tokio::time::sleep_until(start.into()).await;
     let (gw0, gwt0, load0, t0) = (
         gateway_cpu(gw_rt).await,
-        threads_cpu(GW_THREAD),
+        gateway_threads_cpu(),
         threads_cpu(LOAD_THREAD),
         Instant::now(),
     );
@@ -1370,7 +1364,7 @@ async fn run_load(
     tokio::time::sleep_until(end.into()).await;
     let (gw1, gwt1, load1, t1) = (
         gateway_cpu(gw_rt).await,
-        threads_cpu(GW_THREAD),
+        gateway_threads_cpu(),
         threads_cpu(LOAD_THREAD),
         Instant::now(),
     );
@@ -2261,7 +2255,7 @@ struct CpuMark {
 impl CpuMark {
     fn now(calls: &dyn Fn() -> f64) -> CpuMark {
         CpuMark {
-            gw: threads_cpu(GW_THREAD),
+            gw: gateway_threads_cpu(),
             tansu: children_cpu("tansu").unwrap_or(f64::NAN),
             client: client_cpu(),
             calls: calls(),

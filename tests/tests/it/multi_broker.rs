@@ -209,6 +209,7 @@ impl RdCluster {
         .await;
         assert_eq!(md.brokers.len(), brokers as usize);
         // SAFETY: `owner` is a live client; the handle lives as long as it does.
+        #[allow(unsafe_code)]
         let raw = unsafe { rd_kafka_handle_mock_cluster(owner.client().native_ptr()) };
         assert!(!raw.is_null());
         let mut shims = Vec::new();
@@ -218,6 +219,7 @@ impl RdCluster {
             let shim = Shim::start(mock_addr).await;
             let host = CString::new("127.0.0.1").unwrap();
             // SAFETY: `raw` is the live mock cluster of `owner`; the function copies `host`.
+            #[allow(unsafe_code)]
             unsafe {
                 rd_kafka_mock_broker_set_host_port(
                     raw,
