@@ -107,12 +107,13 @@ test: deps tansu plugins js-deps py-deps
 	$(CARGO) test --manifest-path plugins/Cargo.toml
 	cd $(JS_STAMP) && npm test
 
-## No import cycles between modules, formatting, clippy and rustdoc (warnings are errors) for
+## No import cycles between modules, a README code map that names every source file, formatting, clippy and rustdoc (warnings are errors) for
 ## the root workspace, and formatting and clippy for the two plugin workspaces. The SDK is also
 ## linted for wasm32 (its host-call code only compiles there); the sandbox test plugins only
 ## for wasm32 (natively they would be built and linted the same way).
 lint: wasm-target
 	python3 tests/lint/module_cycles.py gateway/src gateway/protocol/src gateway/wasm/src sdk/src tests/src
+	python3 tests/lint/code_map.py README.md gateway/src gateway/protocol/src gateway/wasm/src sdk/src tests/src
 	$(CARGO) fmt --all -- --check
 	$(CARGO) fmt --manifest-path plugins/Cargo.toml --all -- --check
 	$(CARGO) fmt --manifest-path tests/plugins/Cargo.toml --all -- --check
