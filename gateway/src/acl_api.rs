@@ -878,7 +878,7 @@ mod tests {
         let mut answered = 0;
         for key in [ApiKey::DescribeAcls, ApiKey::CreateAcls, ApiKey::DeleteAcls] {
             let def = crate::schema::request_def(key as i16).unwrap();
-            let range = crate::rewrite::gateway_versions(key);
+            let range = crate::advertise::gateway_versions(key);
             for version in range.min..=range.max {
                 for caller in [&global, &tenant] {
                     for _ in 0..40 {

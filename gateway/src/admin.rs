@@ -34,7 +34,7 @@ use tracing::{debug, warn};
 
 use crate::config::{Config, Secret};
 
-use crate::interceptors::{ApiError, InterceptorSpec};
+use crate::registry::{ApiError, InterceptorSpec};
 use crate::security::{AclSpec, GroupSpec, SecurityStore, ServiceAccountSpec};
 use crate::shared::Shared;
 use crate::upstream;
@@ -711,7 +711,7 @@ async fn openapi() -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::client::AdminClient;
+    use crate::admin_client::AdminClient;
     use crate::state::FileStore;
 
     /// Serves the security routes alone on a free port.

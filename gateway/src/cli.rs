@@ -145,33 +145,34 @@ pub fn main() -> i32 {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => report(serve(args)),
-        Command::Apply { file, api } => {
-            report(api.client().and_then(|c| crate::client::apply(&c, &file)))
-        }
+        Command::Apply { file, api } => report(
+            api.client()
+                .and_then(|c| crate::admin_client::apply(&c, &file)),
+        ),
         Command::Get { kind, name, api } => report(
             api.client()
-                .and_then(|c| crate::client::get(&c, &kind, name.as_deref())),
+                .and_then(|c| crate::admin_client::get(&c, &kind, name.as_deref())),
         ),
         Command::Delete { kind, name, api } => report(
             api.client()
-                .and_then(|c| crate::client::delete(&c, &kind, &name)),
+                .and_then(|c| crate::admin_client::delete(&c, &kind, &name)),
         ),
         Command::Plugin {
             command: PluginCommand::Push { name, file, api },
         } => report(
             api.client()
-                .and_then(|c| crate::client::push_plugin(&c, &name, &file)),
+                .and_then(|c| crate::admin_client::push_plugin(&c, &name, &file)),
         ),
     }
 }
 
 impl ApiArgs {
-    fn client(&self) -> Result<crate::client::AdminClient> {
+    fn client(&self) -> Result<crate::admin_client::AdminClient> {
         let token = match &self.token_file {
-            Some(path) => Some(crate::client::read_token_file(path)?),
+            Some(path) => Some(crate::admin_client::read_token_file(path)?),
             None => self.token.clone(),
         };
-        crate::client::AdminClient::with_tls(&self.admin, token, self.ca_file.as_deref())
+        crate::admin_client::AdminClient::with_tls(&self.admin, token, self.ca_file.as_deref())
     }
 }
 

@@ -14,13 +14,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use crate::interceptors::{log_failure, FailurePolicy, Hook, Installed, Who};
+use crate::identity::Identity;
 pub use crate::message::PartitionResult;
 use crate::message::{
     encode_response, error_response, merge_produce, reject_fetch_partition, response_frame,
 };
 use crate::metrics::Metrics;
 use crate::records::{self, Batch, Offsets, Record, RecordSet};
+use crate::registry::{log_failure, FailurePolicy, Hook, Installed};
 use crate::wasm::bindings::sluice::interceptor::types as wit;
 use crate::wasm::host::{PartitionView, RecordView, RecordsView};
 use crate::wasm::CallFailure;
@@ -62,17 +63,6 @@ impl TopicLookup for TopicNames {
     }
 }
 
-/// Who is on the other end of a connection.
-#[derive(Debug, Clone, Default)]
-pub struct Client {
-    /// Identity for scope matching.
-    pub who: Who,
-    /// Client id of the connection's first request.
-    pub client_id: Option<String>,
-    /// `ip:port`.
-    pub address: String,
-}
-
 /// The request being intercepted.
 pub struct RequestMeta<'a> {
     /// API key.
@@ -84,7 +74,7 @@ pub struct RequestMeta<'a> {
     /// Request header size (after the length prefix).
     pub header_len: usize,
     /// The client.
-    pub client: &'a Client,
+    pub client: &'a Identity,
 }
 
 /// What the request path does after the chain ran.
@@ -105,9 +95,9 @@ pub enum Outcome {
 fn context(inst: &Installed, meta: &RequestMeta<'_>) -> wit::Context {
     wit::Context {
         interceptor: inst.name.clone(),
-        vcluster: meta.client.who.vcluster.clone(),
-        principal: meta.client.who.username.clone(),
-        groups: meta.client.who.groups.clone(),
+        vcluster: meta.client.vcluster.clone(),
+        principal: meta.client.principal.clone(),
+        groups: meta.client.groups.clone(),
         client_id: meta.client.client_id.clone(),
         client_address: meta.client.address.clone(),
         api_key: meta.api_key,
@@ -770,7 +760,7 @@ mod tests {
             ])]);
         let mut body = BytesMut::new();
         resp.encode(&mut body, 9).unwrap();
-        let client = Client::default();
+        let client = Identity::default();
         let meta = RequestMeta {
             api_key: 0,
             version: 9,

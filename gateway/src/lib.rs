@@ -10,17 +10,18 @@
 //!
 //! - the process: `server` (listeners, discovery, shutdown), `shared` (what every connection
 //!   shares: stores, metrics, the broker registry), [`config`], [`cli`], `admin` and `openapi`
-//!   (the admin HTTP API), `client` (the CLI's client of that API), `metrics`, [`ratelimit`]
+//!   (the admin HTTP API), `admin_client` (the CLI's client of that API), `metrics`, [`ratelimit`]
 //!   (log budgets), `admission` (who may connect);
 //! - a connection: `session` (its request side and response side, and the declared pipeline of
 //!   stages in `session::pipeline`), [`upstream`] (broker connections and the gateway's own
-//!   Kafka client), [`rewrite`] (broker addresses in responses, ApiVersions);
+//!   Kafka client), [`advertise`] (what the gateway advertises: its broker addresses in responses, its
+//!   ApiVersions);
 //! - security: `tls` and `pem`, [`auth`] (SASL, SCRAM, PLAIN, OAUTHBEARER, mTLS principals),
 //!   [`security`] (service accounts, groups, ACLs and their store), [`acl`] (ACL matching),
 //!   [`authorize`] (per-API enforcement), [`acl_api`] (Kafka's ACL APIs answered here);
 //! - tenancy: [`vcluster`] (virtual clusters and their store), [`tenancy`] (names mapped both
 //!   ways), `concentrate` (concentrated topics);
-//! - plugins: [`interceptors`] (plugins, interceptors, scopes, the chain), [`intercept`]
+//! - plugins: [`registry`] (plugins, interceptors, scopes, the chain), [`intercept`]
 //!   (running the chain on a request and its response), `wasm` (the wasmtime host);
 //! - [`state`]: the state store.
 //!
@@ -42,20 +43,21 @@
 pub mod acl;
 pub mod acl_api;
 mod admin;
+mod admin_client;
 pub(crate) mod admission;
+pub mod advertise;
 pub mod auth;
 pub mod authorize;
 pub mod cli;
-mod client;
 pub(crate) mod concentrate;
 pub mod config;
+pub mod identity;
 pub mod intercept;
-pub mod interceptors;
 pub(crate) mod metrics;
 mod openapi;
 pub(crate) mod pem;
 pub mod ratelimit;
-pub mod rewrite;
+pub mod registry;
 pub mod security;
 mod server;
 mod session;

@@ -29,7 +29,7 @@ use crate::acl::{
     CLUSTER_NAME, WILDCARD,
 };
 use crate::auth::scram::{ScramCredential, ScramMechanism};
-use crate::interceptors::{done, internal, invalid_name, not_found, with_name, ApiError};
+use crate::registry::{done, internal, invalid_name, not_found, with_name, ApiError};
 use crate::state::{check_name, StateStore};
 
 /// Document kind of service accounts in the state store.

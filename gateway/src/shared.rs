@@ -18,13 +18,13 @@ use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
 
 use crate::admission::{Refusal, SourceLimiter};
+use crate::advertise::AddressBook;
 use crate::auth::Authenticator;
 use crate::config::Config;
 use crate::intercept::TopicNames;
-use crate::interceptors::Registry;
 use crate::metrics::Metrics;
 use crate::ratelimit::LogLimiter;
-use crate::rewrite::AddressBook;
+use crate::registry::Registry;
 use crate::security::SecurityStore;
 use crate::upstream;
 use crate::vcluster::VirtualClusterStore;

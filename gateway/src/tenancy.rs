@@ -868,7 +868,7 @@ mod tests {
             let Ok(key) = ApiKey::try_from(def.api_key) else {
                 continue;
             };
-            let range = crate::rewrite::gateway_versions(key);
+            let range = crate::advertise::gateway_versions(key);
             for version in range.min..=range.max {
                 for tenant in &tenants {
                     for _ in 0..6 {

@@ -32,7 +32,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tracing::info;
 
-use crate::interceptors::{done, internal, invalid_name, not_found, with_name, ApiError};
+use crate::registry::{done, internal, invalid_name, not_found, with_name, ApiError};
 use crate::state::{check_name, StateStore};
 
 /// Document kind of virtual clusters in the state store.

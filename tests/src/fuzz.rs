@@ -25,10 +25,10 @@ use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::{Encodable, StrBytes};
 use serde_json::Value;
 use sluice::acl::{Operation, Permits, ResourceType};
+use sluice::advertise::{self, AddressBook};
 use sluice::authorize::{self, Decision};
 use sluice::intercept::TopicNames;
-use sluice::interceptors::ApiError;
-use sluice::rewrite::{self, AddressBook};
+use sluice::registry::ApiError;
 use sluice::schema::synth::{synth_body, Rng, Shape};
 use sluice::schema::{self, MessageDef};
 use sluice::security::PrincipalPermits;
@@ -255,7 +255,7 @@ impl Stages {
         ));
         // The session refuses a version outside what the gateway advertises before any stage.
         if let Ok(k) = ApiKey::try_from(api) {
-            let range = rewrite::gateway_versions(k);
+            let range = advertise::gateway_versions(k);
             if version < range.min || version > range.max {
                 report.refused += 1;
                 return;
@@ -339,8 +339,8 @@ impl Stages {
         };
         self.now(format!("response {key:?} v{version} read as v{asked}"));
         let frame = sluice::message::response_frame(key, version, 7, &body);
-        let action = rewrite::action_for(Some(key), asked);
-        if rewrite::rewrite_response(action, key, asked, frame.clone(), &Book).is_err() {
+        let action = advertise::action_for(Some(key), asked);
+        if advertise::rewrite_response(action, key, asked, frame.clone(), &Book).is_err() {
             report.refused += 1;
         }
         let tenant = &self.tenants[rng.below(self.tenants.len() as u64) as usize];
@@ -393,7 +393,7 @@ impl Stages {
             3 => spec(doc).map(|s| self.admin_security.put_service_account(name, s).is_ok()),
             4 => spec(doc).map(|s| self.admin_security.put_group(name, s).is_ok()),
             5 => spec(doc).map(|s| self.admin_security.put_acl(name, s).is_ok()),
-            _ => spec::<sluice::interceptors::InterceptorSpec>(doc).map(|s| s.validate().is_ok()),
+            _ => spec::<sluice::registry::InterceptorSpec>(doc).map(|s| s.validate().is_ok()),
         };
     }
 }
@@ -407,7 +407,7 @@ fn pick(rng: &mut Rng, response: bool) -> (&'static MessageDef, ApiKey, i16) {
     loop {
         let def = defs[rng.below(defs.len() as u64) as usize];
         let key = ApiKey::try_from(def.api_key).expect("filtered to known keys");
-        let range = rewrite::gateway_versions(key);
+        let range = advertise::gateway_versions(key);
         if range.min > range.max {
             continue;
         }

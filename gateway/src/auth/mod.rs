@@ -25,6 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::config::{ClientAuth, Config, ListenerSecurity, SaslMode, SecurityProtocol};
+use crate::identity::Identity;
 use crate::security::SecuritySnapshot;
 use mtls::PrincipalMapper;
 use oauth::{JwksReader, JwksRefresh, JwksSource, JwtSettings, JwtValidator};
@@ -64,26 +65,13 @@ impl Mechanism {
     }
 }
 
-/// Who a connection turned out to be.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Authenticated {
-    /// The principal name (a service account, a mapped certificate subject, a token subject).
-    pub principal: String,
-    /// Groups carried by the credential itself (a token's groups claim).
-    pub token_groups: Vec<String>,
-    /// How it authenticated: a SASL mechanism name, or `SSL`.
-    pub mechanism: &'static str,
-    /// When the credential stops being valid (a token's expiry).
-    pub expires_at: Option<SystemTime>,
-}
-
 /// The outcome of one SaslAuthenticate token.
 #[derive(Debug)]
 pub enum Step {
     /// Send this challenge; the exchange goes on.
     Continue(Vec<u8>),
     /// Authenticated: send this final message.
-    Done(Vec<u8>, Authenticated),
+    Done(Vec<u8>, Identity),
     /// Failed: the reason is for the log (never for the client).
     Failed(String),
 }
@@ -380,15 +368,9 @@ impl Exchange {
                         .map(|c| (c, *m))
                 });
                 match known {
-                    Some((cred, m)) if cred.verify_password(m, &token.password) => Step::Done(
-                        Vec::new(),
-                        Authenticated {
-                            principal: token.username,
-                            token_groups: Vec::new(),
-                            mechanism: "PLAIN",
-                            expires_at: None,
-                        },
-                    ),
+                    Some((cred, m)) if cred.verify_password(m, &token.password) => {
+                        Step::Done(Vec::new(), Identity::authenticated(token.username, "PLAIN"))
+                    }
                     Some(_) => {
                         Step::Failed(format!("PLAIN: wrong password for `{}`", token.username))
                     }
@@ -410,12 +392,7 @@ impl Exchange {
             State::Scram(mut server, Some(user)) => match server.client_final(input) {
                 Ok(last) if accounts.account_exists(&user) => Step::Done(
                     last,
-                    Authenticated {
-                        principal: user,
-                        token_groups: Vec::new(),
-                        mechanism: server.mechanism().name(),
-                        expires_at: None,
-                    },
+                    Identity::authenticated(user, server.mechanism().name()),
                 ),
                 Ok(_) => Step::Failed(format!("SCRAM: unknown user `{user}`")),
                 Err(e) => Step::Failed(format!("SCRAM for `{user}`: {e}")),
@@ -441,12 +418,9 @@ impl Exchange {
                     }
                     Ok(v) => Step::Done(
                         Vec::new(),
-                        Authenticated {
-                            principal: v.principal,
-                            token_groups: v.groups,
-                            mechanism: "OAUTHBEARER",
-                            expires_at: Some(v.expires_at),
-                        },
+                        Identity::authenticated(v.principal, "OAUTHBEARER")
+                            .with_token_groups(v.groups)
+                            .with_expiry(v.expires_at),
                     ),
                     Err(e) => {
                         self.state = State::Oauth {

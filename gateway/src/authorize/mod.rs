@@ -119,23 +119,8 @@ mod testing;
 mod topics;
 mod transactions;
 
-/// Kafka error codes the authorizer answers with.
-pub mod codes {
-    /// TOPIC_AUTHORIZATION_FAILED.
-    pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
-    /// GROUP_AUTHORIZATION_FAILED.
-    pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
-    /// CLUSTER_AUTHORIZATION_FAILED.
-    pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
-    /// TRANSACTIONAL_ID_AUTHORIZATION_FAILED.
-    pub const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
-    /// OPERATION_NOT_ATTEMPTED.
-    pub const OPERATION_NOT_ATTEMPTED: i16 = 55;
-    /// UNKNOWN_TOPIC_ID.
-    pub const UNKNOWN_TOPIC_ID: i16 = 100;
-    /// UNKNOWN_TOPIC_OR_PARTITION.
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-}
+/// Kafka error codes, from the one table.
+use crate::message::codes;
 use codes::*;
 
 /// Kafka's "authorized operations omitted" marker.
@@ -900,7 +885,7 @@ mod tests {
             let Some(resp_def) = crate::schema::response_def(def.api_key) else {
                 continue;
             };
-            let range = crate::rewrite::gateway_versions(key);
+            let range = crate::advertise::gateway_versions(key);
             for version in range.min..=range.max {
                 for _ in 0..8 {
                     let body = synth_body(&mut rng, &SMALL, def, version);

@@ -38,14 +38,14 @@ use tracing::{debug, warn, Instrument};
 
 use crate::acl::Permits;
 use crate::admission::Activity;
-use crate::auth::{self, Authenticated};
+use crate::advertise::ResponseAction;
+use crate::auth;
 use crate::authorize::ResponseFix;
 use crate::concentrate::Concentrated;
-use crate::intercept::Client;
-use crate::interceptors::Installed;
+use crate::identity::Identity;
 use crate::message::PartitionResult;
 use crate::ratelimit::limited;
-use crate::rewrite::ResponseAction;
+use crate::registry::Installed;
 use crate::shared::{Route, Shared};
 use crate::tls::{ReadHalf, WriteHalf};
 use crate::vcluster::Tenant;
@@ -123,7 +123,7 @@ struct DelegatedRound {
 
 /// What the response side learnt from the broker's last SaslAuthenticate answer.
 struct DelegatedOutcome {
-    who: Authenticated,
+    who: Identity,
     lifetime: Option<Duration>,
 }
 
@@ -131,7 +131,7 @@ struct DelegatedOutcome {
 struct ResponseIntercept {
     /// The chain the request ran on (a swap meanwhile does not change it).
     chain: Arc<[Arc<Installed>]>,
-    client: Arc<Client>,
+    client: Arc<Identity>,
     /// The request body as forwarded, to build error answers.
     request_body: Bytes,
     /// Produce partitions the gateway answers itself.
@@ -329,10 +329,10 @@ pub(crate) async fn run(
         upstream: None,
         slots: tx,
         buf: BytesMut::with_capacity(READ_CHUNK),
-        client_id: None,
-        ident: Arc::new(Client {
+        ident: Arc::new(Identity {
             address: peer.to_string(),
-            ..Client::default()
+            listener: shared.listener(set).name.clone(),
+            ..Identity::default()
         }),
         chain: (u64::MAX, Arc::from(Vec::new())),
         auth: ConnAuth::default(),
@@ -352,22 +352,12 @@ pub(crate) async fn run(
     if !authn.requires_sasl() && authn.tls().is_some() {
         // SSL listeners: the certificate is the identity (Kafka's ANONYMOUS without one).
         let principal = tls_principal.unwrap_or_else(|| auth::ANONYMOUS.to_string());
-        let identity = Authenticated {
-            principal,
-            token_groups: Vec::new(),
-            mechanism: "SSL",
-            expires_at: None,
-        };
+        let identity = Identity::authenticated(principal, "SSL");
         if requests.set_identity(identity).is_err() {
             return;
         }
     } else if !authn.requires_sasl() && shared.config.authorization.enabled {
-        let identity = Authenticated {
-            principal: auth::ANONYMOUS.to_string(),
-            token_groups: Vec::new(),
-            mechanism: "NONE",
-            expires_at: None,
-        };
+        let identity = Identity::authenticated(auth::ANONYMOUS, "NONE");
         if requests.set_identity(identity).is_err() {
             return;
         }

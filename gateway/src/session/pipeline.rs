@@ -72,15 +72,13 @@ pub(super) const REQUEST_STAGES: [RequestStage; 8] = [
     RequestStage::Intercept,
 ];
 
-// The response side runs these as named steps in `ResponseSide::relay`.
-#[allow(dead_code)]
-/// The stages of the response path, in the order each upstream response meets them: the
-/// request stages' response halves, innermost first.
+/// The stages of the response path, in the order each held upstream response meets them:
+/// the request stages' response halves, innermost first. Before them the response is read
+/// and its correlation id checked against the request it answers (an unsolicited response
+/// closes the connection); a response no stage needs is streamed through instead, never held
+/// (`ResponseSide::stream`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum ResponseStage {
-    /// The correlation id checked against the request it answers (an unsolicited response
-    /// closes the connection).
-    Correlate,
     /// A relayed SaslAuthenticate's answer decides the principal (delegated SASL).
     Authenticate,
     /// The interceptor chain's response hooks, in reverse priority order.
@@ -96,9 +94,7 @@ pub(super) enum ResponseStage {
 }
 
 /// Every response stage, in order.
-#[allow(dead_code)]
-pub(super) const RESPONSE_STAGES: [ResponseStage; 6] = [
-    ResponseStage::Correlate,
+pub(super) const RESPONSE_STAGES: [ResponseStage; 5] = [
     ResponseStage::Authenticate,
     ResponseStage::Intercept,
     ResponseStage::Authorize,

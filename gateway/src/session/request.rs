@@ -20,17 +20,18 @@ use tracing::{debug, info, warn};
 use crate::acl::Permits;
 use crate::acl_api;
 use crate::admission::Activity;
-use crate::auth::{self, Authenticated, Exchange, Step};
+use crate::advertise;
+use crate::auth::{self, Exchange, Step};
 use crate::authorize::{self, Decision};
 use crate::config::SaslMode;
 use crate::frame::{self, FrameError, FrameStatus, RequestPeek};
-use crate::intercept::{self, Client, Outcome, RequestMeta, TopicLookup};
-use crate::interceptors::{Installed, Who};
+use crate::identity::Identity;
+use crate::intercept::{self, Outcome, RequestMeta, TopicLookup};
 use crate::message::codes::{
     ILLEGAL_SASL_STATE, SASL_AUTHENTICATION_FAILED, UNSUPPORTED_SASL_MECHANISM,
 };
 use crate::ratelimit::limited;
-use crate::rewrite::{self};
+use crate::registry::Installed;
 use crate::schema;
 use crate::security::PrincipalPermits;
 use crate::shared::Shared;
@@ -48,8 +49,6 @@ use super::{
 /// SASL state of one connection.
 #[derive(Default)]
 pub(super) struct ConnAuth {
-    /// Who the connection is, once authenticated.
-    who: Option<Authenticated>,
     /// When the session expires (KIP-368); past it only re-authentication is accepted.
     deadline: Option<Instant>,
     /// The mechanism of the exchange in progress.
@@ -77,9 +76,8 @@ pub(super) struct RequestSide {
     pub(super) upstream: Option<WriteHalf>,
     pub(super) slots: mpsc::Sender<Slot>,
     pub(super) buf: BytesMut,
-    pub(super) client_id: Option<String>,
     /// Identity for interceptor scopes and contexts.
-    pub(super) ident: Arc<Client>,
+    pub(super) ident: Arc<Identity>,
     /// The chain selected for this client, with the generation it was selected from.
     pub(super) chain: (u64, Arc<[Arc<Installed>]>),
     pub(super) auth: ConnAuth,
@@ -206,7 +204,7 @@ impl RequestSide {
     /// client's credentials (delegated: taken in at the next request).
     fn authenticated_or_deciding(&self) -> bool {
         !self.shared.listener(self.set).auth.requires_sasl()
-            || self.auth.who.is_some()
+            || self.ident.principal.is_some()
             || (self.auth.rounds > 0
                 && self
                     .auth
@@ -226,7 +224,7 @@ impl RequestSide {
         if self.handshake_done {
             self.shared.metrics.connection_closed("idle_timeout");
             limited!(info, self.shared.log_limit, "idle_timeout", peer = %self.peer,
-                client_id = ?self.client_id, timeout_ms = limits.idle_timeout_ms,
+                client_id = ?self.ident.client_id, timeout_ms = limits.idle_timeout_ms,
                 "connection idle for limits.idleTimeoutMs; closing it");
         } else {
             self.shared.metrics.connection_closed("handshake_timeout");
@@ -236,7 +234,7 @@ impl RequestSide {
                 "first request"
             };
             limited!(warn, self.shared.log_limit, "handshake_timeout", peer = %self.peer,
-                client_id = ?self.client_id, timeout_ms = limits.handshake_timeout_ms,
+                client_id = ?self.ident.client_id, timeout_ms = limits.handshake_timeout_ms,
                 pending = self.buf.len(), "{stage} not done within limits.handshakeTimeoutMs; closing connection");
         }
         Some(End::Abort)
@@ -328,12 +326,11 @@ impl RequestSide {
         let received = Instant::now();
         let peek =
             frame::peek_request(&self.buf[frame::LENGTH_PREFIX..n]).map_err(|e| self.reject(&e))?;
-        if self.client_id.is_none() {
+        if self.ident.client_id.is_none() {
             if let Some(r) = &peek.client_id {
                 let body = &self.buf[frame::LENGTH_PREFIX..n];
-                self.client_id = Some(String::from_utf8_lossy(&body[r.clone()]).into_owned());
-                self.ident = Arc::new(Client {
-                    client_id: self.client_id.clone(),
+                self.ident = Arc::new(Identity {
+                    client_id: Some(String::from_utf8_lossy(&body[r.clone()]).into_owned()),
                     ..(*self.ident).clone()
                 });
             }
@@ -386,21 +383,21 @@ impl RequestSide {
         let (peek, Some(k)) = (&req.peek, req.key) else {
             return Verdict::Continue;
         };
-        if k == ApiKey::ApiVersions && peek.api_version > rewrite::gateway_versions(k).max {
+        if k == ApiKey::ApiVersions && peek.api_version > advertise::gateway_versions(k).max {
             // KIP-511: answer a too-new ApiVersions ourselves so the client retries lower.
             return Verdict::Respond {
-                frame: rewrite::unsupported_api_versions(peek.correlation_id),
+                frame: advertise::unsupported_api_versions(peek.correlation_id),
                 physical: false,
             };
         }
-        let mut range = rewrite::gateway_versions(k);
+        let mut range = advertise::gateway_versions(k);
         range.min = range
             .min
             .max(crate::shared::version_floor(&self.shared.config, k));
         if peek.api_version < range.min || peek.api_version > range.max {
             // The gateway never advertised this version: a broker closes the connection
             // here too, and forwarding could leak what the gateway cannot rewrite.
-            limited!(warn, self.shared.log_limit, "protocol_error", peer = %self.peer, client_id = ?self.client_id,
+            limited!(warn, self.shared.log_limit, "protocol_error", peer = %self.peer, client_id = ?self.ident.client_id,
                 api = ?k, version = peek.api_version, supported = %range,
                 "unsupported request version; closing connection");
             return Verdict::close("unsupported_version");
@@ -458,7 +455,7 @@ impl RequestSide {
         let caller = acl_api::Caller {
             store: &self.shared.security,
             permits: self.acls.as_deref(),
-            vcluster: self.ident.who.vcluster.as_deref(),
+            vcluster: self.ident.vcluster.as_deref(),
             principal: self.principal().unwrap_or_default(),
         };
         let key = req.key.expect("an ACL API key");
@@ -663,7 +660,7 @@ impl RequestSide {
                     }
                 }
                 Outcome::Close(reason) => {
-                    warn!(peer = %self.peer, client_id = ?self.client_id, "closing connection: {reason}");
+                    warn!(peer = %self.peer, client_id = ?self.ident.client_id, "closing connection: {reason}");
                     return Verdict::close("interceptor");
                 }
             }
@@ -694,7 +691,7 @@ impl RequestSide {
                 api_key: peek.api_key,
                 version: peek.api_version,
                 correlation_id: peek.correlation_id,
-                action: rewrite::action_for(req.key, peek.api_version),
+                action: advertise::action_for(req.key, peek.api_version),
                 gateway_request: req.received.elapsed(),
                 queued: Instant::now(),
                 intercept: req.intercept,
@@ -716,7 +713,7 @@ impl RequestSide {
     fn current_chain(&mut self) -> Arc<[Arc<Installed>]> {
         let chain = self.shared.registry.chain();
         if chain.generation != self.chain.0 {
-            self.chain = (chain.generation, chain.for_client(&self.ident.who).into());
+            self.chain = (chain.generation, chain.for_identity(&self.ident).into());
         }
         self.chain.1.clone()
     }
@@ -752,7 +749,7 @@ impl RequestSide {
 
     fn reject(&self, e: &FrameError) -> End {
         limited!(warn, self.shared.log_limit, "protocol_error", peer = %self.peer,
-            client_id = ?self.client_id, route = ?self.route, "closing connection: {e}");
+            client_id = ?self.ident.client_id, route = ?self.route, "closing connection: {e}");
         self.shared.metrics.protocol_error(error_kind(e));
         End::Abort
     }
@@ -824,32 +821,35 @@ impl RequestSide {
     }
 
     fn principal(&self) -> Option<&str> {
-        self.auth.who.as_ref().map(|w| w.principal.as_str())
+        self.ident.principal.as_deref()
     }
 
-    /// Takes `who` as the connection's identity: virtual cluster, interceptor scopes and
-    /// contexts, ACLs. Fails when the virtual cluster is at its connection limit.
-    pub(super) fn set_identity(&mut self, who: Authenticated) -> Result<(), End> {
+    /// Takes what authentication established (`who`: principal, mechanism, the credential's
+    /// groups and expiry) into the connection's identity, completed with the principal's
+    /// groups and virtual cluster: then ACLs, tenancy, interceptor scopes and plugin contexts
+    /// follow it. Fails when the virtual cluster is at its connection limit.
+    pub(super) fn set_identity(&mut self, who: Identity) -> Result<(), End> {
+        let principal = who.principal().to_string();
         let snapshot = self.shared.security.snapshot();
-        let groups = snapshot.groups_of(&who.principal, &who.token_groups);
+        let groups = snapshot.groups_of(&principal, &who.token_groups);
         let tenancy = self.shared.vclusters.snapshot();
-        let account_vcluster = snapshot.account_vcluster(&who.principal);
+        let account_vcluster = snapshot.account_vcluster(&principal);
         let tenant = tenancy
-            .for_principal(&who.principal, account_vcluster)
+            .for_principal(&principal, account_vcluster)
             .or_else(|| self.sni.as_deref().and_then(|h| tenancy.for_sni(h)));
         if let (None, Some(missing)) = (&tenant, account_vcluster) {
             // Fail closed: an account meant for a tenant never sees the physical cluster.
-            warn!(peer = %self.peer, principal = %who.principal, vcluster = missing,
+            warn!(peer = %self.peer, principal = %principal, vcluster = missing,
                 "the principal's virtual cluster does not exist; closing connection");
             self.shared.metrics.protocol_error("unknown_vcluster");
             return Err(End::Abort);
         }
-        if self.auth.who.is_none() {
+        if self.ident.principal.is_none() {
             if let Some(t) = &tenant {
                 match t.try_connect() {
                     Some(slot) => self._tenant_slot = Some(slot),
                     None => {
-                        warn!(peer = %self.peer, principal = %who.principal, vcluster = %t.name,
+                        warn!(peer = %self.peer, principal = %principal, vcluster = %t.name,
                             "virtual cluster connection limit reached; closing connection");
                         self.shared
                             .metrics
@@ -860,12 +860,13 @@ impl RequestSide {
             }
         }
         let vcluster = tenant.as_ref().map(|t| t.name.clone());
-        self.ident = Arc::new(Client {
-            who: Who {
-                vcluster,
-                username: Some(who.principal.clone()),
-                groups,
-            },
+        self.ident = Arc::new(Identity {
+            principal: Some(principal.clone()),
+            mechanism: who.mechanism,
+            token_groups: who.token_groups.clone(),
+            groups,
+            expires_at: who.expires_at,
+            vcluster,
             ..(*self.ident).clone()
         });
         // The chain depends on the identity: select it again.
@@ -875,11 +876,11 @@ impl RequestSide {
             Arc::new(
                 PrincipalPermits::new(
                     self.shared.security.clone(),
-                    who.principal.clone(),
-                    who.token_groups.clone(),
+                    principal,
+                    who.token_groups,
                     &config.super_users,
                 )
-                .in_vcluster(self.ident.who.vcluster.clone()),
+                .in_vcluster(self.ident.vcluster.clone()),
             )
         });
         self.acls = acls.clone();
@@ -893,7 +894,6 @@ impl RequestSide {
             (None, Some(acls)) => Some(acls),
             (None, None) => None,
         };
-        self.auth.who = Some(who);
         Ok(())
     }
 
@@ -909,7 +909,7 @@ impl RequestSide {
             }
         }
         let expired = self.auth.deadline.is_some_and(|d| Instant::now() >= d);
-        if self.auth.who.is_some() && !expired {
+        if self.ident.principal.is_some() && !expired {
             return Ok(());
         }
         let api = ApiKey::try_from(peek.api_key).ok();
@@ -928,10 +928,10 @@ impl RequestSide {
                 // acknowledge it as RFC 7628 asks): its authentication failed all the same.
                 let mechanism = self.auth.mechanism.unwrap_or("SASL");
                 self.shared.metrics.authentication(mechanism, "failure");
-                warn!(peer = %self.peer, client_id = ?self.client_id, mechanism,
+                warn!(peer = %self.peer, client_id = ?self.ident.client_id, mechanism,
                     "authentication failed: {reason}");
             }
-            warn!(peer = %self.peer, client_id = ?self.client_id, ?api,
+            warn!(peer = %self.peer, client_id = ?self.ident.client_id, ?api,
                 "request before authentication; closing connection");
             self.shared
                 .metrics
@@ -1091,10 +1091,11 @@ impl RequestSide {
             Step::Continue(challenge) => return Ok((challenge, None)),
             Step::Done(last, who) => {
                 self.auth.exchange = None;
-                match &self.auth.who {
-                    Some(prev) if prev.principal != who.principal => format!(
+                match self.ident.principal.as_deref() {
+                    Some(prev) if Some(prev) != who.principal.as_deref() => format!(
                         "re-authentication as `{}` on a connection of `{}`",
-                        who.principal, prev.principal
+                        who.principal(),
+                        prev
                     ),
                     prev => {
                         let reauth = prev.is_some();
@@ -1103,7 +1104,8 @@ impl RequestSide {
                             .listener(self.set)
                             .auth
                             .session_lifetime(who.expires_at);
-                        let (principal, mechanism) = (who.principal.clone(), who.mechanism);
+                        let (principal, mechanism) =
+                            (who.principal().to_string(), who.mechanism.unwrap_or("SASL"));
                         if self.set_identity(who).is_err() {
                             // Its virtual cluster is full: refused like a failed login.
                             "its virtual cluster is at its connection limit".to_string()
@@ -1123,7 +1125,7 @@ impl RequestSide {
             }
         };
         self.shared.metrics.authentication(mechanism, "failure");
-        warn!(peer = %self.peer, client_id = ?self.client_id, mechanism, "authentication failed: {reason}");
+        warn!(peer = %self.peer, client_id = ?self.ident.client_id, mechanism, "authentication failed: {reason}");
         tokio::time::sleep(self.shared.listener(self.set).auth.failed_delay()).await;
         Err(())
     }

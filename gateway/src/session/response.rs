@@ -1,4 +1,10 @@
 //! The response side of a connection: relays upstream responses and local answers in request order.
+//!
+//! A response some stage must read (address rewriting, ACL completion, tenant names,
+//! interceptors, delegated SASL) is read whole, changed, and queued. Every other response is
+//! streamed: once its header shows it is the expected answer, its bytes go to the client as
+//! they arrive, through one reused buffer. A multi-MB Fetch answer then costs neither a
+//! buffer of its size nor the time to receive all of it before the client gets the first byte.
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
@@ -12,21 +18,41 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::admission::Activity;
-use crate::auth::{self, Authenticated};
+use crate::advertise::{self, ResponseAction};
+use crate::auth;
 use crate::authorize::{self};
 use crate::frame::{self, FrameStatus};
+use crate::identity::Identity;
 use crate::intercept::{self, RequestMeta, ResponseMeta, TopicLookup};
 use crate::metrics::secs;
-use crate::rewrite::{self, ResponseAction};
 use crate::schema;
 use crate::shared::{Shared, SharedBook};
 use crate::tenancy;
 use crate::tls::{ReadHalf, WriteHalf};
 
+use super::pipeline::{ResponseStage, RESPONSE_STAGES};
 use super::{
     DelegatedOutcome, DelegatedRound, Outbox, Pending, Slot, MAX_RESERVE_STEP, NO_RESPONSE_MEMORY,
     READ_CHUNK,
 };
+
+/// A response frame's length prefix and correlation id: what must be read before it is known
+/// whose answer the frame is.
+const RESPONSE_HEADER: usize = frame::LENGTH_PREFIX + 4;
+
+/// Largest piece of a streamed response read at once (see [`ResponseSide::stream`]).
+const STREAM_CHUNK: usize = 256 * 1024;
+
+/// Whether some response stage reads the body of the response to `p`: delegated SASL,
+/// interceptors, ACL completion, address rewriting or tenant name mapping. Those responses are
+/// held whole; every other one is streamed through.
+fn needs_body(p: &Pending) -> bool {
+    p.action != ResponseAction::Passthrough
+        || p.delegated.is_some()
+        || p.intercept.is_some()
+        || p.authz.is_some()
+        || p.tenant.is_some()
+}
 
 /// A response read from upstream, waiting for its bytes to reach the client.
 struct Delivered {
@@ -194,39 +220,42 @@ impl ResponseSide {
     /// (`api_key` for the log): answers to acks=0 requests a broker sent anyway are skipped;
     /// anything else out of order ends the connection.
     async fn next_frame(&mut self, api_key: i16, correlation_id: i32) -> anyhow::Result<BytesMut> {
+        let total = self.next_header(api_key, correlation_id).await?;
+        while self.buf.len() < total {
+            self.fill(total, api_key, correlation_id).await?;
+        }
+        Ok(self.buf.split_to(total))
+    }
+
+    /// Reads until the header (length and correlation id) of the answer to `correlation_id`
+    /// is buffered and returns the frame's size, prefix included; the body may still be on
+    /// its way. Answers to acks=0 requests a broker sent anyway are skipped whole; anything
+    /// else out of order ends the connection.
+    async fn next_header(&mut self, api_key: i16, correlation_id: i32) -> anyhow::Result<usize> {
         let max = self.shared.config.limits.max_frame_bytes;
         loop {
-            let n = loop {
-                match frame::frame_len(&self.buf, max) {
-                    Ok(FrameStatus::Complete(n)) => break n,
-                    Ok(FrameStatus::Incomplete { total }) => {
-                        // Nothing more to send until the broker answers: let the client have
-                        // what is ready.
-                        self.flush().await?;
-                        let want = total.unwrap_or(0).saturating_sub(self.buf.len());
-                        self.buf
-                            .reserve(want.clamp(READ_CHUNK / 4, MAX_RESERVE_STEP));
-                        let Some(up) = self.upstream.as_mut() else {
-                            anyhow::bail!("no upstream connection for a pending request");
-                        };
-                        if up.read_buf(&mut self.buf).await? == 0 {
-                            self.shared.metrics.upstream_disconnects.inc();
-                            warn!(peer = %self.peer, api_key, correlation_id,
-                                "broker closed the connection with requests in flight; closing client connection");
-                            anyhow::bail!("upstream closed");
-                        }
-                    }
-                    Err(e) => {
-                        self.shared.metrics.protocol_error("bad_upstream_frame");
-                        warn!(peer = %self.peer, "bad frame from broker: {e}; closing connection");
-                        anyhow::bail!("bad upstream frame");
-                    }
+            let total = match frame::frame_len(&self.buf, max) {
+                Ok(FrameStatus::Complete(n)) => n,
+                Ok(FrameStatus::Incomplete { total: Some(n) })
+                    if self.buf.len() >= RESPONSE_HEADER =>
+                {
+                    n
+                }
+                Ok(FrameStatus::Incomplete { .. }) => {
+                    // Only the header is needed here: a streamed body is read piece by piece.
+                    self.fill(0, api_key, correlation_id).await?;
+                    continue;
+                }
+                Err(e) => {
+                    self.shared.metrics.protocol_error("bad_upstream_frame");
+                    warn!(peer = %self.peer, "bad frame from broker: {e}; closing connection");
+                    anyhow::bail!("bad upstream frame");
                 }
             };
-            let frame = self.buf.split_to(n);
-            let got = frame::response_correlation_id(&frame[frame::LENGTH_PREFIX..])?;
+            let header = &self.buf[frame::LENGTH_PREFIX..total.min(self.buf.len())];
+            let got = frame::response_correlation_id(header)?;
             if got == correlation_id {
-                return Ok(frame);
+                return Ok(total);
             }
             if !self.forget_no_response(got) {
                 self.shared
@@ -236,11 +265,82 @@ impl ResponseSide {
                     "broker answered out of order; closing connection");
                 anyhow::bail!("correlation id mismatch");
             }
+            while self.buf.len() < total {
+                self.fill(total, api_key, correlation_id).await?;
+            }
+            let _ = self.buf.split_to(total);
         }
+    }
+
+    /// Reads more of the upstream stream into the buffer, towards a frame of `total` bytes
+    /// (0: not known yet). What is queued for the client is written first: nothing more
+    /// will be ready until the broker answers, and the written buffers are free for reuse.
+    async fn fill(
+        &mut self,
+        total: usize,
+        api_key: i16,
+        correlation_id: i32,
+    ) -> anyhow::Result<()> {
+        self.flush().await?;
+        let want = total.saturating_sub(self.buf.len());
+        self.buf
+            .reserve(want.clamp(READ_CHUNK / 4, MAX_RESERVE_STEP));
+        self.read_upstream(api_key, correlation_id).await
+    }
+
+    /// One read from the broker into the buffer; the broker closing the connection ends it.
+    async fn read_upstream(&mut self, api_key: i16, correlation_id: i32) -> anyhow::Result<()> {
+        let Some(up) = self.upstream.as_mut() else {
+            anyhow::bail!("no upstream connection for a pending request");
+        };
+        if up.read_buf(&mut self.buf).await? == 0 {
+            self.shared.metrics.upstream_disconnects.inc();
+            warn!(peer = %self.peer, api_key, correlation_id,
+                "broker closed the connection with requests in flight; closing client connection");
+            anyhow::bail!("upstream closed");
+        }
+        Ok(())
+    }
+
+    /// Passes the response to `p` on as it arrives, for a response no stage reads: once its
+    /// header is checked, the bytes already buffered are queued, and the rest is read and
+    /// written in pieces of at most [`STREAM_CHUNK`], each written before the next is read so
+    /// the same buffer serves them all. The client sees the first bytes of a multi-MB Fetch
+    /// answer while the rest is still arriving, and the gateway never holds it whole.
+    async fn stream(&mut self, p: Pending) -> anyhow::Result<()> {
+        let total = self.next_header(p.api_key, p.correlation_id).await?;
+        let mut left = total;
+        loop {
+            let take = left.min(self.buf.len());
+            if take > 0 {
+                self.out.push(self.buf.split_to(take).freeze());
+                left -= take;
+            }
+            if left == 0 {
+                break;
+            }
+            // Written before the next read: the buffer is then ours alone again, and
+            // `reserve` reuses it instead of allocating.
+            self.flush().await?;
+            self.buf.reserve(left.min(STREAM_CHUNK));
+            self.read_upstream(p.api_key, p.correlation_id).await?;
+        }
+        self.delivered.push(Delivered {
+            api_key: p.api_key,
+            bytes: total,
+            gateway_request: p.gateway_request,
+            // Nothing was done to the response but relaying it: its time is I/O.
+            gateway_response: Duration::ZERO,
+            upstream: p.queued.elapsed(),
+        });
+        Ok(())
     }
 
     /// Reads the response to `p` from upstream and queues it for the client.
     async fn relay(&mut self, p: Pending) -> anyhow::Result<()> {
+        if !needs_body(&p) {
+            return self.stream(p).await;
+        }
         let frame = self.next_frame(p.api_key, p.correlation_id).await?;
         let read_at = Instant::now();
         let n = frame.len();
@@ -252,97 +352,8 @@ impl ResponseSide {
             upstream: read_at.duration_since(p.queued),
         };
         let mut frame = frame.freeze();
-        if let Some(d) = &p.delegated {
-            self.delegated_answer(d, p.version, &frame);
-        }
-        if let Some(ic) = &p.intercept {
-            let meta = ResponseMeta {
-                request: RequestMeta {
-                    api_key: p.api_key,
-                    version: p.version,
-                    correlation_id: p.correlation_id,
-                    header_len: 0,
-                    client: &ic.client,
-                },
-                request_body: ic.request_body.clone(),
-            };
-            match intercept::on_response(
-                &ic.chain,
-                &meta,
-                frame.clone(),
-                &ic.produce_extra,
-                &self.shared.metrics,
-                &self.shared.topic_names,
-            )
-            .await
-            {
-                Ok(None) => {}
-                Ok(Some(b)) => frame = b,
-                Err(reason) => {
-                    self.shared.metrics.protocol_error("interceptor");
-                    warn!(peer = %self.peer, "closing connection: {reason}");
-                    anyhow::bail!("interceptor failure");
-                }
-            }
-        }
-        if let Some(authz) = &p.authz {
-            let (fix, permits) = authz.as_ref();
-            let tenant_view = p.tenant.as_deref().map(|(t, _)| tenancy::TenantTopics {
-                tenant: t,
-                names: &self.shared.topic_names,
-            });
-            let topics: &dyn TopicLookup = match &tenant_view {
-                Some(v) => v,
-                None => &self.shared.topic_names,
-            };
-            match authorize::fix_response(
-                fix,
-                p.api_key,
-                p.version,
-                frame.clone(),
-                permits.as_ref(),
-                topics,
-            ) {
-                Ok(b) => frame = b,
-                Err(e) => {
-                    self.shared.metrics.protocol_error("undecodable_response");
-                    warn!(peer = %self.peer, api_key = p.api_key, version = p.version,
-                        "cannot apply ACLs to broker response: {e:#}; closing connection");
-                    return Err(e);
-                }
-            }
-        }
-        if p.action != ResponseAction::Passthrough {
-            let key = ApiKey::try_from(p.api_key).expect("rewrite actions are for known keys");
-            let book = SharedBook(&self.shared, self.set);
-            match rewrite::rewrite_response(p.action, key, p.version, frame.clone(), &book) {
-                Ok(None) => {}
-                Ok(Some(rewritten)) => frame = rewritten,
-                Err(e) => {
-                    self.shared.metrics.protocol_error("undecodable_response");
-                    warn!(peer = %self.peer, api = ?key, version = p.version,
-                        "cannot rewrite broker response: {e:#}; closing connection");
-                    return Err(e);
-                }
-            }
-        }
-        // After the address rewriting, which learns topic ids with their physical names.
-        if let Some((t, concentrated)) = p.tenant.as_deref() {
-            match tenancy::unmap_response(
-                t,
-                concentrated.as_ref(),
-                p.api_key,
-                p.version,
-                frame.clone(),
-            ) {
-                Ok(b) => frame = b,
-                Err(e) => {
-                    self.shared.metrics.protocol_error("undecodable_response");
-                    warn!(peer = %self.peer, api_key = p.api_key, version = p.version, vcluster = %t.name,
-                        "cannot map broker response back to the tenant's names: {e:#}; closing connection");
-                    return Err(e);
-                }
-            }
+        for stage in RESPONSE_STAGES {
+            frame = self.run_stage(stage, &p, frame).await?;
         }
         // Gateway time ends here: writing to the client is the client's pace, not ours.
         self.delivered.push(Delivered {
@@ -352,6 +363,117 @@ impl ResponseSide {
         });
         self.out.push(frame);
         Ok(())
+    }
+
+    /// Runs one response stage over a held response; an error closes the connection (the
+    /// stage has logged and counted it).
+    async fn run_stage(
+        &mut self,
+        stage: ResponseStage,
+        p: &Pending,
+        frame: Bytes,
+    ) -> anyhow::Result<Bytes> {
+        match stage {
+            ResponseStage::Authenticate => {
+                if let Some(d) = &p.delegated {
+                    self.delegated_answer(d, p.version, &frame);
+                }
+                Ok(frame)
+            }
+            ResponseStage::Intercept => self.intercept(p, frame).await,
+            ResponseStage::Authorize => self.authorize(p, frame),
+            ResponseStage::Addresses => self.addresses(p, frame),
+            ResponseStage::TenantNames => self.tenant_names(p, frame),
+        }
+    }
+
+    /// [`ResponseStage::Intercept`].
+    async fn intercept(&mut self, p: &Pending, frame: Bytes) -> anyhow::Result<Bytes> {
+        let Some(ic) = &p.intercept else {
+            return Ok(frame);
+        };
+        let meta = ResponseMeta {
+            request: RequestMeta {
+                api_key: p.api_key,
+                version: p.version,
+                correlation_id: p.correlation_id,
+                header_len: 0,
+                client: &ic.client,
+            },
+            request_body: ic.request_body.clone(),
+        };
+        match intercept::on_response(
+            &ic.chain,
+            &meta,
+            frame.clone(),
+            &ic.produce_extra,
+            &self.shared.metrics,
+            &self.shared.topic_names,
+        )
+        .await
+        {
+            Ok(None) => Ok(frame),
+            Ok(Some(b)) => Ok(b),
+            Err(reason) => {
+                self.shared.metrics.protocol_error("interceptor");
+                warn!(peer = %self.peer, "closing connection: {reason}");
+                anyhow::bail!("interceptor failure");
+            }
+        }
+    }
+
+    /// [`ResponseStage::Authorize`].
+    fn authorize(&mut self, p: &Pending, frame: Bytes) -> anyhow::Result<Bytes> {
+        let Some(authz) = &p.authz else {
+            return Ok(frame);
+        };
+        let (fix, permits) = authz.as_ref();
+        let tenant_view = p.tenant.as_deref().map(|(t, _)| tenancy::TenantTopics {
+            tenant: t,
+            names: &self.shared.topic_names,
+        });
+        let topics: &dyn TopicLookup = match &tenant_view {
+            Some(v) => v,
+            None => &self.shared.topic_names,
+        };
+        authorize::fix_response(fix, p.api_key, p.version, frame, permits.as_ref(), topics)
+            .inspect_err(|e| {
+                self.shared.metrics.protocol_error("undecodable_response");
+                warn!(peer = %self.peer, api_key = p.api_key, version = p.version,
+                    "cannot apply ACLs to broker response: {e:#}; closing connection");
+            })
+    }
+
+    /// [`ResponseStage::Addresses`].
+    fn addresses(&mut self, p: &Pending, frame: Bytes) -> anyhow::Result<Bytes> {
+        if p.action == ResponseAction::Passthrough {
+            return Ok(frame);
+        }
+        let key = ApiKey::try_from(p.api_key).expect("rewrite actions are for known keys");
+        let book = SharedBook(&self.shared, self.set);
+        match advertise::rewrite_response(p.action, key, p.version, frame.clone(), &book) {
+            Ok(None) => Ok(frame),
+            Ok(Some(rewritten)) => Ok(rewritten),
+            Err(e) => {
+                self.shared.metrics.protocol_error("undecodable_response");
+                warn!(peer = %self.peer, api = ?key, version = p.version,
+                    "cannot rewrite broker response: {e:#}; closing connection");
+                Err(e)
+            }
+        }
+    }
+
+    /// [`ResponseStage::TenantNames`].
+    fn tenant_names(&mut self, p: &Pending, frame: Bytes) -> anyhow::Result<Bytes> {
+        let Some((t, concentrated)) = p.tenant.as_deref() else {
+            return Ok(frame);
+        };
+        tenancy::unmap_response(t, concentrated.as_ref(), p.api_key, p.version, frame)
+            .inspect_err(|e| {
+                self.shared.metrics.protocol_error("undecodable_response");
+                warn!(peer = %self.peer, api_key = p.api_key, version = p.version, vcluster = %t.name,
+                    "cannot map broker response back to the tenant's names: {e:#}; closing connection");
+            })
     }
 
     /// Reads the broker's verdict on a relayed SaslAuthenticate (delegated mode).
@@ -383,12 +505,7 @@ impl ResponseSide {
             self.shared.metrics.authentication(d.mechanism, "success");
             info!(peer = %self.peer, principal = %principal, mechanism = d.mechanism, "client authenticated by the broker");
             *d.outcome.lock().expect("sasl outcome lock") = Some(DelegatedOutcome {
-                who: Authenticated {
-                    principal,
-                    token_groups: Vec::new(),
-                    mechanism: d.mechanism,
-                    expires_at: None,
-                },
+                who: Identity::authenticated(principal, d.mechanism),
                 lifetime: (resp.session_lifetime_ms > 0)
                     .then(|| Duration::from_millis(resp.session_lifetime_ms as u64)),
             });

@@ -43,6 +43,10 @@
 //! `sluice_interceptor_calls_total`). Project targets (figures, not tests): 1 no-op costs at
 //! most 5 % of the throughput, 10 no-ops 15 %, 1 record-level no-op 10 % on 1 KiB records.
 //!
+//! Every throughput ratio is printed next to the gateway's CPU seconds per GB for produce and
+//! for consume (tansu mode: all threads of the gateway's runtime; mock mode: its one worker
+//! thread), so a ratio can be read as "the gateway is slower" or "the machine was busier".
+//!
 //! Every figure is also printed as `RESULT name=value` at the end. MB = 10^6 bytes of record
 //! data (values in tansu mode, record-batch bytes in mock mode).
 //!
@@ -87,6 +91,8 @@ use tokio::sync::Semaphore;
 const MB: f64 = 1e6;
 const GW_THREAD: &str = "sluice-gw";
 const LOAD_THREAD: &str = "sluice-load";
+/// Prefix of the gateway's plugin threads: interceptor calls run there, not on `sluice-gw`.
+const PLUGIN_THREAD: &str = "sluice-plugin";
 /// Prefix of librdkafka's thread names (`rdk:main`, `rdk:broker1`, ...).
 const RDKAFKA_THREAD: &str = "rdk:";
 
@@ -380,6 +386,11 @@ fn tasks_cpu(proc_dir: &std::path::Path, prefix: &str) -> f64 {
 }
 
 /// CPU seconds of this process's threads whose name starts with `prefix`.
+/// CPU seconds of the gateway's threads: its runtime's workers and its plugin threads.
+fn gateway_threads_cpu() -> f64 {
+    threads_cpu(GW_THREAD) + threads_cpu(PLUGIN_THREAD)
+}
+
 fn threads_cpu(prefix: &str) -> f64 {
     tasks_cpu(std::path::Path::new("/proc/self"), prefix)
 }
@@ -1356,7 +1367,7 @@ async fn run_load(
     tokio::time::sleep_until(start.into()).await;
     let (gw0, gwt0, load0, t0) = (
         gateway_cpu(gw_rt).await,
-        threads_cpu(GW_THREAD),
+        gateway_threads_cpu(),
         threads_cpu(LOAD_THREAD),
         Instant::now(),
     );
@@ -1366,7 +1377,7 @@ async fn run_load(
     tokio::time::sleep_until(end.into()).await;
     let (gw1, gwt1, load1, t1) = (
         gateway_cpu(gw_rt).await,
-        threads_cpu(GW_THREAD),
+        gateway_threads_cpu(),
         threads_cpu(LOAD_THREAD),
         Instant::now(),
     );
@@ -1425,37 +1436,144 @@ fn arm_applies(arm: Arm, w: Workload) -> bool {
     arm != Arm::Records1 || matches!(w, Workload::Produce(_))
 }
 
+/// What mock mode sends: the record batch, the workloads and their pre-encoded requests, and
+/// the small requests of the latency arm.
+struct MockPlan {
+    batch: Bytes,
+    records_per_request: usize,
+    workloads: Vec<Workload>,
+    frames: Vec<Arc<Frames>>,
+    latency_version: i16,
+    rtt_frames: Arc<Frames>,
+}
+
+impl MockPlan {
+    fn new(args: &Args) -> Result<MockPlan> {
+        let records_per_request = (args.request_kib * 1024 / args.record_size).max(1);
+        let batch = record_batch(records_per_request, args.record_size)?;
+        let small = record_batch(1, 1024)?;
+        let depth_frames = (args.depth * 2).max(16);
+        let workloads: Vec<Workload> = args
+            .produce_versions
+            .iter()
+            .map(|&v| Workload::Produce(v))
+            .chain(args.fetch_versions.iter().map(|&v| Workload::Fetch(v)))
+            .collect();
+        let frames = workloads
+            .iter()
+            .map(|&w| build_frames(w, &batch, depth_frames).map(Arc::new))
+            .collect::<Result<Vec<_>>>()?;
+        let latency_version = args.produce_versions.first().copied().unwrap_or(9);
+        let rtt_frames = Arc::new(build_frames(
+            Workload::Produce(latency_version),
+            &small,
+            64,
+        )?);
+        Ok(MockPlan {
+            batch,
+            records_per_request,
+            workloads,
+            frames,
+            latency_version,
+            rtt_frames,
+        })
+    }
+}
+
+/// The mock-mode setup: the gateway on its own one-thread runtime, the mock broker and the
+/// load generator on another.
+struct MockRig {
+    gw_rt: Runtime,
+    load_rt: Runtime,
+    mock: MockBroker,
+    gw: sluice::Gateway,
+}
+
+impl MockRig {
+    fn start(args: &Args, plan: &MockPlan) -> Result<MockRig> {
+        let gw_rt = Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(GW_THREAD)
+            .enable_all()
+            .build()?;
+        let load_rt = Builder::new_multi_thread()
+            .worker_threads(args.load_threads)
+            .thread_name(LOAD_THREAD)
+            .enable_all()
+            .build()?;
+        let mock = load_rt.block_on(MockBroker::start(MockOptions {
+            fetch_payload: plan.batch.clone(),
+            ..MockOptions::default()
+        }))?;
+        let config = gateway_config(&mock.bootstrap());
+        let gw = load_rt.block_on(gw_rt.spawn(start_gateway_with(config)))??;
+        Ok(MockRig {
+            gw_rt,
+            load_rt,
+            mock,
+            gw,
+        })
+    }
+
+    /// Interceptor calls the gateway has made so far.
+    fn calls(&self) -> f64 {
+        interceptor_calls(&self.gw.metrics_text())
+    }
+
+    /// Where `arm` sends its requests; installs the arm's interceptors first.
+    fn target(&self, arm: Arm, installed: &mut Vec<String>) -> Result<SocketAddr> {
+        if arm.through_gateway() {
+            self.load_rt
+                .block_on(set_interceptors(self.gw.admin_addr(), installed, arm))?;
+            Ok(self.gw.kafka_addr())
+        } else {
+            Ok(self.mock.addr)
+        }
+    }
+
+    fn shutdown(self) -> Result<()> {
+        self.load_rt
+            .block_on(self.gw_rt.spawn(self.gw.shutdown()))?;
+        drop(self.mock);
+        self.load_rt.shutdown_timeout(Duration::from_secs(1));
+        self.gw_rt.shutdown_timeout(Duration::from_secs(1));
+        Ok(())
+    }
+}
+
 /// Runs mock mode; returns how many arms failed on every attempt.
 fn run_mock(args: &Args) -> Result<usize> {
-    let gw_rt = Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name(GW_THREAD)
-        .enable_all()
-        .build()?;
-    let load_rt = Builder::new_multi_thread()
-        .worker_threads(args.load_threads)
-        .thread_name(LOAD_THREAD)
-        .enable_all()
-        .build()?;
-    let gw_handle = gw_rt.handle().clone();
+    let plan = MockPlan::new(args)?;
+    let rig = MockRig::start(args, &plan)?;
+    let arms = arms_to_run(args);
+    print_mock_settings(args, &rig, &arms, &plan)?;
+    let mut run = run_mock_blocks(args, &rig, &arms, &plan)?;
+    let (end_load, end_pressure) = (loadavg(), cpu_pressure_avg10());
+    print_mock_blocks(&run.table);
+    let mut res = Results::default();
+    print_mock_summary(&plan, &run, &mut res);
+    if has_interceptor_arms(&arms) {
+        print_mock_interceptors(&arms, &plan, &run, &mut res);
+    }
+    print_mock_latency(&arms, &plan, &mut run.rtt, &mut res);
+    println!();
+    println!(
+        "machine (end): nproc={} loadavg={end_load} cpu pressure (some, avg10)={end_pressure}",
+        nproc()
+    );
+    print_gateway_errors(&rig.gw.metrics_text());
+    print_failures(&run.failures);
+    res.add("mock_failed_attempts", run.failures.len() as f64, 0);
+    println!();
+    res.print();
+    rig.shutdown()?;
+    Ok(run.failed_arms)
+}
 
-    let records_per_request = (args.request_kib * 1024 / args.record_size).max(1);
-    let batch = record_batch(records_per_request, args.record_size)?;
-    let small = record_batch(1, 1024)?;
-
-    let mock = load_rt.block_on(MockBroker::start(MockOptions {
-        fetch_payload: batch.clone(),
-        ..MockOptions::default()
-    }))?;
-    let config = gateway_config(&mock.bootstrap());
-    let gw = load_rt.block_on(gw_rt.spawn(start_gateway_with(config)))??;
-    let gw_addr = gw.kafka_addr();
-    let admin = gw.admin_addr();
-    let calls = || interceptor_calls(&gw.metrics_text());
-
+/// The settings header of mock mode; uploads the interceptor arms' plugins.
+fn print_mock_settings(args: &Args, rig: &MockRig, arms: &[Arm], plan: &MockPlan) -> Result<()> {
     println!("== sluice-bench: mock mode (gateway passthrough ceiling, no broker cost) ==");
     print_machine("start");
-    let arms = arms_to_run(args);
     let arm_names: Vec<&str> = arms.iter().map(|a| a.name()).collect();
     println!(
         "settings: {} blocks x {} s per arm (+{} s warm-up), arms {} interleaved per block; \
@@ -1470,8 +1588,8 @@ fn run_mock(args: &Args) -> Result<usize> {
     println!(
         "          requests of {} record bytes ({} records of {} B); Produce acks=1 versions {:?}; \
          Fetch versions {:?} (1 partition, mock answers the full batch)",
-        batch.len(),
-        records_per_request,
+        plan.batch.len(),
+        plan.records_per_request,
         args.record_size,
         args.produce_versions,
         args.fetch_versions
@@ -1484,176 +1602,200 @@ fn run_mock(args: &Args) -> Result<usize> {
         "          Produce v10+ / Fetch v16+ responses are decoded by the gateway (KIP-951 node endpoints); \
          lower versions are pure passthrough"
     );
-    if has_interceptor_arms(&arms) {
-        let secs = load_rt.block_on(upload_plugins(admin, &arms))?;
+    if has_interceptor_arms(arms) {
+        let secs = rig
+            .load_rt
+            .block_on(upload_plugins(rig.gw.admin_addr(), arms))?;
         println!(
             "          interceptor arms: gw+1noop = 1 `noop` (on-request + on-response, every API key), \
              gw+10noop = 10 of them, gw+1records = 1 `noop-records` (on-produce; Produce only); \
              plugins uploaded in {secs:.2} s"
         );
     }
-    println!("          mock broker {}, gateway {}", mock.addr, gw_addr);
+    println!(
+        "          mock broker {}, gateway {}",
+        rig.mock.addr,
+        rig.gw.kafka_addr()
+    );
     println!();
+    Ok(())
+}
 
-    let depth_frames = (args.depth * 2).max(16);
-    let mut workloads = Vec::new();
-    for &v in &args.produce_versions {
-        workloads.push(Workload::Produce(v));
-    }
-    for &v in &args.fetch_versions {
-        workloads.push(Workload::Fetch(v));
-    }
-    let mut frames = Vec::new();
-    for &w in &workloads {
-        frames.push(Arc::new(build_frames(w, &batch, depth_frames)?));
-    }
-    let latency_version = args.produce_versions.first().copied().unwrap_or(9);
-    let rtt_frames = Arc::new(build_frames(
-        Workload::Produce(latency_version),
-        &small,
-        64,
-    )?);
+/// What the mock-mode blocks measured.
+struct MockRun {
+    /// `results[workload][arm index]`: per-block results.
+    results: Vec<Vec<Vec<LoadResult>>>,
+    /// Small-Produce round trips (ns) per arm index.
+    rtt: Vec<Vec<u64>>,
+    /// Failed attempts, described.
+    failures: Vec<String>,
+    /// Arms that failed on every attempt.
+    failed_arms: usize,
+    /// The per-block table.
+    table: Table,
+}
 
-    // results[workload][arm index] = per-block results
-    let mut results = vec![vec![Vec::<LoadResult>::new(); ALL_ARMS.len()]; workloads.len()];
-    let mut rtt: Vec<Vec<u64>> = vec![Vec::new(); ALL_ARMS.len()];
+/// An arm whose connection fails is retried on fresh connections, up to this many times.
+const MOCK_ATTEMPTS: usize = 3;
+
+/// Runs every block: each workload through each arm, then the latency arm of each arm.
+fn run_mock_blocks(args: &Args, rig: &MockRig, arms: &[Arm], plan: &MockPlan) -> Result<MockRun> {
+    let mut run = MockRun {
+        results: vec![vec![Vec::new(); ALL_ARMS.len()]; plan.workloads.len()],
+        rtt: vec![Vec::new(); ALL_ARMS.len()],
+        failures: Vec::new(),
+        failed_arms: 0,
+        table: Table::new(&[
+            "block",
+            "workload",
+            "arm",
+            "MB/s",
+            "req/s",
+            "gw CPU s",
+            "gw core use",
+            "MB/s per gw core",
+            "plugin calls/req",
+            "load CPU s",
+            "gw runq wait",
+            "load runq wait",
+            "cpu pressure",
+        ]),
+    };
     let per_block_rtt = args.latency_n.div_ceil(args.blocks);
-    // An arm whose connection fails is retried on fresh connections, up to ATTEMPTS times.
-    const ATTEMPTS: usize = 3;
-    let mut failures: Vec<String> = Vec::new();
-    let mut failed_arms = 0usize;
     let mut installed: Vec<String> = Vec::new();
-    let mut blocks = Table::new(&[
-        "block",
-        "workload",
-        "arm",
-        "MB/s",
-        "req/s",
-        "gw CPU s",
-        "gw core use",
-        "MB/s per gw core",
-        "plugin calls/req",
-        "load CPU s",
-        "gw runq wait",
-        "load runq wait",
-        "cpu pressure",
-    ]);
     for block in 0..args.blocks {
-        for (wi, &w) in workloads.iter().enumerate() {
+        for (wi, &w) in plan.workloads.iter().enumerate() {
             for &arm in arms.iter().filter(|&&a| arm_applies(a, w)) {
-                let addr = if arm.through_gateway() {
-                    load_rt.block_on(set_interceptors(admin, &mut installed, arm))?;
-                    gw_addr
-                } else {
-                    mock.addr
-                };
-                let limit = Duration::from_secs_f64(args.warmup + args.seconds + 30.0);
-                let mut attempt = 0;
-                let r = loop {
-                    attempt += 1;
-                    let r = load_rt
-                        .block_on(async {
-                            tokio::time::timeout(
-                                limit,
-                                run_load(addr, frames[wi].clone(), args, &gw_handle, &calls),
-                            )
-                            .await
-                        })
-                        .map_err(|_| anyhow::anyhow!("arm did not finish within {limit:?}"))
-                        .and_then(|r| r);
-                    match r {
-                        Ok(r) => break Some(r),
-                        Err(e) => {
-                            failures.push(format!(
-                                "block {} {} {} attempt {attempt}: {e:#}",
-                                block + 1,
-                                w.name(),
-                                arm.name()
-                            ));
-                            eprintln!("  WARNING {}", failures.last().unwrap());
-                            if attempt == ATTEMPTS {
-                                break None;
-                            }
-                        }
+                let addr = rig.target(arm, &mut installed)?;
+                let frames = plan.frames[wi].clone();
+                match run_mock_arm(args, rig, addr, frames, block, w, arm, &mut run.failures) {
+                    Some(mut r) => {
+                        r.block = block;
+                        run.table.row(mock_block_row(block, w, arm, &r));
+                        eprintln!(
+                            "  block {} {:<12} {:<11} {:>8.1} MB/s  gw CPU {:.2} s",
+                            block + 1,
+                            w.name(),
+                            arm.name(),
+                            r.mbps(),
+                            r.gw_cpu
+                        );
+                        run.results[wi][arm.index()].push(r);
                     }
-                };
-                let Some(mut r) = r else {
-                    failed_arms += 1;
-                    blocks.row(vec![
-                        (block + 1).to_string(),
-                        w.name(),
-                        arm.name().into(),
-                        "FAILED".into(),
-                    ]);
-                    continue;
-                };
-                r.block = block;
-                let per_core = if arm.through_gateway() {
-                    r.bytes as f64 / MB / r.gw_cpu
-                } else {
-                    f64::NAN
-                };
-                blocks.row(vec![
-                    (block + 1).to_string(),
-                    w.name(),
-                    arm.name().into(),
-                    f1(r.mbps()),
-                    f1(r.requests as f64 / r.secs),
-                    f2(r.gw_cpu),
-                    pct(r.gw_cpu, r.cpu_secs),
-                    f1(per_core),
-                    if arm.interceptors().is_empty() {
-                        "-".into()
-                    } else {
-                        f2(r.calls / r.requests as f64)
-                    },
-                    f2(r.load_cpu),
-                    pct(r.gw_wait, r.cpu_secs),
-                    pct(r.load_wait, r.cpu_secs),
-                    r.pressure.clone(),
-                ]);
-                eprintln!(
-                    "  block {} {:<12} {:<11} {:>8.1} MB/s  gw CPU {:.2} s",
-                    block + 1,
-                    w.name(),
-                    arm.name(),
-                    r.mbps(),
-                    r.gw_cpu
-                );
-                results[wi][arm.index()].push(r);
+                    None => {
+                        run.failed_arms += 1;
+                        run.table.row(vec![
+                            (block + 1).to_string(),
+                            w.name(),
+                            arm.name().into(),
+                            "FAILED".into(),
+                        ]);
+                    }
+                }
             }
         }
-        for &arm in &arms {
-            let addr = if arm.through_gateway() {
-                load_rt.block_on(set_interceptors(admin, &mut installed, arm))?;
-                gw_addr
-            } else {
-                mock.addr
-            };
-            let s = load_rt
+        for &arm in arms {
+            let addr = rig.target(arm, &mut installed)?;
+            let s = rig
+                .load_rt
                 .block_on(async {
                     tokio::time::timeout(
                         Duration::from_secs(120),
-                        run_rtt(addr, rtt_frames.clone(), per_block_rtt),
+                        run_rtt(addr, plan.rtt_frames.clone(), per_block_rtt),
                     )
                     .await
                 })
                 .map_err(|_| anyhow::anyhow!("did not finish within 120 s"))
                 .and_then(|r| r);
             match s {
-                Ok(s) => rtt[arm.index()].extend(s),
+                Ok(s) => run.rtt[arm.index()].extend(s),
                 Err(e) => {
-                    failures.push(format!("block {} latency {}: {e:#}", block + 1, arm.name()));
-                    eprintln!("  WARNING {}", failures.last().unwrap());
+                    run.failures
+                        .push(format!("block {} latency {}: {e:#}", block + 1, arm.name()));
+                    eprintln!("  WARNING {}", run.failures.last().unwrap());
                 }
             }
         }
     }
-    load_rt.block_on(set_interceptors(admin, &mut installed, Arm::Gateway))?;
-    let (end_load, end_pressure) = (loadavg(), cpu_pressure_avg10());
+    rig.target(Arm::Gateway, &mut installed)?;
+    Ok(run)
+}
 
+/// One arm of one block, retried on failure; `None` when every attempt failed (the failures
+/// are noted in `failures`).
+#[allow(clippy::too_many_arguments)]
+fn run_mock_arm(
+    args: &Args,
+    rig: &MockRig,
+    addr: SocketAddr,
+    frames: Arc<Frames>,
+    block: usize,
+    w: Workload,
+    arm: Arm,
+    failures: &mut Vec<String>,
+) -> Option<LoadResult> {
+    let gw_handle = rig.gw_rt.handle().clone();
+    let calls = || rig.calls();
+    let limit = Duration::from_secs_f64(args.warmup + args.seconds + 30.0);
+    for attempt in 1..=MOCK_ATTEMPTS {
+        let r = rig
+            .load_rt
+            .block_on(async {
+                tokio::time::timeout(
+                    limit,
+                    run_load(addr, frames.clone(), args, &gw_handle, &calls),
+                )
+                .await
+            })
+            .map_err(|_| anyhow::anyhow!("arm did not finish within {limit:?}"))
+            .and_then(|r| r);
+        match r {
+            Ok(r) => return Some(r),
+            Err(e) => {
+                failures.push(format!(
+                    "block {} {} {} attempt {attempt}: {e:#}",
+                    block + 1,
+                    w.name(),
+                    arm.name()
+                ));
+                eprintln!("  WARNING {}", failures.last().unwrap());
+            }
+        }
+    }
+    None
+}
+
+/// The per-block table's row for one arm's result.
+fn mock_block_row(block: usize, w: Workload, arm: Arm, r: &LoadResult) -> Vec<String> {
+    let per_core = if arm.through_gateway() {
+        r.bytes as f64 / MB / r.gw_cpu
+    } else {
+        f64::NAN
+    };
+    vec![
+        (block + 1).to_string(),
+        w.name(),
+        arm.name().into(),
+        f1(r.mbps()),
+        f1(r.requests as f64 / r.secs),
+        f2(r.gw_cpu),
+        pct(r.gw_cpu, r.cpu_secs),
+        f1(per_core),
+        if arm.interceptors().is_empty() {
+            "-".into()
+        } else {
+            f2(r.calls / r.requests as f64)
+        },
+        f2(r.load_cpu),
+        pct(r.gw_wait, r.cpu_secs),
+        pct(r.load_wait, r.cpu_secs),
+        r.pressure.clone(),
+    ]
+}
+
+fn print_mock_blocks(table: &Table) {
     println!("per block:");
-    blocks.print();
+    table.print();
     println!(
         "  plugin calls/req: interceptor calls (sluice_interceptor_calls_total) per request \
          answered, over the measured window"
@@ -1667,9 +1809,11 @@ fn run_mock(args: &Args) -> Result<usize> {
          for a CPU, ours included)"
     );
     println!();
+}
 
+/// The direct vs gateway summary per workload, with the gateway's CPU per GB.
+fn print_mock_summary(plan: &MockPlan, run: &MockRun, res: &mut Results) {
     let (di, gi) = (Arm::Direct.index(), Arm::Gateway.index());
-    let mut res = Results::default();
     let mut summary = Table::new(&[
         "workload",
         "direct MB/s",
@@ -1682,14 +1826,15 @@ fn run_mock(args: &Args) -> Result<usize> {
         "gw thr CPU s/GB",
         "decoded",
     ]);
-    for (wi, &w) in workloads.iter().enumerate() {
-        let d: Vec<f64> = results[wi][di].iter().map(LoadResult::mbps).collect();
-        let g: Vec<f64> = results[wi][gi].iter().map(LoadResult::mbps).collect();
-        let gw_bytes: u64 = results[wi][gi].iter().map(|r| r.bytes).sum();
-        let gw_cpu: f64 = results[wi][gi].iter().map(|r| r.gw_cpu).sum();
-        let gw_thr: f64 = results[wi][gi].iter().map(|r| r.gw_threads_cpu).sum();
-        let gw_secs: f64 = results[wi][gi].iter().map(|r| r.cpu_secs).sum();
-        let cpu_arm = median(&results[wi][gi].iter().map(|r| r.gw_cpu).collect::<Vec<_>>());
+    for (wi, &w) in plan.workloads.iter().enumerate() {
+        let (direct, gateway) = (&run.results[wi][di], &run.results[wi][gi]);
+        let d: Vec<f64> = direct.iter().map(LoadResult::mbps).collect();
+        let g: Vec<f64> = gateway.iter().map(LoadResult::mbps).collect();
+        let gw_bytes: u64 = gateway.iter().map(|r| r.bytes).sum();
+        let gw_cpu: f64 = gateway.iter().map(|r| r.gw_cpu).sum();
+        let gw_thr: f64 = gateway.iter().map(|r| r.gw_threads_cpu).sum();
+        let gw_secs: f64 = gateway.iter().map(|r| r.cpu_secs).sum();
+        let cpu_arm = median(&gateway.iter().map(|r| r.gw_cpu).collect::<Vec<_>>());
         let (dm, gm) = (median(&d), median(&g));
         let per_core = gw_bytes as f64 / MB / gw_cpu;
         let s_per_gb = gw_cpu / (gw_bytes as f64 / 1e9);
@@ -1722,135 +1867,138 @@ fn run_mock(args: &Args) -> Result<usize> {
     );
     println!("  gw thr = all threads of the gateway runtime from /proc/self/task/*/schedstat, a cross-check");
     println!();
+}
 
-    if has_interceptor_arms(&arms) {
-        let mut it = Table::new(&[
-            "workload",
-            "arm",
-            "MB/s",
-            "vs gateway",
-            "vs direct",
-            "gw CPU s/GB",
-            "CPU vs gw",
-            "calls/req",
-            "+CPU us/req",
-            "+CPU us/call",
-            "target",
-        ]);
-        let mut per_call_notes = Vec::new();
-        for (wi, &w) in workloads.iter().enumerate() {
-            let by_block = |a: Arm| -> Vec<(usize, f64)> {
-                results[wi][a.index()]
-                    .iter()
-                    .map(|r| (r.block, r.mbps()))
-                    .collect()
-            };
-            let totals = |a: Arm| -> (f64, f64, f64, f64) {
-                let rs = &results[wi][a.index()];
-                (
-                    rs.iter().map(|r| r.bytes as f64).sum(),
-                    rs.iter().map(|r| r.gw_cpu).sum(),
-                    rs.iter().map(|r| r.calls).sum(),
-                    rs.iter().map(|r| r.requests as f64).sum(),
-                )
-            };
-            let (gw_bytes, gw_cpu, _, _) = totals(Arm::Gateway);
-            let gw_s_per_byte = gw_cpu / gw_bytes;
-            // Per arm: (extra CPU us per request, calls per request), for the 1 vs 10 split.
-            let mut per_req = [(f64::NAN, f64::NAN); ALL_ARMS.len()];
-            for &arm in arms
+/// The interceptor arms against the plain gateway, per workload, and the cost of a call.
+fn print_mock_interceptors(arms: &[Arm], plan: &MockPlan, run: &MockRun, res: &mut Results) {
+    let mut it = Table::new(&[
+        "workload",
+        "arm",
+        "MB/s",
+        "vs gateway",
+        "vs direct",
+        "gw CPU s/GB",
+        "CPU vs gw",
+        "calls/req",
+        "+CPU us/req",
+        "+CPU us/call",
+        "target",
+    ]);
+    let mut per_call_notes = Vec::new();
+    for (wi, &w) in plan.workloads.iter().enumerate() {
+        let results = &run.results[wi];
+        let by_block = |a: Arm| -> Vec<(usize, f64)> {
+            results[a.index()]
                 .iter()
-                .filter(|&&a| !a.interceptors().is_empty() && arm_applies(a, w))
-            {
-                let rs = &results[wi][arm.index()];
-                if rs.is_empty() {
-                    continue;
-                }
-                let mbps = median(&rs.iter().map(LoadResult::mbps).collect::<Vec<_>>());
-                let vs_gw = paired_ratio(&by_block(arm), &by_block(Arm::Gateway));
-                let vs_direct = paired_ratio(&by_block(arm), &by_block(Arm::Direct));
-                let (bytes, cpu, calls, requests) = totals(arm);
-                let s_per_gb = cpu / (bytes / 1e9);
-                let cpu_ratio = gw_s_per_byte * bytes / cpu;
-                // CPU beyond what the plain gateway spends on the same bytes.
-                let extra = cpu - gw_s_per_byte * bytes;
-                let us_per_req = extra / requests * 1e6;
-                let us_per_call = extra / calls * 1e6;
-                per_req[arm.index()] = (us_per_req, calls / requests);
-                let target = arm.target().unwrap_or(f64::NAN);
-                it.row(vec![
-                    w.name(),
-                    arm.name().into(),
-                    f1(mbps),
-                    f3(vs_gw),
-                    f3(vs_direct),
-                    f3(s_per_gb),
-                    f3(cpu_ratio),
-                    f2(calls / requests),
-                    f1(us_per_req),
-                    f2(us_per_call),
-                    format!(
-                        ">= {target:.2} {}",
-                        if vs_gw >= target { "met" } else { "MISSED" }
-                    ),
-                ]);
-                if arm == Arm::Records1 {
-                    per_call_notes.push(format!(
-                        "  {} gw+1records: {:.0} ns per record ({} records per request)",
-                        w.name(),
-                        extra / requests / records_per_request as f64 * 1e9,
-                        records_per_request
-                    ));
-                }
-                let n = format!("mock_{}_{}", w.name(), arm.key());
-                res.add(format!("{n}_mbps"), mbps, 1);
-                res.add(format!("{n}_ratio"), vs_gw, 3);
-                res.add(format!("{n}_ratio_direct"), vs_direct, 3);
-                res.add(format!("{n}_cpu_s_per_gb"), s_per_gb, 3);
-                res.add(format!("{n}_cpu_ratio"), cpu_ratio, 3);
-                res.add(format!("{n}_calls_per_request"), calls / requests, 2);
-                res.add(format!("{n}_us_per_request"), us_per_req, 2);
-                res.add(format!("{n}_us_per_call"), us_per_call, 3);
+                .map(|r| (r.block, r.mbps()))
+                .collect()
+        };
+        let totals = |a: Arm| -> (f64, f64, f64, f64) {
+            let rs = &results[a.index()];
+            (
+                rs.iter().map(|r| r.bytes as f64).sum(),
+                rs.iter().map(|r| r.gw_cpu).sum(),
+                rs.iter().map(|r| r.calls).sum(),
+                rs.iter().map(|r| r.requests as f64).sum(),
+            )
+        };
+        let (gw_bytes, gw_cpu, _, _) = totals(Arm::Gateway);
+        let gw_s_per_byte = gw_cpu / gw_bytes;
+        // Per arm: (extra CPU us per request, calls per request), for the 1 vs 10 split.
+        let mut per_req = [(f64::NAN, f64::NAN); ALL_ARMS.len()];
+        for &arm in arms
+            .iter()
+            .filter(|&&a| !a.interceptors().is_empty() && arm_applies(a, w))
+        {
+            let rs = &results[arm.index()];
+            if rs.is_empty() {
+                continue;
             }
-            // 1 and 10 generic no-ops differ only in the number of calls: the difference is the
-            // cost of a call; what 1 no-op costs beyond its calls is per request.
-            let ((u1, c1), (u10, c10)) =
-                (per_req[Arm::Noop1.index()], per_req[Arm::Noop10.index()]);
-            if u1.is_finite() && u10.is_finite() && c10 > c1 {
-                let marginal = (u10 - u1) / (c10 - c1);
-                let fixed = u1 - c1 * marginal;
+            let mbps = median(&rs.iter().map(LoadResult::mbps).collect::<Vec<_>>());
+            let vs_gw = paired_ratio(&by_block(arm), &by_block(Arm::Gateway));
+            let vs_direct = paired_ratio(&by_block(arm), &by_block(Arm::Direct));
+            let (bytes, cpu, calls, requests) = totals(arm);
+            let s_per_gb = cpu / (bytes / 1e9);
+            let cpu_ratio = gw_s_per_byte * bytes / cpu;
+            // CPU beyond what the plain gateway spends on the same bytes.
+            let extra = cpu - gw_s_per_byte * bytes;
+            let us_per_req = extra / requests * 1e6;
+            let us_per_call = extra / calls * 1e6;
+            per_req[arm.index()] = (us_per_req, calls / requests);
+            let target = arm.target().unwrap_or(f64::NAN);
+            it.row(vec![
+                w.name(),
+                arm.name().into(),
+                f1(mbps),
+                f3(vs_gw),
+                f3(vs_direct),
+                f3(s_per_gb),
+                f3(cpu_ratio),
+                f2(calls / requests),
+                f1(us_per_req),
+                f2(us_per_call),
+                format!(
+                    ">= {target:.2} {}",
+                    if vs_gw >= target { "met" } else { "MISSED" }
+                ),
+            ]);
+            if arm == Arm::Records1 {
                 per_call_notes.push(format!(
-                    "  {} generic hooks: {marginal:.2} us per call (10 vs 1 noop), plus {fixed:.1} us \
-                     per request once any generic hook is installed",
-                    w.name()
+                    "  {} gw+1records: {:.0} ns per record ({} records per request)",
+                    w.name(),
+                    extra / requests / plan.records_per_request as f64 * 1e9,
+                    plan.records_per_request
                 ));
-                let n = format!("mock_{}", w.name());
-                res.add(format!("{n}_generic_marginal_us_per_call"), marginal, 3);
-                res.add(format!("{n}_generic_fixed_us_per_request"), fixed, 2);
             }
+            let n = format!("mock_{}_{}", w.name(), arm.key());
+            res.add(format!("{n}_mbps"), mbps, 1);
+            res.add(format!("{n}_ratio"), vs_gw, 3);
+            res.add(format!("{n}_ratio_direct"), vs_direct, 3);
+            res.add(format!("{n}_cpu_s_per_gb"), s_per_gb, 3);
+            res.add(format!("{n}_cpu_ratio"), cpu_ratio, 3);
+            res.add(format!("{n}_calls_per_request"), calls / requests, 2);
+            res.add(format!("{n}_us_per_request"), us_per_req, 2);
+            res.add(format!("{n}_us_per_call"), us_per_call, 3);
         }
-        println!(
-            "interceptor arms vs the plain gateway (MB/s: median over blocks; vs gateway / vs direct: \
-             median of per-block ratios; CPU: totals over blocks):"
-        );
-        it.print();
-        println!(
-            "  CPU vs gw: gateway CPU per GB of the plain gateway / of this arm (the throughput ratio \
-             when the gateway core is the bottleneck)"
-        );
-        println!(
-            "  +CPU us/req, us/call: gateway CPU beyond the plain gateway's for the same bytes, per \
-             request and per plugin call (calls from sluice_interceptor_calls_total)"
-        );
-        println!(
-            "  target: the project's throughput goal vs the plain gateway (a figure, not a test)"
-        );
-        for n in &per_call_notes {
-            println!("{n}");
+        // 1 and 10 generic no-ops differ only in the number of calls: the difference is the
+        // cost of a call; what 1 no-op costs beyond its calls is per request.
+        let ((u1, c1), (u10, c10)) = (per_req[Arm::Noop1.index()], per_req[Arm::Noop10.index()]);
+        if u1.is_finite() && u10.is_finite() && c10 > c1 {
+            let marginal = (u10 - u1) / (c10 - c1);
+            let fixed = u1 - c1 * marginal;
+            per_call_notes.push(format!(
+                "  {} generic hooks: {marginal:.2} us per call (10 vs 1 noop), plus {fixed:.1} us \
+                 per request once any generic hook is installed",
+                w.name()
+            ));
+            let n = format!("mock_{}", w.name());
+            res.add(format!("{n}_generic_marginal_us_per_call"), marginal, 3);
+            res.add(format!("{n}_generic_fixed_us_per_request"), fixed, 2);
         }
-        println!();
     }
+    println!(
+        "interceptor arms vs the plain gateway (MB/s: median over blocks; vs gateway / vs direct: \
+         median of per-block ratios; CPU: totals over blocks):"
+    );
+    it.print();
+    println!(
+        "  CPU vs gw: gateway CPU per GB of the plain gateway / of this arm (the throughput ratio \
+         when the gateway core is the bottleneck)"
+    );
+    println!(
+        "  +CPU us/req, us/call: gateway CPU beyond the plain gateway's for the same bytes, per \
+         request and per plugin call (calls from sluice_interceptor_calls_total)"
+    );
+    println!("  target: the project's throughput goal vs the plain gateway (a figure, not a test)");
+    for n in &per_call_notes {
+        println!("{n}");
+    }
+    println!();
+}
 
+/// The small-Produce round trips per arm, and what the gateway and each interceptor arm add.
+fn print_mock_latency(arms: &[Arm], plan: &MockPlan, rtt: &mut [Vec<u64>], res: &mut Results) {
+    let (di, gi) = (Arm::Direct.index(), Arm::Gateway.index());
     let mut lat = Table::new(&[
         "small Produce round trip (1 KiB, 1 in flight)",
         "n",
@@ -1860,7 +2008,7 @@ fn run_mock(args: &Args) -> Result<usize> {
         "p99.9 us",
     ]);
     let mut stats = [[f64::NAN; 4]; ALL_ARMS.len()];
-    for &arm in &arms {
+    for &arm in arms {
         let i = arm.index();
         rtt[i].sort_unstable();
         let s = &rtt[i];
@@ -1871,7 +2019,7 @@ fn run_mock(args: &Args) -> Result<usize> {
             percentile(s, 99.9) / 1e3,
         ];
         lat.row(vec![
-            format!("{} (Produce v{latency_version}, acks=1)", arm.name()),
+            format!("{} (Produce v{}, acks=1)", arm.name(), plan.latency_version),
             s.len().to_string(),
             f1(stats[i][0]),
             f1(stats[i][1]),
@@ -1914,12 +2062,10 @@ fn run_mock(args: &Args) -> Result<usize> {
             1,
         );
     }
-    println!();
-    println!(
-        "machine (end): nproc={} loadavg={end_load} cpu pressure (some, avg10)={end_pressure}",
-        nproc()
-    );
-    let metrics = gw.metrics_text();
+}
+
+/// Warns about protocol and interceptor errors the gateway counted.
+fn print_gateway_errors(metrics: &str) {
     let errors: Vec<&str> = metrics
         .lines()
         .filter(|l| {
@@ -1930,25 +2076,20 @@ fn run_mock(args: &Args) -> Result<usize> {
     if !errors.is_empty() {
         println!("WARNING: gateway protocol / interceptor errors: {errors:?}");
     }
+}
+
+/// Lists the arm attempts that failed.
+fn print_failures(failures: &[String]) {
     if !failures.is_empty() {
         println!(
             "WARNING: {} arm attempt(s) failed (connection closed or stalled); \
              failed attempts are not counted:",
             failures.len()
         );
-        for f in &failures {
+        for f in failures {
             println!("  {f}");
         }
     }
-    res.add("mock_failed_attempts", failures.len() as f64, 0);
-    println!();
-    res.print();
-
-    load_rt.block_on(gw_rt.spawn(gw.shutdown()))?;
-    drop(mock);
-    load_rt.shutdown_timeout(Duration::from_secs(1));
-    gw_rt.shutdown_timeout(Duration::from_secs(1));
-    Ok(failed_arms)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -2116,6 +2257,299 @@ fn gateway_mean_us(metrics: &str, api: &str) -> f64 {
     }
 }
 
+/// CPU counters read at the start of a phase; [`CpuMark::since`] gives what the phase used.
+struct CpuMark {
+    gw: f64,
+    tansu: f64,
+    client: f64,
+    calls: f64,
+}
+
+impl CpuMark {
+    fn now(calls: &dyn Fn() -> f64) -> CpuMark {
+        CpuMark {
+            gw: gateway_threads_cpu(),
+            tansu: children_cpu("tansu").unwrap_or(f64::NAN),
+            client: client_cpu(),
+            calls: calls(),
+        }
+    }
+
+    /// (gateway CPU, tansu CPU, client CPU, interceptor calls) since this mark.
+    fn since(&self, calls: &dyn Fn() -> f64) -> (f64, f64, f64, f64) {
+        let end = CpuMark::now(calls);
+        (
+            end.gw - self.gw,
+            end.tansu - self.tansu,
+            end.client - self.client,
+            end.calls - self.calls,
+        )
+    }
+}
+
+/// One block of one arm, set up: a fresh broker, the arm's gateway (if any) with its
+/// accounts and interceptors, and a fresh topic.
+struct BlockRig<'a> {
+    main_rt: &'a Runtime,
+    gw_rt: &'a Runtime,
+    args: &'a Args,
+    security: Option<&'a BenchSecurity>,
+    arm: Arm,
+    tansu: Tansu,
+    gw: Option<sluice::Gateway>,
+    /// Where the clients connect: the gateway, or the broker for `direct`.
+    bootstrap: String,
+    topic: String,
+}
+
+impl<'a> BlockRig<'a> {
+    fn start(
+        main_rt: &'a Runtime,
+        gw_rt: &'a Runtime,
+        args: &'a Args,
+        security: Option<&'a BenchSecurity>,
+        arm: Arm,
+        block: usize,
+    ) -> Result<BlockRig<'a>> {
+        let security = match (arm.security(), security) {
+            (None, _) => None,
+            (Some(_), Some(s)) => Some(s),
+            (Some(_), None) => bail!("arm {} needs the security settings", arm.name()),
+        };
+        let tansu = main_rt.block_on(Tansu::start())?;
+        let gw = if arm.through_gateway() {
+            let config = match security {
+                Some(s) => s.gateway_config(arm, &tansu.bootstrap()),
+                None => gateway_config(&tansu.bootstrap()),
+            };
+            Some(gw_rt.block_on(start_gateway_with(config))?)
+        } else {
+            None
+        };
+        if let Some(g) = &gw {
+            if let Some(s) = security.filter(|_| arm.security().is_some_and(|p| p.sasl())) {
+                main_rt.block_on(s.create_account(g.admin_addr(), arm))?;
+            }
+            if !arm.interceptors().is_empty() {
+                let admin = g.admin_addr();
+                main_rt.block_on(async {
+                    upload_plugins(admin, &[arm]).await?;
+                    set_interceptors(admin, &mut Vec::new(), arm).await
+                })?;
+            }
+        }
+        let bootstrap = match &gw {
+            Some(g) => g.kafka_addr().to_string(),
+            None => tansu.bootstrap(),
+        };
+        let rig = BlockRig {
+            main_rt,
+            gw_rt,
+            args,
+            security,
+            arm,
+            tansu,
+            gw,
+            bootstrap,
+            topic: format!("bench-{}-{}", arm.key(), block),
+        };
+        rig.create_topic()?;
+        Ok(rig)
+    }
+
+    /// Creates the topic on the broker itself (not timed, not what is measured).
+    fn create_topic(&self) -> Result<()> {
+        let admin: AdminClient<DefaultClientContext> = client_config(&self.tansu.bootstrap())
+            .create()
+            .context("creating the admin client")?;
+        let created = self.main_rt.block_on(admin.create_topics(
+            &[NewTopic::new(
+                &self.arm.physical_topic(&self.topic),
+                self.args.partitions,
+                TopicReplication::Fixed(1),
+            )],
+            &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
+        ))?;
+        for r in created {
+            if let Err((t, e)) = r {
+                bail!("creating topic {t}: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// The arm's client settings (bootstrap and security).
+    fn client(&self) -> ClientConfig {
+        let mut c = client_config(&self.bootstrap);
+        if let Some(s) = self.security {
+            s.apply(self.arm, &mut c);
+        }
+        c
+    }
+
+    /// Interceptor calls the arm's gateway has made so far (0 without a gateway).
+    fn calls(&self) -> f64 {
+        self.gw
+            .as_ref()
+            .map_or(0.0, |g| interceptor_calls(&g.metrics_text()))
+    }
+
+    /// Produces `records` records under full load, after one untimed warm-up record; returns
+    /// the CPU pressure counter and the time when the measured phases began.
+    fn produce(
+        &self,
+        base: Instant,
+        records: u64,
+        out: &mut TansuBlock,
+    ) -> Result<(Option<u64>, Instant)> {
+        let (args, topic) = (self.args, &self.topic);
+        let payload = vec![b'x'; args.record_size];
+        let p = producer(
+            self.client(),
+            args,
+            args.linger_ms,
+            LatencyContext::new(base, records as usize + 1),
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let md = p
+                .client()
+                .fetch_metadata(Some(topic), Duration::from_secs(5))?;
+            let ok = md.topics().iter().any(|t| {
+                t.name() == topic
+                    && t.error().is_none()
+                    && t.partitions().len() == args.partitions as usize
+            });
+            if ok {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("topic {topic} not visible through {}", self.bootstrap);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // One warm-up record opens the leader connection; it is consumed but not timed.
+        send_one(&p, topic, &payload)?;
+        wait_deliveries(&p, 1, Duration::from_secs(30))?;
+        p.context().samples.lock().unwrap().clear();
+
+        let phases = (cpu_pressure_us(), Instant::now());
+        let calls = || self.calls();
+        let mark = CpuMark::now(&calls);
+        let t0 = p.context().now_ns();
+        for i in 0..records {
+            send_one(&p, topic, &payload)?;
+            if i % 16 == 0 {
+                p.poll(Duration::ZERO);
+            }
+        }
+        wait_deliveries(&p, records + 1, Duration::from_secs(120))?;
+        let t1 = p.context().last_ns.load(Ordering::Acquire);
+        (
+            out.gw_cpu_produce,
+            out.tansu_cpu_produce,
+            out.client_cpu_produce,
+            out.calls_produce,
+        ) = mark.since(&calls);
+        out.produce_secs = (t1.saturating_sub(t0)) as f64 / 1e9;
+        out.bytes = records * args.record_size as u64;
+        out.produce_mbps = out.bytes as f64 / MB / out.produce_secs;
+        out.load_lat_ns = std::mem::take(&mut *p.context().samples.lock().unwrap());
+        Ok(phases)
+    }
+
+    /// Consumes the `want` records back (assign, no group: tansu's group joins are slow).
+    fn consume(&self, want: u64, out: &mut TansuBlock) -> Result<()> {
+        let mut cc = self.client();
+        cc.remove("message.timeout.ms"); // a producer property
+        cc.set("group.id", format!("sluice-bench-{}", std::process::id()))
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            .set("enable.partition.eof", "false")
+            .set("auto.offset.reset", "earliest");
+        for (k, v) in &self.args.consumer_set {
+            cc.set(k, v);
+        }
+        let consumer: BaseConsumer = cc.create().context("creating the consumer")?;
+        let mut tpl = TopicPartitionList::new();
+        for part in 0..self.args.partitions {
+            tpl.add_partition_offset(&self.topic, part, Offset::Offset(0))?;
+        }
+        let calls = || self.calls();
+        let mark = CpuMark::now(&calls);
+        let c0 = Instant::now();
+        consumer.assign(&tpl)?;
+        let (mut count, mut bytes) = (0u64, 0u64);
+        let mut last_progress = Instant::now();
+        let mut last = c0;
+        while count < want {
+            match consumer.poll(Duration::from_millis(100)) {
+                Some(Ok(m)) => {
+                    count += 1;
+                    bytes += m.payload_len() as u64;
+                    last = Instant::now();
+                    last_progress = last;
+                }
+                Some(Err(e)) => eprintln!("  consumer error (continuing): {e}"),
+                None => {
+                    if last_progress.elapsed() > Duration::from_secs(30) {
+                        bail!("consumer stalled at {count} of {want} records");
+                    }
+                }
+            }
+        }
+        (
+            out.gw_cpu_consume,
+            out.tansu_cpu_consume,
+            out.client_cpu_consume,
+            out.calls_consume,
+        ) = mark.since(&calls);
+        out.consume_secs = (last - c0).as_secs_f64();
+        out.consume_mbps = bytes as f64 / MB / out.consume_secs;
+        Ok(())
+    }
+
+    /// Unloaded round trips: one record at a time, linger 0.
+    fn round_trips(&self, base: Instant, rtt: usize, out: &mut TansuBlock) -> Result<()> {
+        let payload = vec![b'x'; self.args.record_size];
+        let p = producer(
+            self.client(),
+            self.args,
+            0,
+            LatencyContext::new(base, rtt + 10),
+        )?;
+        let warm = 10u64;
+        for i in 0..warm + rtt as u64 {
+            send_one(&p, &self.topic, &payload)?;
+            wait_deliveries(&p, i + 1, Duration::from_secs(30))?;
+            if i + 1 == warm {
+                p.context().samples.lock().unwrap().clear();
+            }
+        }
+        out.rtt_ns = std::mem::take(&mut *p.context().samples.lock().unwrap());
+        Ok(())
+    }
+
+    /// Reads the gateway's own figures, warns about its errors, and stops it and the broker.
+    fn finish(self, out: &mut TansuBlock) {
+        if let Some(g) = self.gw {
+            let text = g.metrics_text();
+            out.gw_produce_mean_us = gateway_mean_us(&text, "Produce");
+            out.gw_fetch_mean_us = gateway_mean_us(&text, "Fetch");
+            for l in text.lines() {
+                if l.starts_with("sluice_protocol_errors_total")
+                    || l.starts_with("sluice_interceptor_failures_total")
+                {
+                    eprintln!("  WARNING gateway: {l}");
+                }
+            }
+            self.gw_rt.block_on(g.shutdown());
+        }
+        drop(self.tansu);
+    }
+}
+
+/// One block of `arm`: produce `records`, consume them back, then `rtt` round trips.
 #[allow(clippy::too_many_arguments)]
 fn tansu_block(
     main_rt: &Runtime,
@@ -2127,212 +2561,16 @@ fn tansu_block(
     records: u64,
     rtt: usize,
 ) -> Result<TansuBlock> {
-    let security = match (arm.security(), security) {
-        (None, _) => None,
-        (Some(_), Some(s)) => Some(s),
-        (Some(_), None) => bail!("arm {} needs the security settings", arm.name()),
-    };
-    // The arm's client settings; the bootstrap is the gateway's or the broker's.
-    let client = |bootstrap: &str| {
-        let mut c = client_config(bootstrap);
-        if let Some(s) = security {
-            s.apply(arm, &mut c);
-        }
-        c
-    };
-    let tansu = main_rt.block_on(Tansu::start())?;
-    let gw = if arm.through_gateway() {
-        let config = match security {
-            Some(s) => s.gateway_config(arm, &tansu.bootstrap()),
-            None => gateway_config(&tansu.bootstrap()),
-        };
-        Some(gw_rt.block_on(start_gateway_with(config))?)
-    } else {
-        None
-    };
-    if let Some(g) = &gw {
-        if let Some(s) = security.filter(|_| arm.security().is_some_and(|p| p.sasl())) {
-            main_rt.block_on(s.create_account(g.admin_addr(), arm))?;
-        }
-        if !arm.interceptors().is_empty() {
-            let admin = g.admin_addr();
-            main_rt.block_on(async {
-                upload_plugins(admin, &[arm]).await?;
-                set_interceptors(admin, &mut Vec::new(), arm).await
-            })?;
-        }
-    }
-    let calls = || {
-        gw.as_ref()
-            .map_or(0.0, |g| interceptor_calls(&g.metrics_text()))
-    };
-    let bootstrap = match &gw {
-        Some(g) => g.kafka_addr().to_string(),
-        None => tansu.bootstrap(),
-    };
-    let topic = format!("bench-{}-{}", arm.key(), block);
-
-    // Create the topic on the broker itself (not timed, not what is measured).
-    let admin: AdminClient<DefaultClientContext> = client_config(&tansu.bootstrap())
-        .create()
-        .context("creating the admin client")?;
-    let created = main_rt.block_on(admin.create_topics(
-        &[NewTopic::new(
-            &arm.physical_topic(&topic),
-            args.partitions,
-            TopicReplication::Fixed(1),
-        )],
-        &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))),
-    ))?;
-    for r in created {
-        if let Err((t, e)) = r {
-            bail!("creating topic {t}: {e}");
-        }
-    }
-    drop(admin);
-
+    let rig = BlockRig::start(main_rt, gw_rt, args, security, arm, block)?;
     let mut out = TansuBlock::default();
-    let payload = vec![b'x'; args.record_size];
     let base = Instant::now();
-
-    // ---- produce
-    let p = producer(
-        client(&bootstrap),
-        args,
-        args.linger_ms,
-        LatencyContext::new(base, records as usize + 1),
-    )?;
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let md = p
-            .client()
-            .fetch_metadata(Some(&topic), Duration::from_secs(5))?;
-        let ok = md.topics().iter().any(|t| {
-            t.name() == topic
-                && t.error().is_none()
-                && t.partitions().len() == args.partitions as usize
-        });
-        if ok {
-            break;
-        }
-        if Instant::now() > deadline {
-            bail!("topic {topic} not visible through {bootstrap}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    // One warm-up record opens the leader connection; it is consumed but not timed.
-    send_one(&p, &topic, &payload)?;
-    wait_deliveries(&p, 1, Duration::from_secs(30))?;
-    p.context().samples.lock().unwrap().clear();
-
-    let (pressure0, phases0) = (cpu_pressure_us(), Instant::now());
-    let gw_cpu0 = threads_cpu(GW_THREAD);
-    let tansu_cpu0 = children_cpu("tansu").unwrap_or(f64::NAN);
-    let client_cpu0 = client_cpu();
-    let calls0 = calls();
-    let t0 = p.context().now_ns();
-    for i in 0..records {
-        send_one(&p, &topic, &payload)?;
-        if i % 16 == 0 {
-            p.poll(Duration::ZERO);
-        }
-    }
-    wait_deliveries(&p, records + 1, Duration::from_secs(120))?;
-    let t1 = p.context().last_ns.load(Ordering::Acquire);
-    out.gw_cpu_produce = threads_cpu(GW_THREAD) - gw_cpu0;
-    out.tansu_cpu_produce = children_cpu("tansu").unwrap_or(f64::NAN) - tansu_cpu0;
-    out.client_cpu_produce = client_cpu() - client_cpu0;
-    out.calls_produce = calls() - calls0;
-    out.produce_secs = (t1.saturating_sub(t0)) as f64 / 1e9;
-    out.bytes = records * args.record_size as u64;
-    out.produce_mbps = out.bytes as f64 / MB / out.produce_secs;
-    out.load_lat_ns = std::mem::take(&mut *p.context().samples.lock().unwrap());
-    drop(p);
-
-    // ---- consume (assign, no group: tansu's group joins are slow)
-    let mut cc = client(&bootstrap);
-    cc.remove("message.timeout.ms"); // a producer property
-    cc.set("group.id", format!("sluice-bench-{}", std::process::id()))
-        .set("enable.auto.commit", "false")
-        .set("enable.auto.offset.store", "false")
-        .set("enable.partition.eof", "false")
-        .set("auto.offset.reset", "earliest");
-    for (k, v) in &args.consumer_set {
-        cc.set(k, v);
-    }
-    let consumer: BaseConsumer = cc.create().context("creating the consumer")?;
-    let mut tpl = TopicPartitionList::new();
-    for part in 0..args.partitions {
-        tpl.add_partition_offset(&topic, part, Offset::Offset(0))?;
-    }
-    let want = records + 1;
-    let gw_cpu0 = threads_cpu(GW_THREAD);
-    let tansu_cpu0 = children_cpu("tansu").unwrap_or(f64::NAN);
-    let client_cpu0 = client_cpu();
-    let calls0 = calls();
-    let c0 = Instant::now();
-    consumer.assign(&tpl)?;
-    let (mut count, mut bytes) = (0u64, 0u64);
-    let mut last_progress = Instant::now();
-    let mut last = c0;
-    while count < want {
-        match consumer.poll(Duration::from_millis(100)) {
-            Some(Ok(m)) => {
-                count += 1;
-                bytes += m.payload_len() as u64;
-                last = Instant::now();
-                last_progress = last;
-            }
-            Some(Err(e)) => eprintln!("  consumer error (continuing): {e}"),
-            None => {
-                if last_progress.elapsed() > Duration::from_secs(30) {
-                    bail!("consumer stalled at {count} of {want} records");
-                }
-            }
-        }
-    }
-    out.gw_cpu_consume = threads_cpu(GW_THREAD) - gw_cpu0;
-    out.tansu_cpu_consume = children_cpu("tansu").unwrap_or(f64::NAN) - tansu_cpu0;
-    out.client_cpu_consume = client_cpu() - client_cpu0;
-    out.calls_consume = calls() - calls0;
-    out.consume_secs = (last - c0).as_secs_f64();
-    out.consume_mbps = bytes as f64 / MB / out.consume_secs;
+    let (pressure0, phases0) = rig.produce(base, records, &mut out)?;
+    rig.consume(records + 1, &mut out)?;
     out.pressure = pressure_share(pressure0, phases0.elapsed().as_secs_f64());
-    drop(consumer);
-
-    // ---- unloaded round trips: one record at a time, linger 0
     if rtt > 0 {
-        let p = producer(
-            client(&bootstrap),
-            args,
-            0,
-            LatencyContext::new(base, rtt + 10),
-        )?;
-        let warm = 10u64;
-        for i in 0..warm + rtt as u64 {
-            send_one(&p, &topic, &payload)?;
-            wait_deliveries(&p, i + 1, Duration::from_secs(30))?;
-            if i + 1 == warm {
-                p.context().samples.lock().unwrap().clear();
-            }
-        }
-        out.rtt_ns = std::mem::take(&mut *p.context().samples.lock().unwrap());
+        rig.round_trips(base, rtt, &mut out)?;
     }
-
-    if let Some(g) = gw {
-        let text = g.metrics_text();
-        out.gw_produce_mean_us = gateway_mean_us(&text, "Produce");
-        out.gw_fetch_mean_us = gateway_mean_us(&text, "Fetch");
-        for l in text.lines() {
-            if l.starts_with("sluice_protocol_errors_total")
-                || l.starts_with("sluice_interceptor_failures_total")
-            {
-                eprintln!("  WARNING gateway: {l}");
-            }
-        }
-        gw_rt.block_on(g.shutdown());
-    }
-    drop(tansu);
+    rig.finish(&mut out);
     Ok(out)
 }
 
@@ -2375,12 +2613,40 @@ fn run_tansu(args: &Args) -> Result<()> {
         .thread_name(GW_THREAD)
         .enable_all()
         .build()?;
-    let per_block = args.records / args.blocks as u64;
-    let rtt_per_block = args.rtt.div_ceil(args.blocks);
+    let arms = arms_to_run(args);
+    let security = print_tansu_settings(args, &arms, &main_rt)?;
+    let (blocks, table) = run_tansu_blocks(args, &arms, &main_rt, &gw_rt, security.as_ref())?;
+    let (end_load, end_pressure) = (loadavg(), cpu_pressure_avg10());
+    print_tansu_blocks(&table);
+    let mut res = Results::default();
+    let summary = TansuSummary::new(&arms, &blocks);
+    summary.print(&mut res);
+    if arms.iter().any(|a| a.security().is_some()) {
+        print_tansu_security(args, &summary, &mut res);
+    }
+    if has_interceptor_arms(&arms) {
+        print_tansu_interceptors(args, &summary, &mut res);
+    }
+    println!(
+        "machine (end): nproc={} loadavg={end_load} cpu pressure (some, avg10)={end_pressure}",
+        nproc()
+    );
+    println!();
+    res.print();
+    gw_rt.shutdown_timeout(Duration::from_secs(1));
+    main_rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
 
+/// The settings header of tansu mode; the security arms' settings when they run.
+fn print_tansu_settings(
+    args: &Args,
+    arms: &[Arm],
+    main_rt: &Runtime,
+) -> Result<Option<BenchSecurity>> {
+    let per_block = args.records / args.blocks as u64;
     println!("== sluice-bench: tansu mode (real broker, librdkafka 2.12 clients) ==");
     print_machine("start");
-    let arms = arms_to_run(args);
     let arm_names: Vec<&str> = arms.iter().map(|a| a.name()).collect();
     println!(
         "settings: {} blocks per arm, arms interleaved {}; {} records of {} B per block \
@@ -2395,7 +2661,9 @@ fn run_tansu(args: &Args) -> Result<()> {
     println!(
         "          producer: acks=all linger.ms={} compression none queue.buffering.max.messages={}; \
          consumer: assign from the beginning; then {} unloaded round trips (linger 0, 1 in flight)",
-        args.linger_ms, args.queue_messages, rtt_per_block
+        args.linger_ms,
+        args.queue_messages,
+        args.rtt.div_ceil(args.blocks)
     );
     println!(
         "          gateway: in-process, own runtime with {} worker thread(s); tansu {}",
@@ -2414,19 +2682,31 @@ fn run_tansu(args: &Args) -> Result<()> {
     } else {
         None
     };
-    if has_interceptor_arms(&arms) {
+    if has_interceptor_arms(arms) {
         println!(
             "          interceptor arms (a fresh gateway per block, plugins uploaded and interceptors \
              installed before the clients start): gw+1noop = 1 `noop` (on-request + on-response, \
              every API key), gw+10noop = 10 of them, gw+1records = 1 `noop-records` (on-produce)"
         );
     }
-    match tansu_versions(&main_rt) {
+    match tansu_versions(main_rt) {
         Ok(v) => println!("          tansu advertises {v}"),
         Err(e) => println!("          (could not read tansu's API versions: {e:#})"),
     }
     println!();
+    Ok(security)
+}
 
+/// Runs every block of every arm, interleaved; the blocks per arm and the per-block table.
+fn run_tansu_blocks(
+    args: &Args,
+    arms: &[Arm],
+    main_rt: &Runtime,
+    gw_rt: &Runtime,
+    security: Option<&BenchSecurity>,
+) -> Result<(Vec<Vec<TansuBlock>>, Table)> {
+    let per_block = args.records / args.blocks as u64;
+    let rtt_per_block = args.rtt.div_ceil(args.blocks);
     let mut blocks: Vec<Vec<TansuBlock>> = arms.iter().map(|_| Vec::new()).collect();
     let mut table = Table::new(&[
         "block",
@@ -2446,10 +2726,10 @@ fn run_tansu(args: &Args) -> Result<()> {
     for block in 0..args.blocks {
         for (i, &arm) in arms.iter().enumerate() {
             let mut b = tansu_block(
-                &main_rt,
-                &gw_rt,
+                main_rt,
+                gw_rt,
                 args,
-                security.as_ref(),
+                security,
                 arm,
                 block,
                 per_block,
@@ -2458,7 +2738,6 @@ fn run_tansu(args: &Args) -> Result<()> {
             .with_context(|| format!("block {} arm {}", block + 1, arm.name()))?;
             b.load_lat_ns.sort_unstable();
             b.rtt_ns.sort_unstable();
-            let gb = b.bytes as f64 / 1e9;
             eprintln!(
                 "  block {} {:<11} produce {:>7.1} MB/s  consume {:>7.1} MB/s",
                 block + 1,
@@ -2466,45 +2745,54 @@ fn run_tansu(args: &Args) -> Result<()> {
                 b.produce_mbps,
                 b.consume_mbps
             );
-            table.row(vec![
-                (block + 1).to_string(),
-                arm.name().into(),
-                f1(b.produce_mbps),
-                f1(b.consume_mbps),
-                f2(percentile(&b.load_lat_ns, 50.0) / 1e6),
-                f2(percentile(&b.load_lat_ns, 99.0) / 1e6),
-                f1(percentile(&b.rtt_ns, 50.0) / 1e3),
-                if arm.through_gateway() {
-                    format!("{:.2}|{:.2}", b.gw_cpu_produce / gb, b.gw_cpu_consume / gb)
-                } else {
-                    "-".into()
-                },
-                format!(
-                    "{:.2}|{:.2}",
-                    b.tansu_cpu_produce / gb,
-                    b.tansu_cpu_consume / gb
-                ),
-                format!(
-                    "{:.2}|{:.2}",
-                    b.client_cpu_produce / gb,
-                    b.client_cpu_consume / gb
-                ),
-                if arm.through_gateway() {
-                    format!("{:.0}|{:.0}", b.gw_produce_mean_us, b.gw_fetch_mean_us)
-                } else {
-                    "-".into()
-                },
-                if arm.interceptors().is_empty() {
-                    "-".into()
-                } else {
-                    format!("{:.0}|{:.0}", b.calls_produce, b.calls_consume)
-                },
-                b.pressure.clone(),
-            ]);
+            table.row(tansu_block_row(block, arm, &b));
             blocks[i].push(b);
         }
     }
-    let (end_load, end_pressure) = (loadavg(), cpu_pressure_avg10());
+    Ok((blocks, table))
+}
+
+/// The per-block table's row for one arm's block.
+fn tansu_block_row(block: usize, arm: Arm, b: &TansuBlock) -> Vec<String> {
+    let gb = b.bytes as f64 / 1e9;
+    vec![
+        (block + 1).to_string(),
+        arm.name().into(),
+        f1(b.produce_mbps),
+        f1(b.consume_mbps),
+        f2(percentile(&b.load_lat_ns, 50.0) / 1e6),
+        f2(percentile(&b.load_lat_ns, 99.0) / 1e6),
+        f1(percentile(&b.rtt_ns, 50.0) / 1e3),
+        if arm.through_gateway() {
+            format!("{:.2}|{:.2}", b.gw_cpu_produce / gb, b.gw_cpu_consume / gb)
+        } else {
+            "-".into()
+        },
+        format!(
+            "{:.2}|{:.2}",
+            b.tansu_cpu_produce / gb,
+            b.tansu_cpu_consume / gb
+        ),
+        format!(
+            "{:.2}|{:.2}",
+            b.client_cpu_produce / gb,
+            b.client_cpu_consume / gb
+        ),
+        if arm.through_gateway() {
+            format!("{:.0}|{:.0}", b.gw_produce_mean_us, b.gw_fetch_mean_us)
+        } else {
+            "-".into()
+        },
+        if arm.interceptors().is_empty() {
+            "-".into()
+        } else {
+            format!("{:.0}|{:.0}", b.calls_produce, b.calls_consume)
+        },
+        b.pressure.clone(),
+    ]
+}
+
+fn print_tansu_blocks(table: &Table) {
     println!("per block:");
     table.print();
     println!("  prod p50/p99: per-record delivery latency under full load (queue-dominated: ~ queued bytes / throughput)");
@@ -2512,348 +2800,398 @@ fn run_tansu(args: &Args) -> Result<()> {
     println!("  plugin calls p|c: interceptor calls (sluice_interceptor_calls_total) during produce | consume");
     println!("  cpu pressure: /proc/pressure/cpu 'some' over produce + consume (any task waiting for a CPU, ours included)");
     println!();
+}
 
-    let mut res = Results::default();
-    let mut s = Table::new(&[
+/// Per-arm figures over all blocks, the basis of every tansu-mode table.
+struct TansuSummary<'a> {
+    arms: &'a [Arm],
+    blocks: &'a [Vec<TansuBlock>],
+    /// Per arm: produce MB/s, consume MB/s, prod p50 ms, prod p99 ms, rtt p50 us, rtt p99 us.
+    fig: Vec<[f64; 6]>,
+    /// Per arm: gateway CPU seconds (produce, consume) and GB of values, totals over blocks.
+    cpu: Vec<(f64, f64, f64)>,
+    /// Per arm, CPU seconds per GB of values (produce, consume): gateway, tansu, clients.
+    cpu_gb: Vec<[f64; 6]>,
+    /// Positions of the `direct` and `gateway` arms.
+    di: usize,
+    gi: usize,
+}
+
+impl<'a> TansuSummary<'a> {
+    fn new(arms: &'a [Arm], blocks: &'a [Vec<TansuBlock>]) -> TansuSummary<'a> {
+        let mut fig = vec![[0.0f64; 6]; arms.len()];
+        let mut cpu = vec![(0.0f64, 0.0f64, 0.0f64); arms.len()];
+        let mut cpu_gb = vec![[f64::NAN; 6]; arms.len()];
+        for (i, bs) in blocks.iter().enumerate() {
+            let prod = median(&bs.iter().map(|b| b.produce_mbps).collect::<Vec<_>>());
+            let cons = median(&bs.iter().map(|b| b.consume_mbps).collect::<Vec<_>>());
+            let mut lat: Vec<u64> = bs
+                .iter()
+                .flat_map(|b| b.load_lat_ns.iter().copied())
+                .collect();
+            lat.sort_unstable();
+            let mut rtt: Vec<u64> = bs.iter().flat_map(|b| b.rtt_ns.iter().copied()).collect();
+            rtt.sort_unstable();
+            fig[i] = [
+                prod,
+                cons,
+                percentile(&lat, 50.0) / 1e6,
+                percentile(&lat, 99.0) / 1e6,
+                percentile(&rtt, 50.0) / 1e3,
+                percentile(&rtt, 99.0) / 1e3,
+            ];
+            let gb: f64 = bs.iter().map(|b| b.bytes as f64 / 1e9).sum();
+            let sum = |f: fn(&TansuBlock) -> f64| bs.iter().map(f).sum::<f64>() / gb;
+            let gw_p = sum(|b| b.gw_cpu_produce);
+            let gw_c = sum(|b| b.gw_cpu_consume);
+            cpu[i] = (gw_p * gb, gw_c * gb, gb);
+            cpu_gb[i] = [
+                gw_p,
+                gw_c,
+                sum(|b| b.tansu_cpu_produce),
+                sum(|b| b.tansu_cpu_consume),
+                sum(|b| b.client_cpu_produce),
+                sum(|b| b.client_cpu_consume),
+            ];
+        }
+        let pos = |a: Arm| {
+            arms.iter()
+                .position(|&x| x == a)
+                .expect("direct and gateway always run")
+        };
+        TansuSummary {
+            arms,
+            blocks,
+            fig,
+            cpu,
+            cpu_gb,
+            di: pos(Arm::Direct),
+            gi: pos(Arm::Gateway),
+        }
+    }
+
+    /// Arm `i`'s per-block figure `f`, numbered by block (for paired ratios).
+    fn by_block(&self, i: usize, f: fn(&TansuBlock) -> f64) -> Vec<(usize, f64)> {
+        self.blocks[i].iter().map(f).enumerate().collect()
+    }
+
+    /// Arm `i`'s (produce, consume) throughput ratios against arm `base`: medians of the
+    /// per-block ratios.
+    fn ratios(&self, i: usize, base: usize) -> (f64, f64) {
+        let prod = |b: &TansuBlock| b.produce_mbps;
+        let cons = |b: &TansuBlock| b.consume_mbps;
+        (
+            paired_ratio(&self.by_block(i, prod), &self.by_block(base, prod)),
+            paired_ratio(&self.by_block(i, cons), &self.by_block(base, cons)),
+        )
+    }
+
+    /// Arm `i`'s gateway CPU seconds per GB, produce|consume.
+    fn gw_cpu_gb(&self, i: usize) -> String {
+        format!("{}|{}", f2(self.cpu_gb[i][0]), f2(self.cpu_gb[i][1]))
+    }
+
+    /// The per-arm summary table, with the gateway / direct ratios and the gateway's CPU per
+    /// GB next to them.
+    fn print(&self, res: &mut Results) {
+        let (fig, di, gi) = (&self.fig, self.di, self.gi);
+        let mut s = Table::new(&[
+            "arm",
+            "produce MB/s",
+            "consume MB/s",
+            "prod p50 ms",
+            "prod p99 ms",
+            "rtt p50 us",
+            "rtt p99 us",
+            "gw CPU s/GB p|c",
+            "tansu CPU s/GB p|c",
+            "client CPU s/GB p|c",
+        ]);
+        for (i, &arm) in self.arms.iter().enumerate() {
+            let [gw_p, gw_c, t_p, t_c, c_p, c_c] = self.cpu_gb[i];
+            s.row(vec![
+                arm.name().into(),
+                f1(fig[i][0]),
+                f1(fig[i][1]),
+                f2(fig[i][2]),
+                f2(fig[i][3]),
+                f1(fig[i][4]),
+                f1(fig[i][5]),
+                if arm.through_gateway() {
+                    format!("{gw_p:.2}|{gw_c:.2}")
+                } else {
+                    "-".into()
+                },
+                format!("{t_p:.2}|{t_c:.2}"),
+                format!("{c_p:.2}|{c_c:.2}"),
+            ]);
+            let n = arm.key();
+            res.add(format!("tansu_{n}_produce_mbps"), fig[i][0], 1);
+            res.add(format!("tansu_{n}_consume_mbps"), fig[i][1], 1);
+            res.add(format!("tansu_{n}_produce_p50_ms"), fig[i][2], 2);
+            res.add(format!("tansu_{n}_produce_p99_ms"), fig[i][3], 2);
+            res.add(format!("tansu_{n}_rtt_p50_us"), fig[i][4], 1);
+            res.add(format!("tansu_{n}_rtt_p99_us"), fig[i][5], 1);
+            if arm.through_gateway() {
+                res.add(format!("tansu_{n}_cpu_s_per_gb_produce"), gw_p, 3);
+                res.add(format!("tansu_{n}_cpu_s_per_gb_consume"), gw_c, 3);
+            }
+            res.add(format!("tansu_{n}_client_cpu_s_per_gb_produce"), c_p, 3);
+            res.add(format!("tansu_{n}_client_cpu_s_per_gb_consume"), c_c, 3);
+        }
+        s.row(vec![
+            "gateway / direct".into(),
+            f3(fig[gi][0] / fig[di][0]),
+            f3(fig[gi][1] / fig[di][1]),
+            String::new(),
+            String::new(),
+            String::new(),
+            String::new(),
+            self.gw_cpu_gb(gi),
+            String::new(),
+            String::new(),
+        ]);
+        s.row(vec![
+            "added by gateway".into(),
+            String::new(),
+            String::new(),
+            signed(fig[gi][2] - fig[di][2], 2),
+            signed(fig[gi][3] - fig[di][3], 2),
+            signed(fig[gi][4] - fig[di][4], 1),
+            signed(fig[gi][5] - fig[di][5], 1),
+            String::new(),
+            String::new(),
+            String::new(),
+        ]);
+        println!("summary (throughput: median over blocks; latencies: pooled over blocks; CPU: totals / GB of values):");
+        s.print();
+        res.add("tansu_produce_ratio", fig[gi][0] / fig[di][0], 3);
+        res.add("tansu_consume_ratio", fig[gi][1] / fig[di][1], 3);
+        res.add("tansu_produce_added_p50_ms", fig[gi][2] - fig[di][2], 2);
+        res.add("tansu_produce_added_p99_ms", fig[gi][3] - fig[di][3], 2);
+        res.add("tansu_rtt_added_p50_us", fig[gi][4] - fig[di][4], 1);
+        res.add("tansu_rtt_added_p99_us", fig[gi][5] - fig[di][5], 1);
+        println!(
+            "  gw CPU s/GB p|c: the gateway's CPU (all its threads) per GB of record values, \
+             produce|consume; on the gateway / direct row, the plain gateway's, next to its ratios"
+        );
+        println!(
+            "  client CPU: librdkafka's threads + the thread producing / polling (TLS and SASL on the \
+             client side land here)"
+        );
+        println!();
+    }
+}
+
+/// The security and virtual cluster arms against the plain gateway and direct.
+fn print_tansu_security(args: &Args, sum: &TansuSummary<'_>, res: &mut Results) {
+    let (fig, di, gi) = (&sum.fig, sum.di, sum.gi);
+    let per_block = args.records / args.blocks as u64;
+    let mut tp = Table::new(&[
         "arm",
         "produce MB/s",
         "consume MB/s",
-        "prod p50 ms",
-        "prod p99 ms",
-        "rtt p50 us",
-        "rtt p99 us",
+        "prod vs gw",
+        "cons vs gw",
+        "target vs gw p|c",
+        "prod vs direct",
+        "cons vs direct",
         "gw CPU s/GB p|c",
-        "tansu CPU s/GB p|c",
-        "client CPU s/GB p|c",
     ]);
-    let mut fig = vec![[0.0f64; 6]; arms.len()];
-    // Per arm: gateway CPU seconds (produce, consume) and GB of values, totals over blocks.
-    let mut cpu = vec![(0.0f64, 0.0f64, 0.0f64); arms.len()];
-    // Per arm, CPU seconds per GB of values (produce, consume): gateway, tansu, clients.
-    let mut cpu_gb = vec![[f64::NAN; 6]; arms.len()];
-    for (i, &arm) in arms.iter().enumerate() {
-        let bs = &blocks[i];
-        let prod = median(&bs.iter().map(|b| b.produce_mbps).collect::<Vec<_>>());
-        let cons = median(&bs.iter().map(|b| b.consume_mbps).collect::<Vec<_>>());
-        let mut lat: Vec<u64> = bs
-            .iter()
-            .flat_map(|b| b.load_lat_ns.iter().copied())
-            .collect();
-        lat.sort_unstable();
-        let mut rtt: Vec<u64> = bs.iter().flat_map(|b| b.rtt_ns.iter().copied()).collect();
-        rtt.sort_unstable();
-        fig[i] = [
-            prod,
-            cons,
-            percentile(&lat, 50.0) / 1e6,
-            percentile(&lat, 99.0) / 1e6,
-            percentile(&rtt, 50.0) / 1e3,
-            percentile(&rtt, 99.0) / 1e3,
-        ];
-        let gb: f64 = bs.iter().map(|b| b.bytes as f64 / 1e9).sum();
-        let sum = |f: fn(&TansuBlock) -> f64| bs.iter().map(f).sum::<f64>() / gb;
-        let gw_p = sum(|b| b.gw_cpu_produce);
-        let gw_c = sum(|b| b.gw_cpu_consume);
-        let t_p = sum(|b| b.tansu_cpu_produce);
-        let t_c = sum(|b| b.tansu_cpu_consume);
-        let c_p = sum(|b| b.client_cpu_produce);
-        let c_c = sum(|b| b.client_cpu_consume);
-        cpu[i] = (gw_p * gb, gw_c * gb, gb);
-        cpu_gb[i] = [gw_p, gw_c, t_p, t_c, c_p, c_c];
-        s.row(vec![
+    let mut cl = Table::new(&[
+        "arm",
+        "gw CPU s/GB p|c",
+        "gw CPU vs gw p|c",
+        "+gw CPU s/GB p|c",
+        "+client CPU s/GB p|c",
+        "rtt p50|p99 +us vs gw",
+        "rtt p50|p99 +us vs direct",
+        "prod p50|p99 +ms vs gw",
+    ]);
+    let [gw_p, gw_c, _, _, gw_cl_p, gw_cl_c] = sum.cpu_gb[gi];
+    for (i, &arm) in sum.arms.iter().enumerate() {
+        if arm.security().is_none() {
+            continue;
+        }
+        let (p_gw, c_gw) = sum.ratios(i, gi);
+        let (p_d, c_d) = sum.ratios(i, di);
+        let verdict = |r: f64| match arm.target() {
+            Some(t) if r >= t => "met",
+            Some(_) => "MISSED",
+            None => "-",
+        };
+        let target = arm
+            .target()
+            .map_or_else(|| "-".to_string(), |t| format!(">= {t:.2}"));
+        tp.row(vec![
             arm.name().into(),
             f1(fig[i][0]),
             f1(fig[i][1]),
-            f2(fig[i][2]),
-            f2(fig[i][3]),
-            f1(fig[i][4]),
-            f1(fig[i][5]),
-            if arm.through_gateway() {
-                format!("{gw_p:.2}|{gw_c:.2}")
-            } else {
-                "-".into()
-            },
-            format!("{t_p:.2}|{t_c:.2}"),
-            format!("{c_p:.2}|{c_c:.2}"),
+            f3(p_gw),
+            f3(c_gw),
+            format!("{target} {}|{}", verdict(p_gw), verdict(c_gw)),
+            f3(p_d),
+            f3(c_d),
+            sum.gw_cpu_gb(i),
         ]);
-        let n = arm.key();
-        res.add(format!("tansu_{n}_produce_mbps"), fig[i][0], 1);
-        res.add(format!("tansu_{n}_consume_mbps"), fig[i][1], 1);
-        res.add(format!("tansu_{n}_produce_p50_ms"), fig[i][2], 2);
-        res.add(format!("tansu_{n}_produce_p99_ms"), fig[i][3], 2);
-        res.add(format!("tansu_{n}_rtt_p50_us"), fig[i][4], 1);
-        res.add(format!("tansu_{n}_rtt_p99_us"), fig[i][5], 1);
-        if arm.through_gateway() {
-            res.add(format!("tansu_{n}_cpu_s_per_gb_produce"), gw_p, 3);
-            res.add(format!("tansu_{n}_cpu_s_per_gb_consume"), gw_c, 3);
-        }
-        res.add(format!("tansu_{n}_client_cpu_s_per_gb_produce"), c_p, 3);
-        res.add(format!("tansu_{n}_client_cpu_s_per_gb_consume"), c_c, 3);
-    }
-    let pos = |a: Arm| {
-        arms.iter()
-            .position(|&x| x == a)
-            .expect("direct and gateway always run")
-    };
-    let (di, gi) = (pos(Arm::Direct), pos(Arm::Gateway));
-    s.row(vec![
-        "gateway / direct".into(),
-        f3(fig[gi][0] / fig[di][0]),
-        f3(fig[gi][1] / fig[di][1]),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-        String::new(),
-    ]);
-    s.row(vec![
-        "added by gateway".into(),
-        String::new(),
-        String::new(),
-        signed(fig[gi][2] - fig[di][2], 2),
-        signed(fig[gi][3] - fig[di][3], 2),
-        signed(fig[gi][4] - fig[di][4], 1),
-        signed(fig[gi][5] - fig[di][5], 1),
-        String::new(),
-        String::new(),
-        String::new(),
-    ]);
-    println!("summary (throughput: median over blocks; latencies: pooled over blocks; CPU: totals / GB of values):");
-    s.print();
-    res.add("tansu_produce_ratio", fig[gi][0] / fig[di][0], 3);
-    res.add("tansu_consume_ratio", fig[gi][1] / fig[di][1], 3);
-    res.add("tansu_produce_added_p50_ms", fig[gi][2] - fig[di][2], 2);
-    res.add("tansu_produce_added_p99_ms", fig[gi][3] - fig[di][3], 2);
-    res.add("tansu_rtt_added_p50_us", fig[gi][4] - fig[di][4], 1);
-    res.add("tansu_rtt_added_p99_us", fig[gi][5] - fig[di][5], 1);
-    println!(
-        "  client CPU: librdkafka's threads + the thread producing / polling (TLS and SASL on the \
-         client side land here)"
-    );
-    println!();
-
-    let by_block = |i: usize, f: fn(&TansuBlock) -> f64| -> Vec<(usize, f64)> {
-        blocks[i].iter().map(f).enumerate().collect()
-    };
-    let prod = |b: &TansuBlock| b.produce_mbps;
-    let cons = |b: &TansuBlock| b.consume_mbps;
-    if arms.iter().any(|a| a.security().is_some()) {
-        let mut tp = Table::new(&[
-            "arm",
-            "produce MB/s",
-            "consume MB/s",
-            "prod vs gw",
-            "cons vs gw",
-            "target vs gw p|c",
-            "prod vs direct",
-            "cons vs direct",
-        ]);
-        let mut cl = Table::new(&[
-            "arm",
-            "gw CPU s/GB p|c",
-            "gw CPU vs gw p|c",
-            "+gw CPU s/GB p|c",
-            "+client CPU s/GB p|c",
-            "rtt p50|p99 +us vs gw",
-            "rtt p50|p99 +us vs direct",
-            "prod p50|p99 +ms vs gw",
-        ]);
-        let [gw_p, gw_c, _, _, gw_cl_p, gw_cl_c] = cpu_gb[gi];
-        for (i, &arm) in arms.iter().enumerate() {
-            if arm.security().is_none() {
-                continue;
-            }
-            let p_gw = paired_ratio(&by_block(i, prod), &by_block(gi, prod));
-            let c_gw = paired_ratio(&by_block(i, cons), &by_block(gi, cons));
-            let p_d = paired_ratio(&by_block(i, prod), &by_block(di, prod));
-            let c_d = paired_ratio(&by_block(i, cons), &by_block(di, cons));
-            let verdict = |r: f64| match arm.target() {
-                Some(t) if r >= t => "met",
-                Some(_) => "MISSED",
-                None => "-",
-            };
-            let target = arm
-                .target()
-                .map_or_else(|| "-".to_string(), |t| format!(">= {t:.2}"));
-            tp.row(vec![
-                arm.name().into(),
-                f1(fig[i][0]),
-                f1(fig[i][1]),
-                f3(p_gw),
-                f3(c_gw),
-                format!("{target} {}|{}", verdict(p_gw), verdict(c_gw)),
-                f3(p_d),
-                f3(c_d),
-            ]);
-            let [p, c, _, _, cl_p, cl_c] = cpu_gb[i];
-            cl.row(vec![
-                arm.name().into(),
-                format!("{}|{}", f2(p), f2(c)),
-                format!("{}|{}", f2(p / gw_p), f2(c / gw_c)),
-                format!("{}|{}", signed(p - gw_p, 2), signed(c - gw_c, 2)),
-                format!(
-                    "{}|{}",
-                    signed(cl_p - gw_cl_p, 2),
-                    signed(cl_c - gw_cl_c, 2)
-                ),
-                format!(
-                    "{}|{}",
-                    signed(fig[i][4] - fig[gi][4], 1),
-                    signed(fig[i][5] - fig[gi][5], 1)
-                ),
-                format!(
-                    "{}|{}",
-                    signed(fig[i][4] - fig[di][4], 1),
-                    signed(fig[i][5] - fig[di][5], 1)
-                ),
-                format!(
-                    "{}|{}",
-                    signed(fig[i][2] - fig[gi][2], 2),
-                    signed(fig[i][3] - fig[gi][3], 2)
-                ),
-            ]);
-            let n = format!("tansu_{}", arm.key());
-            res.add(format!("{n}_produce_ratio"), p_gw, 3);
-            res.add(format!("{n}_consume_ratio"), c_gw, 3);
-            res.add(format!("{n}_produce_ratio_direct"), p_d, 3);
-            res.add(format!("{n}_consume_ratio_direct"), c_d, 3);
-            res.add(format!("{n}_cpu_ratio_produce"), p / gw_p, 3);
-            res.add(format!("{n}_cpu_ratio_consume"), c / gw_c, 3);
-            res.add(format!("{n}_rtt_added_p50_us"), fig[i][4] - fig[gi][4], 1);
-            res.add(format!("{n}_rtt_added_p99_us"), fig[i][5] - fig[gi][5], 1);
-            res.add(
-                format!("{n}_rtt_added_p50_us_direct"),
-                fig[i][4] - fig[di][4],
-                1,
-            );
-            res.add(
-                format!("{n}_rtt_added_p99_us_direct"),
-                fig[i][5] - fig[di][5],
-                1,
-            );
-            if let Some(t) = arm.target() {
-                res.add(
-                    format!("{n}_target_met_produce"),
-                    f64::from(u8::from(p_gw >= t)),
-                    0,
-                );
-                res.add(
-                    format!("{n}_target_met_consume"),
-                    f64::from(u8::from(c_gw >= t)),
-                    0,
-                );
-            }
-        }
-        println!(
-            "security and virtual cluster arms ({} records per arm; MB/s: median over blocks; vs gw / vs direct: \
-             median of per-block ratios; gw = the plaintext gateway arm):",
-            per_block * args.blocks as u64
-        );
-        tp.print();
-        println!(
-            "  target: TLS passthrough at least 0.85x the plaintext gateway's throughput (a figure, \
-             not a test); SASL_SSL is the same TLS stream after one SCRAM exchange per connection"
-        );
-        println!("security arms: CPU (totals / GB of values) and added latency:");
-        cl.print();
-        println!(
-            "  +gw CPU / +client CPU: CPU per GB beyond the plaintext gateway arm's, in the gateway \
-             (TLS server side) and in the clients (TLS client side)"
-        );
-        println!(
-            "  rtt: unloaded one-record produce round trips (the client hop's TLS record layer \
-             adds to each); prod p50|p99: per-record delivery latency under full load"
-        );
-        println!();
-    }
-
-    if has_interceptor_arms(&arms) {
-        let mut it = Table::new(&[
-            "arm",
-            "produce MB/s",
-            "consume MB/s",
-            "prod vs gw",
-            "cons vs gw",
-            "prod vs direct",
-            "cons vs direct",
-            "rtt p50 +us vs gw",
-            "calls/record p",
-            "+CPU us/call p|c",
-            "target (produce)",
-        ]);
-        let (gw_p_cpu, gw_c_cpu, gw_gb) = cpu[gi];
-        for (i, &arm) in arms.iter().enumerate() {
-            if arm.interceptors().is_empty() {
-                continue;
-            }
-            let p_gw = paired_ratio(&by_block(i, prod), &by_block(gi, prod));
-            let c_gw = paired_ratio(&by_block(i, cons), &by_block(gi, cons));
-            let p_d = paired_ratio(&by_block(i, prod), &by_block(di, prod));
-            let c_d = paired_ratio(&by_block(i, cons), &by_block(di, cons));
-            let calls_p: f64 = blocks[i].iter().map(|b| b.calls_produce).sum();
-            let calls_c: f64 = blocks[i].iter().map(|b| b.calls_consume).sum();
-            let records = (per_block * blocks[i].len() as u64) as f64;
-            // Gateway CPU beyond the plain gateway's for the same bytes, per plugin call.
-            let (p_cpu, c_cpu, gb) = cpu[i];
-            let us_p = (p_cpu - gw_p_cpu / gw_gb * gb) / calls_p * 1e6;
-            let us_c = (c_cpu - gw_c_cpu / gw_gb * gb) / calls_c * 1e6;
-            let target = arm.target().unwrap_or(f64::NAN);
-            it.row(vec![
-                arm.name().into(),
-                f1(fig[i][0]),
-                f1(fig[i][1]),
-                f3(p_gw),
-                f3(c_gw),
-                f3(p_d),
-                f3(c_d),
+        let [p, c, _, _, cl_p, cl_c] = sum.cpu_gb[i];
+        cl.row(vec![
+            arm.name().into(),
+            format!("{}|{}", f2(p), f2(c)),
+            format!("{}|{}", f2(p / gw_p), f2(c / gw_c)),
+            format!("{}|{}", signed(p - gw_p, 2), signed(c - gw_c, 2)),
+            format!(
+                "{}|{}",
+                signed(cl_p - gw_cl_p, 2),
+                signed(cl_c - gw_cl_c, 2)
+            ),
+            format!(
+                "{}|{}",
                 signed(fig[i][4] - fig[gi][4], 1),
-                format!("{:.4}", calls_p / records),
-                format!("{}|{}", f1(us_p), f1(us_c)),
-                format!(
-                    ">= {target:.2} {}",
-                    if p_gw >= target { "met" } else { "MISSED" }
-                ),
-            ]);
-            let n = format!("tansu_{}", arm.key());
-            res.add(format!("{n}_produce_ratio"), p_gw, 3);
-            res.add(format!("{n}_consume_ratio"), c_gw, 3);
-            res.add(format!("{n}_produce_ratio_direct"), p_d, 3);
-            res.add(format!("{n}_consume_ratio_direct"), c_d, 3);
-            res.add(format!("{n}_rtt_added_p50_us"), fig[i][4] - fig[gi][4], 1);
+                signed(fig[i][5] - fig[gi][5], 1)
+            ),
+            format!(
+                "{}|{}",
+                signed(fig[i][4] - fig[di][4], 1),
+                signed(fig[i][5] - fig[di][5], 1)
+            ),
+            format!(
+                "{}|{}",
+                signed(fig[i][2] - fig[gi][2], 2),
+                signed(fig[i][3] - fig[gi][3], 2)
+            ),
+        ]);
+        let n = format!("tansu_{}", arm.key());
+        res.add(format!("{n}_produce_ratio"), p_gw, 3);
+        res.add(format!("{n}_consume_ratio"), c_gw, 3);
+        res.add(format!("{n}_produce_ratio_direct"), p_d, 3);
+        res.add(format!("{n}_consume_ratio_direct"), c_d, 3);
+        res.add(format!("{n}_cpu_ratio_produce"), p / gw_p, 3);
+        res.add(format!("{n}_cpu_ratio_consume"), c / gw_c, 3);
+        res.add(format!("{n}_rtt_added_p50_us"), fig[i][4] - fig[gi][4], 1);
+        res.add(format!("{n}_rtt_added_p99_us"), fig[i][5] - fig[gi][5], 1);
+        res.add(
+            format!("{n}_rtt_added_p50_us_direct"),
+            fig[i][4] - fig[di][4],
+            1,
+        );
+        res.add(
+            format!("{n}_rtt_added_p99_us_direct"),
+            fig[i][5] - fig[di][5],
+            1,
+        );
+        if let Some(t) = arm.target() {
             res.add(
-                format!("{n}_calls_per_record_produce"),
-                calls_p / records,
-                4,
+                format!("{n}_target_met_produce"),
+                f64::from(u8::from(p_gw >= t)),
+                0,
             );
-            res.add(format!("{n}_us_per_call_produce"), us_p, 2);
-            res.add(format!("{n}_us_per_call_consume"), us_c, 2);
+            res.add(
+                format!("{n}_target_met_consume"),
+                f64::from(u8::from(c_gw >= t)),
+                0,
+            );
         }
-        println!(
-            "interceptor arms ({} records per arm; MB/s: median over blocks; vs gw / vs direct: \
-             median of per-block ratios):",
-            per_block * args.blocks as u64
-        );
-        it.print();
-        println!(
-            "  +CPU us/call: gateway CPU (all its threads) beyond the plain gateway's for the same \
-             bytes, per plugin call; noisy here (a shared 2-core machine), see mock mode"
-        );
-        println!(
-            "  target: the project's throughput goal vs the plain gateway (a figure, not a test)"
-        );
-        println!();
     }
     println!(
-        "machine (end): nproc={} loadavg={end_load} cpu pressure (some, avg10)={end_pressure}",
-        nproc()
+        "security and virtual cluster arms ({} records per arm; MB/s: median over blocks; vs gw / vs direct: \
+         median of per-block ratios; gw = the plaintext gateway arm):",
+        per_block * args.blocks as u64
+    );
+    tp.print();
+    println!(
+        "  target: TLS passthrough at least 0.85x the plaintext gateway's throughput (a figure, \
+         not a test); SASL_SSL is the same TLS stream after one SCRAM exchange per connection"
+    );
+    println!("security arms: CPU (totals / GB of values) and added latency:");
+    cl.print();
+    println!(
+        "  +gw CPU / +client CPU: CPU per GB beyond the plaintext gateway arm's, in the gateway \
+         (TLS server side) and in the clients (TLS client side)"
+    );
+    println!(
+        "  rtt: unloaded one-record produce round trips (the client hop's TLS record layer \
+         adds to each); prod p50|p99: per-record delivery latency under full load"
     );
     println!();
-    res.print();
-    gw_rt.shutdown_timeout(Duration::from_secs(1));
-    main_rt.shutdown_timeout(Duration::from_secs(1));
-    Ok(())
+}
+
+/// The interceptor arms against the plain gateway and direct, and the cost of a call.
+fn print_tansu_interceptors(args: &Args, sum: &TansuSummary<'_>, res: &mut Results) {
+    let (fig, di, gi) = (&sum.fig, sum.di, sum.gi);
+    let per_block = args.records / args.blocks as u64;
+    let mut it = Table::new(&[
+        "arm",
+        "produce MB/s",
+        "consume MB/s",
+        "prod vs gw",
+        "cons vs gw",
+        "prod vs direct",
+        "cons vs direct",
+        "gw CPU s/GB p|c",
+        "rtt p50 +us vs gw",
+        "calls/record p",
+        "+CPU us/call p|c",
+        "target (produce)",
+    ]);
+    let (gw_p_cpu, gw_c_cpu, gw_gb) = sum.cpu[gi];
+    for (i, &arm) in sum.arms.iter().enumerate() {
+        if arm.interceptors().is_empty() {
+            continue;
+        }
+        let (p_gw, c_gw) = sum.ratios(i, gi);
+        let (p_d, c_d) = sum.ratios(i, di);
+        let calls_p: f64 = sum.blocks[i].iter().map(|b| b.calls_produce).sum();
+        let calls_c: f64 = sum.blocks[i].iter().map(|b| b.calls_consume).sum();
+        let records = (per_block * sum.blocks[i].len() as u64) as f64;
+        // Gateway CPU beyond the plain gateway's for the same bytes, per plugin call.
+        let (p_cpu, c_cpu, gb) = sum.cpu[i];
+        let us_p = (p_cpu - gw_p_cpu / gw_gb * gb) / calls_p * 1e6;
+        let us_c = (c_cpu - gw_c_cpu / gw_gb * gb) / calls_c * 1e6;
+        let target = arm.target().unwrap_or(f64::NAN);
+        it.row(vec![
+            arm.name().into(),
+            f1(fig[i][0]),
+            f1(fig[i][1]),
+            f3(p_gw),
+            f3(c_gw),
+            f3(p_d),
+            f3(c_d),
+            sum.gw_cpu_gb(i),
+            signed(fig[i][4] - fig[gi][4], 1),
+            format!("{:.4}", calls_p / records),
+            format!("{}|{}", f1(us_p), f1(us_c)),
+            format!(
+                ">= {target:.2} {}",
+                if p_gw >= target { "met" } else { "MISSED" }
+            ),
+        ]);
+        let n = format!("tansu_{}", arm.key());
+        res.add(format!("{n}_produce_ratio"), p_gw, 3);
+        res.add(format!("{n}_consume_ratio"), c_gw, 3);
+        res.add(format!("{n}_produce_ratio_direct"), p_d, 3);
+        res.add(format!("{n}_consume_ratio_direct"), c_d, 3);
+        res.add(format!("{n}_rtt_added_p50_us"), fig[i][4] - fig[gi][4], 1);
+        res.add(
+            format!("{n}_calls_per_record_produce"),
+            calls_p / records,
+            4,
+        );
+        res.add(format!("{n}_us_per_call_produce"), us_p, 2);
+        res.add(format!("{n}_us_per_call_consume"), us_c, 2);
+    }
+    println!(
+        "interceptor arms ({} records per arm; MB/s: median over blocks; vs gw / vs direct: \
+         median of per-block ratios):",
+        per_block * args.blocks as u64
+    );
+    it.print();
+    println!(
+        "  +CPU us/call: gateway CPU (all its threads) beyond the plain gateway's for the same \
+         bytes, per plugin call; noisy here (a shared 2-core machine), see mock mode"
+    );
+    println!("  target: the project's throughput goal vs the plain gateway (a figure, not a test)");
+    println!();
 }
 
 fn main() -> Result<()> {

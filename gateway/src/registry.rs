@@ -18,6 +18,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
 
+use crate::identity::Identity;
 use crate::metrics::Metrics;
 use crate::state::{check_name, StateStore};
 use crate::wasm::host::KvStore;
@@ -70,8 +71,8 @@ impl Scope {
         }
     }
 
-    /// Whether a client matches.
-    pub fn matches(&self, who: &Who) -> bool {
+    /// Whether a connection's identity matches.
+    pub fn matches(&self, who: &Identity) -> bool {
         self.vcluster
             .as_ref()
             .is_none_or(|v| who.vcluster.as_ref() == Some(v))
@@ -79,19 +80,8 @@ impl Scope {
             && self
                 .username
                 .as_ref()
-                .is_none_or(|u| who.username.as_ref() == Some(u))
+                .is_none_or(|u| who.principal.as_ref() == Some(u))
     }
-}
-
-/// The identity a chain is selected for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Who {
-    /// Virtual cluster, if any.
-    pub vcluster: Option<String>,
-    /// Authenticated principal, if any.
-    pub username: Option<String>,
-    /// Groups of the principal.
-    pub groups: Vec<String>,
 }
 
 fn default_priority() -> i32 {
@@ -221,7 +211,7 @@ impl Chain {
     }
 
     /// The interceptors that apply to `who`, in request order.
-    pub fn for_client(&self, who: &Who) -> Vec<Arc<Installed>> {
+    pub fn for_identity(&self, who: &Identity) -> Vec<Arc<Installed>> {
         choose(
             self.all
                 .iter()
@@ -235,7 +225,7 @@ impl Chain {
 /// keeps, per name, the narrowest scope matching `who`, then sorts by (priority, name).
 fn choose<'a, T>(
     candidates: impl Iterator<Item = (&'a str, i32, &'a Scope, T)>,
-    who: &Who,
+    who: &Identity,
 ) -> Vec<T> {
     let mut best: HashMap<&'a str, (i32, u8, T)> = HashMap::new();
     for (name, priority, scope, item) in candidates {
@@ -733,10 +723,11 @@ mod tests {
 
     #[test]
     fn scope_matching_and_levels() {
-        let who = Who {
+        let who = Identity {
             vcluster: Some("a".into()),
-            username: Some("alice".into()),
+            principal: Some("alice".into()),
             groups: vec!["ops".into()],
+            ..Identity::default()
         };
         let s = |v: Option<&str>, g: Option<&str>, u: Option<&str>| Scope {
             vcluster: v.map(Into::into),
@@ -750,14 +741,14 @@ mod tests {
         assert!(!s(None, Some("dev"), None).matches(&who));
         assert!(s(Some("a"), None, Some("alice")).matches(&who));
         assert!(!s(Some("b"), None, Some("alice")).matches(&who));
-        assert!(!s(None, None, Some("alice")).matches(&Who::default()));
+        assert!(!s(None, None, Some("alice")).matches(&Identity::default()));
         assert_eq!(s(None, None, None).level(), 0);
         assert_eq!(s(Some("a"), None, None).level(), 1);
         assert_eq!(s(Some("a"), Some("g"), None).level(), 2);
         assert_eq!(s(None, Some("g"), Some("u")).level(), 3);
     }
 
-    fn select(entries: &[(&str, i32, Scope)], who: &Who) -> Vec<(String, i32)> {
+    fn select(entries: &[(&str, i32, Scope)], who: &Identity) -> Vec<(String, i32)> {
         choose(
             entries
                 .iter()
@@ -789,10 +780,11 @@ mod tests {
             ("limit", 20, vc("b")),
             ("zeta", 20, Scope::default()),
         ];
-        let alice = Who {
+        let alice = Identity {
             vcluster: Some("a".into()),
-            username: Some("alice".into()),
+            principal: Some("alice".into()),
             groups: vec!["ops".into()],
+            ..Identity::default()
         };
         assert_eq!(
             select(&entries, &alice),
@@ -802,18 +794,19 @@ mod tests {
                 ("mask".into(), 90)
             ]
         );
-        let bob = Who {
+        let bob = Identity {
             vcluster: Some("a".into()),
-            username: Some("bob".into()),
+            principal: Some("bob".into()),
             groups: vec!["ops".into()],
+            ..Identity::default()
         };
         assert_eq!(select(&entries, &bob)[2], ("mask".into(), 70));
-        let carol = Who {
+        let carol = Identity {
             vcluster: Some("a".into()),
-            ..Who::default()
+            ..Identity::default()
         };
         assert_eq!(select(&entries, &carol)[2], ("mask".into(), 50));
-        let anon = Who::default();
+        let anon = Identity::default();
         assert_eq!(
             select(&entries, &anon),
             vec![
@@ -822,9 +815,9 @@ mod tests {
                 ("zeta".into(), 20)
             ]
         );
-        let in_b = Who {
+        let in_b = Identity {
             vcluster: Some("b".into()),
-            ..Who::default()
+            ..Identity::default()
         };
         assert!(select(&entries, &in_b).contains(&("limit".into(), 20)));
     }
