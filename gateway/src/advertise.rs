@@ -22,7 +22,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, StrBytes, VersionRange};
 use crate::frame::LENGTH_PREFIX;
 use crate::message::encode_with_header;
 
-pub use crate::message::codes::UNSUPPORTED_VERSION;
+use crate::message::codes::UNSUPPORTED_VERSION;
 
 /// What the gateway must do with the response to a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -13,8 +13,8 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 // Atomic, private file writes are shared with the plugin host (its compilation cache and KMS
-// key file live in this state directory); re-exported so `state::write_atomic` stays a path.
-pub use sluice_wasm::atomic_file::{create_private_dir, write_atomic};
+// key file live in this state directory).
+use sluice_wasm::atomic_file::{create_private_dir, write_atomic};
 
 /// State kept in memory only, gone with the process: for tests, the fuzz driver and
 /// embedders that load their resources from elsewhere. The stores validate and keep

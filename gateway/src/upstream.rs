@@ -349,7 +349,7 @@ impl MiniClient {
         if key == ApiKey::ApiVersions {
             // An UNSUPPORTED_VERSION answer has a v0 body whatever the request version.
             let error = frame.get(..2).map(|b| i16::from_be_bytes([b[0], b[1]]));
-            if error == Some(crate::advertise::UNSUPPORTED_VERSION) {
+            if error == Some(crate::message::codes::UNSUPPORTED_VERSION) {
                 return crate::schema::decode_response(key, 0, &frame);
             }
         }
@@ -379,7 +379,7 @@ impl MiniClient {
             .with_client_software_version(StrBytes::from_static_str(env!("CARGO_PKG_VERSION")));
         let max = ApiKey::ApiVersions.valid_versions().max;
         match self.send(&req, max).await {
-            Ok(resp) if resp.error_code != crate::advertise::UNSUPPORTED_VERSION => Ok(resp),
+            Ok(resp) if resp.error_code != crate::message::codes::UNSUPPORTED_VERSION => Ok(resp),
             // A refusal or an unparsable refusal: ask again in the oldest form.
             _ => self.send(&req, 0).await,
         }

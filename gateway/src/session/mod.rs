@@ -36,11 +36,9 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn, Instrument};
 
-use crate::acl::Permits;
 use crate::admission::Activity;
 use crate::advertise::ResponseAction;
 use crate::auth;
-use crate::authorize::ResponseFix;
 use crate::concentrate::Concentrated;
 use crate::identity::Identity;
 use crate::message::PartitionResult;
@@ -49,6 +47,7 @@ use crate::registry::Installed;
 use crate::shared::{Route, Shared};
 use crate::tls::{ReadHalf, WriteHalf};
 use crate::vcluster::Tenant;
+use pipeline::AuthzFix;
 
 mod pipeline;
 mod request;
@@ -103,7 +102,7 @@ struct Pending {
     /// Response interception, when some interceptor wants this response.
     intercept: Option<Box<ResponseIntercept>>,
     /// ACL completion of the response (denied parts merged back, listings filtered).
-    authz: Option<Box<(ResponseFix, Arc<dyn Permits + Send + Sync>)>>,
+    authz: Option<AuthzFix>,
     /// The virtual cluster whose names the response is mapped back to, and the concentrated
     /// topics the request named.
     tenant: Option<Box<(Arc<Tenant>, Option<Concentrated>)>>,

@@ -154,8 +154,6 @@ pub(super) struct InFlight {
     pub expects_response: bool,
     /// The whole frame (length prefix included) as it will be forwarded.
     pub frame: Bytes,
-    /// ApiVersions or SASL: the gateway's own business, never tenant-mapped or authorized.
-    pub gateway_api: bool,
     /// The connection's virtual cluster, for the requests it maps.
     pub tenant: Option<Arc<Tenant>>,
     /// The concentrated topics the request named (virtual clusters).
@@ -168,4 +166,14 @@ pub(super) struct InFlight {
     pub delegated: Option<DelegatedRound>,
     /// Close the connection once the request is forwarded.
     pub close_after: bool,
+}
+
+impl InFlight {
+    /// ApiVersions or SASL: the gateway's own business, never tenant-mapped or authorized.
+    pub fn gateway_api(&self) -> bool {
+        matches!(
+            self.key,
+            Some(ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
+        )
+    }
 }

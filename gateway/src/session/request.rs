@@ -339,24 +339,21 @@ impl RequestSide {
         api.requests.inc();
         api.request_bytes.inc_by(n as u64);
         let key = peek.known_key();
-        let gateway_api = matches!(
-            key,
-            Some(ApiKey::ApiVersions | ApiKey::SaslHandshake | ApiKey::SaslAuthenticate)
-        );
-        Ok(InFlight {
+        let mut req = InFlight {
             key,
             received,
             expects_response: true,
             frame: self.buf.split_to(n).freeze(),
-            gateway_api,
-            tenant: self.tenant.clone().filter(|_| !gateway_api),
+            tenant: None,
             concentrated: None,
             authz: None,
             intercept: None,
             delegated: None,
             close_after: false,
             peek,
-        })
+        };
+        req.tenant = self.tenant.clone().filter(|_| !req.gateway_api());
+        Ok(req)
     }
 
     /// Runs one request stage.
@@ -560,7 +557,7 @@ impl RequestSide {
 
     /// [`RequestStage::Authorize`].
     fn authorize(&mut self, req: &mut InFlight) -> Verdict {
-        let Some(permits) = self.authz.clone().filter(|_| !req.gateway_api) else {
+        let Some(permits) = self.authz.clone().filter(|_| !req.gateway_api()) else {
             return Verdict::Continue;
         };
         let peek = &req.peek;

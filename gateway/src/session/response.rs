@@ -43,15 +43,16 @@ const RESPONSE_HEADER: usize = frame::LENGTH_PREFIX + 4;
 /// Largest piece of a streamed response read at once (see [`ResponseSide::stream`]).
 const STREAM_CHUNK: usize = 256 * 1024;
 
-/// Whether some response stage reads the body of the response to `p`: delegated SASL,
-/// interceptors, ACL completion, address rewriting or tenant name mapping. Those responses are
-/// held whole; every other one is streamed through.
-fn needs_body(p: &Pending) -> bool {
-    p.action != ResponseAction::Passthrough
-        || p.delegated.is_some()
-        || p.intercept.is_some()
-        || p.authz.is_some()
-        || p.tenant.is_some()
+/// Whether `stage` has work on the response to `p`. A response no stage applies to is
+/// streamed through instead of being held whole.
+fn applies(stage: ResponseStage, p: &Pending) -> bool {
+    match stage {
+        ResponseStage::Authenticate => p.delegated.is_some(),
+        ResponseStage::Intercept => p.intercept.is_some(),
+        ResponseStage::Authorize => p.authz.is_some(),
+        ResponseStage::Addresses => p.action != ResponseAction::Passthrough,
+        ResponseStage::TenantNames => p.tenant.is_some(),
+    }
 }
 
 /// A response read from upstream, waiting for its bytes to reach the client.
@@ -338,7 +339,7 @@ impl ResponseSide {
 
     /// Reads the response to `p` from upstream and queues it for the client.
     async fn relay(&mut self, p: Pending) -> anyhow::Result<()> {
-        if !needs_body(&p) {
+        if !RESPONSE_STAGES.iter().any(|&s| applies(s, &p)) {
             return self.stream(p).await;
         }
         let frame = self.next_frame(p.api_key, p.correlation_id).await?;
@@ -352,7 +353,7 @@ impl ResponseSide {
             upstream: read_at.duration_since(p.queued),
         };
         let mut frame = frame.freeze();
-        for stage in RESPONSE_STAGES {
+        for stage in RESPONSE_STAGES.into_iter().filter(|&s| applies(s, &p)) {
             frame = self.run_stage(stage, &p, frame).await?;
         }
         // Gateway time ends here: writing to the client is the client's pace, not ours.
@@ -365,8 +366,8 @@ impl ResponseSide {
         Ok(())
     }
 
-    /// Runs one response stage over a held response; an error closes the connection (the
-    /// stage has logged and counted it).
+    /// Runs one response stage (one that [`applies`]) over a held response; an error closes
+    /// the connection (the stage has logged and counted it).
     async fn run_stage(
         &mut self,
         stage: ResponseStage,
@@ -446,9 +447,6 @@ impl ResponseSide {
 
     /// [`ResponseStage::Addresses`].
     fn addresses(&mut self, p: &Pending, frame: Bytes) -> anyhow::Result<Bytes> {
-        if p.action == ResponseAction::Passthrough {
-            return Ok(frame);
-        }
         let key = ApiKey::try_from(p.api_key).expect("rewrite actions are for known keys");
         let book = SharedBook(&self.shared, self.set);
         match advertise::rewrite_response(p.action, key, p.version, frame.clone(), &book) {
