@@ -7,6 +7,10 @@
 //! response whose endpoints list is empty (the common case for Produce and Fetch) is passed on
 //! as the original bytes: only what changed is re-encoded.
 //!
+//! A large Fetch response is not held whole for this: it streams through, and
+//! only its last section, where the endpoints are, is rewritten in the same number of bytes
+//! ([`tail`]).
+//!
 //! ApiVersions responses are intersected with what the gateway can handle (see
 //! [`gateway_versions`]).
 
@@ -23,6 +27,8 @@ use crate::frame::LENGTH_PREFIX;
 use crate::message::encode_with_header;
 
 use crate::message::codes::UNSUPPORTED_VERSION;
+
+pub mod tail;
 
 /// What the gateway must do with the response to a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -160,18 +166,12 @@ pub fn rewrite_response(
             encode_with_header(key, version, &header, &msg).map(Some)
         }
         ResponseAction::NodeEndpoints => match key {
-            ApiKey::Produce => node_endpoints::<ProduceResponse>(body, key, version, book, |m| {
-                m.node_endpoints
-                    .iter_mut()
-                    .map(|e| (e.node_id.0, &mut e.host, &mut e.port))
-                    .collect()
-            }),
-            ApiKey::Fetch => node_endpoints::<FetchResponse>(body, key, version, book, |m| {
-                m.node_endpoints
-                    .iter_mut()
-                    .map(|e| (e.node_id.0, &mut e.host, &mut e.port))
-                    .collect()
-            }),
+            ApiKey::Produce => {
+                node_endpoints::<ProduceResponse>(body, key, version, book, produce_endpoints)
+            }
+            ApiKey::Fetch => {
+                node_endpoints::<FetchResponse>(body, key, version, book, fetch_endpoints)
+            }
             ApiKey::ShareFetch => {
                 node_endpoints::<ShareFetchResponse>(body, key, version, book, |m| {
                     m.node_endpoints
@@ -193,7 +193,22 @@ pub fn rewrite_response(
     }
 }
 
+/// A broker endpoint in a decoded message: node id, host and port (to replace).
 type Endpoint<'a> = (i32, &'a mut StrBytes, &'a mut i32);
+
+fn fetch_endpoints(m: &mut FetchResponse) -> Vec<Endpoint<'_>> {
+    m.node_endpoints
+        .iter_mut()
+        .map(|e| (e.node_id.0, &mut e.host, &mut e.port))
+        .collect()
+}
+
+fn produce_endpoints(m: &mut ProduceResponse) -> Vec<Endpoint<'_>> {
+    m.node_endpoints
+        .iter_mut()
+        .map(|e| (e.node_id.0, &mut e.host, &mut e.port))
+        .collect()
+}
 
 fn node_endpoints<T: Decodable + Encodable>(
     mut body: Bytes,

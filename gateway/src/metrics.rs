@@ -137,6 +137,8 @@ pub struct Metrics {
     pub upstream_disconnects: Counter,
     /// The gateway's own SASL sessions on broker connections renewed in place (KIP-368).
     pub upstream_reauthentications: Counter,
+    /// KIP-951 endpoints left out of streamed responses (see `advertise::tail`).
+    pub node_endpoints_dropped: Counter,
     /// Records plugins published that reached the cluster.
     pub published: Counter,
     /// Records plugins published that could not be delivered.
@@ -253,6 +255,12 @@ impl Metrics {
         let upstream_connect_errors = Counter::default();
         let upstream_disconnects = Counter::default();
         let upstream_reauthentications = Counter::default();
+        let node_endpoints_dropped = Counter::default();
+        registry.register(
+            "node_endpoints_dropped",
+            "KIP-951 leader endpoints left out of streamed Fetch/Produce responses because the gateway's address did not fit in their bytes (clients refresh metadata instead)",
+            node_endpoints_dropped.clone(),
+        );
         registry.register(
             "upstream_reauthentications",
             "The gateway's SASL sessions on broker connections renewed in place before they expired (KIP-368)",
@@ -317,6 +325,7 @@ impl Metrics {
             upstream_connect_errors,
             upstream_disconnects,
             upstream_reauthentications,
+            node_endpoints_dropped,
         })
     }
 

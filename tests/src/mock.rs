@@ -21,7 +21,7 @@ use anyhow::Result;
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::fetch_response::{self, FetchableTopicResponse, PartitionData};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
@@ -61,8 +61,9 @@ pub enum Fault {
     GarbageOn(i16),
     /// Answer every request with the wrong correlation id.
     WrongCorrelation,
-    /// Add a KIP-951 node endpoint naming this node to every Produce response (v10+).
-    ProduceNodeEndpoints,
+    /// Add a KIP-951 node endpoint naming this node to every Produce (v10+) and Fetch (v16+)
+    /// response.
+    NodeEndpoints,
     /// Answer requests with API keys unknown to kafka-protocol (instead of closing) with a
     /// frame holding the request's correlation id followed by the whole request frame body
     /// (header included), so a test can check both directions byte for byte.
@@ -859,7 +860,7 @@ fn answer(state: &State, mut frame: Bytes) -> Reply {
                     })
                     .collect(),
             );
-            if options.fault == Fault::ProduceNodeEndpoints && version >= 10 {
+            if options.fault == Fault::NodeEndpoints && version >= 10 {
                 let addr = cluster.iter().find(|(id, _)| *id == me).unwrap().1;
                 resp.node_endpoints = vec![NodeEndpoint::default()
                     .with_node_id(BrokerId(me))
@@ -872,7 +873,7 @@ fn answer(state: &State, mut frame: Bytes) -> Reply {
             let Ok(req) = FetchRequest::decode(&mut frame, version) else {
                 return Reply::Close;
             };
-            let resp = FetchResponse::default().with_responses(
+            let mut resp = FetchResponse::default().with_responses(
                 req.topics
                     .into_iter()
                     .map(|t| {
@@ -893,6 +894,14 @@ fn answer(state: &State, mut frame: Bytes) -> Reply {
                     })
                     .collect(),
             );
+            if options.fault == Fault::NodeEndpoints && version >= 16 {
+                let addr = cluster.iter().find(|(id, _)| *id == me).unwrap().1;
+                resp.node_endpoints = vec![fetch_response::NodeEndpoint::default()
+                    .with_node_id(BrokerId(me))
+                    .with_host(StrBytes::from_string(addr.ip().to_string()))
+                    .with_port(i32::from(addr.port()))
+                    .with_rack(Some(StrBytes::from_static_str("rack-1")))];
+            }
             encode(key, correlation_id, &resp, version)
         }
         _ => return Reply::Close,

@@ -208,6 +208,26 @@ pub fn read_uvarint(buf: &[u8], mut pos: usize) -> Option<(u32, usize)> {
     None
 }
 
+/// The number of bytes [`put_uvarint`] writes for `v`.
+pub fn uvarint_len(v: u32) -> usize {
+    match v {
+        0..=0x7f => 1,
+        0x80..=0x3fff => 2,
+        0x4000..=0x1f_ffff => 3,
+        0x20_0000..=0xfff_ffff => 4,
+        _ => 5,
+    }
+}
+
+/// Writes `v` as an unsigned varint (seven bits a byte, low bits first).
+pub fn put_uvarint(out: &mut impl bytes::BufMut, mut v: u32) {
+    while v >= 0x80 {
+        out.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.put_u8(v as u8);
+}
+
 /// Skips a tagged-field section starting at `pos`, returning the position after it.
 pub fn skip_tagged_fields(buf: &[u8], pos: usize) -> Option<usize> {
     let (count, mut pos) = read_uvarint(buf, pos)?;

@@ -29,11 +29,13 @@ mod decode;
 pub mod rewrite;
 pub mod synth;
 mod table;
+mod tail;
 
 pub use decode::{
     decode_own, decode_request, decode_request_header, decode_response, decode_response_frame,
     decode_response_header,
 };
+pub use tail::TailFinder;
 
 use table::{FIELDS, MESSAGES, REQUEST_INDEX, RESPONSE_INDEX, STRUCTS};
 

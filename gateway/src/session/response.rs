@@ -5,6 +5,8 @@
 //! streamed: once its header shows it is the expected answer, its bytes go to the client as
 //! they arrive, through one reused buffer. A multi-MB Fetch answer then costs neither a
 //! buffer of its size nor the time to receive all of it before the client gets the first byte.
+//! A large Fetch v16+ answer, whose only change is the KIP-951 broker endpoints in its last
+//! bytes, streams the same way with just that last section held back and rewritten.
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
@@ -18,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::admission::Activity;
+use crate::advertise::tail::{self, Tail};
 use crate::advertise::{self, ResponseAction};
 use crate::auth;
 use crate::authorize::{self};
@@ -25,7 +28,7 @@ use crate::frame::{self, FrameStatus};
 use crate::identity::Identity;
 use crate::intercept::{self, RequestMeta, ResponseMeta, TopicLookup};
 use crate::metrics::secs;
-use crate::schema;
+use crate::schema::{self, TailFinder};
 use crate::shared::{Shared, SharedBook};
 use crate::tenancy;
 use crate::tls::{ReadHalf, WriteHalf};
@@ -303,21 +306,44 @@ impl ResponseSide {
         Ok(())
     }
 
-    /// Passes the response to `p` on as it arrives, for a response no stage reads: once its
-    /// header is checked, the bytes already buffered are queued, and the rest is read and
-    /// written in pieces of at most [`STREAM_CHUNK`], each written before the next is read so
-    /// the same buffer serves them all. The client sees the first bytes of a multi-MB Fetch
-    /// answer while the rest is still arriving, and the gateway never holds it whole.
-    async fn stream(&mut self, p: Pending) -> anyhow::Result<()> {
+    /// Passes the response to `p` on as it arrives: once its header is checked, the bytes
+    /// already buffered are queued, and the rest is read and written in pieces of at most
+    /// [`STREAM_CHUNK`], each written before the next is read so the same buffer serves them
+    /// all. The client sees the first bytes of a multi-MB Fetch answer while the rest is still
+    /// arriving, and the gateway never holds it whole.
+    ///
+    /// With `tail`, the response's KIP-951 endpoints are rewritten on the way: the finder
+    /// passes everything before the top-level tagged fields, and only that last section is
+    /// held and rewritten, in the same number of bytes (the length prefix has gone out).
+    async fn stream(&mut self, p: Pending, mut tail: Option<TailFinder>) -> anyhow::Result<()> {
         let total = self.next_header(p.api_key, p.correlation_id).await?;
         let mut left = total;
+        if tail.is_some() {
+            // The finder reads from the header on; the prefix goes as it is.
+            self.out
+                .push(self.buf.split_to(frame::LENGTH_PREFIX).freeze());
+            left -= frame::LENGTH_PREFIX;
+        }
         loop {
             let take = left.min(self.buf.len());
-            if take > 0 {
-                self.out.push(self.buf.split_to(take).freeze());
-                left -= take;
+            let pass = match tail.as_mut() {
+                None => take,
+                Some(finder) => {
+                    let pass = finder
+                        .advance(&self.buf[..take])
+                        .map_err(|e| self.cannot_rewrite(&p, e))?;
+                    if !finder.found() && take == left {
+                        // The whole rest of the frame was offered and did not reach the end.
+                        return Err(self.cannot_rewrite(&p, "it ends inside a value"));
+                    }
+                    pass
+                }
+            };
+            if pass > 0 {
+                self.out.push(self.buf.split_to(pass).freeze());
+                left -= pass;
             }
-            if left == 0 {
+            if left == 0 || tail.as_ref().is_some_and(TailFinder::found) {
                 break;
             }
             // Written before the next read: the buffer is then ours alone again, and
@@ -326,21 +352,88 @@ impl ResponseSide {
             self.buf.reserve(left.min(STREAM_CHUNK));
             self.read_upstream(p.api_key, p.correlation_id).await?;
         }
+        let mut gateway_response = Duration::ZERO;
+        if tail.is_some() {
+            while self.buf.len() < left {
+                self.flush().await?;
+                self.buf.reserve(left - self.buf.len());
+                self.read_upstream(p.api_key, p.correlation_id).await?;
+            }
+            let started = Instant::now();
+            let section = self.buf.split_to(left).freeze();
+            let section = self.rewrite_tail(&p, section)?;
+            self.out.push(section);
+            gateway_response = started.elapsed();
+        }
         self.delivered.push(Delivered {
             api_key: p.api_key,
             bytes: total,
             gateway_request: p.gateway_request,
-            // Nothing was done to the response but relaying it: its time is I/O.
-            gateway_response: Duration::ZERO,
+            // Only the tail's rewrite is the gateway's work; the rest is I/O.
+            gateway_response,
             upstream: p.queued.elapsed(),
         });
         Ok(())
     }
 
+    /// Rewrites the endpoints in the tail of a streamed response (see [`Self::stream`]).
+    fn rewrite_tail(&self, p: &Pending, section: Bytes) -> anyhow::Result<Bytes> {
+        let key = ApiKey::try_from(p.api_key).expect("rewrite actions are for known keys");
+        let book = SharedBook(&self.shared, self.set);
+        match tail::rewrite_tail(key, p.version, &section, &book) {
+            Ok(Tail::Unchanged) => Ok(section),
+            Ok(Tail::Rewritten(b)) => Ok(b),
+            Ok(Tail::Dropped(b)) => {
+                self.shared.metrics.node_endpoints_dropped.inc();
+                debug!(peer = %self.peer, api = ?key, version = p.version,
+                    "leader endpoints left out of a streamed response: the gateway's address is longer than the broker's");
+                Ok(b)
+            }
+            Err(e) => Err(self.cannot_rewrite(p, format!("{e:#}"))),
+        }
+    }
+
+    /// Counts and logs a streamed response whose endpoints cannot be rewritten: the
+    /// connection closes (part of the frame has gone to the client).
+    fn cannot_rewrite(&self, p: &Pending, why: impl std::fmt::Display) -> anyhow::Error {
+        self.shared.metrics.protocol_error("undecodable_response");
+        warn!(peer = %self.peer, api_key = p.api_key, version = p.version,
+            "cannot rewrite broker response: {why}; closing connection");
+        anyhow::anyhow!("undecodable response")
+    }
+
+    /// Whether the response to `p` is streamed with its endpoints rewritten in its tail
+    /// rather than held: it is large (its first bytes are worth sending before the rest
+    /// arrives), address rewriting is the only stage that reads it, and its endpoints are in
+    /// the tagged fields at its end (Fetch v16+, Produce v10+). A small response is held:
+    /// the held rewrite may change its length, so it never has to leave endpoints out.
+    async fn tail_finder(&mut self, p: &Pending) -> anyhow::Result<Option<TailFinder>> {
+        let key = match ApiKey::try_from(p.api_key) {
+            Ok(key) if p.action == ResponseAction::NodeEndpoints && tail::rewrites_tail(key) => key,
+            _ => return Ok(None),
+        };
+        let only_addresses = RESPONSE_STAGES
+            .iter()
+            .all(|&s| s == ResponseStage::Addresses || !applies(s, p));
+        if !only_addresses {
+            return Ok(None);
+        }
+        let total = self.next_header(p.api_key, p.correlation_id).await?;
+        if total <= STREAM_CHUNK {
+            return Ok(None);
+        }
+        TailFinder::response(key, p.version)
+            .map(Some)
+            .map_err(|e| self.cannot_rewrite(p, e))
+    }
+
     /// Reads the response to `p` from upstream and queues it for the client.
     async fn relay(&mut self, p: Pending) -> anyhow::Result<()> {
         if !RESPONSE_STAGES.iter().any(|&s| applies(s, &p)) {
-            return self.stream(p).await;
+            return self.stream(p, None).await;
+        }
+        if let Some(finder) = self.tail_finder(&p).await? {
+            return self.stream(p, Some(finder)).await;
         }
         let frame = self.next_frame(p.api_key, p.correlation_id).await?;
         let read_at = Instant::now();

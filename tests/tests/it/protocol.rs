@@ -9,10 +9,11 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{
     ApiKey, ApiVersionsRequest, ApiVersionsResponse, DescribeClusterRequest, FetchRequest,
-    FindCoordinatorRequest, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
-    RequestHeader, ResponseHeader,
+    FetchResponse, FindCoordinatorRequest, MetadataRequest, MetadataResponse, ProduceRequest,
+    ProduceResponse, RequestHeader, ResponseHeader,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use sluice::advertise::gateway_versions;
 use sluice::Gateway;
 use sluice_tests::mock::{topic, Fault, MockBroker, MockOptions};
 use sluice_tests::*;
@@ -544,13 +545,7 @@ async fn large_passthrough_responses_are_streamed_unchanged_and_in_order() {
     .await
     .unwrap();
     let gw = start_gateway(&mock.bootstrap()).await.unwrap();
-    let fetch = FetchRequest::default()
-        .with_max_bytes(i32::MAX)
-        .with_topics(vec![FetchTopic::default()
-            .with_topic(topic("big"))
-            .with_partitions(vec![FetchPartition::default()
-                .with_partition(0)
-                .with_partition_max_bytes(i32::MAX)])]);
+    let fetch = fetch_request();
 
     let mut direct = RawClient::connect(mock.addr).await.unwrap();
     let (_, req) = direct.encode(&fetch, 12);
@@ -596,6 +591,17 @@ async fn large_passthrough_responses_are_streamed_unchanged_and_in_order() {
 // ---------------------------------------------------------------------------------------------
 
 const ADVERTISED: &str = "gw.sluice.test";
+
+/// A Fetch of partition 0 of topic `big`, as large an answer as the broker will give.
+fn fetch_request() -> FetchRequest {
+    FetchRequest::default()
+        .with_max_bytes(i32::MAX)
+        .with_topics(vec![FetchTopic::default()
+            .with_topic(topic("big"))
+            .with_partitions(vec![FetchPartition::default()
+                .with_partition(0)
+                .with_partition_max_bytes(i32::MAX)])])
+}
 
 struct Rewriting {
     gw: Gateway,
@@ -698,7 +704,7 @@ async fn broker_addresses_are_rewritten_everywhere() {
         }
     }
     for m in &mocks {
-        m.set_fault(Fault::ProduceNodeEndpoints);
+        m.set_fault(Fault::NodeEndpoints);
     }
     for v in 10..=13 {
         let r: ProduceResponse = bounded("produce", c.call(&produce_request(1, None, None), v))
@@ -707,6 +713,13 @@ async fn broker_addresses_are_rewritten_everywhere() {
         assert_eq!(r.node_endpoints.len(), 1, "Produce v{v} node endpoints");
         let e = &r.node_endpoints[0];
         t.check(&format!("Produce v{v}"), e.node_id.0, &e.host, e.port);
+    }
+    // Fetch v16+ answers small enough to hold: rewritten whole, whatever the lengths.
+    for v in 16..=gateway_versions(ApiKey::Fetch).max {
+        let r: FetchResponse = bounded("fetch", c.call(&fetch_request(), v)).await.unwrap();
+        assert_eq!(r.node_endpoints.len(), 1, "Fetch v{v} node endpoints");
+        let e = &r.node_endpoints[0];
+        t.check(&format!("Fetch v{v}"), e.node_id.0, &e.host, e.port);
     }
     // The same through a broker port: that broker answers, and names itself through the
     // gateway.
@@ -733,6 +746,60 @@ async fn broker_addresses_are_rewritten_everywhere() {
     );
     drop((c, direct));
     t.gw.shutdown().await;
+}
+
+/// A Fetch v16+ answer too large to hold is streamed, and only its last section (the
+/// KIP-951 endpoints) is held back and rewritten, in the same number of bytes: to the
+/// gateway's address where that fits, left out (and counted) where it does not. The records
+/// arrive byte for byte, and the connection stays in service.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_fetch_answers_stream_with_their_endpoints_rewritten_in_place() {
+    init_logging();
+    let payload: Vec<u8> = (0..2 * 1024 * 1024 + 5)
+        .map(|i: u32| (i % 251) as u8)
+        .collect();
+    let mock = MockBroker::start(MockOptions {
+        fetch_payload: Bytes::from(payload.clone()),
+        fault: Fault::NodeEndpoints,
+        ..MockOptions::default()
+    })
+    .await
+    .unwrap();
+    let versions = 16..=gateway_versions(ApiKey::Fetch).max;
+    // The broker names itself "127.0.0.1": a host as long or shorter fits in its bytes.
+    for (host, fits) in [("127.0.0.1", true), ("gw.test", true), (ADVERTISED, false)] {
+        let mut config = gateway_config(&mock.bootstrap());
+        config.advertised_host = Some(host.into());
+        let gw = start_gateway_with(config).await.unwrap();
+        let port = i32::from(gw.broker_addr(mock.node_id).unwrap().port());
+        let mut c = RawClient::connect(gw.kafka_addr()).await.unwrap();
+        for v in versions.clone() {
+            let r: FetchResponse = bounded("fetch", c.call(&fetch_request(), v)).await.unwrap();
+            let records = r.responses[0].partitions[0].records.as_ref().unwrap();
+            assert!(records[..] == payload[..], "{host}, v{v}: records changed");
+            if fits {
+                assert_eq!(r.node_endpoints.len(), 1, "{host}, v{v}");
+                let e = &r.node_endpoints[0];
+                assert_eq!(
+                    (e.node_id.0, &e.host[..], e.port),
+                    (mock.node_id, host, port),
+                    "v{v}"
+                );
+                assert_eq!(e.rack.as_deref(), Some("rack-1"));
+            } else {
+                assert!(r.node_endpoints.is_empty(), "{host}, v{v}");
+            }
+        }
+        let dropped = if fits { 0 } else { versions.len() as u64 };
+        assert_eq!(
+            metric(&gw, "sluice_node_endpoints_dropped_total"),
+            dropped,
+            "{host}"
+        );
+        assert_eq!(all_protocol_errors(&gw), 0);
+        drop(c);
+        gw.shutdown().await;
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -83,6 +83,7 @@ use std::fmt;
 use bytes::Bytes;
 
 use super::{request_def, response_def, walk, Fault, StringRef, Visitor, WalkError};
+use crate::frame::{put_uvarint, uvarint_len};
 
 /// Which body is being rewritten: the walker has separate request and response tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -411,24 +412,6 @@ fn build(head: Option<&[u8]>, body: &[u8], edits: &mut [Edit], total: isize) -> 
     out.extend_from_slice(&body[cursor..]);
     debug_assert_eq!(out.len(), head_len + len);
     Bytes::from(out)
-}
-
-fn uvarint_len(v: u32) -> usize {
-    match v {
-        0..=0x7f => 1,
-        0x80..=0x3fff => 2,
-        0x4000..=0x1f_ffff => 3,
-        0x20_0000..=0xfff_ffff => 4,
-        _ => 5,
-    }
-}
-
-fn put_uvarint(out: &mut Vec<u8>, mut v: u32) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 //! half of the time and an unknown one now and then. Deterministic for a given [`Rng`] seed.
 
 use super::{ArrayKind, Field, Kind, MessageDef, STRUCTS};
+use crate::frame::put_uvarint;
 
 /// SplitMix64: a small deterministic generator for synthesised bodies.
 pub struct Rng(pub u64);
@@ -26,14 +27,6 @@ impl Rng {
     pub fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
-}
-
-fn put_uvarint(out: &mut Vec<u8>, mut v: u32) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
 }
 
 /// How [`synth_struct`] shapes a random body.
