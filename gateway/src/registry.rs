@@ -23,7 +23,8 @@ use crate::metrics::Metrics;
 use crate::state::{check_name, StateStore};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
-use sluice_wasm::services::{Kms, KvStore, Published, Services};
+use sluice_wasm::kms::Kms;
+use sluice_wasm::services::{KvStore, Published, Services};
 use sluice_wasm::{Capabilities, Instances, Plugin, PluginError, Runtime, MAX_MEMORY_MB};
 
 /// Document kinds in the state store.

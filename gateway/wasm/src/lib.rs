@@ -53,6 +53,7 @@ pub mod bindings {
 }
 pub mod atomic_file;
 pub mod host;
+pub mod kms;
 pub mod output;
 pub mod pool;
 pub mod services;
@@ -277,7 +278,7 @@ impl Runtime {
         let services = Arc::new(Services::new(
             name,
             Arc::default(),
-            Arc::new(services::Kms::open(None).expect("in-memory KMS")),
+            Arc::new(kms::Kms::open(None).expect("in-memory KMS")),
             Arc::new(services::DiscardMetrics),
             None,
         ));
@@ -950,7 +951,7 @@ mod tests {
         let services = Arc::new(Services::new(
             "tag",
             Arc::default(),
-            Arc::new(services::Kms::open(None).unwrap()),
+            Arc::new(kms::Kms::open(None).unwrap()),
             Arc::new(services::DiscardMetrics),
             None,
         ));
