@@ -20,7 +20,7 @@ use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -30,7 +30,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tokio_rustls::server::TlsStream;
 use tokio_rustls::TlsAcceptor;
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
 use crate::config::{Config, Secret};
 
@@ -64,6 +64,12 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
                 .put(put_interceptor)
                 .delete(delete_interceptor),
         )
+        .route("/api/v1/kms/keys", get(list_kms_keys))
+        .route(
+            "/api/v1/kms/keys/{id}",
+            get(get_kms_key).delete(delete_kms_key),
+        )
+        .route("/api/v1/kms/keys/{id}/rotate", post(rotate_kms_key))
         .merge(security_routes(shared.security.clone()))
         .merge(vcluster_routes(shared.vclusters.clone()))
         .fallback(not_found)
@@ -439,6 +445,83 @@ async fn delete_plugin(State(shared): State<Arc<Shared>>, Path(name): Path<Strin
     match shared.registry.delete_plugin(&name) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
         Err(e) => e.into_response(),
+    }
+}
+
+async fn list_kms_keys(State(shared): State<Arc<Shared>>) -> Response {
+    let kms = shared.registry.kms();
+    Json(json!({ "provider": kms.provider_kind(), "items": kms.keys() })).into_response()
+}
+
+async fn get_kms_key(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    match shared
+        .registry
+        .kms()
+        .keys()
+        .into_iter()
+        .find(|k| k.id == id)
+    {
+        Some(k) => Json(k).into_response(),
+        None => ApiError::new(404, format!("no KMS key `{id}`"), vec![]).into_response(),
+    }
+}
+
+/// A KMS call that may wait on the key provider (a network round trip), off the async workers.
+async fn kms_call<T: Send + 'static>(
+    shared: &Arc<Shared>,
+    f: impl FnOnce(&sluice_wasm::kms::Kms) -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    let kms = shared.registry.kms().clone();
+    tokio::task::spawn_blocking(move || f(&kms))
+        .await
+        .map_err(|e| ApiError::new(500, "KMS call failed", vec![e.to_string()]))
+}
+
+fn provider_error(id: &str, e: sluice_wasm::kms::ProviderError) -> ApiError {
+    use sluice_wasm::kms::ProviderError as E;
+    let status = match &e {
+        E::UnknownKey(_) => 404,
+        E::Unavailable(_) => 503,
+        E::Refused(_) => 409,
+    };
+    ApiError::new(status, format!("KMS key `{id}`: {e}"), vec![])
+}
+
+/// Deletes a key id for good (crypto-shredding): every record sealed under it becomes
+/// unreadable, for every reader, at once and after restarts.
+async fn delete_kms_key(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    let key = id.clone();
+    let result = match kms_call(&shared, move |kms| kms.shred(&key)).await {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    match result {
+        Ok(Some(report)) => {
+            info!(key = %id, data_keys = report.data_keys, "KMS key deleted (crypto-shredded)");
+            Json(report).into_response()
+        }
+        Ok(None) => ApiError::new(404, format!("no KMS key `{id}`"), vec![]).into_response(),
+        Err(e) => provider_error(&id, e).into_response(),
+    }
+}
+
+/// Makes a new version of a built-in key wrap data keys from now on.
+async fn rotate_kms_key(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    let key = id.clone();
+    let result = match kms_call(&shared, move |kms| kms.rotate(&key)).await {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    match result {
+        Ok(()) => {
+            info!(key = %id, "KMS key rotated");
+            let kms = shared.registry.kms();
+            match kms.keys().into_iter().find(|k| k.id == id) {
+                Some(k) => Json(k).into_response(),
+                None => StatusCode::NO_CONTENT.into_response(),
+            }
+        }
+        Err(e) => provider_error(&id, e).into_response(),
     }
 }
 

@@ -49,15 +49,22 @@ fn collection(kind: &str) -> Result<&'static str> {
         | "concentrationrules"
         | "concentration-rule"
         | "concentration-rules" => "concentration-rules",
+        "kmskey" | "kmskeys" | "kms-key" | "kms-keys" => KMS_KEYS,
         other => bail!(
             "unknown kind `{other}` (known: plugin, interceptor, service-account, group, acl, \
-             virtual-cluster, alias-topic, concentration-rule)"
+             virtual-cluster, alias-topic, concentration-rule, kms-key)"
         ),
     })
 }
 
+/// The KMS key ids of plugin encryption: shown and deleted (crypto-shredding), never applied.
+const KMS_KEYS: &str = "kms/keys";
+
 /// The singular a collection's resources are printed with (`service-account/alice`).
 fn singular(collection: &str) -> &str {
+    if collection == KMS_KEYS {
+        return "kms-key";
+    }
     collection.strip_suffix('s').unwrap_or(collection)
 }
 
@@ -237,7 +244,16 @@ pub fn apply(client: &AdminClient, file: &Path) -> Result<()> {
         }
         let doc: Document = serde_json::from_value(value)
             .with_context(|| format!("{}: document {}", file.display(), i + 1))?;
-        collection(&doc.kind).with_context(|| format!("{}: document {}", file.display(), i + 1))?;
+        let c = collection(&doc.kind)
+            .with_context(|| format!("{}: document {}", file.display(), i + 1))?;
+        if c == KMS_KEYS {
+            bail!(
+                "{}: document {}: KMS keys are not applied: they are created on first use, \
+                 rotated with POST /api/v1/kms/keys/ID/rotate and deleted with `sluice delete kms-key ID`",
+                file.display(),
+                i + 1
+            );
+        }
         docs.push(doc);
     }
     if docs.is_empty() {

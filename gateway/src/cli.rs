@@ -30,17 +30,18 @@ enum Command {
     /// Show resources: `sluice get interceptors`, `sluice get plugin NAME`.
     Get {
         /// Kind: plugins, interceptors, service-accounts, groups, acls, virtual-clusters,
-        /// alias-topics or concentration-rules (singular and CamelCase work too).
+        /// alias-topics, concentration-rules or kms-keys (singular and CamelCase work too).
         kind: String,
         /// One resource; all when absent.
         name: Option<String>,
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Delete a resource: `sluice delete interceptor NAME`.
+    /// Delete a resource: `sluice delete interceptor NAME`. `sluice delete kms-key ID`
+    /// crypto-shreds: every record encrypted under that key id becomes unreadable for good.
     Delete {
-        /// Kind: plugin, interceptor, service-account, group, acl, virtual-cluster, alias-topic
-        /// or concentration-rule.
+        /// Kind: plugin, interceptor, service-account, group, acl, virtual-cluster, alias-topic,
+        /// concentration-rule or kms-key.
         kind: String,
         /// Name.
         name: String,

@@ -64,6 +64,9 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     /// ACL enforcement (off by default).
     pub authorization: Authorization,
+    /// Key management for plugin encryption (`kms.encrypt` / `kms.decrypt`): the provider and
+    /// how long one data key is used.
+    pub kms: sluice_wasm::kms::KmsConfig,
 }
 
 /// Protection of the admin listener besides the tokens (the `admin` mapping's keys).
@@ -541,6 +544,7 @@ impl Default for Config {
             security: ListenerSecurity::default(),
             listeners: Vec::new(),
             authorization: Authorization::default(),
+            kms: sluice_wasm::kms::KmsConfig::default(),
         }
     }
 }
@@ -891,7 +895,9 @@ impl Config {
             }
         }
         root.take("authorization", &mut config.authorization);
+        root.take("kms", &mut config.kms);
         root.finish(&[
+            "kms",
             "security",
             "listeners",
             "authorization",

@@ -4,12 +4,17 @@
 //! by API key, so the hot path does an array load and a few atomic adds per request instead
 //! of a labelled hash-map lookup.
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
+use sluice_wasm::kms::Kms;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -139,6 +144,8 @@ pub struct Metrics {
     pub upstream_reauthentications: Counter,
     /// KIP-951 endpoints left out of streamed responses (see `advertise::tail`).
     pub node_endpoints_dropped: Counter,
+    /// The KMS whose counters are exported, once the registry has opened it.
+    kms: Arc<OnceLock<Arc<Kms>>>,
     /// Records plugins published that reached the cluster.
     pub published: Counter,
     /// Records plugins published that could not be delivered.
@@ -256,6 +263,8 @@ impl Metrics {
         let upstream_disconnects = Counter::default();
         let upstream_reauthentications = Counter::default();
         let node_endpoints_dropped = Counter::default();
+        let kms = Arc::new(OnceLock::new());
+        registry.register_collector(Box::new(KmsCollector(kms.clone())));
         registry.register(
             "node_endpoints_dropped",
             "KIP-951 leader endpoints left out of streamed Fetch/Produce responses because the gateway's address did not fit in their bytes (clients refresh metadata instead)",
@@ -326,6 +335,7 @@ impl Metrics {
             upstream_disconnects,
             upstream_reauthentications,
             node_endpoints_dropped,
+            kms,
         })
     }
 
@@ -486,11 +496,61 @@ impl Metrics {
     }
 
     /// Renders the Prometheus text exposition format.
+    /// Exports the counters of `kms` (`sluice_kms_*`) from now on.
+    pub fn watch_kms(&self, kms: Arc<Kms>) {
+        let _ = self.kms.set(kms);
+    }
+
     pub fn render(&self) -> String {
         let mut out = String::new();
         prometheus_client::encoding::text::encode(&mut out, &self.registry)
             .expect("writing to a String cannot fail");
         out
+    }
+}
+
+/// Reads the KMS's own counters at each scrape.
+struct KmsCollector(Arc<OnceLock<Arc<Kms>>>);
+
+impl std::fmt::Debug for KmsCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KmsCollector")
+    }
+}
+
+impl Collector for KmsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(kms) = self.0.get() else {
+            return Ok(());
+        };
+        let s = &kms.stats;
+        for (name, help, value) in [
+            (
+                "kms_data_keys_generated",
+                "Data keys the key provider generated (one per key id and window: the provider round trips of encryption)",
+                &s.data_keys_generated,
+            ),
+            (
+                "kms_data_keys_unwrapped",
+                "Data keys the key provider unwrapped (the provider round trips of decryption; then cached)",
+                &s.data_keys_unwrapped,
+            ),
+            (
+                "kms_provider_errors",
+                "Key provider calls that failed (unreachable, refused, unknown key)",
+                &s.provider_errors,
+            ),
+            (
+                "kms_keys_shredded",
+                "Key ids deleted (crypto-shredding)",
+                &s.keys_shredded,
+            ),
+        ] {
+            let counter = ConstCounter::new(value.load(Ordering::Relaxed));
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
     }
 }
 

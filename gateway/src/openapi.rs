@@ -35,6 +35,11 @@ pub fn document() -> Value {
             "schemas": {
                 "Error": {"type": "object", "required": ["error", "details"], "properties": {
                     "error": {"type": "string"}, "details": {"type": "array", "items": {"type": "string"}}}},
+                "KmsKey": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "provider": {"type": "string"},
+                    "versions": {"type": "integer", "description": "built-in keys: the newest wraps new data keys"},
+                    "dataKeys": {"type": "integer", "description": "data keys it wrapped that the gateway stores"},
+                    "createdMs": {"type": "integer"}}},
                 "Plugin": {"type": "object", "properties": {
                     "name": {"type": "string"}, "sha256": {"type": "string"}, "size": {"type": "integer"},
                     "hooks": {"type": "array", "items": {"enum": ["on-request", "on-response", "on-produce", "on-fetch"]}},
@@ -172,6 +177,27 @@ pub fn document() -> Value {
                     "responses": merge(json!({"200": {"description": "replaced"}, "201": {"description": "created"}}), error_responses(&write_errors))},
                 "delete": {"summary": "Remove an interceptor", "security": [{"bearer": []}],
                     "responses": merge(json!({"204": {"description": "removed"}}), error_responses(&["401", "403", "404"]))}
+            },
+            "/api/v1/kms/keys": {"get": {"summary": "List the key ids of plugin encryption (never their material)",
+                "responses": {"200": {"description": "keys", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                    "provider": {"type": "string"},
+                    "items": {"type": "array", "items": {"$ref": "#/components/schemas/KmsKey"}}}}}}}}}},
+            "/api/v1/kms/keys/{id}": {
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "minLength": 1, "maxLength": 255}}],
+                "get": {"summary": "Show a key id", "responses": merge(json!({"200": {"description": "the key",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/KmsKey"}}}}}), error_responses(&["404"]))},
+                "delete": {"summary": "Delete a key id for good (crypto-shredding): every record sealed under it becomes unreadable for every reader, at once and after restarts; the id cannot be used again",
+                    "security": [{"bearer": []}],
+                    "responses": merge(json!({"200": {"description": "deleted", "content": {"application/json": {"schema": {"type": "object", "properties": {
+                        "id": {"type": "string"}, "dataKeys": {"type": "integer"}, "providerDeleted": {"type": "boolean"}}}}}}}),
+                        error_responses(&["401", "403", "404", "503"]))}
+            },
+            "/api/v1/kms/keys/{id}/rotate": {
+                "parameters": [{"name": "id", "in": "path", "required": true, "schema": {"type": "string", "minLength": 1, "maxLength": 255}}],
+                "post": {"summary": "Rotate a built-in key: a new version wraps new data keys, older versions still unwrap theirs (creates the key if needed)",
+                    "security": [{"bearer": []}],
+                    "responses": merge(json!({"200": {"description": "rotated", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/KmsKey"}}}}}),
+                        error_responses(&["401", "403", "409", "503"]))}
             }
         }
     });

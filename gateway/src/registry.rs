@@ -349,14 +349,20 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// The key management plugins' `kms` calls use (the admin API lists, rotates and deletes
+    /// its keys).
+    pub fn kms(&self) -> &Arc<Kms> {
+        &self.kms
+    }
+
     /// A registry over `store`; call [`Registry::restore`] to load what it holds.
     pub fn new(
         runtime: Arc<Runtime>,
         store: Arc<dyn StateStore>,
         metrics: Arc<Metrics>,
         publisher: Option<mpsc::Sender<Published>>,
+        kms: Arc<Kms>,
     ) -> anyhow::Result<Registry> {
-        let kms = Arc::new(Kms::open(store.root().as_deref())?);
         Ok(Registry {
             runtime,
             store,

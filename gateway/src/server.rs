@@ -215,11 +215,17 @@ impl Gateway {
                     "restoring virtual clusters, alias topics and concentration rules from the state directory",
                 )?;
         }
+        let kms = Arc::new(
+            sluice_wasm::kms::Kms::with_config(store.root().as_deref(), config.kms.clone())
+                .context("opening the key store of plugin encryption")?,
+        );
+        metrics.watch_kms(kms.clone());
         let registry = Arc::new(Registry::new(
             runtime,
             store,
             metrics.clone(),
             Some(publisher),
+            kms,
         )?);
         {
             let registry = registry.clone();

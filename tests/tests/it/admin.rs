@@ -80,3 +80,91 @@ async fn health_ready_metrics() {
     );
     gw.shutdown().await;
 }
+
+/// The key ids of plugin encryption over the admin API: listed (never their material),
+/// rotated (versions), deleted for good (crypto-shredding: gone, the id refused from then on,
+/// after a restart too), with the errors and counters an operator sees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kms_keys_are_listed_rotated_and_shredded() {
+    init_logging();
+    let mock = sluice_tests::mock::MockBroker::start(sluice_tests::mock::MockOptions::default())
+        .await
+        .unwrap();
+    let config = gateway_config(&mock.bootstrap());
+    let state_dir = config.state_dir.clone();
+    let gw = start_gateway_with(config).await.unwrap();
+    let admin = gw.admin_addr();
+    let call = |method: &'static str, path: String| async move {
+        http(admin, method, &path, &[], b"").await
+    };
+
+    let (status, body) = call("GET", "/api/v1/kms/keys".into()).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, serde_json::json!({"provider": "local", "items": []}));
+    let (status, body) = call("POST", "/api/v1/kms/keys/tenant-a/rotate".into()).await;
+    assert_eq!(
+        (status, &body["versions"]),
+        (200, &serde_json::json!(1)),
+        "{body}"
+    );
+    let (status, body) = call("POST", "/api/v1/kms/keys/tenant-a/rotate".into()).await;
+    assert_eq!(
+        (status, &body["versions"]),
+        (200, &serde_json::json!(2)),
+        "{body}"
+    );
+    call("POST", "/api/v1/kms/keys/tenant-b/rotate".into()).await;
+    let (status, body) = call("GET", "/api/v1/kms/keys/tenant-a".into()).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["id"], "tenant-a");
+    assert_eq!(body["provider"], "local");
+    assert_eq!(body["dataKeys"], 0);
+    let listed = call("GET", "/api/v1/kms/keys".into()).await.1;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2);
+    // No key material anywhere: the keystore file's hex keys never appear in answers.
+    let keystore = std::fs::read_to_string(state_dir.join("kms-keys.json")).unwrap();
+    let material: serde_json::Value = serde_json::from_str(&keystore).unwrap();
+    let first = material["keys"]["tenant-a"]["versions"][0]
+        .as_str()
+        .unwrap();
+    assert_eq!(first.len(), 64);
+    assert!(!listed.to_string().contains(first));
+
+    let (status, body) = call("GET", "/api/v1/kms/keys/nope".into()).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = call("DELETE", "/api/v1/kms/keys/nope".into()).await;
+    assert_eq!(status, 404, "{body}");
+
+    let (status, body) = call("DELETE", "/api/v1/kms/keys/tenant-a".into()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        serde_json::json!({"id": "tenant-a", "dataKeys": 0, "providerDeleted": true})
+    );
+    let (status, _) = call("DELETE", "/api/v1/kms/keys/tenant-a".into()).await;
+    assert_eq!(status, 404, "a deleted key is gone");
+    let (status, body) = call("POST", "/api/v1/kms/keys/tenant-a/rotate".into()).await;
+    assert_eq!(status, 409, "a deleted id stays deleted: {body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("deleted"),
+        "{body}"
+    );
+    assert_eq!(metric(&gw, "sluice_kms_keys_shredded_total"), 1);
+    assert!(!std::fs::read_to_string(state_dir.join("kms-keys.json"))
+        .unwrap()
+        .contains("tenant-a"));
+    gw.shutdown().await;
+
+    // After a restart on the same state: still deleted, the other key still there.
+    let mut config = gateway_config(&mock.bootstrap());
+    config.state_dir = state_dir;
+    let gw = start_gateway_with(config).await.unwrap();
+    let admin = gw.admin_addr();
+    let (status, _) = http(admin, "GET", "/api/v1/kms/keys/tenant-a", &[], b"").await;
+    assert_eq!(status, 404);
+    let (status, _) = http(admin, "POST", "/api/v1/kms/keys/tenant-a/rotate", &[], b"").await;
+    assert_eq!(status, 409);
+    let (status, body) = http(admin, "GET", "/api/v1/kms/keys/tenant-b", &[], b"").await;
+    assert_eq!((status, &body["versions"]), (200, &serde_json::json!(1)));
+    gw.shutdown().await;
+}
