@@ -1,53 +1,61 @@
-//! `mask-fields`: replaces fields of JSON record values, on produce (and on fetch when asked).
+//! `mask-fields`: masks fields of JSON record values, per rule and per reader, so that each
+//! consumer sees only what it may (or so that what is stored is already masked).
 //!
-//! Configuration:
+//! Configuration, today's one-rule form (masks on produce):
 //!
 //! ```json
 //! {"fields": ["ssn", "card.number"], "replacement": "****", "onFetch": false}
 //! ```
 //!
-//! * `fields` (required, non-empty): dotted paths from the top-level object; `card.number` is
-//!   the `number` field of the `card` object. An array on the way is entered element by
-//!   element (`items.card` masks `card` in every element of `items`). Dots inside field names
-//!   cannot be expressed.
-//! * `replacement` (default `"****"`): any JSON value that replaces each field present.
-//! * `onFetch` (default false): also mask the records of Fetch responses (consumers then see
-//!   masked values, even of records produced before the interceptor existed).
+//! and the rules form (masks on fetch, by reader):
+//!
+//! ```json
+//! {"rules": [
+//!    {"fields": ["ssn"], "kind": "hash"},
+//!    {"fields": ["card.number"], "kind": "keepLast", "keepLast": 4},
+//!    {"fieldRegex": "(.*\\.)?email", "kind": "null", "unmaskedFor": {"groups": ["support"]}}],
+//!  "salt": "per-interceptor secret",
+//!  "unmaskedFor": {"principals": ["fraud-svc"], "groups": ["fraud"], "vclusters": []}}
+//! ```
+//!
+//! * A rule selects fields by dotted path (`fields`: `card.number` is the `number` field of the
+//!   `card` object) or by a regex over the dotted path (`fieldRegex`, matching the whole path).
+//!   An array on the way is entered element by element: its elements have the array's path
+//!   (`items.card` masks `card` in every element of `items`). Dots inside field names cannot
+//!   be expressed. For each field the first rule (in order) that selects it wins, and a masked
+//!   field's inside is not looked at again.
+//! * Kinds: `replace` (default; `replacement`, any JSON value, default `"****"`), `keepLast`
+//!   (`keepLast: N` characters kept, the others become `maskChar`, default `*`; a non-string
+//!   value is turned into its JSON text first), `hash` (hex SHA-256 of the top-level `salt`
+//!   followed by the value: a string's UTF-8, else its JSON text), `null`.
+//! * `unmaskedFor` (top level: every rule's default; in a rule: replaces it): readers whose
+//!   principal, one of whose groups, or whose virtual cluster is listed see those fields in
+//!   clear. The interceptor's install scope decides whom the interceptor applies to at all;
+//!   `unmaskedFor` names exceptions among them.
+//! * `onProduce` / `onFetch`: which records are masked; defaults produce only in the one-rule
+//!   form (today's behaviour), fetch only with `rules`. On produce, `unmaskedFor` is matched
+//!   against the producer.
 //!
 //! Only values that are JSON objects are considered; anything else (other JSON, text, binary,
-//! null) passes untouched, as do objects without any of the fields. A value with a masked field
+//! null) passes untouched, as do objects without any selected field. A value with a masked field
 //! is re-serialized compactly (key order and number spelling are kept, whitespace is not).
-//! Counters: `masked_records` (records rewritten), `masked_fields` (fields replaced).
+//! Counters: `masked_records` (records rewritten), `masked_fields` (fields masked), per kind
+//! `masked_replace`, `masked_keep_last`, `masked_hash`, `masked_null`, and `unmasked_records`
+//! (records passed in clear because every rule exempted the reader).
 //!
 //! The plugin always declares the produce and fetch hooks (`describe` is called before the
-//! configuration is known); with `onFetch` false its fetch hook returns at once.
+//! configuration is known); a hook that is off returns at once.
 
-use serde::Deserialize;
+mod config;
+
+use config::{Kind, Rule, Settings};
 use serde_json::Value;
+use sha2::{Digest, Sha256};
 use sluice_sdk::{host, Capabilities, Context, Hooks, KafkaError, Plugin, Records};
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct Config {
-    fields: Vec<String>,
-    #[serde(default = "default_replacement")]
-    replacement: Value,
-    #[serde(default)]
-    on_fetch: bool,
-}
-
-fn default_replacement() -> Value {
-    Value::String("****".into())
-}
-
-/// The plugin: parsed paths, the replacement, and the quick pre-check needles.
+/// The plugin: its validated settings.
 pub struct MaskFields {
-    paths: Vec<Vec<String>>,
-    replacement: Value,
-    on_fetch: bool,
-    /// `"<first segment>"` of each path: a value containing none of them (and no escape that
-    /// could spell one differently) has nothing to mask and is not parsed.
-    needles: Vec<Vec<u8>>,
+    settings: Settings,
 }
 
 impl Plugin for MaskFields {
@@ -56,116 +64,196 @@ impl Plugin for MaskFields {
     }
 
     fn configure(config: &str) -> Result<Self, String> {
-        let config: Config = serde_json::from_str(config).map_err(|e| {
-            format!(
-                r#"mask-fields: invalid config ({e}); expected {{"fields": ["ssn", "card.number"], "replacement": "****", "onFetch": false}}"#
-            )
-        })?;
-        if config.fields.is_empty() {
-            return Err("mask-fields: `fields` is empty: list at least one field path".into());
-        }
-        let mut paths = Vec::new();
-        for field in &config.fields {
-            let path: Vec<String> = field.split('.').map(str::to_string).collect();
-            if path.iter().any(String::is_empty) {
-                return Err(format!(
-                    "mask-fields: field path `{field}` has an empty segment (use `a.b`, not `a..b`, `.a` or `a.`)"
-                ));
-            }
-            paths.push(path);
-        }
-        let mut needles: Vec<Vec<u8>> = paths
-            .iter()
-            .map(|p| serde_json::to_vec(&Value::String(p[0].clone())).expect("a string encodes"))
-            .collect();
-        needles.sort();
-        needles.dedup();
         Ok(MaskFields {
-            paths,
-            replacement: config.replacement,
-            on_fetch: config.on_fetch,
-            needles,
+            settings: config::parse(config)?,
         })
     }
 
-    fn on_produce(&mut self, _ctx: &Context, records: &mut dyn Records) -> Result<(), KafkaError> {
-        self.mask_all(records);
+    fn on_produce(&mut self, ctx: &Context, records: &mut dyn Records) -> Result<(), KafkaError> {
+        if self.settings.on_produce {
+            self.mask_all(ctx, records);
+        }
         Ok(())
     }
 
-    fn on_fetch(&mut self, _ctx: &Context, records: &mut dyn Records) -> Result<(), KafkaError> {
-        if self.on_fetch {
-            self.mask_all(records);
+    fn on_fetch(&mut self, ctx: &Context, records: &mut dyn Records) -> Result<(), KafkaError> {
+        if self.settings.on_fetch {
+            self.mask_all(ctx, records);
         }
         Ok(())
     }
 }
 
+/// What one call masked, for the counters.
+#[derive(Default)]
+struct Stats {
+    records: u64,
+    fields: u64,
+    /// Fields per kind, in the order of [`KIND_COUNTERS`].
+    by_kind: [u64; 4],
+}
+
+const KIND_COUNTERS: [&str; 4] = [
+    "masked_replace",
+    "masked_keep_last",
+    "masked_hash",
+    "masked_null",
+];
+
+/// The rules that apply to one reader (those that do not exempt it), and the quick pre-check
+/// needles when they all select by path.
+struct Active<'a> {
+    rules: Vec<&'a Rule>,
+    /// Quoted first path segments: a value containing none (and no escape, which could spell
+    /// one differently) has nothing to mask and is not parsed. `None` when a regex rule is
+    /// active.
+    needles: Option<Vec<Vec<u8>>>,
+}
+
 impl MaskFields {
-    fn mask_all(&self, records: &mut dyn Records) {
-        let (mut masked_records, mut masked_fields) = (0u64, 0u64);
+    fn mask_all(&self, ctx: &Context, records: &mut dyn Records) {
+        let rules: Vec<&Rule> = self
+            .settings
+            .rules
+            .iter()
+            .filter(|r| !r.unmasked_for.as_ref().is_some_and(|u| u.matches(ctx)))
+            .collect();
+        if rules.is_empty() {
+            let n: u64 = (0..records.partition_count())
+                .map(|p| u64::from(records.record_count(p)))
+                .sum();
+            if n > 0 {
+                host::counter_add("unmasked_records", n);
+            }
+            return;
+        }
+        let needles = rules
+            .iter()
+            .map(|r| r.selector.needles())
+            .collect::<Option<Vec<_>>>()
+            .map(|n| n.concat());
+        let active = Active { rules, needles };
+        let mut stats = Stats::default();
         for p in 0..records.partition_count() {
             for r in 0..records.record_count(p) {
                 let Some(value) = records.value(p, r) else {
                     continue;
                 };
-                if let Some((rewritten, n)) = self.mask_value(&value) {
+                if let Some(rewritten) = self.mask_value(&active, &value, &mut stats) {
                     records.set_value(p, r, Some(&rewritten));
-                    masked_records += 1;
-                    masked_fields += n;
+                    stats.records += 1;
                 }
             }
         }
-        if masked_records > 0 {
-            host::counter_add("masked_records", masked_records);
-            host::counter_add("masked_fields", masked_fields);
+        if stats.records > 0 {
+            host::counter_add("masked_records", stats.records);
+            host::counter_add("masked_fields", stats.fields);
+            for (name, n) in KIND_COUNTERS.iter().zip(stats.by_kind) {
+                if n > 0 {
+                    host::counter_add(name, n);
+                }
+            }
         }
     }
 
-    /// The rewritten value and the number of fields replaced, or `None` to leave it alone.
-    fn mask_value(&self, value: &[u8]) -> Option<(Vec<u8>, u64)> {
+    /// The rewritten value, or `None` to leave it alone.
+    fn mask_value(&self, active: &Active, value: &[u8], stats: &mut Stats) -> Option<Vec<u8>> {
         let first = value.iter().find(|b| !b.is_ascii_whitespace())?;
         if *first != b'{' {
             return None;
         }
-        if !value.contains(&b'\\') && !self.needles.iter().any(|n| contains(value, n)) {
-            return None;
+        if let Some(needles) = &active.needles {
+            if !value.contains(&b'\\') && !needles.iter().any(|n| contains(value, n)) {
+                return None;
+            }
         }
         let mut doc: Value = serde_json::from_slice(value).ok()?;
-        let replaced: u64 = self
-            .paths
-            .iter()
-            .map(|path| mask(&mut doc, path, &self.replacement))
-            .sum();
-        if replaced == 0 {
+        let before = stats.fields;
+        self.walk(&mut doc, &mut String::new(), &active.rules, stats);
+        if stats.fields == before {
             return None;
         }
-        Some((serde_json::to_vec(&doc).ok()?, replaced))
+        serde_json::to_vec(&doc).ok()
+    }
+
+    /// Masks the fields under `value` (at dotted `path`) that `rules` select.
+    fn walk(&self, value: &mut Value, path: &mut String, rules: &[&Rule], stats: &mut Stats) {
+        match value {
+            Value::Object(map) => {
+                for (name, field) in map.iter_mut() {
+                    let len = path.len();
+                    if len > 0 {
+                        path.push('.');
+                    }
+                    path.push_str(name);
+                    if let Some(rule) = rules.iter().find(|r| r.selector.matches(path)) {
+                        *field = self.masked(&rule.kind, field);
+                        stats.fields += 1;
+                        stats.by_kind[kind_index(&rule.kind)] += 1;
+                    } else if rules.iter().any(|r| r.selector.may_match_below(path)) {
+                        self.walk(field, path, rules, stats);
+                    }
+                    path.truncate(len);
+                }
+            }
+            Value::Array(items) => {
+                for item in items {
+                    self.walk(item, path, rules, stats);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// What `field` becomes under `kind`.
+    fn masked(&self, kind: &Kind, field: &Value) -> Value {
+        match kind {
+            Kind::Replace(replacement) => replacement.clone(),
+            Kind::Null => Value::Null,
+            Kind::KeepLast { n, mask } => {
+                let text = as_text(field);
+                let chars = text.chars().count();
+                let hidden = chars.saturating_sub(*n);
+                let mut out = String::with_capacity(text.len());
+                out.extend(std::iter::repeat_n(*mask, hidden));
+                out.extend(text.chars().skip(hidden));
+                Value::String(out)
+            }
+            Kind::Hash => {
+                let mut h = Sha256::new();
+                h.update(&self.settings.salt);
+                h.update(as_text(field).as_bytes());
+                Value::String(hex(&h.finalize()))
+            }
+        }
     }
 }
 
-/// Replaces the field at `path` under `value`; returns how many were replaced.
-fn mask(value: &mut Value, path: &[String], replacement: &Value) -> u64 {
-    match value {
-        Value::Object(map) => {
-            let Some((name, rest)) = path.split_first() else {
-                return 0;
-            };
-            match map.get_mut(name.as_str()) {
-                None => 0,
-                Some(field) if rest.is_empty() => {
-                    *field = replacement.clone();
-                    1
-                }
-                Some(field) => mask(field, rest, replacement),
-            }
-        }
-        Value::Array(items) => items
-            .iter_mut()
-            .map(|item| mask(item, path, replacement))
-            .sum(),
-        _ => 0,
+fn kind_index(kind: &Kind) -> usize {
+    KIND_COUNTERS
+        .iter()
+        .position(|c| *c == kind.counter())
+        .expect("every kind has a counter")
+}
+
+/// A string's own text, any other value's compact JSON text.
+fn as_text(v: &Value) -> std::borrow::Cow<'_, str> {
+    match v {
+        Value::String(s) => s.as_str().into(),
+        other => serde_json::to_string(other)
+            .expect("a JSON value encodes")
+            .into(),
     }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)] as char);
+        out.push(DIGITS[usize::from(b & 15)] as char);
+    }
+    out
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
