@@ -368,10 +368,17 @@ fn read_regex(re: &Value, at: &str, p: &mut Problems) -> Option<Selector> {
         p.add(at, "`fieldRegex` is empty");
         return None;
     }
-    match RegexBuilder::new(&format!("^(?:{re})$"))
+    // Compiled alone first so that an error quotes the operator's pattern, not the anchored
+    // one; then anchored, to match whole paths.
+    let built = RegexBuilder::new(re)
         .size_limit(REGEX_SIZE_LIMIT)
         .build()
-    {
+        .and_then(|_| {
+            RegexBuilder::new(&format!("^(?:{re})$"))
+                .size_limit(REGEX_SIZE_LIMIT)
+                .build()
+        });
+    match built {
         Ok(compiled) => Some(Selector::Regex(compiled)),
         Err(e) => {
             // The regex crate's messages span lines (pattern, caret, reason): keep one line.

@@ -375,4 +375,328 @@ mod tests {
         assert!(err(r#"{"fields": ["a"], "onfetch": true}"#).contains("unknown field `onfetch`"));
         assert!(err(r#"{"fields": "ssn"}"#).contains("invalid config"));
     }
+
+    /// Masks `value` on fetch under `config`, as read by `ctx`; returns the value read.
+    fn fetch_as(config: &str, ctx: Context, value: &str) -> (Option<String>, Harness<MaskFields>) {
+        let mut h = Harness::<MaskFields>::new(config).unwrap();
+        let mut recs = MemRecords::new().with_partition("t", 0, [KafkaRecord::from_value(value)]);
+        h.fetch_with(&ctx, &mut recs).unwrap();
+        (recs.values_utf8(0).remove(0), h)
+    }
+
+    fn reader() -> Context {
+        Context::new(1, 17)
+    }
+
+    fn sha256_hex(data: &[u8]) -> String {
+        hex(&Sha256::digest(data))
+    }
+
+    #[test]
+    fn rules_give_each_field_its_own_kind() {
+        let config = r##"{"rules": [
+            {"fields": ["ssn"], "kind": "hash"},
+            {"fields": ["card.number"], "kind": "keepLast", "keepLast": 4},
+            {"fields": ["phone"], "keepLast": 2, "maskChar": "~"},
+            {"fields": ["email"], "kind": "null"},
+            {"fields": ["name"], "replacement": {"redacted": true}}],
+            "salt": "pepper"}"##;
+        let (got, h) = fetch_as(
+            config,
+            reader(),
+            r#"{"name": "Ann", "ssn": "123-45-6789", "card": {"number": "4111111111111111"},
+                "phone": 5551234, "email": "ann@example.com", "amount": 1.50}"#,
+        );
+        let want = format!(
+            r##"{{"name":{{"redacted":true}},"ssn":"{}","card":{{"number":"************1111"}},"phone":"~~~~~34","email":null,"amount":1.50}}"##,
+            sha256_hex(b"pepper123-45-6789")
+        );
+        assert_eq!(got.unwrap(), want);
+        assert_eq!(h.counter("masked_records"), 1);
+        assert_eq!(h.counter("masked_fields"), 5);
+        assert_eq!(h.counter("masked_replace"), 1);
+        assert_eq!(h.counter("masked_keep_last"), 2);
+        assert_eq!(h.counter("masked_hash"), 1);
+        assert_eq!(h.counter("masked_null"), 1);
+    }
+
+    #[test]
+    fn keep_last_counts_characters_and_turns_other_values_into_text() {
+        let config = r#"{"rules": [{"fields": ["a", "b", "c", "d", "e"], "keepLast": 3}]}"#;
+        let (got, _) = fetch_as(
+            config,
+            reader(),
+            r#"{"a": "héllo wörld", "b": "ab", "c": 123456, "d": {"x": 1}, "e": true}"#,
+        );
+        // Unicode characters count once; a value shorter than N is kept whole; a number, an
+        // object and a boolean are masked as their JSON text.
+        assert_eq!(
+            got.unwrap(),
+            r#"{"a":"********rld","b":"ab","c":"***456","d":"****:1}","e":"*rue"}"#
+        );
+        let (got, _) = fetch_as(
+            r#"{"rules": [{"fields": ["a"], "keepLast": 0}]}"#,
+            reader(),
+            r#"{"a": "secret"}"#,
+        );
+        assert_eq!(got.unwrap(), r#"{"a":"******"}"#);
+    }
+
+    #[test]
+    fn hash_is_salted_per_interceptor_and_stable() {
+        let value = r#"{"id": 42, "ssn": "123"}"#;
+        let rules = r#""rules": [{"fields": ["ssn", "id"], "kind": "hash"}]"#;
+        let (a, _) = fetch_as(&format!(r#"{{{rules}, "salt": "one"}}"#), reader(), value);
+        let (a2, _) = fetch_as(&format!(r#"{{{rules}, "salt": "one"}}"#), reader(), value);
+        let (b, _) = fetch_as(&format!(r#"{{{rules}, "salt": "two"}}"#), reader(), value);
+        let a: Value = serde_json::from_str(&a.unwrap()).unwrap();
+        let b: Value = serde_json::from_str(&b.unwrap()).unwrap();
+        // SHA-256("one" ‖ "123"), as `printf one123 | sha256sum` prints it.
+        assert_eq!(
+            a["ssn"],
+            "ef3d4267e2c06e4880fc9aecdd3c22c6b52a45a19fab0d7510be72d8278ec607"
+        );
+        assert_eq!(
+            a["id"],
+            sha256_hex(b"one42").as_str(),
+            "a number hashes as its text"
+        );
+        assert_eq!(a, serde_json::from_str::<Value>(&a2.unwrap()).unwrap());
+        assert_ne!(a["ssn"], b["ssn"], "another salt gives another hash");
+        assert_eq!(a["ssn"].as_str().unwrap().len(), 64);
+    }
+
+    #[test]
+    fn field_regex_matches_whole_dotted_paths_and_enters_arrays() {
+        let config = r#"{"rules": [{"fieldRegex": "(.*\\.)?(email|e-mail)", "kind": "null"},
+                                    {"fieldRegex": "card\\..*", "replacement": "x"}]}"#;
+        let (got, h) = fetch_as(
+            config,
+            reader(),
+            r#"{"email": "a@b", "emails": ["x"], "contact": {"email": "c@d", "my_email": 1},
+                "users": [{"e-mail": "e@f"}, {"id": 2}], "card": {"number": 1, "cvc": {"v": 2}},
+                "card2": {"number": 3}}"#,
+        );
+        assert_eq!(
+            got.unwrap(),
+            r#"{"email":null,"emails":["x"],"contact":{"email":null,"my_email":1},"users":[{"e-mail":null},{"id":2}],"card":{"number":"x","cvc":"x"},"card2":{"number":3}}"#
+        );
+        assert_eq!(h.counter("masked_fields"), 5);
+    }
+
+    #[test]
+    fn first_matching_rule_wins_and_masked_fields_are_not_entered() {
+        let config = r#"{"rules": [{"fields": ["card"], "kind": "null"},
+                                    {"fields": ["card.number"], "replacement": "n"},
+                                    {"fieldRegex": ".*", "replacement": "all"}]}"#;
+        let (got, h) = fetch_as(
+            config,
+            reader(),
+            r#"{"card": {"number": 1}, "x": {"y": 2}}"#,
+        );
+        assert_eq!(got.unwrap(), r#"{"card":null,"x":"all"}"#);
+        assert_eq!(h.counter("masked_fields"), 2);
+    }
+
+    const SCOPED: &str = r#"{"rules": [
+        {"fields": ["ssn"], "kind": "null"},
+        {"fields": ["email"], "kind": "null", "unmaskedFor": {"groups": ["support"]}}],
+        "unmaskedFor": {"principals": ["alice"], "groups": ["fraud"], "vclusters": ["audit"]}}"#;
+    const PERSON: &str = r#"{"ssn": "1", "email": "a@b"}"#;
+
+    #[test]
+    fn readers_in_unmasked_for_see_clear_text() {
+        for ctx in [
+            reader().with_principal("alice"),
+            reader()
+                .with_principal("bob")
+                .with_groups(["sales", "fraud"]),
+            reader().with_vcluster("audit"),
+        ] {
+            let who = format!("{:?}/{:?}/{:?}", ctx.principal, ctx.groups, ctx.vcluster);
+            let mut h = Harness::<MaskFields>::new(SCOPED).unwrap();
+            let mut recs = MemRecords::new().with_partition(
+                "t",
+                0,
+                [KafkaRecord::from_value(PERSON), KafkaRecord::tombstone()],
+            );
+            h.fetch_with(&ctx, &mut recs).unwrap();
+            // `email`'s rule names its own readers, which replace the top-level ones.
+            assert_eq!(
+                recs.values_utf8(0)[0].as_deref(),
+                Some(r#"{"ssn":"1","email":null}"#),
+                "{who}"
+            );
+        }
+        // In both lists' scope: every rule exempts the reader, nothing is parsed or changed.
+        let ctx = reader().with_principal("alice").with_groups(["support"]);
+        let mut h = Harness::<MaskFields>::new(SCOPED).unwrap();
+        let mut recs = MemRecords::new().with_partition(
+            "t",
+            0,
+            [KafkaRecord::from_value(PERSON), KafkaRecord::tombstone()],
+        );
+        h.fetch_with(&ctx, &mut recs).unwrap();
+        assert!(!recs.is_modified(0));
+        assert_eq!(h.counter("unmasked_records"), 2);
+        assert_eq!(h.counter("masked_records"), 0);
+    }
+
+    #[test]
+    fn other_readers_see_masked_values() {
+        for ctx in [
+            reader(),
+            reader().with_principal("mallory"),
+            reader()
+                .with_principal("alicex")
+                .with_groups(["fraudsters"]),
+            reader().with_vcluster("auditors"),
+            reader().with_principal("support"),
+        ] {
+            let (got, h) = fetch_as(SCOPED, ctx.clone(), PERSON);
+            assert_eq!(
+                got.as_deref(),
+                Some(r#"{"ssn":null,"email":null}"#),
+                "{ctx:?}"
+            );
+            assert_eq!(h.counter("unmasked_records"), 0);
+        }
+        // Support sees email (its own rule's exemption) but not ssn.
+        let (got, _) = fetch_as(SCOPED, reader().with_groups(["support"]), PERSON);
+        assert_eq!(got.as_deref(), Some(r#"{"ssn":null,"email":"a@b"}"#));
+    }
+
+    #[test]
+    fn one_rule_form_takes_unmasked_for_too() {
+        let config =
+            r#"{"fields": ["ssn"], "unmaskedFor": {"principals": ["alice"]}, "onFetch": true}"#;
+        let (got, _) = fetch_as(config, reader().with_principal("alice"), PERSON);
+        assert_eq!(got.as_deref(), Some(PERSON));
+        let (got, _) = fetch_as(config, reader().with_principal("bob"), PERSON);
+        assert_eq!(got.as_deref(), Some(r#"{"ssn":"****","email":"a@b"}"#));
+    }
+
+    #[test]
+    fn hooks_follow_on_produce_and_on_fetch() {
+        // (config, masked on produce, masked on fetch)
+        let cases = [
+            (r#"{"fields": ["ssn"]}"#, true, false),
+            (r#"{"fields": ["ssn"], "onFetch": true}"#, true, true),
+            (
+                r#"{"fields": ["ssn"], "onProduce": false, "onFetch": true}"#,
+                false,
+                true,
+            ),
+            (r#"{"rules": [{"fields": ["ssn"]}]}"#, false, true),
+            (
+                r#"{"rules": [{"fields": ["ssn"]}], "onProduce": true}"#,
+                true,
+                true,
+            ),
+            (
+                r#"{"rules": [{"fields": ["ssn"]}], "onProduce": true, "onFetch": false}"#,
+                true,
+                false,
+            ),
+        ];
+        for (config, produce, fetch) in cases {
+            let mut h = Harness::<MaskFields>::new(config).unwrap();
+            let mut recs =
+                MemRecords::new().with_partition("t", 0, [KafkaRecord::from_value(PERSON)]);
+            h.produce(&mut recs).unwrap();
+            assert_eq!(recs.is_modified(0), produce, "produce: {config}");
+            let mut recs =
+                MemRecords::new().with_partition("t", 0, [KafkaRecord::from_value(PERSON)]);
+            h.fetch(&mut recs).unwrap();
+            assert_eq!(recs.is_modified(0), fetch, "fetch: {config}");
+        }
+    }
+
+    #[test]
+    fn validation_reports_every_problem_with_its_rule() {
+        let err = Harness::<MaskFields>::new(
+            r#"{"rules": [
+                {"fields": ["ok"]},
+                {"fields": ["a..b", ""], "colour": 1},
+                {"fieldRegex": "(unclosed"},
+                {"fields": ["x"], "kind": "keepLast"},
+                {"fields": ["x"], "kind": "hash"},
+                {"fields": ["x"], "keepLast": "4"},
+                {"fields": ["x"], "kind": "blur", "unmaskedFor": {"users": ["a"]}},
+                {"fields": ["x"], "fieldRegex": "x"},
+                {},
+                "ssn",
+                {"fields": ["x"], "kind": "null", "replacement": 1, "maskChar": "ab"}],
+              "replacement": "x", "onfetch": true, "unmaskedFor": {"groups": "g"}}"#,
+        )
+        .err()
+        .unwrap();
+        let expected = [
+            "top level: `replacement` belongs in a rule",
+            "top level: unknown field `onfetch` (did you mean `onFetch`?)",
+            "top level: `unmaskedFor.groups` must be a list of names",
+            "rules[1]: unknown field `colour`",
+            "rules[1]: field path `a..b` has an empty segment",
+            "rules[1]: field path `` has an empty segment",
+            "rules[2]: `fieldRegex` `(unclosed` is not a valid regex",
+            "rules[3]: kind `keepLast` needs `keepLast`",
+            "rules[4]: kind `hash` needs a `salt`",
+            "rules[5]: `keepLast` must be a whole number >= 0, not \"4\"",
+            "rules[6]: unknown kind `blur`",
+            "rules[6]: `unmaskedFor`: unknown field `users`",
+            "rules[7]: give `fields` or `fieldRegex`, not both",
+            "rules[8]: missing field `fields` (or `fieldRegex`)",
+            "rules[9]: must be an object, not a string",
+            "rules[10]: `replacement` only applies to kind `replace`, not `null`",
+            "rules[10]: `maskChar` only applies to kind `keepLast`, not `null`",
+        ];
+        for e in expected {
+            assert!(err.contains(e), "missing {e:?} in: {err}");
+        }
+        assert!(
+            err.starts_with("mask-fields: invalid config, 17 problems: "),
+            "{err}"
+        );
+        assert!(!err.contains("rules[0]"), "{err}");
+        assert!(!err.contains('\n'), "one line: {err}");
+    }
+
+    #[test]
+    fn validation_of_the_top_level() {
+        let err = |c: &str| Harness::<MaskFields>::new(c).err().unwrap();
+        assert!(err(r#"{"rules": []}"#).contains("`rules` is empty"));
+        assert!(err(r#"{"rules": {}}"#).contains("`rules` must be a list"));
+        assert!(err(r#"{"fields": ["a"], "onProduce": false}"#).contains("would mask nothing"));
+        assert!(err(r#"{"fields": ["a"], "onFetch": "yes"}"#)
+            .contains("`onFetch` must be true or false"));
+        assert!(err(r#"{"fields": ["a"], "kind": "hash", "salt": ""}"#).contains("`salt` is empty"));
+        assert!(err(r#"{"fieldRegex": ""}"#).contains("`fieldRegex` is empty"));
+        assert!(err("[1]").contains("not a JSON object"));
+        assert!(err("{").contains("not JSON"));
+        assert!(err("").contains("missing field `fields`"));
+        let e = err(r#"{"fields": ["a"], "unmaskedFor": {"principals": [""]}}"#);
+        assert!(
+            e.contains("`unmaskedFor.principals` holds non-empty names"),
+            "{e}"
+        );
+        // One problem: no count.
+        assert_eq!(
+            err(r#"{"fields": ["a"], "kind": "keepLast", "keepLast": -1}"#),
+            "mask-fields: invalid config: top level: `keepLast` must be a whole number >= 0, not -1"
+        );
+    }
+
+    #[test]
+    fn a_valid_rules_config_with_every_option_is_accepted() {
+        let h = Harness::<MaskFields>::new(
+            r#"{"rules": [
+                {"fields": ["a"], "kind": "replace", "replacement": [1]},
+                {"fieldRegex": "(?i)B", "kind": "keepLast", "keepLast": 2, "maskChar": "x",
+                 "unmaskedFor": {"principals": ["p"], "groups": [], "vclusters": ["v"]}},
+                {"fields": ["c"], "kind": "hash"},
+                {"fields": ["d"], "kind": "null"}],
+              "salt": "s", "unmaskedFor": {"groups": ["g"]}, "onProduce": true, "onFetch": true}"#,
+        );
+        assert!(h.is_ok(), "{:?}", h.err());
+    }
 }
