@@ -7,7 +7,7 @@
 //! element is a rule and masking happens on fetch by default (masking by reader needs the
 //! stored records in clear). `onProduce` and `onFetch` override either default.
 
-use regex::{Regex, RegexBuilder};
+use regex_lite::{Regex, RegexBuilder};
 use serde_json::{Map, Value};
 use sluice_sdk::Context;
 
