@@ -699,4 +699,32 @@ mod tests {
         );
         assert!(h.is_ok(), "{:?}", h.err());
     }
+
+    /// The worked example of plugins/README.md, its YAML config as JSON: what it says readers see.
+    #[test]
+    fn readme_worked_example() {
+        let config = r#"{"rules": [{"fields": ["ssn", "customer.ssn"], "kind": "hash"}, {"fields": ["card.number"], "kind": "keepLast", "keepLast": 4}, {"fieldRegex": "(.*\\.)?email", "kind": "null", "unmaskedFor": {"groups": ["fraud", "support"]}}], "salt": "change-me: a long random secret", "unmaskedFor": {"principals": ["auditor"], "groups": ["fraud"]}}"#;
+        let stored = r#"{"id":7,"ssn":"123-45-0007","card":{"number":"4111111111111111"},"contact":{"email":"u7@example.com"}}"#;
+        let (got, _) = fetch_as(config, reader().with_principal("bob"), stored);
+        assert_eq!(
+            got.as_deref(),
+            Some(
+                r#"{"id":7,"ssn":"534ed7719e4f21fb33835748f4b40c6083d4120646408f0f4f029e66cd5b9a69","card":{"number":"************1111"},"contact":{"email":null}}"#
+            )
+        );
+        let (got, _) = fetch_as(config, reader().with_groups(["fraud"]), stored);
+        assert_eq!(got.as_deref(), Some(stored));
+        let (got, _) = fetch_as(config, reader().with_groups(["support"]), stored);
+        assert_eq!(
+            got.as_deref(),
+            Some(
+                r#"{"id":7,"ssn":"534ed7719e4f21fb33835748f4b40c6083d4120646408f0f4f029e66cd5b9a69","card":{"number":"************1111"},"contact":{"email":"u7@example.com"}}"#
+            )
+        );
+        // Stored clear: the rules form does not mask on produce.
+        let mut h = Harness::<MaskFields>::new(config).unwrap();
+        let mut recs = MemRecords::new().with_partition("t", 0, [KafkaRecord::from_value(stored)]);
+        h.produce(&mut recs).unwrap();
+        assert!(!recs.is_modified(0));
+    }
 }
