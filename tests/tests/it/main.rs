@@ -13,6 +13,7 @@ mod e2e_tansu;
 mod fuzz;
 mod interceptors;
 mod listeners;
+mod masking;
 mod multi_broker;
 mod protocol;
 mod security;
