@@ -262,62 +262,17 @@ fn topic_label(name: &TopicName, id: &uuid::Uuid, names: &TopicNames) -> String 
         .unwrap_or_else(|| id.to_string())
 }
 
-/// One partition's decoded records plus where they live in the message.
-struct Slot {
-    set: Option<RecordSet>,
-}
-
-fn view_of(sets: &[(String, i32, Slot)], fetch: bool) -> RecordsView {
-    RecordsView {
-        fetch,
-        partitions: sets
-            .iter()
-            .map(|(topic, partition, slot)| PartitionView {
-                topic: topic.clone(),
-                partition: *partition,
-                records: slot
-                    .set
-                    .as_ref()
-                    .map(|s| {
-                        s.batches
-                            .iter()
-                            .enumerate()
-                            .filter(|(_, b)| !b.is_control())
-                            .flat_map(|(bi, b)| {
-                                b.records.iter().map(move |r| RecordView {
-                                    key: r.key.clone(),
-                                    value: r.value.clone(),
-                                    headers: r.headers.clone(),
-                                    timestamp: r.timestamp,
-                                    removed: false,
-                                    changed: false,
-                                    batch: Some(bi),
-                                    offset_delta: r.offset_delta,
-                                    attributes: r.attributes,
-                                })
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                rejected: None,
-                count_changed: false,
-                dirty: false,
-            })
-            .collect(),
-    }
-}
-
-/// Writes a partition view back into its record set; returns the new `records` bytes, or
-/// `None` when every record is gone.
+/// Writes a partition's records, as a plugin left them, back into its record set; returns the
+/// new `records` bytes, or `None` when every record is gone.
 fn rebuild(
     set: &mut RecordSet,
-    view: &PartitionView,
+    view: &[RecordView],
     offsets: Offsets,
 ) -> anyhow::Result<Option<Bytes>> {
     let mut per_batch: Vec<Vec<Record>> = vec![Vec::new(); set.batches.len()];
     let last_data = set.batches.iter().rposition(|b| !b.is_control());
     let mut appended = Vec::new();
-    for r in view.records.iter().filter(|r| !r.removed) {
+    for r in view.iter().filter(|r| !r.removed) {
         let rec = Record {
             attributes: r.attributes,
             timestamp: r.timestamp,
@@ -368,6 +323,12 @@ fn rebuild(
         if records == batch.records && !batch.raw.is_empty() {
             out.put_slice(&batch.raw);
         } else {
+            // The view was decoded without the CRC check: a corrupt batch must not come out
+            // with a fresh, valid CRC.
+            anyhow::ensure!(
+                batch.crc_ok(),
+                "record batch CRC mismatch: a corrupt batch is not re-encoded"
+            );
             batch.records = records;
             records::encode_batch(batch, offsets, &mut out)?;
         }
@@ -390,22 +351,28 @@ async fn produce_hook(
     let mut req: ProduceRequest =
         crate::schema::decode_request(ApiKey::Produce, meta.version, body)
             .map_err(|e| Outcome::Close(format!("{e:#}")))?;
-    let mut sets = Vec::new();
+    let mut partitions = Vec::new();
     for t in &req.topic_data {
         let topic = topic_label(&t.name, &t.topic_id, topic_names);
         for p in &t.partition_data {
-            // A batch that does not decode (corrupt, legacy format) is forwarded as is for the
-            // broker to judge, and not shown to plugins.
-            let set = p.records.as_ref().and_then(|b| records::decode(b).ok());
-            sets.push((topic.clone(), p.index, Slot { set }));
+            // Decoded only if the plugin reads it. A batch that does not decode (corrupt,
+            // legacy format) is forwarded as is for the broker to judge, and not shown.
+            partitions.push(PartitionView::new(
+                topic.clone(),
+                p.index,
+                p.records.clone(),
+            ));
         }
     }
-    let view = view_of(&sets, false);
+    let view = RecordsView {
+        fetch: false,
+        partitions,
+    };
     let ctx = context(inst, meta);
     let t = Instant::now();
     let result = inst.instances.on_records(false, ctx, view).await;
     inst.observe(Hook::Produce, t.elapsed());
-    let view = match result {
+    let mut view = match result {
         Ok((_, Err(e))) => return Err(reject(meta, body, e.code, &e.message)),
         Ok((view, Ok(()))) => view,
         Err(failure) => {
@@ -422,8 +389,7 @@ async fn produce_hook(
         let name = t.name.clone();
         let mut kept = Vec::new();
         for mut p in std::mem::take(&mut t.partition_data) {
-            let pv = &view.partitions[index];
-            let slot = &mut sets[index].2;
+            let pv = &mut view.partitions[index];
             index += 1;
             let answer = |code: i16, message: Option<String>| PartitionResult {
                 topic: name.clone(),
@@ -438,7 +404,7 @@ async fn produce_hook(
                 continue;
             }
             if pv.dirty {
-                let Some(set) = slot.set.as_mut() else {
+                let Some((Some(mut set), records)) = pv.take_decoded() else {
                     kept.push(p);
                     continue;
                 };
@@ -454,7 +420,7 @@ async fn produce_hook(
                     changed = true;
                     continue;
                 }
-                match rebuild(set, pv, Offsets::Renumber) {
+                match rebuild(&mut set, &records, Offsets::Renumber) {
                     Ok(Some(bytes)) => {
                         p.records = Some(bytes);
                         changed = true;
@@ -609,26 +575,35 @@ async fn fetch_hook(
 ) -> Result<Option<Bytes>, FetchFailure> {
     let mut resp: FetchResponse = crate::schema::decode_response(ApiKey::Fetch, meta.version, body)
         .map_err(|e| FetchFailure::Broken(format!("{e:#}")))?;
-    let mut sets = Vec::new();
+    let nothing = |b: &Bytes| records::count_hint(b) == (0, 0);
+    if resp
+        .responses
+        .iter()
+        .flat_map(|t| &t.partitions)
+        .all(|p| p.records.as_ref().is_none_or(nothing))
+    {
+        return Ok(None); // no data batch to show
+    }
+    let mut partitions = Vec::new();
     for t in &resp.responses {
         let topic = topic_label(&t.topic, &t.topic_id, topic_names);
         for p in &t.partitions {
-            let set = p.records.as_ref().and_then(|b| records::decode(b).ok());
-            sets.push((topic.clone(), p.partition_index, Slot { set }));
+            partitions.push(PartitionView::new(
+                topic.clone(),
+                p.partition_index,
+                p.records.clone(),
+            ));
         }
     }
-    if sets
-        .iter()
-        .all(|(_, _, s)| s.set.as_ref().is_none_or(|s| s.batches.is_empty()))
-    {
-        return Ok(None); // nothing to show
-    }
-    let view = view_of(&sets, true);
+    let view = RecordsView {
+        fetch: true,
+        partitions,
+    };
     let ctx = context(inst, meta);
     let t = Instant::now();
     let result = inst.instances.on_records(true, ctx, view).await;
     inst.observe(Hook::Fetch, t.elapsed());
-    let view = match result {
+    let mut view = match result {
         Ok((_, Err(e))) => return Err(FetchFailure::Reject(e.code, e.message)),
         Ok((view, Ok(()))) => view,
         Err(failure) => {
@@ -647,8 +622,7 @@ async fn fetch_hook(
     let mut index = 0;
     for t in &mut resp.responses {
         for p in &mut t.partitions {
-            let pv = &view.partitions[index];
-            let slot = &mut sets[index].2;
+            let pv = &mut view.partitions[index];
             index += 1;
             if let Some((code, _)) = &pv.rejected {
                 reject_fetch_partition(p, *code);
@@ -658,10 +632,10 @@ async fn fetch_hook(
             if !pv.dirty {
                 continue;
             }
-            let Some(set) = slot.set.as_mut() else {
+            let Some((Some(mut set), records)) = pv.take_decoded() else {
                 continue;
             };
-            match rebuild(set, pv, Offsets::Keep) {
+            match rebuild(&mut set, &records, Offsets::Keep) {
                 Ok(bytes) => p.records = Some(bytes.unwrap_or_default()),
                 Err(_) => reject_fetch_partition(p, codes::UNKNOWN_SERVER_ERROR),
             }
@@ -711,6 +685,54 @@ mod tests {
     };
     use kafka_protocol::messages::ResponseHeader;
     use kafka_protocol::protocol::Decodable;
+
+    /// A partition a plugin changed is re-encoded only from a batch whose CRC holds (views
+    /// are decoded without the check); untouched batches pass as they are, corrupt or not.
+    #[test]
+    fn a_corrupt_batch_is_never_re_encoded_with_a_fresh_crc() {
+        let batch = Batch {
+            base_offset: 0,
+            partition_leader_epoch: -1,
+            attributes: 0,
+            last_offset_delta: 1,
+            base_timestamp: 1,
+            max_timestamp: 1,
+            producer_id: -1,
+            producer_epoch: -1,
+            base_sequence: -1,
+            records: (0..2)
+                .map(|i| Record {
+                    attributes: 0,
+                    timestamp: 1,
+                    offset_delta: i,
+                    key: None,
+                    value: Some(Bytes::from(format!("value {i}"))),
+                    headers: Vec::new(),
+                })
+                .collect(),
+            raw: Bytes::new(),
+        };
+        let mut out = BytesMut::new();
+        records::encode_batch(&batch, Offsets::Renumber, &mut out).unwrap();
+        // One letter of a value flipped: still parses, but no longer matches the CRC.
+        let at = out.windows(7).position(|w| w == b"value 0").unwrap();
+        out[at] = b'V';
+        let corrupt = out.freeze();
+        let mut view = PartitionView::new("t".into(), 0, Some(corrupt.clone()));
+        assert_eq!(view.records().len(), 2, "shown to the plugin");
+        // Unchanged: passed on as received.
+        let (set, records) = view.take_decoded().unwrap();
+        let mut set = set.unwrap();
+        assert_eq!(
+            rebuild(&mut set.clone(), &records, Offsets::Renumber).unwrap(),
+            Some(corrupt)
+        );
+        // Changed: refused.
+        let mut changed = records;
+        changed[0].value = Some(Bytes::from_static(b"new"));
+        let e = rebuild(&mut set, &changed, Offsets::Renumber).unwrap_err();
+        assert!(e.to_string().contains("CRC"), "{e}");
+    }
 
     #[test]
     fn a_timeout_is_retriable_and_names_the_interceptor() {

@@ -122,6 +122,15 @@ impl Batch {
     pub fn is_log_append_time(&self) -> bool {
         self.attributes & 0x8 != 0
     }
+    /// Whether the batch as received matches its CRC (true for a batch built here, which
+    /// has no received bytes).
+    pub fn crc_ok(&self) -> bool {
+        if self.raw.len() < HEADER_SIZE {
+            return self.raw.is_empty();
+        }
+        let crc = u32::from_be_bytes(self.raw[17..21].try_into().expect("4 bytes"));
+        crc32c::crc32c(&self.raw[CRC_START..]) == crc
+    }
 }
 
 /// What a partition's `records` field holds.
@@ -134,9 +143,43 @@ pub struct RecordSet {
     pub trailing: Bytes,
 }
 
-/// Decodes every whole v2 batch of `data`; anything it cannot decode as v2 is kept in
-/// `trailing` from that point on.
+/// Decodes every whole v2 batch of `data`, each checked against its CRC; anything it cannot
+/// decode as v2 is kept in `trailing` from that point on.
 pub fn decode(data: &Bytes) -> Result<RecordSet> {
+    decode_inner(data, true)
+}
+
+/// [`decode`] without the CRC check, for records shown to a plugin: a batch that is passed on
+/// unchanged keeps its own CRC for the broker (produce) or the client (fetch) to check, and a
+/// batch the gateway re-encodes is checked first ([`Batch::crc_ok`]), so corruption is never
+/// laundered into a fresh CRC.
+pub fn decode_unchecked(data: &Bytes) -> Result<RecordSet> {
+    decode_inner(data, false)
+}
+
+/// Records and bytes in the batches of `data` without decoding them: the record counts of
+/// the v2 batch headers (control batches excluded) and the bytes of those batches.
+pub fn count_hint(data: &Bytes) -> (usize, usize) {
+    let (mut records, mut bytes, mut pos) = (0usize, 0usize, 0usize);
+    while data.len() - pos >= HEADER_SIZE {
+        let len = i32::from_be_bytes(data[pos + 8..pos + 12].try_into().expect("4 bytes"));
+        let magic = data[pos + 16];
+        let total = LOG_OVERHEAD.saturating_add(usize::try_from(len).unwrap_or(usize::MAX));
+        if len < 0 || magic != 2 || data.len() - pos < total {
+            break;
+        }
+        let attributes = i16::from_be_bytes(data[pos + 21..pos + 23].try_into().expect("2 bytes"));
+        if attributes & 0x20 == 0 {
+            let count = i32::from_be_bytes(data[pos + 57..pos + 61].try_into().expect("4 bytes"));
+            records += usize::try_from(count).unwrap_or(0);
+            bytes += total;
+        }
+        pos += total;
+    }
+    (records, bytes)
+}
+
+fn decode_inner(data: &Bytes, check_crc: bool) -> Result<RecordSet> {
     let mut batches = Vec::new();
     let mut pos = 0;
     while data.len() - pos >= LOG_OVERHEAD + 5 {
@@ -150,7 +193,7 @@ pub fn decode(data: &Bytes) -> Result<RecordSet> {
             break; // partial batch at the end of a fetch response
         }
         let raw = data.slice(pos..pos + total);
-        batches.push(decode_batch(raw).with_context(|| format!("batch at byte {pos}"))?);
+        batches.push(decode_batch(raw, check_crc).with_context(|| format!("batch at byte {pos}"))?);
         pos += total;
     }
     Ok(RecordSet {
@@ -159,7 +202,7 @@ pub fn decode(data: &Bytes) -> Result<RecordSet> {
     })
 }
 
-fn decode_batch(raw: Bytes) -> Result<Batch> {
+fn decode_batch(raw: Bytes, check_crc: bool) -> Result<Batch> {
     ensure!(raw.len() >= HEADER_SIZE, "batch shorter than its header");
     let mut b = raw.clone();
     let base_offset = b.get_i64();
@@ -168,7 +211,7 @@ fn decode_batch(raw: Bytes) -> Result<Batch> {
     let _magic = b.get_i8();
     let crc = b.get_u32();
     ensure!(
-        crc32c::crc32c(&raw[CRC_START..]) == crc,
+        !check_crc || crc32c::crc32c(&raw[CRC_START..]) == crc,
         "record batch CRC mismatch"
     );
     let attributes = b.get_i16();
@@ -568,6 +611,30 @@ mod tests {
         let crc = crc32c::crc32c(&lie[CRC_START..]);
         lie[17..21].copy_from_slice(&crc.to_be_bytes());
         assert!(decode(&lie.freeze()).is_err());
+    }
+
+    /// Views decode without the CRC check, which is kept for re-encoding: `crc_ok` tells a
+    /// corrupt batch apart; `count_hint` reads the data batches' counts from their headers.
+    #[test]
+    fn unchecked_decoding_and_counts_from_headers() {
+        let mut out = BytesMut::new();
+        encode_batch(&sample(0, -1, -1), Offsets::Renumber, &mut out).unwrap();
+        encode_batch(&sample(3, -1, -1), Offsets::Renumber, &mut out).unwrap();
+        let data_len = out.len();
+        // A control batch (transaction marker) counts for nothing.
+        encode_batch(&sample(0x20 | 0x10, 9, 0), Offsets::Renumber, &mut out).unwrap();
+        let good = out.clone().freeze();
+        assert_eq!(count_hint(&good), (10, data_len));
+        assert_eq!(count_hint(&good.slice(..good.len() - 1)), (10, data_len));
+        assert_eq!(count_hint(&Bytes::new()), (0, 0));
+        assert!(decode(&good).unwrap().batches.iter().all(Batch::crc_ok));
+        let mut bad = out;
+        bad[HEADER_SIZE + 2] ^= 0x01; // in the first batch's first record
+        let bad = bad.freeze();
+        assert!(decode(&bad).is_err());
+        let set = decode_unchecked(&bad).unwrap();
+        assert!(!set.batches[0].crc_ok() && set.batches[1].crc_ok());
+        assert_eq!(count_hint(&bad), (10, data_len));
     }
 
     /// Decompression bombs and forged lengths: each codec stops at the limit instead of

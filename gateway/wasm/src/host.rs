@@ -13,7 +13,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::sluice::interceptor::{host, kms, kv, publish, types};
 use crate::services::Services;
-use sluice_protocol::records::Header as RecHeader;
+use sluice_protocol::records::{self, Header as RecHeader, RecordSet};
 
 /// A request or response body lent to a plugin.
 pub struct MessageBody(pub Bytes);
@@ -42,20 +42,110 @@ pub struct RecordView {
 }
 
 /// A partition's records lent to plugins.
+///
+/// Decoded lazily: the view starts with the partition's record bytes as received, and only
+/// a plugin that reads or changes a record of this partition makes the host decompress and
+/// parse them (without the CRC check: see [`records::decode_unchecked`]). A plugin that
+/// looks at nothing, or only at topic names and record counts, costs no decoding at all.
 #[derive(Debug, Clone)]
 pub struct PartitionView {
     /// Topic name.
     pub topic: String,
     /// Partition number.
     pub partition: i32,
-    /// Records of every data batch, in order.
-    pub records: Vec<RecordView>,
+    /// The partition's `records` bytes as received.
+    raw: Option<Bytes>,
+    /// Set on first use: the decoded record set (`None` when it does not decode: such a
+    /// partition shows no records and is passed on as it is) and the records of its data
+    /// batches, in order, plus those a plugin appended.
+    decoded: Option<(Option<RecordSet>, Vec<RecordView>)>,
     /// Set by `reject`.
     pub rejected: Option<(i16, String)>,
     /// Whether a record was added or removed (a count change).
     pub count_changed: bool,
     /// Whether anything was changed.
     pub dirty: bool,
+}
+
+impl PartitionView {
+    /// The view of a partition whose `records` field holds `raw`.
+    pub fn new(topic: String, partition: i32, raw: Option<Bytes>) -> PartitionView {
+        PartitionView {
+            topic,
+            partition,
+            raw,
+            decoded: None,
+            rejected: None,
+            count_changed: false,
+            dirty: false,
+        }
+    }
+
+    /// A view already holding `records` (no record set behind them: tests, benchmarks).
+    pub fn with_records(topic: String, partition: i32, records: Vec<RecordView>) -> PartitionView {
+        PartitionView {
+            decoded: Some((None, records)),
+            ..PartitionView::new(topic, partition, None)
+        }
+    }
+
+    /// The records, decoded on first use.
+    pub fn records(&mut self) -> &mut Vec<RecordView> {
+        let raw = &self.raw;
+        &mut self
+            .decoded
+            .get_or_insert_with(|| {
+                let Some(set) = raw.as_ref().and_then(|b| records::decode_unchecked(b).ok()) else {
+                    return (None, Vec::new());
+                };
+                let views = set
+                    .batches
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, b)| !b.is_control())
+                    .flat_map(|(bi, b)| {
+                        b.records.iter().map(move |r| RecordView {
+                            key: r.key.clone(),
+                            value: r.value.clone(),
+                            headers: r.headers.clone(),
+                            timestamp: r.timestamp,
+                            removed: false,
+                            changed: false,
+                            batch: Some(bi),
+                            offset_delta: r.offset_delta,
+                            attributes: r.attributes,
+                        })
+                    })
+                    .collect();
+                (Some(set), views)
+            })
+            .1
+    }
+
+    /// The decoded record set and records, if a plugin made the host decode them (a
+    /// partition changed by a plugin always was).
+    pub fn take_decoded(&mut self) -> Option<(Option<RecordSet>, Vec<RecordView>)> {
+        self.decoded.take()
+    }
+
+    /// Records and bytes, for the call's budget: exact once decoded, else what the batch
+    /// headers say.
+    fn size(&self) -> (usize, usize) {
+        match &self.decoded {
+            Some((_, records)) => {
+                let mut bytes = 0;
+                for r in records {
+                    bytes += r.key.as_ref().map_or(0, Bytes::len)
+                        + r.value.as_ref().map_or(0, Bytes::len);
+                    for h in &r.headers {
+                        bytes += h.key.len() + h.value.as_ref().map_or(0, Bytes::len);
+                    }
+                }
+                (records.len(), bytes)
+            }
+            None => self.raw.as_ref().map_or((0, 0), records::count_hint),
+        }
+    }
 }
 
 /// The records of one produce request or fetch response.
@@ -68,21 +158,13 @@ pub struct RecordsView {
 }
 
 impl RecordsView {
-    /// Number of records and bytes of keys, values and headers, for the call's budget.
+    /// Number of records and bytes of keys, values and headers, for the call's budget
+    /// (estimated from batch headers for partitions not decoded yet).
     pub fn size(&self) -> (usize, usize) {
-        let mut records = 0;
-        let mut bytes = 0;
-        for p in &self.partitions {
-            records += p.records.len();
-            for r in &p.records {
-                bytes +=
-                    r.key.as_ref().map_or(0, Bytes::len) + r.value.as_ref().map_or(0, Bytes::len);
-                for h in &r.headers {
-                    bytes += h.key.len() + h.value.as_ref().map_or(0, Bytes::len);
-                }
-            }
-        }
-        (records, bytes)
+        self.partitions
+            .iter()
+            .map(PartitionView::size)
+            .fold((0, 0), |(r, b), (pr, pb)| (r + pr, b + pb))
     }
 
     fn record(&mut self, p: u32, r: u32) -> wasmtime::Result<&mut RecordView> {
@@ -90,7 +172,7 @@ impl RecordsView {
             .partitions
             .get_mut(p as usize)
             .ok_or_else(|| wasmtime::Error::msg(format!("no partition index {p}")))?;
-        part.records
+        part.records()
             .get_mut(r as usize)
             .ok_or_else(|| wasmtime::Error::msg(format!("no record {r} in partition index {p}")))
     }
@@ -283,7 +365,7 @@ impl types::HostRecords for HostState {
     }
 
     fn record_count(&mut self, this: Resource<RecordsView>, p: u32) -> wasmtime::Result<u32> {
-        Ok(self.table.get_mut(&this)?.partition(p)?.records.len() as u32)
+        Ok(self.table.get_mut(&this)?.partition(p)?.records().len() as u32)
     }
 
     fn key(
@@ -444,7 +526,7 @@ impl types::HostRecords for HostState {
             ));
         }
         let part = view.partition(p)?;
-        part.records.push(RecordView {
+        part.records().push(RecordView {
             key: rec.key.map(Bytes::from),
             value: rec.value.map(Bytes::from),
             headers: rec.headers.into_iter().map(from_header).collect(),

@@ -959,10 +959,10 @@ mod tests {
         let instances = Instances::new(plugin, services, config.into(), timeout, 64).unwrap();
         let view = |records: usize, size: usize| RecordsView {
             fetch: false,
-            partitions: vec![host::PartitionView {
-                topic: "t".into(),
-                partition: 0,
-                records: (0..records)
+            partitions: vec![host::PartitionView::with_records(
+                "t".into(),
+                0,
+                (0..records)
                     .map(|i| host::RecordView {
                         key: Some(Bytes::from(format!("k{i}"))),
                         value: Some(Bytes::from(vec![b'v'; size])),
@@ -975,10 +975,7 @@ mod tests {
                         attributes: 0,
                     })
                     .collect(),
-                rejected: None,
-                count_changed: false,
-                dirty: false,
-            }],
+            )],
         };
         let ctx = wit::Context {
             interceptor: "tag".into(),
@@ -997,12 +994,12 @@ mod tests {
             let budget = Budget::scaled(timeout, records, bytes);
             let (cpu0, wall0) = (thread_cpu(), Instant::now());
             // On this thread, so its CPU clock measures the call.
-            let (out, verdict) = instances
+            let (mut out, verdict) = instances
                 .call(budget, records_call(false, ctx.clone(), v))
                 .unwrap();
             let (cpu, wall) = (thread_cpu() - cpu0, wall0.elapsed());
             verdict.unwrap();
-            assert_eq!(out.partitions[0].records[records - 1].headers.len(), 1);
+            assert_eq!(out.partitions[0].records()[records - 1].headers.len(), 1);
             let mib = bytes as f64 / (1 << 20) as f64;
             eprintln!(
                 "{name}, {records} records of {size} B ({mib:.1} MiB): {:.2} µs/record, \
