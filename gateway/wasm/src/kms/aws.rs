@@ -295,7 +295,15 @@ impl AwsKms {
             .limit(MAX_ANSWER)
             .read_to_string()
             .map_err(|e| self.unreachable(e))?;
-        let answer: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        let answer: Value = match serde_json::from_str(&text) {
+            Ok(answer) => answer,
+            // Errors of AWS's authentication layer (and of moto's) come as XML: the same
+            // two fields, `Code` and `Message`.
+            Err(_) => json!({
+                "__type": xml_field(&text, "Code"),
+                "message": xml_field(&text, "Message"),
+            }),
+        };
         if status == 200 {
             return Ok(answer);
         }
@@ -402,6 +410,14 @@ impl KeyProvider for AwsKms {
         )?;
         secret_key(field_bytes(&answer, "Plaintext")?)
     }
+}
+
+/// The text of the first `<name>` element of an XML answer (empty when there is none).
+fn xml_field<'a>(text: &'a str, name: &str) -> &'a str {
+    let open = format!("<{name}>");
+    text.split_once(&open)
+        .and_then(|(_, rest)| rest.split_once(&format!("</{name}>")))
+        .map_or("", |(value, _)| value)
 }
 
 /// The bytes of base64 field `name` of a KMS answer.
@@ -744,6 +760,17 @@ mod tests {
             let e = AwsKms::with_env(&config(json).unwrap(), none).unwrap_err();
             assert!(format!("{e:#}").contains(want), "{json}: {e:#}");
         }
+    }
+
+    #[test]
+    fn xml_error_fields() {
+        let text = "<?xml version=\"1.0\"?>\n<ErrorResponse><Errors><Error>\
+                    <Code>SignatureDoesNotMatch</Code><Message>m</Message><Type>Sender</Type>\
+                    </Error></Errors></ErrorResponse>";
+        assert_eq!(xml_field(text, "Code"), "SignatureDoesNotMatch");
+        assert_eq!(xml_field(text, "Message"), "m");
+        assert_eq!(xml_field(text, "Detail"), "");
+        assert_eq!(xml_field("not xml", "Code"), "");
     }
 
     #[test]
