@@ -236,13 +236,22 @@ impl Moto {
         })
     }
 
-    /// Disables a key.
+    /// A key's state (`Enabled`, `Disabled`, `PendingDeletion`), from `DescribeKey`.
+    pub fn key_state(&self, key_id: &str) -> Result<String> {
+        let answer = self.kms_call("DescribeKey", &json!({"KeyId": key_id}))?;
+        let state = answer["KeyMetadata"]["KeyState"].as_str();
+        Ok(state.context("DescribeKey: no KeyState")?.to_string())
+    }
+
+    /// Disables a key. (moto records the state but, unlike AWS, still lets the key make and
+    /// unwrap data keys.)
     pub fn disable_key(&self, key_id: &str) -> Result<()> {
         self.kms_call("DisableKey", &json!({"KeyId": key_id}))
             .map(drop)
     }
 
-    /// Schedules a key's deletion in `days` (7 to 30, as AWS allows).
+    /// Schedules a key's deletion in `days` (7 to 30, as AWS allows); moto, unlike AWS, still
+    /// lets the key make and unwrap data keys meanwhile.
     pub fn schedule_key_deletion(&self, key_id: &str, days: u32) -> Result<()> {
         self.kms_call(
             "ScheduleKeyDeletion",

@@ -58,6 +58,10 @@ fn wrong_and_unknown_keys() {
         kms.generate_data_key(unknown).unwrap_err(),
         ProviderError::UnknownKey(unknown.into())
     );
+    assert_eq!(
+        kms.unwrap_data_key(unknown, &dk.wrapped).unwrap_err(),
+        ProviderError::UnknownKey(unknown.into())
+    );
 
     // Bytes that are no wrapped key at all.
     let e = kms
@@ -67,6 +71,21 @@ fn wrong_and_unknown_keys() {
         matches!(e, ProviderError::Refused(ref m) if m.contains("InvalidCiphertext")),
         "{e:?}"
     );
+}
+
+/// The harness's key-state helpers. moto (5.2.1) keeps serving GenerateDataKey and Decrypt
+/// for disabled keys and keys pending deletion, where AWS answers `DisabledException` and
+/// `KMSInvalidStateException`: the provider's mapping of those (to `Refused`) is covered by
+/// `kms::aws`'s unit tests, not here.
+#[test]
+fn keys_can_be_disabled_and_scheduled_for_deletion() {
+    let moto = Moto::start().unwrap();
+    let (a, b) = (moto.create_key().unwrap(), moto.create_key().unwrap());
+    assert_eq!(moto.key_state(&a.key_id).unwrap(), "Enabled");
+    moto.disable_key(&a.key_id).unwrap();
+    assert_eq!(moto.key_state(&a.key_id).unwrap(), "Disabled");
+    moto.schedule_key_deletion(&b.key_id, 7).unwrap();
+    assert_eq!(moto.key_state(&b.key_id).unwrap(), "PendingDeletion");
 }
 
 #[test]
