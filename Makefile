@@ -172,8 +172,8 @@ js-deps:
 	  (cd $$dir && if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then npm ci --no-audit --no-fund; fi) || exit 1; \
 	done
 
-## The kafka-python test client's virtual environment. Idempotent: rebuilt only when the
-## pinned requirements change.
+## The test virtual environment: the kafka-python test client and moto_server (a local AWS
+## KMS). Idempotent: rebuilt only when the pinned requirements change.
 py-deps: $(PY_VENV)/.installed
 $(PY_VENV)/.installed: tests/py/requirements.txt
 	python3 -m venv $(PY_VENV)

@@ -20,6 +20,7 @@
 //! | [`pki`], [`jwt`] | test certificates and JWT issuers |
 //! | [`fuzz`] | the bounded fuzz driver |
 //! | [`isolation`] | a misbehaving plugin in one scope, measured from outside it |
+//! | [`moto`] | `moto_server`, a local AWS KMS |
 
 pub mod admin;
 pub mod broker;
@@ -30,6 +31,7 @@ pub mod jwt;
 pub mod local;
 pub mod logs;
 pub mod mock;
+pub mod moto;
 pub mod pki;
 pub mod raw;
 pub mod rdkafka_clients;
@@ -41,6 +43,7 @@ pub use broker::*;
 pub use gateway::*;
 pub use local::*;
 pub use logs::*;
+pub use moto::*;
 pub use raw::*;
 pub use rdkafka_clients::*;
 pub use script_clients::*;

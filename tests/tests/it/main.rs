@@ -12,6 +12,7 @@ mod connection_limits;
 mod e2e_tansu;
 mod fuzz;
 mod interceptors;
+mod kms_aws;
 mod listeners;
 mod masking;
 mod multi_broker;
