@@ -307,8 +307,9 @@ async fn fields_and_headers_are_stored_encrypted_and_only_the_scoped_reader_sees
     gw.shutdown().await;
 }
 
-/// Whole values with a transactional producer (librdkafka), and kafka-python through the same
-/// interceptors: stored encrypted, read back exactly by the scoped reader.
+/// Whole values and keys with a transactional producer (librdkafka), and kafka-python through
+/// the same interceptors: stored encrypted, read back exactly by the scoped reader; a tampered
+/// record is returned as stored without holding up the records after it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn whole_values_through_transactions_and_kafka_python() {
     capture_logs();
@@ -359,6 +360,26 @@ async fn whole_values_through_transactions_and_kafka_python() {
     }
     assert_eq!(read_as(&gw, READER, "secrets", 50).await, originals);
     assert_eq!(read_as(&gw, OTHER, "secrets", 50).await, stored);
+
+    // Written to the broker behind the gateway's back: a tampered copy of record 0 and an
+    // intact copy of record 1. The reader gets the first as stored (never garbage, counted)
+    // and goes on to decrypt the second.
+    let mut tampered = stored[0].clone();
+    *tampered.value.as_mut().unwrap().last_mut().unwrap() ^= 0x01;
+    let direct: FutureProducer = client_config(&broker.bootstrap()).create().unwrap();
+    produce_all(&direct, "secrets", &[tampered.clone(), stored[1].clone()]).await;
+    let failures = || {
+        metric(
+            &gw,
+            "sluice_plugin_counter_total{interceptor=\"dec\",name=\"decrypt_failures\"}",
+        )
+    };
+    assert_eq!(failures(), 0);
+    let got = read_as(&gw, READER, "secrets", 52).await;
+    assert_eq!(got[..50], originals[..]);
+    assert_eq!(got[50], tampered);
+    assert_eq!(got[51], originals[1]);
+    assert!(failures() >= 1, "{}", gw.metrics_text());
 
     // kafka-python: produce (lz4) and consume through the gateway as the reader.
     let bootstrap = gw.kafka_addr().to_string();
