@@ -373,6 +373,19 @@ impl Encrypt {
                 Err(e) => errors.push(format!("`fields`: {e}")),
             }
         }
+        // A path inside another (`a` and `a.b`) or listed twice would be encrypted twice over,
+        // and the reader, decrypting in the listed order, would find the inner one gone.
+        for (i, (name, path)) in fields.iter().enumerate() {
+            for (other, other_path) in &fields[..i] {
+                let shorter = path.len().min(other_path.len());
+                if path[..shorter] == other_path[..shorter] {
+                    errors.push(format!(
+                        "`fields`: `{name}` and `{other}` overlap (a field inside another is \
+                         encrypted with it)"
+                    ));
+                }
+            }
+        }
         let headers = string_list(&obj, "headers", &mut errors);
         for h in &headers {
             if h.is_empty() {
@@ -502,9 +515,21 @@ fn visit<E>(
     }
 }
 
+/// How many values are at `path` under `value`, counted as [`visit`] would reach them (without
+/// the copy a `visit` on a read-only document would need).
 fn count_at(value: &Value, path: &[String]) -> u64 {
-    let mut copy = value.clone();
-    visit::<()>(&mut copy, path, &mut |_| Ok(())).unwrap_or(0)
+    match value {
+        Value::Object(map) => match path.split_first() {
+            None => 0,
+            Some((name, rest)) => match map.get(name.as_str()) {
+                None => 0,
+                Some(_) if rest.is_empty() => 1,
+                Some(field) => count_at(field, rest),
+            },
+        },
+        Value::Array(items) => items.iter().map(|item| count_at(item, path)).sum(),
+        _ => 0,
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

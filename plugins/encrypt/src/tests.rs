@@ -431,6 +431,17 @@ fn every_config_problem_is_reported_at_once() {
         err(r#"{"mode": "encrypt", "keyId": "k", "value": true, "fields": ["a"]}"#)
             .contains("exclude each other")
     );
+    let e =
+        err(r#"{"mode": "encrypt", "keyId": "k", "fields": ["card", "a", "card.number", "a"]}"#);
+    assert!(
+        e.contains("`card.number` and `card` overlap") && e.contains("`a` and `a` overlap"),
+        "{e}"
+    );
+    assert!(e.starts_with("encrypt: 2 problems"), "{e}");
+    assert!(Harness::<Encrypt>::new(
+        r#"{"mode": "encrypt", "keyId": "k", "fields": ["card.number", "card.name", "cardx"]}"#
+    )
+    .is_ok());
     assert!(
         err(r#"{"mode": "encrypt", "keyId": "k", "value": true, "requireFields": true}"#)
             .contains("`requireFields` applies to `fields`")
