@@ -22,7 +22,7 @@ BENCH_ARGS ?=
 WASM_TARGET  := wasm32-wasip2
 WASM_DIR     := target/wasm
 WASM_OUT     := $(WASM_DIR)/$(WASM_TARGET)/release
-RUST_PLUGINS := noop noop-records add-header reject-large mask-fields
+RUST_PLUGINS := noop noop-records add-header reject-large mask-fields encrypt
 TEST_PLUGINS := spin hog trap chatty
 JS_STAMP     := plugins/js/stamp
 # The Python example plugin, built by componentize-py (pinned, installed into a venv under target/).

@@ -16,6 +16,8 @@ pub(crate) struct FakeHost {
     pub(crate) published: Vec<(String, KafkaRecord)>,
     pub(crate) publish_error: Option<String>,
     pub(crate) kms_error: Option<String>,
+    /// Key ids deleted with [`crate::testing::delete_kms_key`] (crypto-shredding).
+    pub(crate) kms_deleted: std::collections::BTreeSet<String>,
     pub(crate) fixed_now_millis: Option<i64>,
     rng: u64,
 }
@@ -32,6 +34,7 @@ impl Default for FakeHost {
             published: Vec::new(),
             publish_error: None,
             kms_error: None,
+            kms_deleted: Default::default(),
             fixed_now_millis: None,
             rng: RNG_SEED,
         }
@@ -90,7 +93,19 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     })
 }
 
-/// `FAKEKMS1 | key-id length (u16 BE) | key id | FNV-1a(aad) (u64 BE) | plaintext ^ 0xA5`.
+/// The fake's authentication tag: FNV-1a over the key id, the AAD and the plaintext (with
+/// separators), so a changed key id, AAD or body fails like AES-GCM's tag would.
+fn kms_tag(key_id: &[u8], aad: &[u8], plaintext: &[u8]) -> u64 {
+    let mut all = Vec::with_capacity(key_id.len() + aad.len() + plaintext.len() + 16);
+    for part in [key_id, aad, plaintext] {
+        all.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        all.extend_from_slice(part);
+    }
+    fnv1a(&all)
+}
+
+/// `FAKEKMS1 | key-id length (u16 BE) | key id | tag (u64 BE) | plaintext ^ 0xA5`, the tag
+/// being [`kms_tag`].
 pub(crate) fn kms_encrypt(key_id: &str, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, String> {
     if let Some(e) = with(|h| h.kms_error.clone()) {
         return Err(e);
@@ -98,12 +113,15 @@ pub(crate) fn kms_encrypt(key_id: &str, plaintext: &[u8], aad: &[u8]) -> Result<
     if key_id.is_empty() {
         return Err("unknown key ''".to_string());
     }
+    if with(|h| h.kms_deleted.contains(key_id)) {
+        return Err(format!("key `{key_id}` was deleted"));
+    }
     let key_len = u16::try_from(key_id.len()).map_err(|_| "key id too long".to_string())?;
     let mut out = Vec::with_capacity(8 + 2 + key_id.len() + 8 + plaintext.len());
     out.extend_from_slice(KMS_MAGIC);
     out.extend_from_slice(&key_len.to_be_bytes());
     out.extend_from_slice(key_id.as_bytes());
-    out.extend_from_slice(&fnv1a(aad).to_be_bytes());
+    out.extend_from_slice(&kms_tag(key_id.as_bytes(), aad, plaintext).to_be_bytes());
     out.extend(plaintext.iter().map(|b| b ^ KMS_MASK));
     Ok(out)
 }
@@ -122,9 +140,20 @@ pub(crate) fn kms_decrypt(ciphertext: &[u8], aad: &[u8]) -> Result<Vec<u8>, Stri
     if rest.len() < key_len + 8 {
         return Err(bad());
     }
+    let key_id = &rest[..key_len];
+    if with(|h| {
+        h.kms_deleted
+            .contains(String::from_utf8_lossy(key_id).as_ref())
+    }) {
+        return Err(format!(
+            "key `{}` was deleted",
+            String::from_utf8_lossy(key_id)
+        ));
+    }
     let tag = u64::from_be_bytes(rest[key_len..key_len + 8].try_into().expect("8 bytes"));
-    if tag != fnv1a(aad) {
+    let plaintext: Vec<u8> = rest[key_len + 8..].iter().map(|b| b ^ KMS_MASK).collect();
+    if tag != kms_tag(key_id, aad, &plaintext) {
         return Err("authentication failed (wrong aad or corrupted ciphertext)".to_string());
     }
-    Ok(rest[key_len + 8..].iter().map(|b| b ^ KMS_MASK).collect())
+    Ok(plaintext)
 }

@@ -172,9 +172,11 @@ pub mod kv {
 /// Encryption with keys held by the host's key management: keys never enter plugin memory.
 ///
 /// Natively a fake, reversible cipher stands in (NOT encryption): the ciphertext names the
-/// key and carries a checksum of the AAD, so [`decrypt`](kms::decrypt) fails on a different AAD or on
-/// bytes `encrypt` did not produce, like the real thing. An empty key id is an unknown key;
-/// [`crate::testing::set_kms_error`] makes both calls fail.
+/// key and carries a checksum of the key id, the AAD and the plaintext, so
+/// [`decrypt`](kms::decrypt) fails on a different AAD, on changed bytes or on bytes `encrypt`
+/// did not produce, like the real thing. An empty key id is an unknown key;
+/// [`crate::testing::set_kms_error`] makes both calls fail and
+/// [`crate::testing::delete_kms_key`] shreds one key.
 pub mod kms {
     #[cfg(target_arch = "wasm32")]
     use crate::bindings::sluice::interceptor::kms as wit;

@@ -144,6 +144,14 @@ pub fn set_kms_error(error: Option<&str>) {
     crate::fake::with(|h| h.kms_error = error.map(str::to_string))
 }
 
+/// Deletes key id `key_id` from the fake KMS (crypto-shredding): from now on
+/// [`crate::kms::encrypt`] with it and [`crate::kms::decrypt`] of what it encrypted fail.
+pub fn delete_kms_key(key_id: &str) {
+    crate::fake::with(|h| {
+        h.kms_deleted.insert(key_id.to_string());
+    })
+}
+
 // ---------------------------------------------------------------------------------------------
 // In-memory records
 
@@ -719,6 +727,15 @@ mod tests {
         set_kms_error(Some("kms down"));
         assert_eq!(kms::encrypt("key-1", b"x", b""), Err("kms down".into()));
         assert_eq!(kms::decrypt(&ct, b"topic"), Err("kms down".into()));
+        set_kms_error(None);
+        // A changed body fails authentication, like AES-GCM's tag.
+        let mut tampered = ct.clone();
+        *tampered.last_mut().unwrap() ^= 1;
+        assert!(kms::decrypt(&tampered, b"topic").is_err());
+        delete_kms_key("key-1");
+        assert!(kms::decrypt(&ct, b"topic").unwrap_err().contains("deleted"));
+        assert!(kms::encrypt("key-1", b"x", b"").is_err());
+        assert!(kms::encrypt("key-2", b"x", b"").is_ok());
     }
 
     struct Stamp {

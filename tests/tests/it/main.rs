@@ -10,6 +10,7 @@
 mod admin;
 mod connection_limits;
 mod e2e_tansu;
+mod encryption;
 mod fuzz;
 mod interceptors;
 mod kms_aws;
