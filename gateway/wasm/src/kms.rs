@@ -21,7 +21,7 @@ pub mod aws;
 pub mod envelope;
 pub mod local;
 
-pub use envelope::{KeySummary, Kms, KmsConfig, KmsStats, Shredded};
+pub use envelope::{KeySummary, Kms, KmsConfig, KmsStats, ProviderKind, Shredded};
 pub use local::LocalKeystore;
 
 /// A 256-bit data key in clear. Overwritten when dropped; never logged (its `Debug` prints

@@ -116,9 +116,12 @@ fn create_topic(broker: &Tansu, topic: &str) {
 /// A gateway whose clients authenticate (so the decrypt interceptor can be scoped to one
 /// user), with the three accounts and the `encrypt` plugin uploaded.
 async fn gateway(broker: &Tansu) -> sluice::Gateway {
-    let gw = start_gateway_with(sluice_tests::isolation::config(&broker.bootstrap()))
-        .await
-        .unwrap();
+    prepared(sluice_tests::isolation::config(&broker.bootstrap())).await
+}
+
+/// A gateway started with `config`, with the three accounts and the `encrypt` plugin.
+async fn prepared(config: sluice::config::Config) -> sluice::Gateway {
+    let gw = start_gateway_with(config).await.unwrap();
     for (user, password) in [WRITER, READER, OTHER] {
         put_service_account(gw.admin_addr(), user, password, &[]).await;
     }
@@ -416,5 +419,209 @@ async fn whole_values_through_transactions_and_kafka_python() {
         assert_eq!(r["key"], format!("pysecret-{i}"));
         assert_eq!(r["value"], format!("pysecret:{i}"));
     }
+    gw.shutdown().await;
+}
+
+/// Installs `encrypt` sealing whole values under `key_id` (a template) on topic `topic`, and
+/// the decrypt side for [`READER`].
+async fn install_value_encryption(gw: &sluice::Gateway, topic: &str, key_id: &str) {
+    let admin = gw.admin_addr();
+    install(
+        admin,
+        "enc",
+        json!({"plugin": "encrypt", "config": {
+            "mode": "encrypt", "topics": [topic], "keyId": key_id, "value": true}}),
+    )
+    .await;
+    install(
+        admin,
+        "dec",
+        json!({"plugin": "encrypt", "scope": {"username": READER.0},
+               "config": {"mode": "decrypt", "topics": [topic]}}),
+    )
+    .await;
+}
+
+/// Records keyed `keys[i % keys.len()]` with values `"secret value i"`.
+fn keyed(n: usize, keys: &[&str]) -> Vec<Got> {
+    (0..n)
+        .map(|i| Got {
+            key: Some(keys[i % keys.len()].as_bytes().to_vec()),
+            value: Some(format!("secret value {i}").into_bytes()),
+            headers: Vec::new(),
+        })
+        .collect()
+}
+
+/// Splits what a reader got into records shown in clear (equal to the original) and records
+/// returned as stored (ciphertext), checking each is one or the other.
+fn clear_and_sealed(got: &[Got], originals: &[Got]) -> (Vec<usize>, Vec<usize>) {
+    let (mut clear, mut sealed) = (Vec::new(), Vec::new());
+    for (i, (g, o)) in got.iter().zip(originals).enumerate() {
+        if g.value == o.value {
+            clear.push(i);
+        } else {
+            let v = g.value.as_deref().unwrap();
+            assert!(
+                v.starts_with(MAGIC),
+                "record {i} neither clear nor as stored: {v:?}"
+            );
+            assert!(!contains(v, b"secret value"));
+            sealed.push(i);
+        }
+    }
+    (clear, sealed)
+}
+
+/// Crypto-shredding end to end: one key id per customer; deleting one customer's key makes
+/// that customer's records unreadable for every reader at once, while the other customer's
+/// still decrypt, and a restarted gateway (same state directory) agrees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_a_key_shreds_its_records_for_everyone_and_across_restarts() {
+    capture_logs();
+    let broker = Tansu::start().await.unwrap();
+    let config = sluice_tests::isolation::config(&broker.bootstrap());
+    let state_dir = config.state_dir.clone();
+    let gw = prepared(config).await;
+    install_value_encryption(&gw, "customers", "customer-${record.key}").await;
+    create_topic(&broker, "customers");
+    let originals = keyed(20, &["c1", "c2"]);
+    let producer: FutureProducer = as_user(&gw, WRITER).create().unwrap();
+    produce_all(&producer, "customers", &originals).await;
+    drop(producer);
+
+    let stored = read_direct(&broker, "customers", 20).await;
+    let (clear, _) = clear_and_sealed(&stored, &originals);
+    assert!(clear.is_empty(), "the broker holds plaintext of {clear:?}");
+    let got = read_as(&gw, READER, "customers", 20).await;
+    assert_eq!(
+        got, originals,
+        "the allowed reader sees plaintext before the shred"
+    );
+    let keys = http(gw.admin_addr(), "GET", "/api/v1/kms/keys", &[], b"")
+        .await
+        .1;
+    let ids: Vec<&str> = keys["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["customer-c1", "customer-c2"]);
+
+    let (status, report) = http(
+        gw.admin_addr(),
+        "DELETE",
+        "/api/v1/kms/keys/customer-c1",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(status, 200, "{report}");
+    assert!(report["dataKeys"].as_u64().unwrap() >= 1, "{report}");
+    let c1: Vec<usize> = (0..20).step_by(2).collect();
+    let c2: Vec<usize> = (1..20).step_by(2).collect();
+    let got = read_as(&gw, READER, "customers", 20).await;
+    assert_eq!(
+        clear_and_sealed(&got, &originals),
+        (c2.clone(), c1.clone()),
+        "at once: c1 unreadable, c2 still decrypts"
+    );
+    let other = read_as(&gw, OTHER, "customers", 20).await;
+    assert_eq!(clear_and_sealed(&other, &originals).0, Vec::<usize>::new());
+    // A new record for the shredded customer is refused, never stored in clear.
+    let producer: FutureProducer = as_user(&gw, WRITER)
+        .set("message.timeout.ms", "5000")
+        .create()
+        .unwrap();
+    let sent = producer
+        .send(
+            FutureRecord::to("customers")
+                .partition(0)
+                .key("c1")
+                .payload("after"),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(sent.is_err(), "a record under a deleted key was accepted");
+    drop(producer);
+    gw.shutdown().await;
+
+    let mut config = sluice_tests::isolation::config(&broker.bootstrap());
+    config.state_dir = state_dir;
+    let gw = start_gateway_with(config).await.unwrap();
+    let got = read_as(&gw, READER, "customers", 20).await;
+    assert_eq!(
+        clear_and_sealed(&got, &originals),
+        (c2, c1),
+        "after a restart: the same"
+    );
+    gw.shutdown().await;
+}
+
+/// The whole flow on AWS KMS (moto, checking signatures): data keys come from
+/// GenerateDataKey and are unwrapped by Decrypt; with the KMS gone, a record needing a new
+/// data key is refused (never stored in clear) and a gateway that has no data key cached
+/// returns records as stored, counted, without blocking the consumer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aws_kms_end_to_end_and_failing_closed_when_it_is_gone() {
+    capture_logs();
+    let (moto, user, keys) =
+        tokio::task::block_in_place(|| sluice_tests::moto::Moto::start_authenticated(2)).unwrap();
+    let broker = Tansu::start().await.unwrap();
+    let mut config = sluice_tests::isolation::config(&broker.bootstrap());
+    config.kms.provider = sluice_wasm::kms::ProviderKind::AwsKms;
+    config.kms.aws = Some(moto.kms_config(&user.access_key_id, &user.secret_access_key, 1000));
+    let gw = prepared(config.clone()).await;
+    // The record key names the AWS key: two customers, two KMS keys.
+    install_value_encryption(&gw, "aws", "${record.key}").await;
+    create_topic(&broker, "aws");
+    let (k1, k2) = (keys[0].key_id.as_str(), keys[1].arn.as_str());
+    let originals = keyed(10, &[k1, k2]);
+    let producer: FutureProducer = as_user(&gw, WRITER).create().unwrap();
+    produce_all(&producer, "aws", &originals).await;
+    let stored = read_direct(&broker, "aws", 10).await;
+    assert!(clear_and_sealed(&stored, &originals).0.is_empty());
+    let got = read_as(&gw, READER, "aws", 10).await;
+    assert_eq!(got, originals);
+    assert_eq!(metric(&gw, "sluice_kms_data_keys_generated_total"), 2);
+    assert_eq!(metric(&gw, "sluice_kms_provider_errors_total"), 0);
+
+    drop(moto);
+    // A key whose data key is cached still seals; one that needs the KMS is refused.
+    let cached = producer
+        .send(
+            FutureRecord::to("aws")
+                .partition(0)
+                .key(k1)
+                .payload("cached"),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(cached.is_ok(), "{cached:?}");
+    let fresh: FutureProducer = as_user(&gw, WRITER)
+        .set("message.timeout.ms", "4000")
+        .create()
+        .unwrap();
+    let refused = fresh
+        .send(
+            FutureRecord::to("aws")
+                .partition(0)
+                .key("alias/new")
+                .payload("never clear"),
+            Duration::from_secs(10),
+        )
+        .await;
+    assert!(refused.is_err(), "accepted without a KMS");
+    assert!(metric(&gw, "sluice_kms_provider_errors_total") >= 1);
+    drop((producer, fresh));
+    gw.shutdown().await;
+
+    // No data key cached and no KMS: records come back as stored, and the consumer is served.
+    let gw = start_gateway_with(config).await.unwrap();
+    let got = read_as(&gw, READER, "aws", 11).await;
+    let (clear, sealed) = clear_and_sealed(&got[..10], &originals);
+    assert!(clear.is_empty() && sealed.len() == 10);
+    assert!(!contains(got[10].value.as_deref().unwrap(), b"never clear"));
     gw.shutdown().await;
 }

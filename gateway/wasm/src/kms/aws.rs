@@ -24,7 +24,7 @@ use anyhow::{bail, Context, Result};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -38,7 +38,7 @@ const MAX_ANSWER: u64 = 64 * 1024;
 const CONTENT_TYPE: &str = "application/x-amz-json-1.1";
 
 /// Where an [`AwsKms`] sends its calls and with which credentials.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AwsKmsConfig {
     /// The AWS region (`eu-west-1`): the default endpoint's and the signature's.
@@ -50,11 +50,12 @@ pub struct AwsKmsConfig {
     /// The access key id; with `secretAccessKey`, replaces the environment's credentials.
     #[serde(default)]
     pub access_key_id: Option<String>,
-    /// The secret access key.
-    #[serde(default)]
+    /// The secret access key (never serialized back).
+    #[serde(default, skip_serializing)]
     pub secret_access_key: Option<String>,
-    /// A session token (temporary credentials), sent with the configured keys.
-    #[serde(default)]
+    /// A session token (temporary credentials), sent with the configured keys (never
+    /// serialized back).
+    #[serde(default, skip_serializing)]
     pub session_token: Option<String>,
     /// The bound on each call, connection included, in milliseconds.
     #[serde(default = "default_timeout_ms")]

@@ -47,10 +47,25 @@ const FORMAT_V2: u8 = 2;
 /// nonce collision below 2^32 messages per key.
 const MAX_USES: u64 = 1 << 30;
 
+/// Which service holds the key-encryption keys.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProviderKind {
+    /// The built-in keystore in the state directory.
+    #[default]
+    Local,
+    /// AWS KMS (`kms.aws`): key ids are AWS key ids, ARNs or aliases (`alias/orders`).
+    AwsKms,
+}
+
 /// Key management settings (`kms` in the gateway configuration).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct KmsConfig {
+    /// The key provider: `local` (default) or `aws-kms`.
+    pub provider: ProviderKind,
+    /// AWS KMS settings, for `provider: aws-kms`.
+    pub aws: Option<super::aws::AwsKmsConfig>,
     /// How long one data key seals new records, in seconds.
     pub data_key_ttl_secs: u64,
     /// Most unwrapped data keys kept in memory for decryption.
@@ -60,6 +75,8 @@ pub struct KmsConfig {
 impl Default for KmsConfig {
     fn default() -> Self {
         KmsConfig {
+            provider: ProviderKind::Local,
+            aws: None,
             data_key_ttl_secs: 3600,
             data_key_cache: 10_000,
         }
@@ -175,10 +192,22 @@ impl Kms {
         Self::with_config(dir, KmsConfig::default())
     }
 
-    /// The KMS of state directory `dir` on the built-in keystore, with `config`.
+    /// The KMS of state directory `dir` with the provider `config` names.
     pub fn with_config(dir: Option<&Path>, config: KmsConfig) -> Result<Kms> {
-        let local = Arc::new(LocalKeystore::open(dir)?);
-        Self::with_provider(dir, config, local.clone(), Some(local))
+        match config.provider {
+            ProviderKind::Local => {
+                let local = Arc::new(LocalKeystore::open(dir)?);
+                Self::with_provider(dir, config, local.clone(), Some(local))
+            }
+            ProviderKind::AwsKms => {
+                let aws = config
+                    .aws
+                    .as_ref()
+                    .context("kms.provider is aws-kms but kms.aws is not set")?;
+                let provider = Arc::new(super::aws::AwsKms::new(aws).context("kms.aws")?);
+                Self::with_provider(dir, config, provider, None)
+            }
+        }
     }
 
     /// The KMS of state directory `dir` over `provider`; `local` is the built-in keystore
