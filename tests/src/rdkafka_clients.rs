@@ -235,3 +235,36 @@ impl rdkafka::client::ClientContext for RecordingContext {
 }
 
 impl rdkafka::consumer::ConsumerContext for RecordingContext {}
+
+/// Reads partition 0 of `topic` from its beginning (assigned, no group membership) until
+/// `want` records arrived, with `config` (bootstrap and security already set); fails the test
+/// after 60 s without them.
+pub fn read_partition0(
+    mut config: ClientConfig,
+    topic: &str,
+    want: usize,
+) -> Vec<rdkafka::message::OwnedMessage> {
+    use rdkafka::consumer::{BaseConsumer, Consumer};
+    let consumer: BaseConsumer = config
+        .set("group.id", format!("reader-{topic}"))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("creating a consumer");
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
+        .expect("a partition");
+    consumer.assign(&tpl).expect("assigning");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut got = Vec::new();
+    while got.len() < want {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {want} records of {topic} arrived",
+            got.len()
+        );
+        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
+            got.push(m.expect("a record").detach());
+        }
+    }
+    got
+}

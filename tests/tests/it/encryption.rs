@@ -4,14 +4,13 @@
 //! idempotent and transactional producers and compressed batches keep working, and a record
 //! that cannot be encrypted is refused, never stored in clear.
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
 use rdkafka::types::RDKafkaErrorCode;
-use rdkafka::{ClientConfig, Message, TopicPartitionList};
+use rdkafka::{ClientConfig, Message};
 use serde_json::json;
 use sluice_tests::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The producer, the reader allowed to see plaintext, and another reader.
 const WRITER: (&str, &str) = ("writer", "writer-secret-1");
@@ -43,42 +42,22 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 
 /// Reads partition 0 of `topic` from the beginning until `want` records arrived, as `config`
 /// says (directly from the broker, or through the gateway as some principal).
-fn read(mut config: ClientConfig, topic: &str, want: usize) -> Vec<Got> {
-    let consumer: BaseConsumer = config
-        .set("group.id", format!("reader-{topic}"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut got = Vec::new();
-    while got.len() < want {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {want} records of {topic} arrived",
-            got.len()
-        );
-        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            let m = m.unwrap();
-            let headers = m
+fn read(config: ClientConfig, topic: &str, want: usize) -> Vec<Got> {
+    read_partition0(config, topic, want)
+        .iter()
+        .map(|m| Got {
+            key: m.key().map(<[u8]>::to_vec),
+            value: m.payload().map(<[u8]>::to_vec),
+            headers: m
                 .headers()
                 .map(|h| {
                     h.iter()
                         .map(|x| (x.key.to_string(), x.value.map(<[u8]>::to_vec)))
                         .collect()
                 })
-                .unwrap_or_default();
-            got.push(Got {
-                key: m.key().map(<[u8]>::to_vec),
-                value: m.payload().map(<[u8]>::to_vec),
-                headers,
-            });
-        }
-    }
-    got
+                .unwrap_or_default(),
+        })
+        .collect()
 }
 
 async fn read_direct(broker: &Tansu, topic: &str, want: usize) -> Vec<Got> {

@@ -8,7 +8,7 @@ use kafka_protocol::protocol::StrBytes;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::{Header, Headers, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::{Message, TopicPartitionList};
+use rdkafka::Message;
 use serde_json::json;
 use sluice_tests::*;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,25 +24,9 @@ async fn read_direct(bootstrap: &str, topic: &str, want: usize) -> Vec<Got> {
 }
 
 fn read_direct_blocking(bootstrap: &str, topic: &str, want: usize) -> Vec<Got> {
-    let consumer: BaseConsumer = client_config(bootstrap)
-        .set("group.id", format!("reader-{topic}"))
-        .set("enable.auto.commit", "false")
-        .create()
-        .unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut got = Vec::new();
-    while got.len() < want {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {want} records arrived",
-            got.len()
-        );
-        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            let m = m.unwrap();
+    read_partition0(client_config(bootstrap), topic, want)
+        .iter()
+        .map(|m| {
             let headers = m
                 .headers()
                 .map(|h| {
@@ -51,14 +35,13 @@ fn read_direct_blocking(bootstrap: &str, topic: &str, want: usize) -> Vec<Got> {
                         .collect()
                 })
                 .unwrap_or_default();
-            got.push((
+            (
                 String::from_utf8_lossy(m.key().unwrap_or_default()).into_owned(),
                 m.payload().unwrap_or_default().to_vec(),
                 headers,
-            ));
-        }
-    }
-    got
+            )
+        })
+        .collect()
 }
 
 fn create_topic(bootstrap: &str, topic: &str) {

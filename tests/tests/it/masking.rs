@@ -4,13 +4,12 @@
 //! gateway by readers the rules exempt (librdkafka, by principal and by group), and by one they
 //! do not (kafka-python, another client implementation and request versions).
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
-use rdkafka::{Message, TopicPartitionList};
+use rdkafka::Message;
 use serde_json::{json, Value};
 use sluice::config::{SaslMode, SecurityProtocol};
 use sluice_tests::*;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const PASSWORD: &str = "mask-test-password";
 const TOPIC: &str = "masked-people";
@@ -41,27 +40,12 @@ fn mask_config() -> Value {
 /// Reads `want` records of partition 0 of `topic` from the beginning with librdkafka (no
 /// consumer group: assigned), as `security` over `bootstrap`; returns their values.
 fn read_values(bootstrap: &str, security: &ClientSecurity, topic: &str, want: usize) -> Vec<Value> {
-    let mut config = consumer_config(bootstrap, &format!("direct-{topic}"));
+    let mut config = client_config(bootstrap);
     security.apply(&mut config);
-    let consumer: BaseConsumer = config.create().unwrap();
-    let mut tpl = TopicPartitionList::new();
-    tpl.add_partition_offset(topic, 0, rdkafka::Offset::Beginning)
-        .unwrap();
-    consumer.assign(&tpl).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut got = Vec::new();
-    while got.len() < want {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {want} records arrived",
-            got.len()
-        );
-        if let Some(m) = consumer.poll(Duration::from_millis(200)) {
-            let m = m.unwrap();
-            got.push(serde_json::from_slice(m.payload().unwrap_or_default()).unwrap());
-        }
-    }
-    got
+    read_partition0(config, topic, want)
+        .iter()
+        .map(|m| serde_json::from_slice(m.payload().unwrap_or_default()).unwrap())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
