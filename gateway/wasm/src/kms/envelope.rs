@@ -17,6 +17,11 @@
 //! also deletes the key itself. Every record sealed under the id is then unreadable, for every
 //! reader, at once and after a restart, whatever the provider.
 //!
+//! Per record, sealing costs one lock, the AES-GCM pass and one allocation: a data key is
+//! expanded once into its cipher, and nonces are a random 4-byte prefix drawn with the data
+//! key plus a count of the records it sealed (unique per key, no random-number call per
+//! record; a data key is never shared between processes).
+//!
 //! Ciphertext layout (version 2): `0x02 ‖ key id length (u8) ‖ key id ‖ data key id (16) ‖
 //! nonce (12) ‖ AES-256-GCM output (ciphertext ‖ 16-byte tag)`. Version 1 (sealed directly with
 //! a built-in key, by earlier gateways) still decrypts.
@@ -28,8 +33,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
+use aes_gcm::aead::{AeadInPlace, KeyInit};
+use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
@@ -148,16 +153,29 @@ enum Line {
     },
 }
 
+/// The data key sealing new records of one key id.
 struct Current {
     id: [u8; 16],
-    key: SecretKey,
+    /// The key, expanded once (not per record).
+    cipher: Arc<Aes256Gcm>,
+    /// Nonces are this random prefix and the count of records sealed so far: unique for the
+    /// key without a random-number call per record (the key itself is fresh and used by this
+    /// process only).
+    nonce_prefix: [u8; 4],
     until: Instant,
     uses: u64,
 }
 
+/// What sealing one record takes: the data key's id, the key, the record's nonce.
+struct Sealer {
+    id: [u8; 16],
+    cipher: Arc<Aes256Gcm>,
+    nonce: [u8; 12],
+}
+
 struct Cached {
     kek: String,
-    key: SecretKey,
+    cipher: Arc<Aes256Gcm>,
     last_used: Instant,
 }
 
@@ -263,17 +281,19 @@ impl Kms {
         if kek.is_empty() || kek.len() > 255 {
             return Err("a key id must be 1 to 255 bytes".into());
         }
-        let (id, key) = self.current(kek)?;
-        let mut nonce = [0u8; 12];
-        getrandom::fill(&mut nonce).map_err(|e| e.to_string())?;
-        let sealed = seal(&key, &nonce, plaintext, aad)?;
-        let mut out = Vec::with_capacity(2 + kek.len() + 16 + 12 + sealed.len());
+        let Sealer { id, cipher, nonce } = self.current(kek)?;
+        let mut out = Vec::with_capacity(2 + kek.len() + 16 + 12 + plaintext.len() + 16);
         out.push(FORMAT_V2);
         out.push(kek.len() as u8);
         out.extend_from_slice(kek.as_bytes());
         out.extend_from_slice(&id);
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
+        let start = out.len();
+        out.extend_from_slice(plaintext);
+        let tag = cipher
+            .encrypt_in_place_detached(Nonce::from_slice(&nonce), aad, &mut out[start..])
+            .map_err(|_| "encryption failed".to_string())?;
+        out.extend_from_slice(&tag);
         Ok(out)
     }
 
@@ -308,8 +328,8 @@ impl Kms {
                     return Err(bad());
                 }
                 let id: [u8; 16] = rest[..16].try_into().expect("sixteen bytes");
-                let key = self.data_key(kek, &id)?;
-                open(&key, &rest[16..28], &rest[28..], aad)
+                let cipher = self.data_key(kek, &id)?;
+                open_with(&cipher, &rest[16..28], &rest[28..], aad)
             }
             _ => Err(bad()),
         }
@@ -412,8 +432,9 @@ impl Kms {
         self.inner.lock().expect("kms lock")
     }
 
-    /// The current data key of `kek`, made (and stored) when there is none or it expired.
-    fn current(&self, kek: &str) -> Result<([u8; 16], SecretKey), String> {
+    /// The current data key of `kek` (made and stored when there is none or it expired) and
+    /// the nonce for the next record it seals.
+    fn current(&self, kek: &str) -> Result<Sealer, String> {
         {
             let mut inner = self.lock();
             if inner.shredded.contains(kek) {
@@ -421,8 +442,13 @@ impl Kms {
             }
             if let Some(c) = inner.current.get_mut(kek) {
                 if c.until > Instant::now() && c.uses < MAX_USES {
+                    let nonce = nonce(&c.nonce_prefix, c.uses);
                     c.uses += 1;
-                    return Ok((c.id, c.key.clone()));
+                    return Ok(Sealer {
+                        id: c.id,
+                        cipher: c.cipher.clone(),
+                        nonce,
+                    });
                 }
             }
         }
@@ -436,7 +462,11 @@ impl Kms {
             .data_keys_generated
             .fetch_add(1, Ordering::Relaxed);
         let mut id = [0u8; 16];
+        let mut nonce_prefix = [0u8; 4];
         getrandom::fill(&mut id).map_err(|e| e.to_string())?;
+        getrandom::fill(&mut nonce_prefix).map_err(|e| e.to_string())?;
+        let cipher =
+            Arc::new(Aes256Gcm::new_from_slice(&made.plaintext.0).map_err(|e| e.to_string())?);
         let stored = StoredDataKey {
             id: hex(&id),
             kek: kek.to_string(),
@@ -456,16 +486,21 @@ impl Kms {
             kek.to_string(),
             Current {
                 id,
-                key: made.plaintext.clone(),
+                cipher: cipher.clone(),
+                nonce_prefix,
                 until: Instant::now() + ttl,
                 uses: 1,
             },
         );
-        Ok((id, made.plaintext))
+        Ok(Sealer {
+            id,
+            cipher,
+            nonce: nonce(&nonce_prefix, 0),
+        })
     }
 
     /// The unwrapped data key `id` of `kek`, from the cache or through the provider.
-    fn data_key(&self, kek: &str, id: &[u8; 16]) -> Result<SecretKey, String> {
+    fn data_key(&self, kek: &str, id: &[u8; 16]) -> Result<Arc<Aes256Gcm>, String> {
         let wrapped = {
             let mut inner = self.lock();
             if let Some(c) = inner.cache.get_mut(id) {
@@ -473,7 +508,7 @@ impl Kms {
                     return Err("the ciphertext names another key than its data key's".into());
                 }
                 c.last_used = Instant::now();
-                return Ok(c.key.clone());
+                return Ok(c.cipher.clone());
             }
             if inner.shredded.contains(kek) {
                 return Err(format!("key `{kek}` was deleted"));
@@ -497,6 +532,7 @@ impl Kms {
         self.stats
             .data_keys_unwrapped
             .fetch_add(1, Ordering::Relaxed);
+        let cipher = Arc::new(Aes256Gcm::new_from_slice(&key.0).map_err(|e| e.to_string())?);
         let mut inner = self.lock();
         // Shredded while the provider answered: the key must not come back through the cache.
         if !inner.stored.contains_key(id) {
@@ -516,11 +552,11 @@ impl Kms {
             *id,
             Cached {
                 kek: kek.to_string(),
-                key: key.clone(),
+                cipher: cipher.clone(),
                 last_used: Instant::now(),
             },
         );
-        Ok(key)
+        Ok(cipher)
     }
 
     fn append(&self, line: &Line) -> std::io::Result<()> {
@@ -558,18 +594,41 @@ fn open_private_append(path: &Path) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
-fn seal(key: &SecretKey, nonce: &[u8; 12], msg: &[u8], aad: &[u8]) -> Result<Vec<u8>, String> {
-    Aes256Gcm::new_from_slice(&key.0)
-        .map_err(|e| e.to_string())?
-        .encrypt(Nonce::from_slice(nonce), Payload { msg, aad })
-        .map_err(|_| "encryption failed".to_string())
+fn open(key: &SecretKey, nonce: &[u8], msg: &[u8], aad: &[u8]) -> Result<Vec<u8>, String> {
+    let cipher = Aes256Gcm::new_from_slice(&key.0).map_err(|e| e.to_string())?;
+    open_with(&cipher, nonce, msg, aad)
 }
 
-fn open(key: &SecretKey, nonce: &[u8], msg: &[u8], aad: &[u8]) -> Result<Vec<u8>, String> {
-    Aes256Gcm::new_from_slice(&key.0)
-        .map_err(|e| e.to_string())?
-        .decrypt(Nonce::from_slice(nonce), Payload { msg, aad })
-        .map_err(|_| "decryption failed (wrong key, AAD or corrupted data)".to_string())
+/// Opens `sealed` (ciphertext ‖ 16-byte tag) in one copy.
+fn open_with(
+    cipher: &Aes256Gcm,
+    nonce: &[u8],
+    sealed: &[u8],
+    aad: &[u8],
+) -> Result<Vec<u8>, String> {
+    let failed = || "decryption failed (wrong key, AAD or corrupted data)".to_string();
+    if sealed.len() < 16 {
+        return Err(failed());
+    }
+    let (text, tag) = sealed.split_at(sealed.len() - 16);
+    let mut out = text.to_vec();
+    cipher
+        .decrypt_in_place_detached(
+            Nonce::from_slice(nonce),
+            aad,
+            &mut out,
+            Tag::from_slice(tag),
+        )
+        .map_err(|_| failed())?;
+    Ok(out)
+}
+
+/// The nonce of the `n`th record a data key seals.
+fn nonce(prefix: &[u8; 4], n: u64) -> [u8; 12] {
+    let mut nonce = [0u8; 12];
+    nonce[..4].copy_from_slice(prefix);
+    nonce[4..].copy_from_slice(&n.to_be_bytes());
+    nonce
 }
 
 fn data_key_id(text: &str) -> Result<[u8; 16]> {
@@ -581,6 +640,15 @@ fn data_key_id(text: &str) -> Result<[u8; 16]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Seals as the first format did: with the key itself.
+    fn seal(key: &SecretKey, nonce: &[u8; 12], msg: &[u8], aad: &[u8]) -> Result<Vec<u8>, String> {
+        use aes_gcm::aead::{Aead, Payload};
+        Aes256Gcm::new_from_slice(&key.0)
+            .map_err(|e| e.to_string())?
+            .encrypt(Nonce::from_slice(nonce), Payload { msg, aad })
+            .map_err(|_| "encryption failed".to_string())
+    }
 
     /// A private state directory, removed on drop.
     struct Dir(PathBuf);
@@ -619,6 +687,11 @@ mod tests {
             })
             .collect();
         assert_eq!(generated(&kms), 1, "one data key for the window");
+        let nonces: std::collections::HashSet<&[u8]> = sealed
+            .iter()
+            .map(|c| &c[2 + 2 + 16..2 + 2 + 16 + 12])
+            .collect();
+        assert_eq!(nonces.len(), sealed.len(), "every record its own nonce");
         assert!(!sealed[0].windows(6).any(|w| w == b"secret"));
         assert_eq!(kms.decrypt(&sealed[7], b"value").unwrap(), b"secret 7");
         assert!(kms.decrypt(&sealed[7], b"key").is_err(), "AAD is bound");
