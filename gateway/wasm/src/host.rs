@@ -183,6 +183,15 @@ impl RecordsView {
             .ok_or_else(|| wasmtime::Error::msg(format!("no partition index {p}")))
     }
 
+    /// Changes record `r` of partition `p` with `f`, and marks both changed.
+    fn edit(&mut self, p: u32, r: u32, f: impl FnOnce(&mut RecordView)) -> wasmtime::Result<()> {
+        let rec = self.record(p, r)?;
+        f(rec);
+        rec.changed = true;
+        self.touch(p, false);
+        Ok(())
+    }
+
     /// Marks partition `p` changed.
     fn touch(&mut self, p: u32, count_change: bool) {
         if let Some(part) = self.partitions.get_mut(p as usize) {
@@ -450,12 +459,9 @@ impl types::HostRecords for HostState {
         r: u32,
         key: Option<Vec<u8>>,
     ) -> wasmtime::Result<()> {
-        let view = self.table.get_mut(&this)?;
-        let rec = view.record(p, r)?;
-        rec.key = key.map(Bytes::from);
-        rec.changed = true;
-        view.touch(p, false);
-        Ok(())
+        self.table
+            .get_mut(&this)?
+            .edit(p, r, |rec| rec.key = key.map(Bytes::from))
     }
 
     fn set_value(
@@ -465,12 +471,9 @@ impl types::HostRecords for HostState {
         r: u32,
         value: Option<Vec<u8>>,
     ) -> wasmtime::Result<()> {
-        let view = self.table.get_mut(&this)?;
-        let rec = view.record(p, r)?;
-        rec.value = value.map(Bytes::from);
-        rec.changed = true;
-        view.touch(p, false);
-        Ok(())
+        self.table
+            .get_mut(&this)?
+            .edit(p, r, |rec| rec.value = value.map(Bytes::from))
     }
 
     fn set_headers(
@@ -480,12 +483,9 @@ impl types::HostRecords for HostState {
         r: u32,
         headers: Vec<types::Header>,
     ) -> wasmtime::Result<()> {
-        let view = self.table.get_mut(&this)?;
-        let rec = view.record(p, r)?;
-        rec.headers = headers.into_iter().map(from_header).collect();
-        rec.changed = true;
-        view.touch(p, false);
-        Ok(())
+        self.table.get_mut(&this)?.edit(p, r, |rec| {
+            rec.headers = headers.into_iter().map(from_header).collect()
+        })
     }
 
     fn add_header(
@@ -495,12 +495,9 @@ impl types::HostRecords for HostState {
         r: u32,
         header: types::Header,
     ) -> wasmtime::Result<()> {
-        let view = self.table.get_mut(&this)?;
-        let rec = view.record(p, r)?;
-        rec.headers.push(from_header(header));
-        rec.changed = true;
-        view.touch(p, false);
-        Ok(())
+        self.table
+            .get_mut(&this)?
+            .edit(p, r, |rec| rec.headers.push(from_header(header)))
     }
 
     fn remove(&mut self, this: Resource<RecordsView>, p: u32, r: u32) -> wasmtime::Result<()> {

@@ -771,15 +771,9 @@ impl Instances {
         ctx: wit::Context,
         body: Bytes,
     ) -> Result<wit::RequestAction, CallFailure> {
-        let budget = Budget::scaled(self.timeout, 0, body.len());
-        self.call_off_thread(budget, move |inst| {
-            let res = inst.store.data_mut().table.push(MessageBody(body))?;
-            let borrowed = Resource::<MessageBody>::new_borrow(res.rep());
-            let out = inst
-                .bindings
-                .call_on_request(&mut inst.store, &ctx, borrowed);
-            inst.store.data_mut().table.delete(res)?;
-            out
+        self.with_body(body, move |inst, borrowed| {
+            inst.bindings
+                .call_on_request(&mut inst.store, &ctx, borrowed)
         })
         .await
     }
@@ -790,13 +784,25 @@ impl Instances {
         ctx: wit::Context,
         body: Bytes,
     ) -> Result<wit::ResponseAction, CallFailure> {
+        self.with_body(body, move |inst, borrowed| {
+            inst.bindings
+                .call_on_response(&mut inst.store, &ctx, borrowed)
+        })
+        .await
+    }
+
+    /// Calls a generic hook off the async workers with `body` lent as a `message` resource,
+    /// taken back from the instance's table afterwards.
+    async fn with_body<T: Send + 'static>(
+        self: &Arc<Self>,
+        body: Bytes,
+        hook: impl FnOnce(&mut Instance, Resource<MessageBody>) -> wasmtime::Result<T> + Send + 'static,
+    ) -> Result<T, CallFailure> {
         let budget = Budget::scaled(self.timeout, 0, body.len());
         self.call_off_thread(budget, move |inst| {
             let res = inst.store.data_mut().table.push(MessageBody(body))?;
             let borrowed = Resource::<MessageBody>::new_borrow(res.rep());
-            let out = inst
-                .bindings
-                .call_on_response(&mut inst.store, &ctx, borrowed);
+            let out = hook(inst, borrowed);
             inst.store.data_mut().table.delete(res)?;
             out
         })

@@ -55,17 +55,9 @@ pub const FIELD_PREFIX: &str = "sluice:v1:";
 /// Kafka's KAFKA_STORAGE_ERROR: retriable, so clients retry a produce the KMS failed.
 const KAFKA_STORAGE_ERROR: i16 = 56;
 
-const KNOWN_FIELDS: &[&str] = &[
-    "mode",
-    "topics",
-    "keyId",
-    "value",
-    "fields",
-    "key",
-    "headers",
-    "nonJson",
-    "requireFields",
-];
+/// Settings of both modes.
+const COMMON_FIELDS: &[&str] = &["mode", "topics"];
+/// Settings of the encrypt mode only.
 const ENCRYPT_ONLY: &[&str] = &[
     "keyId",
     "value",
@@ -318,12 +310,11 @@ impl Encrypt {
             Err(e) => return Err(format!("encrypt: the config is not JSON: {e}")),
         };
         let mut errors = Vec::new();
+        let known = || COMMON_FIELDS.iter().chain(ENCRYPT_ONLY);
         for k in obj.keys() {
-            if !KNOWN_FIELDS.contains(&k.as_str()) {
-                errors.push(format!(
-                    "unknown field `{k}` (known: {})",
-                    KNOWN_FIELDS.join(", ")
-                ));
+            if !known().any(|f| f == k) {
+                let names: Vec<&str> = known().copied().collect();
+                errors.push(format!("unknown field `{k}` (known: {})", names.join(", ")));
             }
         }
         let encrypt = match obj.get("mode") {

@@ -421,6 +421,32 @@ async fn install_value_encryption(gw: &sluice::Gateway, topic: &str, key_id: &st
     .await;
 }
 
+/// Produces one record to partition 0 of `topic` through `gw` as [`WRITER`], with a fresh
+/// producer that gives up after 4 s (a record the gateway keeps refusing fails in time).
+async fn send_one(
+    gw: &sluice::Gateway,
+    topic: &str,
+    key: &str,
+    payload: &str,
+) -> Result<
+    rdkafka::producer::future_producer::Delivery,
+    (rdkafka::error::KafkaError, rdkafka::message::OwnedMessage),
+> {
+    let producer: FutureProducer = as_user(gw, WRITER)
+        .set("message.timeout.ms", "4000")
+        .create()
+        .unwrap();
+    producer
+        .send(
+            FutureRecord::to(topic)
+                .partition(0)
+                .key(key)
+                .payload(payload),
+            Duration::from_secs(10),
+        )
+        .await
+}
+
 /// Records keyed `keys[i % keys.len()]` with values `"secret value i"`.
 fn keyed(n: usize, keys: &[&str]) -> Vec<Got> {
     (0..n)
@@ -509,21 +535,8 @@ async fn deleting_a_key_shreds_its_records_for_everyone_and_across_restarts() {
     let other = read_as(&gw, OTHER, "customers", 20).await;
     assert_eq!(clear_and_sealed(&other, &originals).0, Vec::<usize>::new());
     // A new record for the shredded customer is refused, never stored in clear.
-    let producer: FutureProducer = as_user(&gw, WRITER)
-        .set("message.timeout.ms", "5000")
-        .create()
-        .unwrap();
-    let sent = producer
-        .send(
-            FutureRecord::to("customers")
-                .partition(0)
-                .key("c1")
-                .payload("after"),
-            Duration::from_secs(10),
-        )
-        .await;
+    let sent = send_one(&gw, "customers", "c1", "after").await;
     assert!(sent.is_err(), "a record under a deleted key was accepted");
-    drop(producer);
     gw.shutdown().await;
 
     let mut config = sluice_tests::isolation::config(&broker.bootstrap());
@@ -568,32 +581,12 @@ async fn aws_kms_end_to_end_and_failing_closed_when_it_is_gone() {
 
     drop(moto);
     // A key whose data key is cached still seals; one that needs the KMS is refused.
-    let cached = producer
-        .send(
-            FutureRecord::to("aws")
-                .partition(0)
-                .key(k1)
-                .payload("cached"),
-            Duration::from_secs(10),
-        )
-        .await;
+    let cached = send_one(&gw, "aws", k1, "cached").await;
     assert!(cached.is_ok(), "{cached:?}");
-    let fresh: FutureProducer = as_user(&gw, WRITER)
-        .set("message.timeout.ms", "4000")
-        .create()
-        .unwrap();
-    let refused = fresh
-        .send(
-            FutureRecord::to("aws")
-                .partition(0)
-                .key("alias/new")
-                .payload("never clear"),
-            Duration::from_secs(10),
-        )
-        .await;
+    let refused = send_one(&gw, "aws", "alias/new", "never clear").await;
     assert!(refused.is_err(), "accepted without a KMS");
     assert!(metric(&gw, "sluice_kms_provider_errors_total") >= 1);
-    drop((producer, fresh));
+    drop(producer);
     gw.shutdown().await;
 
     // No data key cached and no KMS: records come back as stored, and the consumer is served.
