@@ -88,7 +88,8 @@ mod types;
 
 pub use bindings::sluice::interceptor::host::Level;
 pub use bindings::sluice::interceptor::types::{
-    Capabilities, Context, Header, Hooks, KafkaError, KafkaRecord, RequestAction, ResponseAction,
+    Capabilities, Context, Header, Hooks, KafkaError, KafkaRecord, RecordPart, RequestAction,
+    ResponseAction, SealedPart,
 };
 pub use body::Body;
 pub use host::{kms, kv, publish};

@@ -1,7 +1,7 @@
 //! [`Records`]: the records of a Produce request or Fetch response.
 
 use crate::bindings::sluice::interceptor::types as wit;
-use crate::{Header, KafkaError, KafkaRecord};
+use crate::{kms, Header, KafkaError, KafkaRecord, RecordPart, SealedPart};
 
 /// The records of one Produce request or Fetch response, grouped by topic-partition, as seen
 /// by `on_produce` / `on_fetch`. Mirrors the WIT `records` resource method for method.
@@ -46,6 +46,55 @@ pub trait Records {
     fn set_headers(&mut self, p: u32, r: u32, headers: &[Header]);
     /// Appends one header to record `r`.
     fn add_header(&mut self, p: u32, r: u32, header: &Header);
+    /// Removes every header with key `key` from record `r`; returns how many it removed.
+    fn remove_headers(&mut self, p: u32, r: u32, key: &str) -> u32 {
+        let headers = self.headers(p, r);
+        let kept: Vec<Header> = headers.iter().filter(|h| h.key != key).cloned().collect();
+        let removed = (headers.len() - kept.len()) as u32;
+        if removed > 0 {
+            self.set_headers(p, r, &kept);
+        }
+        removed
+    }
+    /// Encrypts `parts` of record `r` in place with the KMS key `key_id`: each becomes its
+    /// prefix followed by what [`kms::encrypt`] returns for it. On wasm the host does it and
+    /// the bytes never enter the plugin. Returns, part by part, whether there was something to
+    /// seal (a null key or value, or no header with a non-null value under that key, is left
+    /// as it is). All or nothing: on an error the record is unchanged.
+    fn seal(
+        &mut self,
+        p: u32,
+        r: u32,
+        key_id: &str,
+        parts: &[SealedPart],
+    ) -> Result<Vec<bool>, String> {
+        let mut rec = self.get(p, r);
+        let done = crypt_parts(&mut rec, parts, false, |part, plain| {
+            let mut out = part.prefix.clone();
+            out.extend(kms::encrypt(key_id, plain, &part.aad)?);
+            Ok(out)
+        })?;
+        if done.contains(&true) {
+            write_parts(self, p, r, &rec, parts);
+        }
+        Ok(done)
+    }
+    /// Reverses [`seal`](Records::seal): every part must start with its prefix and decrypt
+    /// with its AAD (a null key or value is an error; headers with a null value are skipped).
+    /// All or nothing: on an error the record is left exactly as it was.
+    fn open(&mut self, p: u32, r: u32, parts: &[SealedPart]) -> Result<(), String> {
+        let mut rec = self.get(p, r);
+        let done = crypt_parts(&mut rec, parts, true, |part, sealed| {
+            let ct = sealed
+                .strip_prefix(part.prefix.as_slice())
+                .ok_or_else(|| "does not start with the encryption prefix".to_string())?;
+            kms::decrypt(ct, &part.aad)
+        })?;
+        if done.contains(&true) {
+            write_parts(self, p, r, &rec, parts);
+        }
+        Ok(())
+    }
     /// Removes record `r` from the request or response.
     fn remove(&mut self, p: u32, r: u32);
     /// Appends a record to partition `p`.
@@ -53,6 +102,83 @@ pub trait Records {
     /// Rejects partition `p`: for Produce the broker never sees it and the client gets this
     /// error for that partition; for Fetch the client gets the error instead of the records.
     fn reject(&mut self, p: u32, error: &KafkaError);
+}
+
+/// How a part is named in errors.
+fn part_name(part: &RecordPart) -> String {
+    match part {
+        RecordPart::Key => "the key".into(),
+        RecordPart::Value => "the value".into(),
+        RecordPart::Header(name) => format!("header `{name}`"),
+    }
+}
+
+/// The default [`Records::seal`] / [`Records::open`], on a copy of the record: replaces each
+/// part by what `f` makes of it, every part made before any is written. Mirrors the host.
+fn crypt_parts(
+    rec: &mut KafkaRecord,
+    parts: &[SealedPart],
+    required: bool,
+    f: impl Fn(&SealedPart, &[u8]) -> Result<Vec<u8>, String>,
+) -> Result<Vec<bool>, String> {
+    let named = |part: &SealedPart, e: String| format!("{}: {e}", part_name(&part.part));
+    let mut made = Vec::with_capacity(parts.len());
+    let mut done = vec![false; parts.len()];
+    for (i, part) in parts.iter().enumerate() {
+        let single = match &part.part {
+            RecordPart::Key => Some(&rec.key),
+            RecordPart::Value => Some(&rec.value),
+            RecordPart::Header(_) => None,
+        };
+        match single {
+            Some(Some(bytes)) => {
+                made.push((i, usize::MAX, f(part, bytes).map_err(|e| named(part, e))?));
+                done[i] = true;
+            }
+            Some(None) if required => return Err(format!("{} is null", part_name(&part.part))),
+            Some(None) => {}
+            None => {
+                let RecordPart::Header(name) = &part.part else {
+                    unreachable!("only headers have no single slot")
+                };
+                for (h, header) in rec.headers.iter().enumerate() {
+                    if let (true, Some(bytes)) = (&header.key == name, &header.value) {
+                        made.push((i, h, f(part, bytes).map_err(|e| named(part, e))?));
+                        done[i] = true;
+                    }
+                }
+            }
+        }
+    }
+    for (i, h, new) in made {
+        match &parts[i].part {
+            RecordPart::Key => rec.key = Some(new),
+            RecordPart::Value => rec.value = Some(new),
+            RecordPart::Header(_) => rec.headers[h].value = Some(new),
+        }
+    }
+    Ok(done)
+}
+
+/// Writes back the parts of `rec` that `parts` name.
+fn write_parts<R: Records + ?Sized>(
+    records: &mut R,
+    p: u32,
+    r: u32,
+    rec: &KafkaRecord,
+    parts: &[SealedPart],
+) {
+    let mut headers = false;
+    for part in parts {
+        match part.part {
+            RecordPart::Key => records.set_key(p, r, rec.key.as_deref()),
+            RecordPart::Value => records.set_value(p, r, rec.value.as_deref()),
+            RecordPart::Header(_) => headers = true,
+        }
+    }
+    if headers {
+        records.set_headers(p, r, &rec.headers);
+    }
 }
 
 /// The host's `records` resource.
@@ -100,6 +226,21 @@ impl Records for HostRecords<'_> {
     }
     fn add_header(&mut self, p: u32, r: u32, header: &Header) {
         self.0.add_header(p, r, header)
+    }
+    fn remove_headers(&mut self, p: u32, r: u32, key: &str) -> u32 {
+        self.0.remove_headers(p, r, key)
+    }
+    fn seal(
+        &mut self,
+        p: u32,
+        r: u32,
+        key_id: &str,
+        parts: &[SealedPart],
+    ) -> Result<Vec<bool>, String> {
+        self.0.seal(p, r, key_id, parts)
+    }
+    fn open(&mut self, p: u32, r: u32, parts: &[SealedPart]) -> Result<(), String> {
+        self.0.open(p, r, parts)
     }
     fn remove(&mut self, p: u32, r: u32) {
         self.0.remove(p, r)

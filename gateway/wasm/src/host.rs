@@ -315,6 +315,67 @@ impl WasiView for HostState {
     }
 }
 
+/// How a part is named in errors.
+fn part_name(part: &types::RecordPart) -> String {
+    match part {
+        types::RecordPart::Key => "the key".into(),
+        types::RecordPart::Value => "the value".into(),
+        types::RecordPart::Header(name) => format!("header `{name}`"),
+    }
+}
+
+/// Replaces each of `parts` of `rec` by what `f` makes of its bytes (`records.seal`,
+/// `records.open`), all or nothing: every new part is made before any is written, so an error
+/// leaves the record as it was. Returns, part by part, whether it had bytes; a null key or
+/// value is an error when `required`.
+fn crypt_parts(
+    rec: &mut RecordView,
+    parts: &[types::SealedPart],
+    required: bool,
+    f: impl Fn(&types::SealedPart, &[u8]) -> Result<Vec<u8>, String>,
+) -> Result<Vec<bool>, String> {
+    let named = |part: &types::SealedPart, e: String| format!("{}: {e}", part_name(&part.part));
+    // (part index, header index or usize::MAX for key / value, new bytes)
+    let mut made: Vec<(usize, usize, Bytes)> = Vec::with_capacity(parts.len());
+    let mut done = vec![false; parts.len()];
+    for (i, part) in parts.iter().enumerate() {
+        let single = match &part.part {
+            types::RecordPart::Key => Some(&rec.key),
+            types::RecordPart::Value => Some(&rec.value),
+            types::RecordPart::Header(_) => None,
+        };
+        match (single, &part.part) {
+            (Some(Some(bytes)), _) => {
+                let new = f(part, bytes).map_err(|e| named(part, e))?;
+                made.push((i, usize::MAX, Bytes::from(new)));
+                done[i] = true;
+            }
+            (Some(None), _) if required => {
+                return Err(format!("{} is null", part_name(&part.part)))
+            }
+            (Some(None), _) => {}
+            (None, types::RecordPart::Header(name)) => {
+                for (h, header) in rec.headers.iter().enumerate() {
+                    if let (true, Some(bytes)) = (&header.key == name, &header.value) {
+                        let new = f(part, bytes).map_err(|e| named(part, e))?;
+                        made.push((i, h, Bytes::from(new)));
+                        done[i] = true;
+                    }
+                }
+            }
+            (None, _) => unreachable!("only headers have no single slot"),
+        }
+    }
+    for (i, h, new) in made {
+        match &parts[i].part {
+            types::RecordPart::Key => rec.key = Some(new),
+            types::RecordPart::Value => rec.value = Some(new),
+            types::RecordPart::Header(_) => rec.headers[h].value = Some(new),
+        }
+    }
+    Ok(done)
+}
+
 fn to_header(h: &RecHeader) -> types::Header {
     types::Header {
         key: String::from_utf8_lossy(&h.key).into_owned(),
@@ -498,6 +559,69 @@ impl types::HostRecords for HostState {
         self.table
             .get_mut(&this)?
             .edit(p, r, |rec| rec.headers.push(from_header(header)))
+    }
+
+    fn remove_headers(
+        &mut self,
+        this: Resource<RecordsView>,
+        p: u32,
+        r: u32,
+        key: String,
+    ) -> wasmtime::Result<u32> {
+        let view = self.table.get_mut(&this)?;
+        let rec = view.record(p, r)?;
+        let before = rec.headers.len();
+        rec.headers.retain(|h| h.key != key);
+        let removed = (before - rec.headers.len()) as u32;
+        if removed > 0 {
+            rec.changed = true;
+            view.touch(p, false);
+        }
+        Ok(removed)
+    }
+
+    fn seal(
+        &mut self,
+        this: Resource<RecordsView>,
+        p: u32,
+        r: u32,
+        key_id: String,
+        parts: Vec<types::SealedPart>,
+    ) -> wasmtime::Result<Result<Vec<bool>, String>> {
+        let kms = self.services.kms.clone();
+        let view = self.table.get_mut(&this)?;
+        let rec = view.record(p, r)?;
+        let sealed = crypt_parts(rec, &parts, false, |part, plain| {
+            kms.encrypt_after(&key_id, &part.prefix, plain, &part.aad)
+        });
+        if sealed.as_ref().is_ok_and(|done| done.contains(&true)) {
+            rec.changed = true;
+            view.touch(p, false);
+        }
+        Ok(sealed)
+    }
+
+    fn open(
+        &mut self,
+        this: Resource<RecordsView>,
+        p: u32,
+        r: u32,
+        parts: Vec<types::SealedPart>,
+    ) -> wasmtime::Result<Result<(), String>> {
+        let kms = self.services.kms.clone();
+        let view = self.table.get_mut(&this)?;
+        let rec = view.record(p, r)?;
+        let opened = crypt_parts(rec, &parts, true, |part, sealed| {
+            let ct = sealed
+                .strip_prefix(part.prefix.as_slice())
+                .ok_or_else(|| "does not start with the encryption prefix".to_string())?;
+            kms.decrypt(ct, &part.aad)
+        });
+        if opened.as_ref().is_ok_and(|done| done.contains(&true)) {
+            rec.changed = true;
+            view.touch(p, false);
+        }
+        Ok(opened.map(|_| ()))
     }
 
     fn remove(&mut self, this: Resource<RecordsView>, p: u32, r: u32) -> wasmtime::Result<()> {

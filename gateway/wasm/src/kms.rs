@@ -17,6 +17,7 @@
 
 use std::fmt;
 
+pub mod aead;
 pub mod aws;
 pub mod envelope;
 pub mod local;

@@ -41,8 +41,8 @@ use base64::Engine as _;
 use regex::Regex;
 use serde_json::{Map, Value};
 use sluice_sdk::{
-    error_code, host, kms, Capabilities, Context, Header, Hooks, KafkaError, KafkaRecord, Plugin,
-    Records,
+    error_code, host, kms, Capabilities, Context, Header, Hooks, KafkaError, Plugin, RecordPart,
+    Records, SealedPart,
 };
 
 /// The header naming what was encrypted in a record.
@@ -151,6 +151,10 @@ impl Template {
 
     fn needs_value(&self) -> bool {
         self.pieces.iter().any(|p| matches!(p, Piece::Value(_)))
+    }
+
+    fn needs_key(&self) -> bool {
+        self.pieces.contains(&Piece::RecordKey)
     }
 
     /// The key id for one record; `Err` names the variable that could not be resolved.
@@ -575,47 +579,68 @@ impl Failure {
     }
 }
 
-/// A record's new parts (`None`: unchanged).
+/// What encrypting or decrypting one record did.
 #[derive(Default)]
-struct Change {
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    headers: Option<Vec<Header>>,
-    fields: u64,
+struct Done {
     /// Whether anything of the record was encrypted (not only a forged header dropped).
     encrypted: bool,
+    /// JSON fields encrypted or decrypted.
+    fields: u64,
 }
 
-fn seal(key_id: &str, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, Failure> {
-    let ct = kms::encrypt(key_id, plaintext, aad).map_err(|e| Failure {
-        message: format!("KMS could not encrypt with key `{key_id}`: {e}"),
-        kms: true,
-    })?;
-    let mut out = Vec::with_capacity(MAGIC.len() + ct.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&ct);
-    Ok(out)
+/// A part sealed or opened by the host, with this plugin's prefix and the part's AAD.
+fn part(part: RecordPart, aad: &[u8]) -> SealedPart {
+    SealedPart {
+        part,
+        prefix: MAGIC.to_vec(),
+        aad: aad.to_vec(),
+    }
 }
 
-fn open(sealed: &[u8], aad: &[u8], what: &str) -> Result<Vec<u8>, String> {
-    let ct = sealed
-        .strip_prefix(MAGIC.as_slice())
-        .ok_or_else(|| format!("{what} does not start with the encryption prefix"))?;
-    kms::decrypt(ct, aad).map_err(|e| format!("{what}: {e}"))
+/// The parts of a record the manifest (or the configuration) names, in the order value,
+/// key, headers.
+fn parts(value: bool, key: bool, headers: &[String]) -> Vec<SealedPart> {
+    let mut parts = Vec::with_capacity(usize::from(value) + usize::from(key) + headers.len());
+    if value {
+        parts.push(part(RecordPart::Value, aad_value()));
+    }
+    if key {
+        parts.push(part(RecordPart::Key, aad_key()));
+    }
+    for name in headers {
+        parts.push(part(RecordPart::Header(name.clone()), &aad_header(name)));
+    }
+    parts
 }
 
 impl EncryptSpec {
-    /// The encrypted form of `rec`; `Err` rejects its partition.
-    fn encrypt(&self, ctx: &Context, topic: &str, rec: &KafkaRecord) -> Result<Change, Failure> {
-        let forged = rec.headers.iter().any(|h| h.key == HEADER);
+    /// Encrypts record `r` of partition `p` in place. `Err` rejects the partition; the
+    /// record may then be half changed, which is harmless: a rejected partition never
+    /// reaches the broker.
+    ///
+    /// Whole values, keys and header values are sealed by the host (`records.seal`): their
+    /// bytes never enter the plugin. Only JSON fields are read and rewritten here.
+    fn encrypt(
+        &self,
+        ctx: &Context,
+        topic: &str,
+        records: &mut dyn Records,
+        p: u32,
+        r: u32,
+    ) -> Result<Done, Failure> {
+        let headers = records.headers(p, r);
+        let forged = headers.iter().any(|h| h.key == HEADER);
         // The value as JSON, when fields are encrypted or the key id reads it.
-        let mut doc: Option<Value> = None;
-        if let Some(v) = &rec.value {
-            if !self.fields.is_empty() || self.key_id.needs_value() {
-                doc = serde_json::from_slice::<Value>(v).ok();
-            }
-        }
-        let fields_apply = if self.fields.is_empty() || rec.value.is_none() {
+        let reads_value = !self.fields.is_empty() || self.key_id.needs_value();
+        let value = if reads_value {
+            records.value(p, r)
+        } else {
+            None
+        };
+        let doc: Option<Value> = value
+            .as_deref()
+            .and_then(|v| serde_json::from_slice::<Value>(v).ok());
+        let fields_apply = if self.fields.is_empty() || value.is_none() {
             false
         } else if matches!(doc, Some(Value::Object(_))) {
             true
@@ -639,93 +664,90 @@ impl EncryptSpec {
                 }
             }
         }
-        let value_part = self.value && rec.value.is_some();
-        let key_part = self.key && rec.key.is_some();
-        let header_part = rec
-            .headers
-            .iter()
-            .any(|h| h.value.is_some() && self.headers.contains(&h.key));
-        let mut change = Change::default();
-        if !(value_part || key_part || header_part || !present.is_empty()) {
+        let value_part = self.value && records.value_size(p, r) >= 0;
+        let key = if self.key || self.key_id.needs_key() {
+            records.key(p, r)
+        } else {
+            None
+        };
+        let key_part = self.key && key.is_some();
+        let mut header_names: Vec<String> = Vec::new();
+        for h in &headers {
+            if h.value.is_some() && self.headers.contains(&h.key) && !header_names.contains(&h.key)
+            {
+                header_names.push(h.key.clone());
+            }
+        }
+        if !(value_part || key_part || !header_names.is_empty() || !present.is_empty()) {
             if forged {
                 // Only this plugin says what is encrypted: a client's own header would make
                 // readers try to decrypt plaintext.
-                change.headers = Some(
-                    rec.headers
-                        .iter()
-                        .filter(|h| h.key != HEADER)
-                        .cloned()
-                        .collect(),
-                );
+                records.remove_headers(p, r, HEADER);
             }
-            return Ok(change);
+            return Ok(Done::default());
         }
         let key_id = self
             .key_id
-            .resolve(ctx, topic, rec.key.as_deref(), doc.as_ref())
+            .resolve(ctx, topic, key.as_deref(), doc.as_ref())
             .map_err(Failure::policy)?;
+        let kms_failure = |e: String| Failure {
+            message: format!("KMS could not encrypt with key `{key_id}`: {e}"),
+            kms: true,
+        };
         let mut manifest = Manifest {
             v: 1,
+            value: value_part,
+            key: key_part,
             ..Manifest::default()
         };
-        if value_part {
-            let v = rec.value.as_deref().expect("present");
-            change.value = Some(seal(&key_id, v, aad_value())?);
-            manifest.value = true;
-        }
+        let mut done = Done {
+            encrypted: true,
+            fields: 0,
+        };
+        let mut new_value = None;
         if !present.is_empty() {
             let mut d = doc.expect("an object");
             for (name, path) in present {
                 let aad = aad_field(name);
                 let n = visit(&mut d, path, &mut |leaf: &mut Value| {
                     let text = serde_json::to_vec(leaf).expect("a JSON value encodes");
-                    let sealed = kms::encrypt(&key_id, &text, &aad).map_err(|e| Failure {
-                        message: format!("KMS could not encrypt with key `{key_id}`: {e}"),
-                        kms: true,
-                    })?;
+                    let sealed = kms::encrypt(&key_id, &text, &aad).map_err(kms_failure)?;
                     let b64 = base64::engine::general_purpose::STANDARD.encode(sealed);
                     *leaf = Value::String(format!("{FIELD_PREFIX}{b64}"));
                     Ok(())
                 })?;
-                change.fields += n;
+                done.fields += n;
                 manifest.fields.push(name.clone());
             }
-            change.value = Some(serde_json::to_vec(&d).expect("a JSON value encodes"));
+            new_value = Some(serde_json::to_vec(&d).expect("a JSON value encodes"));
         }
-        if key_part {
-            let k = rec.key.as_deref().expect("present");
-            change.key = Some(seal(&key_id, k, aad_key())?);
-            manifest.key = true;
+        let sealed = parts(value_part, key_part, &header_names);
+        if !sealed.is_empty() {
+            records.seal(p, r, &key_id, &sealed).map_err(kms_failure)?;
         }
-        let mut headers = Vec::with_capacity(rec.headers.len() + 1);
-        for h in &rec.headers {
-            if h.key == HEADER {
-                continue;
-            }
-            match &h.value {
-                Some(v) if self.headers.contains(&h.key) => {
-                    headers.push(Header {
-                        key: h.key.clone(),
-                        value: Some(seal(&key_id, v, &aad_header(&h.key))?),
-                    });
-                    if !manifest.headers.contains(&h.key) {
-                        manifest.headers.push(h.key.clone());
-                    }
-                }
-                _ => headers.push(h.clone()),
-            }
+        manifest.headers = header_names;
+        if let Some(v) = new_value {
+            records.set_value(p, r, Some(&v));
+        }
+        if forged {
+            records.remove_headers(p, r, HEADER);
         }
         let manifest = serde_json::to_vec(&manifest).expect("a manifest encodes");
-        headers.push(Header::new(HEADER, manifest));
-        change.headers = Some(headers);
-        change.encrypted = true;
-        Ok(change)
+        records.add_header(p, r, &Header::new(HEADER, manifest));
+        Ok(done)
     }
 }
 
-/// The plaintext form of `rec` per its [`HEADER`] header; `Ok(None)` when it has none.
-fn decrypt(rec: &KafkaRecord) -> Result<Option<Change>, String> {
-    let mut manifests = rec.headers.iter().filter(|h| h.key == HEADER);
+/// Decrypts record `r` of partition `p` in place per its [`HEADER`] header (`headers` are
+/// its headers); `Ok(None)` when it has none. All or nothing: on an error the record is left
+/// exactly as stored.
+fn decrypt(
+    records: &mut dyn Records,
+    p: u32,
+    r: u32,
+    headers: &[Header],
+) -> Result<Option<Done>, String> {
+    let mut manifests = headers.iter().filter(|h| h.key == HEADER);
     let Some(header) = manifests.next() else {
         return Ok(None);
     };
@@ -748,15 +770,14 @@ fn decrypt(rec: &KafkaRecord) -> Result<Option<Change>, String> {
     if manifest.is_empty() {
         return Err(format!("`{HEADER}` header lists nothing"));
     }
-    let mut change = Change::default();
-    if manifest.value {
-        let v = rec.value.as_deref().ok_or("the value is null")?;
-        change.value = Some(open(v, aad_value(), "the value")?);
-    }
+    let mut done = Done::default();
+    // JSON fields are decrypted here first, into a new value written only once the host has
+    // opened every other part: nothing changes unless everything decrypts.
+    let mut new_value = None;
     if !manifest.fields.is_empty() {
-        let v = rec.value.as_deref().ok_or("the value is null")?;
+        let v = records.value(p, r).ok_or("the value is null")?;
         let mut doc: Value =
-            serde_json::from_slice(v).map_err(|e| format!("the value is not JSON: {e}"))?;
+            serde_json::from_slice(&v).map_err(|e| format!("the value is not JSON: {e}"))?;
         for name in &manifest.fields {
             let path = parse_path(name)?;
             let aad = aad_field(name);
@@ -776,45 +797,20 @@ fn decrypt(rec: &KafkaRecord) -> Result<Option<Change>, String> {
             if n == 0 {
                 return Err(format!("field `{name}` is missing"));
             }
-            change.fields += n;
+            done.fields += n;
         }
-        change.value = Some(serde_json::to_vec(&doc).expect("a JSON value encodes"));
+        new_value = Some(serde_json::to_vec(&doc).expect("a JSON value encodes"));
     }
-    if manifest.key {
-        let k = rec.key.as_deref().ok_or("the key is null")?;
-        change.key = Some(open(k, aad_key(), "the key")?);
+    let opened = parts(manifest.value, manifest.key, &manifest.headers);
+    if !opened.is_empty() {
+        records.open(p, r, &opened)?;
     }
-    let mut headers = Vec::with_capacity(rec.headers.len());
-    for h in &rec.headers {
-        if h.key == HEADER {
-            continue;
-        }
-        match &h.value {
-            Some(v) if manifest.headers.contains(&h.key) => headers.push(Header {
-                key: h.key.clone(),
-                value: Some(open(
-                    v,
-                    &aad_header(&h.key),
-                    &format!("header `{}`", h.key),
-                )?),
-            }),
-            _ => headers.push(h.clone()),
-        }
-    }
-    change.headers = Some(headers);
-    Ok(Some(change))
-}
-
-fn apply(records: &mut dyn Records, p: u32, r: u32, change: Change) {
-    if let Some(k) = change.key {
-        records.set_key(p, r, Some(&k));
-    }
-    if let Some(v) = change.value {
+    if let Some(v) = new_value {
         records.set_value(p, r, Some(&v));
     }
-    if let Some(h) = change.headers {
-        records.set_headers(p, r, &h);
-    }
+    records.remove_headers(p, r, HEADER);
+    done.encrypted = true;
+    Ok(Some(done))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -841,13 +837,15 @@ impl Plugin for Encrypt {
             if !self.wants(&topic) {
                 continue;
             }
-            // Every record is encrypted before any is changed: a failure rejects the partition
-            // and nothing of it reaches the broker.
-            let mut changes = Vec::new();
+            // Records are encrypted in place; a failure rejects the whole partition, so nothing
+            // of it (encrypted or not) reaches the broker.
+            let (mut part_encrypted, mut part_fields) = (0u64, 0u64);
             for r in 0..records.record_count(p) {
-                let rec = records.get(p, r);
-                match spec.encrypt(ctx, &topic, &rec) {
-                    Ok(change) => changes.push((r, change)),
+                match spec.encrypt(ctx, &topic, records, p, r) {
+                    Ok(done) => {
+                        part_encrypted += u64::from(done.encrypted);
+                        part_fields += done.fields;
+                    }
                     Err(f) => {
                         failures += 1;
                         let partition = records.partition(p);
@@ -866,11 +864,8 @@ impl Plugin for Encrypt {
                     }
                 }
             }
-            for (r, change) in changes {
-                encrypted += u64::from(change.encrypted);
-                fields += change.fields;
-                apply(records, p, r, change);
-            }
+            encrypted += part_encrypted;
+            fields += part_fields;
         }
         if encrypted > 0 {
             host::counter_add("records_encrypted", encrypted);
@@ -896,14 +891,12 @@ impl Plugin for Encrypt {
             }
             for r in 0..records.record_count(p) {
                 // The headers first: records without the manifest are not copied further.
-                if !records.headers(p, r).iter().any(|h| h.key == HEADER) {
+                let headers = records.headers(p, r);
+                if !headers.iter().any(|h| h.key == HEADER) {
                     continue;
                 }
-                match decrypt(&records.get(p, r)) {
-                    Ok(Some(change)) => {
-                        apply(records, p, r, change);
-                        decrypted += 1;
-                    }
+                match decrypt(records, p, r, &headers) {
+                    Ok(Some(_)) => decrypted += 1,
                     Ok(None) => {}
                     Err(e) => {
                         // Left as stored: the reader sees the ciphertext, never garbage.

@@ -33,11 +33,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use aes_gcm::aead::{AeadInPlace, KeyInit};
-use aes_gcm::{Aes256Gcm, Nonce, Tag};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::aead::{Cipher, NONCE_LEN, TAG_LEN};
 use super::local::LocalKeystore;
 use super::{hex, now_ms, unhex, KeyProvider, ProviderError, SecretKey};
 
@@ -157,7 +156,7 @@ enum Line {
 struct Current {
     id: [u8; 16],
     /// The key, expanded once (not per record).
-    cipher: Arc<Aes256Gcm>,
+    cipher: Arc<Cipher>,
     /// Nonces are this random prefix and the count of records sealed so far: unique for the
     /// key without a random-number call per record (the key itself is fresh and used by this
     /// process only).
@@ -169,13 +168,13 @@ struct Current {
 /// What sealing one record takes: the data key's id, the key, the record's nonce.
 struct Sealer {
     id: [u8; 16],
-    cipher: Arc<Aes256Gcm>,
+    cipher: Arc<Cipher>,
     nonce: [u8; 12],
 }
 
 struct Cached {
     kek: String,
-    cipher: Arc<Aes256Gcm>,
+    cipher: Arc<Cipher>,
     last_used: Instant,
 }
 
@@ -278,11 +277,26 @@ impl Kms {
 
     /// Seals `plaintext` under key id `kek`, binding `aad`.
     pub fn encrypt(&self, kek: &str, plaintext: &[u8], aad: &[u8]) -> Result<Vec<u8>, String> {
+        self.encrypt_after(kek, &[], plaintext, aad)
+    }
+
+    /// `prefix` followed by what [`Kms::encrypt`] makes of `plaintext`, in one buffer (the
+    /// record hooks seal a record's value into its new value without a second copy).
+    pub fn encrypt_after(
+        &self,
+        kek: &str,
+        prefix: &[u8],
+        plaintext: &[u8],
+        aad: &[u8],
+    ) -> Result<Vec<u8>, String> {
         if kek.is_empty() || kek.len() > 255 {
             return Err("a key id must be 1 to 255 bytes".into());
         }
         let Sealer { id, cipher, nonce } = self.current(kek)?;
-        let mut out = Vec::with_capacity(2 + kek.len() + 16 + 12 + plaintext.len() + 16);
+        let mut out = Vec::with_capacity(
+            prefix.len() + 2 + kek.len() + 16 + NONCE_LEN + plaintext.len() + TAG_LEN,
+        );
+        out.extend_from_slice(prefix);
         out.push(FORMAT_V2);
         out.push(kek.len() as u8);
         out.extend_from_slice(kek.as_bytes());
@@ -290,10 +304,7 @@ impl Kms {
         out.extend_from_slice(&nonce);
         let start = out.len();
         out.extend_from_slice(plaintext);
-        let tag = cipher
-            .encrypt_in_place_detached(Nonce::from_slice(&nonce), aad, &mut out[start..])
-            .map_err(|_| "encryption failed".to_string())?;
-        out.extend_from_slice(&tag);
+        cipher.seal_tail(nonce, aad, &mut out, start)?;
         Ok(out)
     }
 
@@ -329,7 +340,7 @@ impl Kms {
                 }
                 let id: [u8; 16] = rest[..16].try_into().expect("sixteen bytes");
                 let cipher = self.data_key(kek, &id)?;
-                open_with(&cipher, &rest[16..28], &rest[28..], aad)
+                cipher.open(&rest[16..28], &rest[28..], aad)
             }
             _ => Err(bad()),
         }
@@ -465,8 +476,7 @@ impl Kms {
         let mut nonce_prefix = [0u8; 4];
         getrandom::fill(&mut id).map_err(|e| e.to_string())?;
         getrandom::fill(&mut nonce_prefix).map_err(|e| e.to_string())?;
-        let cipher =
-            Arc::new(Aes256Gcm::new_from_slice(&made.plaintext.0).map_err(|e| e.to_string())?);
+        let cipher = Arc::new(Cipher::new(&made.plaintext));
         let stored = StoredDataKey {
             id: hex(&id),
             kek: kek.to_string(),
@@ -500,7 +510,7 @@ impl Kms {
     }
 
     /// The unwrapped data key `id` of `kek`, from the cache or through the provider.
-    fn data_key(&self, kek: &str, id: &[u8; 16]) -> Result<Arc<Aes256Gcm>, String> {
+    fn data_key(&self, kek: &str, id: &[u8; 16]) -> Result<Arc<Cipher>, String> {
         let wrapped = {
             let mut inner = self.lock();
             if let Some(c) = inner.cache.get_mut(id) {
@@ -532,7 +542,7 @@ impl Kms {
         self.stats
             .data_keys_unwrapped
             .fetch_add(1, Ordering::Relaxed);
-        let cipher = Arc::new(Aes256Gcm::new_from_slice(&key.0).map_err(|e| e.to_string())?);
+        let cipher = Arc::new(Cipher::new(&key));
         let mut inner = self.lock();
         // Shredded while the provider answered: the key must not come back through the cache.
         if !inner.stored.contains_key(id) {
@@ -595,32 +605,7 @@ fn open_private_append(path: &Path) -> std::io::Result<std::fs::File> {
 }
 
 fn open(key: &SecretKey, nonce: &[u8], msg: &[u8], aad: &[u8]) -> Result<Vec<u8>, String> {
-    let cipher = Aes256Gcm::new_from_slice(&key.0).map_err(|e| e.to_string())?;
-    open_with(&cipher, nonce, msg, aad)
-}
-
-/// Opens `sealed` (ciphertext ‖ 16-byte tag) in one copy.
-fn open_with(
-    cipher: &Aes256Gcm,
-    nonce: &[u8],
-    sealed: &[u8],
-    aad: &[u8],
-) -> Result<Vec<u8>, String> {
-    let failed = || "decryption failed (wrong key, AAD or corrupted data)".to_string();
-    if sealed.len() < 16 {
-        return Err(failed());
-    }
-    let (text, tag) = sealed.split_at(sealed.len() - 16);
-    let mut out = text.to_vec();
-    cipher
-        .decrypt_in_place_detached(
-            Nonce::from_slice(nonce),
-            aad,
-            &mut out,
-            Tag::from_slice(tag),
-        )
-        .map_err(|_| failed())?;
-    Ok(out)
+    Cipher::new(key).open(nonce, msg, aad)
 }
 
 /// The nonce of the `n`th record a data key seals.
@@ -643,11 +628,9 @@ mod tests {
 
     /// Seals as the first format did: with the key itself.
     fn seal(key: &SecretKey, nonce: &[u8; 12], msg: &[u8], aad: &[u8]) -> Result<Vec<u8>, String> {
-        use aes_gcm::aead::{Aead, Payload};
-        Aes256Gcm::new_from_slice(&key.0)
-            .map_err(|e| e.to_string())?
-            .encrypt(Nonce::from_slice(nonce), Payload { msg, aad })
-            .map_err(|_| "encryption failed".to_string())
+        let mut out = msg.to_vec();
+        Cipher::new(key).seal_tail(*nonce, aad, &mut out, 0)?;
+        Ok(out)
     }
 
     /// A private state directory, removed on drop.

@@ -16,11 +16,10 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
+use super::aead::Cipher;
 use super::{hex, now_ms, unhex, DataKey, KeyProvider, ProviderError, SecretKey};
 
 /// The file's name in the state directory.
@@ -215,20 +214,13 @@ impl KeyProvider for LocalKeystore {
         let plaintext = random_key()?;
         let mut nonce = [0u8; 12];
         getrandom::fill(&mut nonce).map_err(refused)?;
-        let sealed = Aes256Gcm::new_from_slice(&key.0)
-            .map_err(refused)?
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &plaintext.0,
-                    aad: kek.as_bytes(),
-                },
-            )
-            .map_err(|_| ProviderError::Refused("wrapping failed".into()))?;
-        let mut wrapped = Vec::with_capacity(4 + 12 + sealed.len());
+        let mut wrapped = Vec::with_capacity(4 + 12 + 32 + 16);
         wrapped.extend_from_slice(&version.to_be_bytes());
         wrapped.extend_from_slice(&nonce);
-        wrapped.extend_from_slice(&sealed);
+        wrapped.extend_from_slice(&plaintext.0);
+        Cipher::new(&key)
+            .seal_tail(nonce, kek.as_bytes(), &mut wrapped, 16)
+            .map_err(|_| ProviderError::Refused("wrapping failed".into()))?;
         Ok(DataKey { plaintext, wrapped })
     }
 
@@ -239,15 +231,8 @@ impl KeyProvider for LocalKeystore {
         }
         let version = u32::from_be_bytes(wrapped[..4].try_into().expect("four bytes"));
         let key = self.version(kek, version)?;
-        let opened = Aes256Gcm::new_from_slice(&key.0)
-            .map_err(refused)?
-            .decrypt(
-                Nonce::from_slice(&wrapped[4..16]),
-                Payload {
-                    msg: &wrapped[16..],
-                    aad: kek.as_bytes(),
-                },
-            )
+        let opened = Cipher::new(&key)
+            .open(&wrapped[4..16], &wrapped[16..], kek.as_bytes())
             .map_err(|_| bad())?;
         let key: [u8; 32] = opened.as_slice().try_into().map_err(|_| bad())?;
         Ok(SecretKey(key))
