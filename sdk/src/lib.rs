@@ -88,8 +88,8 @@ mod types;
 
 pub use bindings::sluice::interceptor::host::Level;
 pub use bindings::sluice::interceptor::types::{
-    Capabilities, Context, Header, Hooks, KafkaError, KafkaRecord, RecordPart, RequestAction,
-    ResponseAction, SealedPart,
+    Capabilities, Context, Header, Hooks, KafkaError, KafkaRecord, PartitionOpened, RecordPart,
+    RequestAction, ResponseAction, SealedPart,
 };
 pub use body::Body;
 pub use host::{kms, kv, publish};

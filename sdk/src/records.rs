@@ -1,7 +1,7 @@
 //! [`Records`]: the records of a Produce request or Fetch response.
 
 use crate::bindings::sluice::interceptor::types as wit;
-use crate::{kms, Header, KafkaError, KafkaRecord, RecordPart, SealedPart};
+use crate::{kms, Header, KafkaError, KafkaRecord, PartitionOpened, RecordPart, SealedPart};
 
 /// The records of one Produce request or Fetch response, grouped by topic-partition, as seen
 /// by `on_produce` / `on_fetch`. Mirrors the WIT `records` resource method for method.
@@ -94,6 +94,79 @@ pub trait Records {
             write_parts(self, p, r, &rec, parts);
         }
         Ok(())
+    }
+    /// Seals `part` of every record of partition `p` that has it, as [`seal`](Records::seal)
+    /// does, and marks each record sealed with the header `marker`; any other header with the
+    /// marker's key is first removed from every record, so a client cannot forge the mark.
+    /// One host call per partition instead of a few per record, for plugins whose key and
+    /// parts do not depend on the record. All or nothing. Returns how many records were sealed.
+    fn seal_partition(
+        &mut self,
+        p: u32,
+        key_id: &str,
+        part: &SealedPart,
+        marker: &Header,
+    ) -> Result<u32, String> {
+        let mut sealed = Vec::new();
+        for r in 0..self.record_count(p) {
+            let mut rec = self.get(p, r);
+            let done = crypt_parts(
+                &mut rec,
+                std::slice::from_ref(part),
+                false,
+                |part, plain| {
+                    let mut out = part.prefix.clone();
+                    out.extend(kms::encrypt(key_id, plain, &part.aad)?);
+                    Ok(out)
+                },
+            )
+            .map_err(|e| format!("record {r}: {e}"))?;
+            if done[0] {
+                sealed.push((r, rec));
+            }
+        }
+        for r in 0..self.record_count(p) {
+            self.remove_headers(p, r, &marker.key);
+        }
+        let count = sealed.len() as u32;
+        for (r, rec) in sealed {
+            write_parts(self, p, r, &rec, std::slice::from_ref(part));
+            self.remove_headers(p, r, &marker.key);
+            self.add_header(p, r, marker);
+        }
+        Ok(count)
+    }
+    /// Opens `part` of every record of partition `p` that carries exactly the header `marker`
+    /// (same key, same value, no other header with that key), as [`open`](Records::open)
+    /// does, and removes the marker. Records that do not open are left as they were and
+    /// listed in `failed`; records with another header of the marker's key are not touched
+    /// and listed in `other`, for the plugin to handle one by one.
+    fn open_partition(&mut self, p: u32, part: &SealedPart, marker: &Header) -> PartitionOpened {
+        let mut out = PartitionOpened {
+            opened: 0,
+            failed: Vec::new(),
+            other: Vec::new(),
+        };
+        for r in 0..self.record_count(p) {
+            let headers = self.headers(p, r);
+            let with_key: Vec<&Header> = headers.iter().filter(|h| h.key == marker.key).collect();
+            match with_key.as_slice() {
+                [] => continue,
+                [h] if h.value == marker.value => {}
+                _ => {
+                    out.other.push(r);
+                    continue;
+                }
+            }
+            match self.open(p, r, std::slice::from_ref(part)) {
+                Ok(()) => {
+                    self.remove_headers(p, r, &marker.key);
+                    out.opened += 1;
+                }
+                Err(e) => out.failed.push((r, e)),
+            }
+        }
+        out
     }
     /// Removes record `r` from the request or response.
     fn remove(&mut self, p: u32, r: u32);
@@ -241,6 +314,18 @@ impl Records for HostRecords<'_> {
     }
     fn open(&mut self, p: u32, r: u32, parts: &[SealedPart]) -> Result<(), String> {
         self.0.open(p, r, parts)
+    }
+    fn seal_partition(
+        &mut self,
+        p: u32,
+        key_id: &str,
+        part: &SealedPart,
+        marker: &Header,
+    ) -> Result<u32, String> {
+        self.0.seal_partition(p, key_id, part, marker)
+    }
+    fn open_partition(&mut self, p: u32, part: &SealedPart, marker: &Header) -> PartitionOpened {
+        self.0.open_partition(p, part, marker)
     }
     fn remove(&mut self, p: u32, r: u32) {
         self.0.remove(p, r)

@@ -624,6 +624,117 @@ impl types::HostRecords for HostState {
         Ok(opened.map(|_| ()))
     }
 
+    fn seal_partition(
+        &mut self,
+        this: Resource<RecordsView>,
+        p: u32,
+        key_id: String,
+        part: types::SealedPart,
+        marker: types::Header,
+    ) -> wasmtime::Result<Result<u32, String>> {
+        let kms = self.services.kms.clone();
+        let marker = from_header(marker);
+        let view = self.table.get_mut(&this)?;
+        let records = view.partition(p)?.records();
+        // Every record is sealed into a copy first: an error changes nothing.
+        let mut sealed = Vec::with_capacity(records.len());
+        for (r, rec) in records.iter().enumerate() {
+            if rec.removed {
+                continue;
+            }
+            let mut copy = rec.clone();
+            let done = crypt_parts(
+                &mut copy,
+                std::slice::from_ref(&part),
+                false,
+                |part, plain| kms.encrypt_after(&key_id, &part.prefix, plain, &part.aad),
+            );
+            match done {
+                Ok(done) if done[0] => sealed.push((r, copy)),
+                Ok(_) => {}
+                Err(e) => return Ok(Err(format!("record {r}: {e}"))),
+            }
+        }
+        let mut changed = false;
+        for rec in records.iter_mut() {
+            let before = rec.headers.len();
+            rec.headers.retain(|h| h.key != marker.key);
+            if rec.headers.len() != before {
+                rec.changed = true;
+                changed = true;
+            }
+        }
+        let count = sealed.len() as u32;
+        for (r, mut copy) in sealed {
+            copy.headers.retain(|h| h.key != marker.key);
+            copy.headers.push(marker.clone());
+            copy.changed = true;
+            records[r] = copy;
+            changed = true;
+        }
+        if changed {
+            view.touch(p, false);
+        }
+        Ok(Ok(count))
+    }
+
+    fn open_partition(
+        &mut self,
+        this: Resource<RecordsView>,
+        p: u32,
+        part: types::SealedPart,
+        marker: types::Header,
+    ) -> wasmtime::Result<types::PartitionOpened> {
+        let kms = self.services.kms.clone();
+        let marker = from_header(marker);
+        let view = self.table.get_mut(&this)?;
+        let records = view.partition(p)?.records();
+        let mut out = types::PartitionOpened {
+            opened: 0,
+            failed: Vec::new(),
+            other: Vec::new(),
+        };
+        for (r, rec) in records.iter_mut().enumerate() {
+            if rec.removed {
+                continue;
+            }
+            let mut with_key = rec.headers.iter().filter(|h| h.key == marker.key);
+            match (with_key.next(), with_key.next()) {
+                (None, _) => continue,
+                (Some(h), None) if h.value == marker.value => {}
+                _ => {
+                    out.other.push(r as u32);
+                    continue;
+                }
+            }
+            let mut copy = rec.clone();
+            let opened = crypt_parts(
+                &mut copy,
+                std::slice::from_ref(&part),
+                true,
+                |part, sealed| {
+                    let ct = sealed
+                        .strip_prefix(part.prefix.as_slice())
+                        .ok_or_else(|| "does not start with the encryption prefix".to_string())?;
+                    kms.decrypt(ct, &part.aad)
+                },
+            );
+            match opened {
+                Ok(_) => {
+                    copy.headers.retain(|h| h.key != marker.key);
+                    copy.changed = true;
+                    *rec = copy;
+                    out.opened += 1;
+                }
+                Err(e) => out.failed.push((r as u32, e)),
+            }
+        }
+        if out.opened > 0 {
+            view.touch(p, false);
+        }
+        Ok(out)
+    }
+
     fn remove(&mut self, this: Resource<RecordsView>, p: u32, r: u32) -> wasmtime::Result<()> {
         let view = self.table.get_mut(&this)?;
         let rec = view.record(p, r)?;
@@ -766,6 +877,95 @@ mod tests {
     use super::*;
 
     const MIB: usize = 1 << 20;
+
+    fn record() -> RecordView {
+        let header = |k: &str, v: Option<&'static [u8]>| RecHeader {
+            key: k.into(),
+            value: v.map(Bytes::from_static),
+        };
+        RecordView {
+            key: Some(Bytes::from_static(b"k")),
+            value: Some(Bytes::from_static(b"value")),
+            headers: vec![
+                header("h", Some(b"one")),
+                header("other", Some(b"x")),
+                header("h", None),
+                header("h", Some(b"two")),
+            ],
+            timestamp: 0,
+            removed: false,
+            changed: false,
+            batch: None,
+            offset_delta: 0,
+            attributes: 0,
+        }
+    }
+
+    fn part(part: types::RecordPart) -> types::SealedPart {
+        types::SealedPart {
+            part,
+            prefix: b"P".to_vec(),
+            aad: Vec::new(),
+        }
+    }
+
+    /// Upper-cases and prefixes, failing on bytes that contain `!`.
+    fn shout(part: &types::SealedPart, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        if bytes.contains(&b'!') {
+            return Err("refused".into());
+        }
+        let mut out = part.prefix.clone();
+        out.extend(bytes.to_ascii_uppercase());
+        Ok(out)
+    }
+
+    #[test]
+    fn record_parts_are_sealed_all_or_nothing() {
+        use types::RecordPart::{Header, Key, Value};
+        let mut rec = record();
+        let parts = [part(Value), part(Key), part(Header("h".into()))];
+        let done = crypt_parts(&mut rec, &parts, false, shout).unwrap();
+        assert_eq!(done, [true, true, true]);
+        assert_eq!(rec.value.as_deref(), Some(&b"PVALUE"[..]));
+        assert_eq!(rec.key.as_deref(), Some(&b"PK"[..]));
+        let values: Vec<_> = rec.headers.iter().map(|h| h.value.as_deref()).collect();
+        assert_eq!(
+            values,
+            [
+                Some(&b"PONE"[..]),
+                Some(&b"x"[..]),
+                None,
+                Some(&b"PTWO"[..])
+            ],
+            "every header of that key, null ones left null, others untouched"
+        );
+
+        // A part that fails leaves every part as it was.
+        let mut rec = record();
+        rec.headers[3].value = Some(Bytes::from_static(b"bad!"));
+        let err = crypt_parts(&mut rec, &parts, false, shout).unwrap_err();
+        assert_eq!(err, "header `h`: refused");
+        let untouched = record();
+        assert_eq!(rec.value, untouched.value);
+        assert_eq!(rec.key, untouched.key);
+        assert_eq!(rec.headers[0].value, untouched.headers[0].value);
+
+        // Null parts: skipped when sealing, an error when opening (and nothing changes).
+        let mut rec = record();
+        rec.key = None;
+        let parts = [part(Value), part(Key), part(Header("absent".into()))];
+        assert_eq!(
+            crypt_parts(&mut rec, &parts, false, shout).unwrap(),
+            [true, false, false]
+        );
+        let mut rec = record();
+        rec.key = None;
+        assert_eq!(
+            crypt_parts(&mut rec, &parts, true, shout).unwrap_err(),
+            "the key is null"
+        );
+        assert_eq!(rec.value, record().value);
+    }
 
     fn limiter(budget: &Arc<MemoryBudget>) -> MemoryLimiter {
         MemoryLimiter {

@@ -613,7 +613,37 @@ fn parts(value: bool, key: bool, headers: &[String]) -> Vec<SealedPart> {
     parts
 }
 
+/// The manifest of a record whose only sealed part is its whole value (`value`) or its key.
+fn single_part_manifest(value: bool) -> Header {
+    let manifest = Manifest {
+        v: 1,
+        value,
+        key: !value,
+        ..Manifest::default()
+    };
+    Header::new(
+        HEADER,
+        serde_json::to_vec(&manifest).expect("a manifest encodes"),
+    )
+}
+
 impl EncryptSpec {
+    /// The part to seal and the manifest, when every record of a partition is encrypted the
+    /// same way: one part (the whole value or the key), no fields or headers, and a key id
+    /// that does not read the record. Such a partition is sealed in one host call.
+    fn whole_partition(&self) -> Option<(SealedPart, Header)> {
+        let per_record = self.key_id.needs_key() || self.key_id.needs_value();
+        if per_record
+            || !self.fields.is_empty()
+            || !self.headers.is_empty()
+            || self.value == self.key
+        {
+            return None;
+        }
+        let which = parts(self.value, self.key, &[]).pop()?;
+        Some((which, single_part_manifest(self.value)))
+    }
+
     /// Encrypts record `r` of partition `p` in place. `Err` rejects the partition; the
     /// record may then be half changed, which is harmless: a rejected partition never
     /// reaches the broker.
@@ -816,6 +846,23 @@ fn decrypt(
 // ---------------------------------------------------------------------------------------------
 // The hooks
 
+/// Rejects partition `p` for `f`: KAFKA_STORAGE_ERROR when the KMS failed (the client may
+/// retry), POLICY_VIOLATION otherwise.
+fn reject(records: &mut dyn Records, p: u32, topic: &str, f: Failure) {
+    let message = format!(
+        "encryption of {topic}-{} failed: {}",
+        records.partition(p),
+        f.message
+    );
+    host::warn(&message);
+    let code = if f.kms {
+        KAFKA_STORAGE_ERROR
+    } else {
+        error_code::POLICY_VIOLATION
+    };
+    records.reject(p, &KafkaError::new(code, message));
+}
+
 impl Plugin for Encrypt {
     fn describe() -> Capabilities {
         // Both hooks: `describe` runs before the configuration (and so the mode) is known; the
@@ -837,6 +884,28 @@ impl Plugin for Encrypt {
             if !self.wants(&topic) {
                 continue;
             }
+            if let Some((part, marker)) = spec.whole_partition() {
+                let sealed = spec
+                    .key_id
+                    .resolve(ctx, &topic, None, None)
+                    .map_err(Failure::policy)
+                    .and_then(|key_id| {
+                        records
+                            .seal_partition(p, &key_id, &part, &marker)
+                            .map_err(|e| Failure {
+                                message: format!("KMS could not encrypt with key `{key_id}`: {e}"),
+                                kms: true,
+                            })
+                    });
+                match sealed {
+                    Ok(n) => encrypted += u64::from(n),
+                    Err(f) => {
+                        failures += 1;
+                        reject(records, p, &topic, f);
+                    }
+                }
+                continue;
+            }
             // Records are encrypted in place; a failure rejects the whole partition, so nothing
             // of it (encrypted or not) reaches the broker.
             let (mut part_encrypted, mut part_fields) = (0u64, 0u64);
@@ -846,20 +915,10 @@ impl Plugin for Encrypt {
                         part_encrypted += u64::from(done.encrypted);
                         part_fields += done.fields;
                     }
-                    Err(f) => {
+                    Err(mut f) => {
                         failures += 1;
-                        let partition = records.partition(p);
-                        let message = format!(
-                            "encryption of record {r} of {topic}-{partition} failed: {}",
-                            f.message
-                        );
-                        host::warn(&message);
-                        let code = if f.kms {
-                            KAFKA_STORAGE_ERROR
-                        } else {
-                            error_code::POLICY_VIOLATION
-                        };
-                        records.reject(p, &KafkaError::new(code, message));
+                        f.message = format!("record {r}: {}", f.message);
+                        reject(records, p, &topic, f);
                         continue 'partitions;
                     }
                 }
@@ -889,22 +948,24 @@ impl Plugin for Encrypt {
             if !self.wants(&topic) {
                 continue;
             }
-            for r in 0..records.record_count(p) {
-                // The headers first: records without the manifest are not copied further.
+            // Records sealed whole by the partition path open in one host call; the others
+            // (fields, keys, headers, several parts) one by one.
+            let value = parts(true, false, &[]).pop().expect("one part");
+            let batch = records.open_partition(p, &value, &single_part_manifest(true));
+            decrypted += u64::from(batch.opened);
+            for (r, e) in batch.failed {
+                failures += 1;
+                left_encrypted(records, p, r, &topic, &e);
+            }
+            for r in batch.other {
                 let headers = records.headers(p, r);
-                if !headers.iter().any(|h| h.key == HEADER) {
-                    continue;
-                }
                 match decrypt(records, p, r, &headers) {
                     Ok(Some(_)) => decrypted += 1,
                     Ok(None) => {}
                     Err(e) => {
                         // Left as stored: the reader sees the ciphertext, never garbage.
                         failures += 1;
-                        host::warn(&format!(
-                            "record {r} of {topic}-{} left encrypted: {e}",
-                            records.partition(p)
-                        ));
+                        left_encrypted(records, p, r, &topic, &e);
                     }
                 }
             }
@@ -917,6 +978,14 @@ impl Plugin for Encrypt {
         }
         Ok(())
     }
+}
+
+/// Logs a record that stays encrypted for this reader.
+fn left_encrypted(records: &dyn Records, p: u32, r: u32, topic: &str, why: &str) {
+    host::warn(&format!(
+        "record {r} of {topic}-{} left encrypted: {why}",
+        records.partition(p)
+    ));
 }
 
 sluice_sdk::export_plugin!(Encrypt);

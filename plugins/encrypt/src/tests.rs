@@ -186,7 +186,7 @@ fn an_unresolved_template_rejects_only_its_partition_and_nothing_goes_in_clear()
     assert_eq!(err.code, error_code::POLICY_VIOLATION);
     assert!(err.message.contains("${record.key}"), "{}", err.message);
     assert!(
-        err.message.contains("record 1 of orders-0"),
+        err.message.contains("orders-0 failed: record 1:"),
         "{}",
         err.message
     );
@@ -465,4 +465,61 @@ fn every_config_problem_is_reported_at_once() {
     );
     assert!(err("[1]").contains("must be a JSON object"));
     assert!(err("{").contains("not JSON"));
+}
+
+#[test]
+fn whole_partitions_seal_and_open_in_one_call_and_mixed_records_still_decrypt() {
+    // A literal key id and the whole value only: the partition path.
+    let mut h = encrypter(r#"{"mode": "encrypt", "keyId": "orders", "value": true}"#);
+    let forged = KafkaRecord::from_value("plain-3").with_header(HEADER, r#"{"v":1,"key":true}"#);
+    let mut recs = MemRecords::new().with_partition(
+        "t",
+        0,
+        [
+            KafkaRecord::from_value("plain-0"),
+            KafkaRecord::tombstone().with_key("k1"),
+            KafkaRecord::from_value("plain-2"),
+            forged,
+        ],
+    );
+    h.produce(&mut recs).unwrap();
+    assert_eq!(h.counter("records_encrypted"), 3);
+    let mut stored = recs.records(0);
+    for r in [0, 2, 3] {
+        let rec = &stored[r];
+        assert!(rec.value.as_ref().unwrap().starts_with(MAGIC));
+        let manifests: Vec<_> = rec.headers.iter().filter(|h| h.key == HEADER).collect();
+        assert_eq!(manifests.len(), 1, "one manifest, the forged one gone");
+        assert_eq!(
+            manifests[0].value.as_deref(),
+            Some(&br#"{"v":1,"value":true}"#[..])
+        );
+    }
+    assert!(stored[1].value.is_none() && stored[1].headers.is_empty());
+
+    // Same partition on fetch: record 2 tampered, plus a record whose key was sealed by a
+    // per-record configuration (another manifest).
+    *stored[2].value.as_mut().unwrap().last_mut().unwrap() ^= 1;
+    let tampered = stored[2].clone();
+    let mut k = encrypter(r#"{"mode": "encrypt", "keyId": "${record.key}", "key": true}"#);
+    let mut other = MemRecords::new().with_partition(
+        "t",
+        0,
+        [KafkaRecord::from_value("v").with_key("customer-9")],
+    );
+    k.produce(&mut other).unwrap();
+    stored.push(other.records(0).remove(0));
+
+    let mut d = decrypter();
+    let mut fetched = MemRecords::new().with_partition("t", 0, stored);
+    d.fetch(&mut fetched).unwrap();
+    let got = fetched.records(0);
+    assert_eq!(got[0].value.as_deref(), Some(&b"plain-0"[..]));
+    assert!(got[0].headers.is_empty());
+    assert_eq!(got[2], tampered, "left exactly as stored");
+    assert_eq!(got[3].value.as_deref(), Some(&b"plain-3"[..]));
+    assert_eq!(got[4].key.as_deref(), Some(&b"customer-9"[..]));
+    assert!(got[4].headers.is_empty());
+    assert_eq!(d.counter("records_decrypted"), 3);
+    assert_eq!(d.counter("decrypt_failures"), 1);
 }

@@ -120,6 +120,8 @@ enum Mode {
 struct Args {
     mode: Mode,
     blocks: usize,
+    /// Only these arms (by name), besides `direct` and `gateway`; empty: every arm.
+    only_arms: Vec<String>,
     record_size: usize,
     // tansu mode
     records: u64,
@@ -152,6 +154,8 @@ common:
   --blocks N            blocks per arm, arms interleaved A B A B ...   (default 4)
   --record-size BYTES   record value size                             (default 1024)
   --no-interceptors     only the direct and gateway arms (no plugin arms)
+  --arms A,B            only these arms besides direct and gateway (names as printed,
+                        e.g. gw+encrypt-value,gw+decrypt)
 tansu mode (real broker, librdkafka clients):
   --records N           records produced per arm, over all blocks      (default 500000)
   --partitions N        partitions of each (fresh) topic               (default 3)
@@ -202,6 +206,7 @@ fn parse_args() -> Result<Args> {
         no_interceptors: false,
         no_security: false,
         no_vcluster: false,
+        only_arms: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(arg) = it.next() {
@@ -251,6 +256,16 @@ fn parse_args() -> Result<Args> {
                 }
             }
             "--blocks" => a.blocks = num(&flag, value()?)?,
+            "--arms" => {
+                a.only_arms = value()?.split(',').map(str::to_string).collect();
+                if let Some(bad) = a
+                    .only_arms
+                    .iter()
+                    .find(|n| !ALL_ARMS.iter().any(|arm| arm.name() == n.as_str()))
+                {
+                    bail!("--arms: unknown arm {bad:?}");
+                }
+            }
             "--record-size" => a.record_size = num(&flag, value()?)?,
             "--records" => a.records = num(&flag, value()?)?,
             "--partitions" => a.partitions = num(&flag, value()?)?,
@@ -976,6 +991,17 @@ fn plugin_path(name: &str) -> PathBuf {
 /// The arms to run: all of them, unless interceptors or security are off, or the plugins are
 /// not built. The security arms need librdkafka clients: tansu mode only.
 fn arms_to_run(args: &Args) -> Vec<Arm> {
+    let mut arms = all_arms_to_run(args);
+    if !args.only_arms.is_empty() {
+        arms.retain(|a| {
+            matches!(a, Arm::Direct | Arm::Gateway) || args.only_arms.iter().any(|n| n == a.name())
+        });
+    }
+    arms
+}
+
+/// The arms the options and the built plugins allow.
+fn all_arms_to_run(args: &Args) -> Vec<Arm> {
     let mut basic = vec![Arm::Direct, Arm::Gateway];
     if args.mode == Mode::Tansu && !args.no_security {
         basic.extend([Arm::Tls, Arm::SaslSsl]);
