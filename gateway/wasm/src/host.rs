@@ -879,8 +879,8 @@ mod tests {
     const MIB: usize = 1 << 20;
 
     fn record() -> RecordView {
-        let header = |k: &str, v: Option<&'static [u8]>| RecHeader {
-            key: k.into(),
+        let header = |k: &'static str, v: Option<&'static [u8]>| RecHeader {
+            key: Bytes::from_static(k.as_bytes()),
             value: v.map(Bytes::from_static),
         };
         RecordView {
