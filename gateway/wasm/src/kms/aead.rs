@@ -1,9 +1,10 @@
 //! AES-256-GCM, the one cipher the KMS seals with: data keys sealing records, and the built-in
 //! keystore wrapping data keys.
 //!
-//! Backed by ring (already linked for TLS), whose AES-GCM is the stitched AES-NI + PCLMUL
-//! assembly from BoringSSL: about four times the throughput of the pure-Rust `aes-gcm` crate
-//! on 1 KiB records, which is the per-record cost of encryption interceptors.
+//! Backed by ring (already linked for TLS), whose AES-GCM is BoringSSL's AES-NI / VAES and
+//! carry-less-multiply assembly. With the pure-Rust `aes-gcm` crate, GHASH and AES were the
+//! largest host-side items in a profile of the encryption benchmark arm; they are per-record
+//! costs of every encryption interceptor.
 
 use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 
