@@ -356,7 +356,7 @@ fn crypt_parts(
             (Some(None), _) => {}
             (None, types::RecordPart::Header(name)) => {
                 for (h, header) in rec.headers.iter().enumerate() {
-                    if let (true, Some(bytes)) = (&header.key == name, &header.value) {
+                    if let (true, Some(bytes)) = (header.key == name, &header.value) {
                         let new = f(part, bytes).map_err(|e| named(part, e))?;
                         made.push((i, h, Bytes::from(new)));
                         done[i] = true;

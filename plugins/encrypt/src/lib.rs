@@ -708,7 +708,7 @@ impl EncryptSpec {
                 header_names.push(h.key.clone());
             }
         }
-        if !(value_part || key_part || !header_names.is_empty() || !present.is_empty()) {
+        if !value_part && !key_part && header_names.is_empty() && present.is_empty() {
             if forged {
                 // Only this plugin says what is encrypted: a client's own header would make
                 // readers try to decrypt plaintext.
