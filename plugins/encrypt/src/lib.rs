@@ -39,6 +39,7 @@
 
 use base64::Engine as _;
 use regex::Regex;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sluice_sdk::{
     error_code, host, kms, Capabilities, Context, Header, Hooks, KafkaError, Plugin, RecordPart,
@@ -479,55 +480,6 @@ impl Encrypt {
 }
 
 // ---------------------------------------------------------------------------------------------
-// JSON paths
-
-/// Calls `f` on every value at `path` under `value` (arrays on the way entered element by
-/// element); returns how many it was called on, or `f`'s first error.
-fn visit<E>(
-    value: &mut Value,
-    path: &[String],
-    f: &mut dyn FnMut(&mut Value) -> Result<(), E>,
-) -> Result<u64, E> {
-    match value {
-        Value::Object(map) => {
-            let Some((name, rest)) = path.split_first() else {
-                return Ok(0);
-            };
-            match map.get_mut(name.as_str()) {
-                None => Ok(0),
-                Some(field) if rest.is_empty() => f(field).map(|()| 1),
-                Some(field) => visit(field, rest, f),
-            }
-        }
-        Value::Array(items) => {
-            let mut n = 0;
-            for item in items {
-                n += visit(item, path, f)?;
-            }
-            Ok(n)
-        }
-        _ => Ok(0),
-    }
-}
-
-/// How many values are at `path` under `value`, counted as [`visit`] would reach them (without
-/// the copy a `visit` on a read-only document would need).
-fn count_at(value: &Value, path: &[String]) -> u64 {
-    match value {
-        Value::Object(map) => match path.split_first() {
-            None => 0,
-            Some((name, rest)) => match map.get(name.as_str()) {
-                None => 0,
-                Some(_) if rest.is_empty() => 1,
-                Some(field) => count_at(field, rest),
-            },
-        },
-        Value::Array(items) => items.iter().map(|item| count_at(item, path)).sum(),
-        _ => 0,
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
 // The record format
 
 fn aad_value() -> &'static [u8] {
@@ -660,40 +612,50 @@ impl EncryptSpec {
     ) -> Result<Done, Failure> {
         let headers = records.headers(p, r);
         let forged = headers.iter().any(|h| h.key == HEADER);
-        // The value as JSON, when fields are encrypted or the key id reads it.
+        // The value, when fields are encrypted or the key id reads it; as a JSON tree only
+        // for the key id (fields are found as spans of the text, see `spans`).
         let reads_value = !self.fields.is_empty() || self.key_id.needs_value();
         let value = if reads_value {
             records.value(p, r)
         } else {
             None
         };
-        let doc: Option<Value> = value
-            .as_deref()
-            .and_then(|v| serde_json::from_slice::<Value>(v).ok());
-        let fields_apply = if self.fields.is_empty() || value.is_none() {
-            false
-        } else if matches!(doc, Some(Value::Object(_))) {
-            true
-        } else if self.non_json == NonJson::Reject {
-            return Err(Failure::policy(
-                "the value is not a JSON object, and fields are to be encrypted",
-            ));
-        } else {
-            false
+        let doc: Option<Value> = match (&value, self.key_id.needs_value()) {
+            (Some(v), true) => serde_json::from_slice::<Value>(v).ok(),
+            _ => None,
         };
-        let mut present = Vec::new();
-        if fields_apply {
-            let d = doc.as_ref().expect("an object");
-            for (name, path) in &self.fields {
-                if count_at(d, path) > 0 {
-                    present.push((name, path));
-                } else if self.require_fields {
-                    return Err(Failure::policy(format!(
-                        "the value has no field `{name}`, which must be encrypted"
-                    )));
+        let mut spans = Vec::new();
+        if let (false, Some(v)) = (self.fields.is_empty(), &value) {
+            let paths: Vec<&[String]> = self.fields.iter().map(|(_, p)| p.as_slice()).collect();
+            match spans::object_spans(v, &paths) {
+                Ok(found) => {
+                    let missing = self
+                        .fields
+                        .iter()
+                        .enumerate()
+                        .find(|(i, _)| !found.iter().any(|s| s.path == *i));
+                    if let (true, Some((_, (name, _)))) = (self.require_fields, missing) {
+                        return Err(Failure::policy(format!(
+                            "the value has no field `{name}`, which must be encrypted"
+                        )));
+                    }
+                    spans = found;
                 }
+                Err(_) if self.non_json == NonJson::Reject => {
+                    return Err(Failure::policy(
+                        "the value is not a JSON object, and fields are to be encrypted",
+                    ));
+                }
+                Err(_) => {}
             }
         }
+        let present: Vec<&String> = self
+            .fields
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| spans.iter().any(|s| s.path == *i))
+            .map(|(_, (name, _))| name)
+            .collect();
         let value_part = self.value && records.value_size(p, r) >= 0;
         let key = if self.key || self.key_id.needs_key() {
             records.key(p, r)
@@ -735,21 +697,17 @@ impl EncryptSpec {
             fields: 0,
         };
         let mut new_value = None;
-        if !present.is_empty() {
-            let mut d = doc.expect("an object");
-            for (name, path) in present {
-                let aad = aad_field(name);
-                let n = visit(&mut d, path, &mut |leaf: &mut Value| {
-                    let text = serde_json::to_vec(leaf).expect("a JSON value encodes");
-                    let sealed = kms::encrypt(&key_id, &text, &aad).map_err(kms_failure)?;
-                    let b64 = base64::engine::general_purpose::STANDARD.encode(sealed);
-                    *leaf = Value::String(format!("{FIELD_PREFIX}{b64}"));
-                    Ok(())
-                })?;
-                done.fields += n;
-                manifest.fields.push(name.clone());
-            }
-            new_value = Some(serde_json::to_vec(&d).expect("a JSON value encodes"));
+        if !spans.is_empty() {
+            let text = value.as_deref().expect("fields were found in the value");
+            let aads: Vec<Vec<u8>> = self.fields.iter().map(|(n, _)| aad_field(n)).collect();
+            let spliced = spans::splice(text, &spans, |span, leaf| {
+                let sealed = kms::encrypt(&key_id, leaf, &aads[span.path]).map_err(kms_failure)?;
+                let b64 = base64::engine::general_purpose::STANDARD.encode(sealed);
+                Ok(format!("\"{FIELD_PREFIX}{b64}\"").into_bytes())
+            })?;
+            done.fields = spans.len() as u64;
+            manifest.fields = present.into_iter().cloned().collect();
+            new_value = Some(spliced);
         }
         let sealed = parts(value_part, key_part, &header_names);
         if !sealed.is_empty() {
@@ -806,30 +764,40 @@ fn decrypt(
     let mut new_value = None;
     if !manifest.fields.is_empty() {
         let v = records.value(p, r).ok_or("the value is null")?;
-        let mut doc: Value =
-            serde_json::from_slice(&v).map_err(|e| format!("the value is not JSON: {e}"))?;
-        for name in &manifest.fields {
-            let path = parse_path(name)?;
-            let aad = aad_field(name);
-            let n = visit(&mut doc, &path, &mut |leaf: &mut Value| {
-                let b64 = leaf
-                    .as_str()
-                    .and_then(|s| s.strip_prefix(FIELD_PREFIX))
-                    .ok_or_else(|| format!("field `{name}` is not an encrypted field"))?;
-                let ct = base64::engine::general_purpose::STANDARD
-                    .decode(b64)
-                    .map_err(|e| format!("field `{name}`: bad base64: {e}"))?;
-                let text = kms::decrypt(&ct, &aad).map_err(|e| format!("field `{name}`: {e}"))?;
-                *leaf = serde_json::from_slice(&text)
-                    .map_err(|e| format!("field `{name}`: plaintext is not JSON: {e}"))?;
-                Ok::<(), String>(())
-            })?;
-            if n == 0 {
-                return Err(format!("field `{name}` is missing"));
-            }
-            done.fields += n;
+        let paths = manifest
+            .fields
+            .iter()
+            .map(|name| parse_path(name))
+            .collect::<Result<Vec<_>, _>>()?;
+        let refs: Vec<&[String]> = paths.iter().map(Vec::as_slice).collect();
+        let spans = spans::object_spans(&v, &refs)
+            .map_err(|e| format!("the value is not a JSON object: {e}"))?;
+        if let Some(name) = (0..paths.len())
+            .find(|i| !spans.iter().any(|s| s.path == *i))
+            .map(|i| &manifest.fields[i])
+        {
+            return Err(format!("field `{name}` is missing"));
         }
-        new_value = Some(serde_json::to_vec(&doc).expect("a JSON value encodes"));
+        let aads: Vec<Vec<u8>> = manifest.fields.iter().map(|n| aad_field(n)).collect();
+        let spliced = spans::splice(&v, &spans, |span, leaf| {
+            let name = &manifest.fields[span.path];
+            let b64 = serde_json::from_slice::<&str>(leaf)
+                .ok()
+                .and_then(|s| s.strip_prefix(FIELD_PREFIX))
+                .ok_or_else(|| format!("field `{name}` is not an encrypted field"))?;
+            let ct = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .map_err(|e| format!("field `{name}`: bad base64: {e}"))?;
+            let text =
+                kms::decrypt(&ct, &aads[span.path]).map_err(|e| format!("field `{name}`: {e}"))?;
+            // Authenticated, so written by the encrypting side; checked anyway, so that a
+            // value this plugin passes on is always JSON.
+            serde_json::from_slice::<&RawValue>(&text)
+                .map_err(|e| format!("field `{name}`: plaintext is not JSON: {e}"))?;
+            Ok::<_, String>(text)
+        })?;
+        done.fields = spans.len() as u64;
+        new_value = Some(spliced);
     }
     let opened = parts(manifest.value, manifest.key, &manifest.headers);
     if !opened.is_empty() {
@@ -987,6 +955,8 @@ fn left_encrypted(records: &dyn Records, p: u32, r: u32, topic: &str, why: &str)
         records.partition(p)
     ));
 }
+
+mod spans;
 
 sluice_sdk::export_plugin!(Encrypt);
 

@@ -121,6 +121,25 @@ fn fields_keep_other_fields_order_and_numbers_and_restore_any_json() {
 }
 
 #[test]
+fn values_as_written_come_back_byte_for_byte() {
+    // Whitespace, escapes and number spellings a tree rewrite would change.
+    let value = "{\n  \"id\" : 7,\n  \"name\": \"Ren\\u00e9e\",\n  \"ssn\":\t\"123-45\" ,\n  \"amount\": 1.50E+2,\n  \"card\": { \"number\" : \"4111\" }\n}\n";
+    let config = r#"{"mode": "encrypt", "keyId": "k", "fields": ["ssn", "card.number"]}"#;
+    let mut h = encrypter(config);
+    let mut recs = MemRecords::new().with_partition("t", 0, [KafkaRecord::from_value(value)]);
+    h.produce(&mut recs).unwrap();
+    let stored = String::from_utf8(recs.records(0)[0].value.clone().unwrap()).unwrap();
+    assert!(!stored.contains("123-45") && !stored.contains("4111"));
+    // Everything but the two fields is as produced.
+    assert!(stored
+        .starts_with("{\n  \"id\" : 7,\n  \"name\": \"Ren\\u00e9e\",\n  \"ssn\":\t\"sluice:v1:"));
+    assert!(stored.ends_with("\" }\n}\n") && stored.contains("\"amount\": 1.50E+2,"));
+
+    let (_, fetched) = round_trip(config, vec![KafkaRecord::from_value(value)]);
+    assert_eq!(fetched, vec![KafkaRecord::from_value(value)]);
+}
+
+#[test]
 fn keys_and_headers_are_encrypted_each_occurrence() {
     let original = KafkaRecord::from_value("v")
         .with_key("customer-42")
